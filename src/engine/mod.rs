@@ -1,0 +1,10 @@
+//! The sans-IO core: no clock, no randomness of its own, no I/O.
+//!
+//! Every module here compiles and is tested natively; browser crates are not
+//! reachable from this tree (they are wasm32-only dependencies).
+
+pub mod bencode;
+pub mod bitfield;
+pub mod ids;
+pub mod lengths;
+pub mod time;

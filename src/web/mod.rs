@@ -1,0 +1,1 @@
+//! Browser glue: owns every JavaScript object and drives the engine.
