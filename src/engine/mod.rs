@@ -5,6 +5,8 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod hash;
 pub mod ids;
 pub mod lengths;
+pub mod metainfo;
 pub mod time;
