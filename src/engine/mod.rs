@@ -12,3 +12,4 @@ pub mod lengths;
 pub mod magnet;
 pub mod metainfo;
 pub mod time;
+pub mod tracker;
