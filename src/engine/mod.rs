@@ -7,4 +7,5 @@ pub mod bencode;
 pub mod bitfield;
 pub mod ids;
 pub mod lengths;
+pub mod picker;
 pub mod time;
