@@ -8,5 +8,6 @@ pub mod bitfield;
 pub mod choker;
 pub mod ids;
 pub mod lengths;
+pub mod limiter;
 pub mod picker;
 pub mod time;
