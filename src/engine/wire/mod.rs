@@ -8,3 +8,6 @@ pub mod message;
 pub use framer::{Frame, FrameLimits, Framer, FramerError, Frames};
 pub use handshake::{Handshake, HandshakeError, HANDSHAKE_LEN};
 pub use message::{encode_piece_header, msg_id, BlockRequest, Message, MessageError};
+
+#[cfg(test)]
+mod test_support;
