@@ -51,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
     let mut left = &stream[..];
     let mut i = 0;
     while !left.is_empty() {
-        let size = sizes.get(i % sizes.len().max(1)).map_or(1, |&s| s as usize + 1);
+        let size = sizes
+            .get(i % sizes.len().max(1))
+            .map_or(1, |&s| s as usize + 1);
         let (a, b) = left.split_at(size.min(left.len()));
         chunks.push(a);
         left = b;
