@@ -16,3 +16,4 @@ pub mod metainfo;
 pub mod picker;
 pub mod time;
 pub mod tracker;
+pub mod wire;
