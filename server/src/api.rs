@@ -333,6 +333,7 @@ pub async fn put_piece(
             "have_count": have_count,
             "num_pieces": lengths.num_pieces(),
             "complete": complete,
+            "expires_at": rfc3339(bundle.expires_at),
         })),
     )
         .into_response())

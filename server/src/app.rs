@@ -185,6 +185,8 @@ pub fn router(state: AppState) -> Router {
             put(api::put_piece),
         )
         .route("/api/stats", get(stats))
+        .route("/seed/{info_hash}", get(seed::serve_root))
+        .route("/seed/{info_hash}/", get(seed::serve_root))
         .route("/seed/{info_hash}/{*path}", get(seed::serve))
         .route("/b/{info_hash}", get(page::bundle_page))
         .fallback(not_found)

@@ -104,11 +104,43 @@ pub async fn serve(
     Path((info_hash, path)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let bundle = state.bundle(&parse_info_hash(&info_hash)?)?;
-    let path = path.trim_end_matches('/');
-    let file_index = bundle
-        .file_at(path)
-        .ok_or_else(|| ApiError::not_found(format!("no file {path:?} in bundle {info_hash}")))?;
+    serve_path(state, method, &info_hash, &path, headers).await
+}
+
+/// `GET`/`HEAD /seed/{info_hash}/`: the directory URL of `url-list`. A
+/// torrent with a single file in its `files` list is served here too, since
+/// WebTorrent requests the URL unchanged whenever a torrent has one file.
+pub async fn serve_root(
+    State(state): State<AppState>,
+    method: Method,
+    Path(info_hash): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    serve_path(state, method, &info_hash, "", headers).await
+}
+
+async fn serve_path(
+    state: AppState,
+    method: Method,
+    info_hash: &str,
+    path: &str,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bundle = state.bundle(&parse_info_hash(info_hash)?)?;
+    // Clients join URL parts differently (`dir//name/file`, a trailing `/`):
+    // empty segments carry nothing, since no name or path component is empty.
+    let path = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/");
+    let only_file = (bundle.metainfo.info.files.len() == 1).then_some(0);
+    let file_index = if path.is_empty() {
+        only_file
+    } else {
+        bundle.file_at(&path)
+    }
+    .ok_or_else(|| ApiError::not_found(format!("no file {path:?} in bundle {info_hash}")))?;
     let info = &bundle.metainfo.info;
     let file = &info.files[file_index];
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
