@@ -10,3 +10,4 @@ pub mod ids;
 pub mod lengths;
 pub mod metainfo;
 pub mod time;
+pub mod tracker;
