@@ -5,9 +5,11 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod create;
 pub mod hash;
 pub mod ids;
 pub mod lengths;
+pub mod magnet;
 pub mod metainfo;
 pub mod time;
 pub mod tracker;
