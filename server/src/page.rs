@@ -13,7 +13,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::app::{encode_segment, parse_info_hash, rfc3339, AppState};
+use swarmdrop::engine::magnet::Magnet;
+
+use crate::app::{parse_info_hash, rfc3339, AppState};
 use crate::bundle::Bundle;
 use crate::error::ApiError;
 
@@ -39,13 +41,11 @@ pub async fn bundle_page(
 /// The magnet link: `xt`, `dn`, `tr` (this server's tracker), `ws` (its web seed).
 pub fn magnet(state: &AppState, bundle: &Bundle) -> String {
     let m = &bundle.metainfo;
-    format!(
-        "magnet:?xt=urn:btih:{}&dn={}&tr={}&ws={}",
-        m.info_hash.to_hex(),
-        encode_segment(&m.info.name),
-        encode_segment(&state.tracker_url()),
-        encode_segment(&state.web_seed_url(m)),
-    )
+    let mut link = Magnet::new(m.info_hash);
+    link.display_name = Some(m.info.name.clone());
+    link.trackers = vec![state.tracker_url()];
+    link.web_seeds = vec![state.web_seed_url(m)];
+    link.to_uri()
 }
 
 /// Escapes text for HTML content and double-quoted attributes.

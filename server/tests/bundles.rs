@@ -363,7 +363,13 @@ async fn errors_are_json_everywhere() {
 async fn large_pieces_upload_and_serve() {
     // 4 MiB pieces: well past axum's default 2 MB body limit for extractors.
     let server = TestServer::start(&[]).await;
-    let t = build_torrent("large", &[("big.bin", 4 * 1024 * 1024 + 1000)], 4 * 1024 * 1024, true, 13);
+    let t = build_torrent(
+        "large",
+        &[("big.bin", 4 * 1024 * 1024 + 1000)],
+        4 * 1024 * 1024,
+        true,
+        13,
+    );
     server.upload_all(&t).await;
     let (_, state) = server.status(&t.hex()).await;
     assert_eq!(state["complete"], true);
@@ -375,5 +381,8 @@ async fn large_pieces_upload_and_serve() {
         .await
         .expect("request");
     assert_eq!(r.status().as_u16(), 206);
-    assert_eq!(r.bytes().await.expect("body").as_ref(), &t.content[4_194_000..4_195_000]);
+    assert_eq!(
+        r.bytes().await.expect("body").as_ref(),
+        &t.content[4_194_000..4_195_000]
+    );
 }

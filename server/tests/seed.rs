@@ -333,25 +333,44 @@ async fn web_seed_paths_are_found_however_clients_join_them() {
     ] {
         let r = range(&server, &url, "bytes=0-9").await;
         assert_eq!(r.status().as_u16(), 206, "{url}");
-        assert_eq!(r.bytes().await.expect("body").as_ref(), &t.content[20_000..20_010], "{url}");
+        assert_eq!(
+            r.bytes().await.expect("body").as_ref(),
+            &t.content[20_000..20_010],
+            "{url}"
+        );
     }
     // The directory itself is not a file of a torrent with several files.
-    assert_eq!(range(&server, &format!("{base}/"), "bytes=0-9").await.status().as_u16(), 404);
-    assert_eq!(range(&server, &format!("{base}/other/sub/b.bin"), "bytes=0-9").await.status().as_u16(), 404);
+    assert_eq!(
+        range(&server, &format!("{base}/"), "bytes=0-9")
+            .await
+            .status()
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        range(&server, &format!("{base}/other/sub/b.bin"), "bytes=0-9")
+            .await
+            .status()
+            .as_u16(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn a_files_list_with_one_file_is_also_served_at_the_directory_url() {
     // WebTorrent requests the url-list URL unchanged when a torrent has one file.
     let server = TestServer::start(&[]).await;
-    let t = build_torrent("folder", &[("only.bin", 30_000)], 16_384, false, 12);
+    let t = build_torrent("folder", &[("sub/only.bin", 30_000)], 16_384, false, 12);
     server.upload_all(&t).await;
     let (_, state) = server.status(&t.hex()).await;
     let dir = state["web_seed"].as_str().expect("web seed").to_string();
     assert!(dir.ends_with('/'));
-    for url in [dir.clone(), format!("{dir}folder/only.bin")] {
+    for url in [dir.clone(), format!("{dir}folder/sub/only.bin")] {
         let r = range(&server, &url, "bytes=16380-16390").await;
         assert_eq!(r.status().as_u16(), 206, "{url}");
-        assert_eq!(r.bytes().await.expect("body").as_ref(), &t.content[16_380..16_391]);
+        assert_eq!(
+            r.bytes().await.expect("body").as_ref(),
+            &t.content[16_380..16_391]
+        );
     }
 }

@@ -16,16 +16,17 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use aquatic_ws_protocol::common::{AnnounceAction, InfoHash, OfferId, PeerId, ScrapeAction};
-use aquatic_ws_protocol::incoming::{
-    AnnounceEvent, AnnounceRequest, ScrapeRequest, ScrapeRequestInfoHashes,
+use swarmdrop::engine::tracker::encode_to_client;
+use swarmdrop::engine::tracker::wire::common::{
+    AnnounceAction, InfoHash, OfferId, PeerId, ScrapeAction,
 };
-use aquatic_ws_protocol::outgoing::{
+use swarmdrop::engine::tracker::wire::incoming::{
+    AnnounceEvent, AnnounceRequest, InMessage, ScrapeRequest, ScrapeRequestInfoHashes,
+};
+use swarmdrop::engine::tracker::wire::outgoing::{
     AnnounceResponse, AnswerOutMessage, ErrorResponse, ErrorResponseAction, OfferOutMessage,
     OutMessage, ScrapeResponse, ScrapeStatistics,
 };
-
-use super::protocol::Request;
 
 /// Announce interval sent to clients (WebSocket trackers use two minutes).
 pub const ANNOUNCE_INTERVAL_SECS: usize = 120;
@@ -200,14 +201,14 @@ impl Tracker {
     }
 
     /// Handles one request from `conn`; returns the frames to send.
-    pub fn handle(&mut self, conn: ConnId, request: Request, now: Instant) -> Vec<Outgoing> {
+    pub fn handle(&mut self, conn: ConnId, request: InMessage, now: Instant) -> Vec<Outgoing> {
         self.relayed.expire(now);
         if !self.conns.contains_key(&conn) {
             return Vec::new();
         }
         match request {
-            Request::Announce(a) => self.announce(conn, a, now),
-            Request::Scrape(s) => vec![self.scrape(conn, s)],
+            InMessage::AnnounceRequest(a) => self.announce(conn, a, now),
+            InMessage::ScrapeRequest(s) => vec![self.scrape(conn, s)],
         }
     }
 
@@ -454,11 +455,10 @@ impl Tracker {
 }
 
 fn encode(to: ConnId, message: &OutMessage) -> Outgoing {
-    // Serializing these types cannot fail: strings, integers and maps with
-    // string keys only. Fall back to a failure frame rather than panic.
-    let text = serde_json::to_string(message)
-        .unwrap_or_else(|_| r#"{"failure reason":"internal error"}"#.to_string());
-    Outgoing { to, text }
+    Outgoing {
+        to,
+        text: encode_to_client(message),
+    }
 }
 
 #[cfg(test)]
@@ -478,11 +478,11 @@ mod tests {
         format!("-SD0100-peer{n:08}")
     }
 
-    fn req(v: Value) -> Request {
+    fn req(v: Value) -> InMessage {
         parse_request(&v.to_string()).expect("valid request")
     }
 
-    fn announce(peer: &str, left: u64, offers: &[&str]) -> Request {
+    fn announce(peer: &str, left: u64, offers: &[&str]) -> InMessage {
         let offers: Vec<Value> = offers
             .iter()
             .map(|id| json!({"offer_id": bin(id), "offer": {"type": "offer", "sdp": format!("sdp-{id}")}}))
@@ -493,7 +493,7 @@ mod tests {
         }))
     }
 
-    fn answer(peer: &str, to: &str, offer_id: &str) -> Request {
+    fn answer(peer: &str, to: &str, offer_id: &str) -> InMessage {
         req(json!({
             "action": "announce", "info_hash": IH, "peer_id": peer, "to_peer_id": to,
             "offer_id": offer_id, "answer": {"type": "answer", "sdp": "answer-sdp"}

@@ -21,8 +21,9 @@ use self::core::{ConnId, Outgoing, Tracker};
 use self::protocol::parse_request;
 use crate::app::AppState;
 
-/// Largest frame and message accepted from a client (ten offers with full SDPs fit).
-pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest frame and message accepted from a client (ten offers with full
+/// SDPs fit): the engine codec's limit for frames sent to a tracker.
+pub const MAX_FRAME_BYTES: usize = swarmdrop::engine::tracker::MAX_TO_TRACKER_LEN;
 /// Frames queued for one connection before further ones are dropped.
 pub const OUTGOING_QUEUE: usize = 64;
 /// A connection silent for this long is closed (clients re-announce every 120 s).

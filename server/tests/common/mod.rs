@@ -1,12 +1,9 @@
 //! Shared helpers for the server's integration tests: a server on loopback and torrents built in memory.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
 use clap::Parser;
-use swarmdrop::engine::bencode::OwnedValue;
+use swarmdrop::engine::create::TorrentBuilder;
 use swarmdrop::engine::hash::PieceHasher;
-use swarmdrop::engine::lengths::Lengths;
 use swarmdrop::engine::metainfo::Metainfo;
 use swarmdrop_server::{start, Config, Running};
 use tempfile::TempDir;
@@ -181,8 +178,9 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     (0..len).map(|_| rng.u8(..)).collect()
 }
 
-/// A multi-file torrent named `name` (or single-file when `files` has one
-/// entry and `single` is set) with the given piece length.
+/// A torrent named `name` built with the engine's `TorrentBuilder`: a
+/// single-file one (`single`, one file called `name`) or a multi-file one with
+/// the given `dir/file` paths, over pseudo-random content.
 pub fn build_torrent(
     name: &str,
     files: &[(&str, usize)],
@@ -191,43 +189,28 @@ pub fn build_torrent(
     seed: u64,
 ) -> TestTorrent {
     let mut content = Vec::new();
-    let mut entries = Vec::new();
     let mut layout = Vec::new();
+    let mut builder = TorrentBuilder::new(name)
+        .piece_length(piece_length)
+        .created_by(Some("swarmdrop-server tests".into()));
     for (i, (path, len)) in files.iter().enumerate() {
-        let data = random_bytes(seed.wrapping_add(i as u64), *len);
-        let components: Vec<String> = path.split('/').map(str::to_string).collect();
+        let components: Vec<String> = if single {
+            assert_eq!(files.len(), 1, "a single-file torrent has one file");
+            vec![name.to_string()]
+        } else {
+            path.split('/').map(str::to_string).collect()
+        };
         layout.push((components.clone(), content.len() as u64, *len as u64));
-        content.extend_from_slice(&data);
-        entries.push(
-            OwnedValue::dict()
-                .with("length", OwnedValue::Int(*len as i64))
-                .with(
-                    "path",
-                    OwnedValue::List(components.iter().map(OwnedValue::bytes).collect()),
-                ),
-        );
+        content.extend_from_slice(&random_bytes(seed.wrapping_add(i as u64), *len));
+        builder = builder.file(components, *len as u64);
     }
-    let lengths = Lengths::new(content.len() as u64, piece_length as u64).expect("lengths");
+    let lengths = builder.lengths().expect("lengths");
     let hashes = PieceHasher::hash_all(lengths, &content).expect("hashes");
-    let pieces: Vec<u8> = hashes.concat();
-    let mut info = OwnedValue::dict()
-        .with("name", OwnedValue::bytes(name))
-        .with("piece length", OwnedValue::Int(piece_length as i64))
-        .with("pieces", OwnedValue::Bytes(pieces));
-    if single {
-        assert_eq!(files.len(), 1);
-        info = info.with("length", OwnedValue::Int(content.len() as i64));
-        layout[0].0 = vec![name.to_string()];
-    } else {
-        info = info.with("files", OwnedValue::List(entries));
-    }
-    let torrent = OwnedValue::Dict(BTreeMap::new())
-        .with("info", info)
-        .with("created by", OwnedValue::bytes("swarmdrop-server tests"))
-        .encode();
-    let metainfo = Metainfo::from_torrent_bytes(&torrent).expect("valid torrent");
+    let metainfo = builder.build(hashes).expect("torrent builds");
+    assert_eq!(metainfo.info.multi_file, !single);
+    let bytes = metainfo.to_torrent_bytes();
     TestTorrent {
-        bytes: torrent,
+        bytes,
         metainfo,
         content,
         files: layout,
