@@ -22,6 +22,8 @@ use crate::store::StoredMeta;
 
 /// A request body that sends nothing for this long is abandoned.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request body not complete after this long is abandoned (16 MiB at 30 KiB/s).
+const BODY_TOTAL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// Why a request body could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +31,8 @@ pub enum BodyError {
     /// More bytes than allowed arrived.
     #[error("body is larger than {0} bytes")]
     TooLarge(u64),
-    /// The client stopped sending.
-    #[error("body stalled for {} s", BODY_IDLE_TIMEOUT.as_secs())]
+    /// The client stopped sending, or sent too slowly.
+    #[error("body stalled for {} s or took over {} s", BODY_IDLE_TIMEOUT.as_secs(), BODY_TOTAL_TIMEOUT.as_secs())]
     Stalled,
     /// The connection failed mid-body.
     #[error("body could not be read: {0}")]
@@ -52,8 +54,11 @@ impl From<BodyError> for ApiError {
 pub async fn read_limited(body: Body, limit: u64, expected: u64) -> Result<Bytes, BodyError> {
     let mut stream = body.into_data_stream();
     let mut buf = BytesMut::with_capacity(expected.min(limit) as usize);
+    let deadline = tokio::time::Instant::now() + BODY_TOTAL_TIMEOUT;
     loop {
-        let chunk = match tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await {
+        let wait =
+            BODY_IDLE_TIMEOUT.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let chunk = match tokio::time::timeout(wait, stream.next()).await {
             Err(_) => return Err(BodyError::Stalled),
             Ok(None) => break,
             Ok(Some(Err(e))) => return Err(BodyError::Read(e.to_string())),
@@ -148,8 +153,12 @@ pub async fn create(
             "the .torrent is larger than this server accepts ({limit} bytes)"
         )));
     }
-    let hint = content_length(&headers).unwrap_or(0);
-    let torrent = read_limited(body, limit, hint).await.map_err(|e| match e {
+    let _permit =
+        state.uploads.clone().acquire_owned().await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down")
+        })?;
+    // Grown as bytes arrive: a declared length alone reserves nothing.
+    let torrent = read_limited(body, limit, 0).await.map_err(|e| match e {
         BodyError::TooLarge(_) => ApiError::too_large(format!(
             "the .torrent is larger than this server accepts ({limit} bytes)"
         )),

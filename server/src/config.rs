@@ -64,14 +64,6 @@ impl Config {
                 .unwrap_or_else(|| self.expiry_days.saturating_mul(86_400)),
         )
     }
-
-    /// A configuration with every default, listening on `listen`, storing in `data_dir`.
-    pub fn for_local(listen: SocketAddr, data_dir: PathBuf) -> Self {
-        let mut c = Config::parse_from(["swarmdrop-server"]);
-        c.listen = listen;
-        c.data_dir = data_dir;
-        c
-    }
 }
 
 /// Parses a size such as `1TiB`, `500GB`, `16M` or `1048576`.

@@ -304,6 +304,7 @@ impl Tracker {
         }
         let seeding = a.bytes_left == Some(0) || event == AnnounceEvent::Completed;
         let swarm = self.swarms.entry(a.info_hash).or_default();
+        let was_seeding = swarm.peers.get(&a.peer_id).is_some_and(|p| p.seeding);
         match swarm.peers.get_mut(&a.peer_id) {
             Some(peer) => {
                 if peer.seeding != seeding {
@@ -322,7 +323,8 @@ impl Tracker {
                 }
             }
         }
-        if event == AnnounceEvent::Completed {
+        // A download counts once, however often a seeder repeats `completed`.
+        if event == AnnounceEvent::Completed && !was_seeding {
             swarm.completed += 1;
         }
 
@@ -709,7 +711,7 @@ mod tests {
     }
 
     #[test]
-    fn completing_turns_a_leecher_into_a_seeder_and_counts_a_download() {
+    fn completing_turns_a_leecher_into_a_seeder_and_counts_one_download() {
         let mut t = Tracker::new(1);
         let now = Instant::now();
         let a = t.connect();
@@ -722,6 +724,10 @@ mod tests {
             (v["complete"].as_u64(), v["incomplete"].as_u64()),
             (Some(1), Some(0))
         );
+        let done = req(
+            json!({"action":"announce","info_hash":IH,"peer_id":pid(1),"event":"completed","left":0}),
+        );
+        t.handle(a, done, now);
         let scrape = req(json!({"action":"scrape","info_hash":[IH, "zzzzzzzzzzzzzzzzzzzz"]}));
         let v = parsed(&t.handle(a, scrape, now)[0]);
         assert_eq!(v["files"][IH]["complete"], 1);
