@@ -5,8 +5,15 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod choker;
+pub mod create;
 pub mod hash;
 pub mod ids;
 pub mod lengths;
+pub mod limiter;
+pub mod magnet;
 pub mod metainfo;
+pub mod picker;
 pub mod time;
+pub mod tracker;
+pub mod wire;
