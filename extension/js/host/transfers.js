@@ -7,7 +7,7 @@
 // as another live part: it reads the same records, reports peers, bytes and
 // rates through `report()`, and honours pause and resume.
 import * as S from '../common/states.js';
-import { magnetLink, serverTracker, shareLink } from '../common/links.js';
+import { serverTracker, shareLink } from '../common/links.js';
 import { layout, withManifest, MANIFEST_PATH } from './create.js';
 import { hashPieces } from './hasher.js';
 import { engine } from './engine.js';
@@ -328,9 +328,16 @@ export class Transfers {
     if (signal.aborted) return;
     live.files = files;
     const wasm = await engine();
-    const totalLength = files.reduce((s, f) => s + f.blob.size, 0);
-    const pieceLength = wasm.pieceLengthFor(totalLength);
-    const pieceCount = Math.ceil(totalLength / pieceLength);
+    const trackers = [serverTracker(settings.serverUrl), ...settings.trackers];
+    const spec = {
+      name: record.name,
+      files: files.map((f) => ({ path: f.parts, length: f.blob.size })),
+      trackers,
+      createdBy: CREATED_BY,
+      creationDate: Math.floor(record.createdAt / 1000),
+    };
+    // The engine checks names and paths and picks the piece length before any hashing.
+    const { pieceLength, pieceCount, totalLength } = wasm.planTorrent(spec);
     let offset = 0;
     record.files = files.map((f) => {
       const placed = { path: f.parts.join('/'), length: f.blob.size, offset, type: f.type };
@@ -360,24 +367,12 @@ export class Transfers {
     });
     if (signal.aborted) return;
 
-    const trackers = [serverTracker(settings.serverUrl), ...settings.trackers];
-    const created = wasm.createTorrent(
-      {
-        name: record.name,
-        pieceLength,
-        files: files.map((f) => ({ path: f.parts, length: f.blob.size })),
-        trackers,
-        webSeeds: [],
-        createdBy: CREATED_BY,
-        creationDate: Math.floor(record.createdAt / 1000),
-      },
-      live.hashes,
-    );
+    const created = wasm.createTorrent({ ...spec, pieceLength }, live.hashes);
     record.torrent = created.bytes;
     record.infoHash = created.infoHash;
+    record.magnet = created.magnet;
     created.free();
     record.link = shareLink(settings.serverUrl, record.infoHash);
-    record.magnet = magnetLink({ infoHash: record.infoHash, name: record.name, trackers });
     record.phase = null;
     if (record.state === S.PAUSED) record.resumeState = S.SHARING;
     else record.state = S.SHARING;
