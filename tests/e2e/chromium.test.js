@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { transmissionShow, verifyWithHashlib } from './lib/checks.js';
 import { launchChromium } from './lib/chromium.js';
 import { DRAW_JPEG, makeFiles, sha256 } from './lib/files.js';
-import { SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
+import { ROOT, SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
 import { serveSite } from './lib/site.js';
 
 const BUNDLE_NAME = 'sunset and 2 more';
@@ -137,6 +137,8 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     assert.equal(meta, `3 files · ${expectedSize}`);
     await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing');
     assert.equal(await card.locator('.chip').textContent(), 'Sharing');
+    const worker = context.serviceWorkers().find((w) => w.url().startsWith(base));
+    await until(worker, () => chrome.action.getBadgeText({}).then((text) => text === '1'));
     await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'chromium-popup.png') });
   });
 
@@ -201,6 +203,7 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     });
     const shown = await bundle.locator('#lb-img').boundingBox();
     assert.ok(shown.width > 600, `the enlarged image is ${shown.width}px wide`);
+    await bundle.waitForTimeout(300); // the fade-in
     await bundle.screenshot({ path: join(SCREENSHOTS, 'chromium-bundle-lightbox.png') });
     await bundle.keyboard.press('Escape');
     await bundle.locator('#lightbox').waitFor({ state: 'hidden' });
@@ -242,6 +245,35 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     await popup.reload();
     await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused');
     assert.equal(await state().textContent(), 'Paused');
+  });
+
+  await t.test('a .torrent opened from the popup becomes a download shown on the bundle page', async () => {
+    const vector = join(ROOT, 'tests/vectors/transmission-tree-16k.torrent');
+    const [bundle] = await Promise.all([
+      context.waitForEvent('page'),
+      popup.locator('#pick-torrent').setInputFiles(vector),
+    ]);
+    await bundle.waitForLoadState();
+    await bundle.locator('article.tile').nth(5).waitFor();
+    assert.equal(await bundle.locator('article.tile').count(), 6);
+    assert.equal(await bundle.locator('#name').textContent(), 'bundle');
+    assert.equal(await bundle.locator('#state').textContent(), 'Downloading');
+    assert.ok(await bundle.locator('article.tile[data-path="photos/2024/img 1.jpg"][data-kind=image]').count());
+    await bundle.close();
+    await popup.waitForFunction(() => document.querySelectorAll('article.transfer').length === 2);
+    const line = await popup.locator('article.transfer[data-state=downloading] .t-line').first().textContent();
+    assert.match(line, /Looking for peers/);
+  });
+
+  await t.test('a magnet link opens the bundle page with the name from the link', async () => {
+    const magnet = 'magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=Holiday%20photos';
+    const bundle = await context.newPage();
+    await bundle.goto(`${base}bundle.html?magnet=${encodeURIComponent(magnet)}`);
+    await bundle.waitForURL(/bundle\.html\?id=/);
+    await bundle.locator('#name').waitFor();
+    assert.equal(await bundle.locator('#name').textContent(), 'Holiday photos');
+    assert.match(await bundle.locator('#message').textContent(), /Fetching the list of files/);
+    await bundle.close();
   });
 
   assert.deepEqual(errors, [], 'no uncaught errors in extension pages');
