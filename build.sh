@@ -159,8 +159,6 @@ check_wasm_imports() {
   ' "$WASM_OUT/swarmdrop_bg.wasm"
 }
 
-VERSION=$(node -p 'require("./manifest.json").version' 2>/dev/null || echo 0.0.0)
-
 # dist/<browser>: the shared extension files, the browser's own platform
 # files (same names, same exports), the wasm, and the derived manifest.
 assemble() {
@@ -187,7 +185,8 @@ if (browser === "chrome") {
 }
 writeFileSync(dest, JSON.stringify(m, null, 2) + "\n");
 EOF
-  local zip=dist/swarmdrop-$browser-$VERSION.zip
+  local zip
+  zip=dist/swarmdrop-$browser-$(node -p 'require("./manifest.json").version').zip
   python3 - "$out" "$zip" <<'EOF'
 import os, sys, zipfile
 src, dest = sys.argv[1], sys.argv[2]
@@ -207,8 +206,7 @@ EOF
 
 lint_firefox() {
   say "web-ext lint dist/firefox"
-  node_modules/.bin/web-ext lint --source-dir dist/firefox --no-config-discovery --output text \
-    --self-hosted --warnings-as-errors=false
+  node_modules/.bin/web-ext lint --source-dir dist/firefox --no-config-discovery --output text
 }
 
 cmd_build() {

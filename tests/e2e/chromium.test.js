@@ -259,6 +259,8 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     assert.equal(await bundle.locator('#name').textContent(), 'bundle');
     assert.equal(await bundle.locator('#state').textContent(), 'Downloading');
     assert.ok(await bundle.locator('article.tile[data-path="photos/2024/img 1.jpg"][data-kind=image]').count());
+    await bundle.setViewportSize({ width: 1100, height: 760 });
+    await bundle.screenshot({ path: join(SCREENSHOTS, 'chromium-bundle-download.png') });
     await bundle.close();
     await popup.waitForFunction(() => document.querySelectorAll('article.transfer').length === 2);
     const line = await popup.locator('article.transfer[data-state=downloading] .t-line').first().textContent();
