@@ -226,11 +226,11 @@ port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
 cmd_demo() {
   ensure_browsers
   cmd_build
-  local pids=() url
-  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT INT TERM
-  url=""
+  local pids=() server="" profile
+  profile=$(mktemp -d -t swarmdrop-demo-XXXXXX)
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$profile"' EXIT INT TERM
   say "building the server"
-  if cargo build -q -p swarmdrop-server 2>/dev/null; then
+  if cargo build -q -p swarmdrop-server; then
     say "starting the server on $DEMO_SERVER_ADDR"
     cargo run -q -p swarmdrop-server -- --listen "$DEMO_SERVER_ADDR" --data-dir target/demo-data &
     pids+=($!)
@@ -240,22 +240,19 @@ cmd_demo() {
       sleep 0.2
     done
     if port_open "$DEMO_SERVER_ADDR"; then
-      url=http://$DEMO_SERVER_ADDR/
-      ok "server listening at $url"
+      server=http://$DEMO_SERVER_ADDR
+      ok "server (tracker, bundle store, web seed) at $server"
     else
-      say "the server did not start (it is being written); using the local drop page instead"
+      say "the server did not start; the extension works without it, sharing waits for it"
     fi
   else
-    say "the server does not build yet; using the local drop page instead"
+    say "the server does not build; the extension works without it, sharing waits for it"
   fi
   local page=http://127.0.0.1:$DEMO_PAGE_PORT/
   python3 -m http.server --bind 127.0.0.1 --directory tests/e2e/site "$DEMO_PAGE_PORT" >/dev/null 2>&1 &
   pids+=($!)
-  ok "drop page at $page"
-  [[ -n $url ]] || url=$page
+  ok "a page to drop files on at $page"
 
-  local profile
-  profile=$(mktemp -d -t swarmdrop-demo-XXXXXX)
   if [[ -z ${DISPLAY:-}${WAYLAND_DISPLAY:-} ]]; then
     cat >&2 <<EOF
 
@@ -265,7 +262,7 @@ To try Swarmdrop on a machine with a display:
   - open chrome://extensions, turn on Developer mode, "Load unpacked" and pick
     $ROOT/dist/chrome  (Firefox: about:debugging, "Load Temporary Add-on",
     pick dist/firefox/manifest.json).
-The drop page keeps running at $page ${url:+and $url }until you press Ctrl-C.
+The drop page ($page)${server:+ and the server ($server)} keep running until you press Ctrl-C.
 EOF
     wait
     return
@@ -273,8 +270,8 @@ EOF
   say "opening Chromium with the extension (fresh profile in $profile)"
   chromium --user-data-dir="$profile" --no-first-run --no-default-browser-check \
     --disable-extensions-except="$ROOT/dist/chrome" --load-extension="$ROOT/dist/chrome" \
-    --disable-features=DisableLoadExtensionCommandLineSwitch \
-    "$url" "$page" &
+    --disable-features=DisableLoadExtensionCommandLineSwitch,WebRtcHideLocalIpsWithMdns \
+    "$page" &
   pids+=($!)
   ok "Chromium is open: drag files onto the page, or use the Swarmdrop button in the toolbar. Ctrl-C stops the demo."
   wait "${pids[-1]}" || true
