@@ -226,7 +226,9 @@ port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
 cmd_demo() {
   ensure_browsers
   cmd_build
-  local pids=() server="" profile
+  local server=""
+  # Globals, so that the exit trap still sees them after this function returns.
+  pids=()
   profile=$(mktemp -d -t swarmdrop-demo-XXXXXX)
   trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$profile"' EXIT INT TERM
   say "building the server"
