@@ -1,6 +1,6 @@
 // End-to-end: Chromium with the built extension, a fresh profile, a local test page.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { transmissionShow, verifyWithHashlib } from './lib/checks.js';
@@ -10,6 +10,8 @@ import { ROOT, SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
 import { serveSite } from './lib/site.js';
 
 const BUNDLE_NAME = 'sunset and 2 more';
+// Poll on a timer: requestAnimationFrame (Playwright's default) stops in background tabs.
+const POLL = { polling: 100 };
 
 /** Evaluates an async function in `page` until it returns something truthy. */
 async function until(page, fn, arg, timeout = 30_000) {
@@ -135,7 +137,7 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
       totalSize,
     );
     assert.equal(meta, `3 files · ${expectedSize}`);
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
     assert.equal(await card.locator('.chip').textContent(), 'Sharing');
     const worker = context.serviceWorkers().find((w) => w.url().startsWith(base));
     await until(worker, () => chrome.action.getBadgeText({}).then((text) => text === '1'));
@@ -192,7 +194,7 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     assert.equal(await bundle.locator('article.tile').count(), 3);
     const thumb = tile.locator('.visual img');
     assert.match(await thumb.getAttribute('src'), /^data:image\/jpeg;base64,/);
-    await bundle.waitForFunction(() => document.querySelector('.visual img')?.naturalWidth > 0);
+    await bundle.waitForFunction(() => document.querySelector('.visual img')?.naturalWidth > 0, null, POLL);
     assert.equal(await bundle.locator('article.tile[data-path="data.bin"] .visual img').count(), 0, 'a type icon, not an image');
     await bundle.screenshot({ path: join(SCREENSHOTS, 'chromium-bundle-page.png') });
     await thumb.click();
@@ -200,7 +202,7 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     await bundle.waitForFunction(() => {
       const img = document.getElementById('lb-img');
       return img.dataset.full === '1' && img.complete && img.naturalWidth === 1200;
-    });
+    }, null, POLL);
     const shown = await bundle.locator('#lb-img').boundingBox();
     assert.ok(shown.width > 600, `the enlarged image is ${shown.width}px wide`);
     await bundle.waitForTimeout(300); // the fade-in
@@ -227,23 +229,23 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
   await t.test('pause and resume change the state, and it survives reopening the popup and the engine host', async () => {
     const state = () => popup.locator('article.transfer .chip');
     await card.locator('[data-action=pause]').click();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
     assert.equal(await state().textContent(), 'Paused');
     await popup.reload();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
     await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'chromium-popup-paused.png') });
     await card.locator('[data-action=resume]').click();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
     await popup.reload();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
 
     // Paused, then the engine host closed: the record comes back from IndexedDB, still paused.
     await card.locator('[data-action=pause]').click();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
     const worker = context.serviceWorkers().find((w) => w.url().startsWith(base));
     await worker.evaluate(() => chrome.offscreen.closeDocument());
     await popup.reload();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
     assert.equal(await state().textContent(), 'Paused');
   });
 
@@ -262,7 +264,7 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     await bundle.setViewportSize({ width: 1100, height: 760 });
     await bundle.screenshot({ path: join(SCREENSHOTS, 'chromium-bundle-download.png') });
     await bundle.close();
-    await popup.waitForFunction(() => document.querySelectorAll('article.transfer').length === 2);
+    await popup.waitForFunction(() => document.querySelectorAll('article.transfer').length === 2, null, POLL);
     const line = await popup.locator('article.transfer[data-state=downloading] .t-line').first().textContent();
     assert.match(line, /Looking for peers/);
   });
@@ -276,6 +278,49 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     assert.equal(await bundle.locator('#name').textContent(), 'Holiday photos');
     assert.match(await bundle.locator('#message').textContent(), /Fetching the list of files/);
     await bundle.close();
+  });
+
+  await t.test('a folder chosen in the popup keeps its structure', async () => {
+    const folder = join(WORK, `chromium-folder-${Date.now()}`, 'Trip');
+    mkdirSync(join(folder, 'day 1'), { recursive: true });
+    mkdirSync(join(folder, 'day 2/evening'), { recursive: true });
+    copyFileSync(files[0].path, join(folder, 'day 1/sunset.jpg'));
+    copyFileSync(files[1].path, join(folder, 'day 2/evening/notes.txt'));
+    writeFileSync(join(folder, 'readme.md'), '# Trip\n');
+    await popup.locator('#pick-folder').setInputFiles(folder);
+    const trip = popup.locator('article.transfer', { has: popup.locator('.t-name', { hasText: /^Trip$/ }) });
+    await trip.waitFor();
+    assert.equal(await popup.locator('article.transfer').first().getAttribute('data-id'), await trip.getAttribute('data-id'), 'newest first');
+    assert.equal(await trip.locator('.t-meta').textContent(), `3 files · ${await popup.evaluate(
+      async (n) => (await import('./js/common/format.js')).bytes(n),
+      files[0].size + files[1].size + 7,
+    )}`);
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
+    const id = await trip.getAttribute('data-id');
+    const { base64 } = await popup.evaluate(
+      async (id) => (await import('./js/common/messages.js')).call('transfer.torrent', { id }),
+      id,
+    );
+    const torrent = join(WORK, `trip-${Date.now()}.torrent`);
+    writeFileSync(torrent, Buffer.from(base64, 'base64'));
+    const shown = transmissionShow(torrent);
+    assert.equal(shown.name, 'Trip');
+    assert.deepEqual(
+      shown.files.map((f) => f.replace('Trip/', '')).sort(),
+      ['.swarmdrop/manifest.json', 'day 1/sunset.jpg', 'day 2/evening/notes.txt', 'readme.md'],
+    );
+  });
+
+  await t.test('cancel removes a transfer after a confirming second click', async () => {
+    const magnetCard = popup.locator('article.transfer', { hasText: 'Holiday photos' });
+    await magnetCard.waitFor();
+    await magnetCard.locator('[data-action=cancel]').click();
+    assert.equal(await magnetCard.locator('[data-action=cancel]').textContent(), 'Cancel?');
+    await magnetCard.locator('[data-action=cancel]').click();
+    await magnetCard.waitFor({ state: 'detached' });
+    await popup.reload();
+    await popup.locator('article.transfer').first().waitFor();
+    assert.equal(await magnetCard.count(), 0, 'gone for good');
   });
 
   assert.deepEqual(errors, [], 'no uncaught errors in extension pages');

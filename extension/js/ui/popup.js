@@ -76,14 +76,19 @@ function notice(text, kind = '') {
   n.textContent = text ?? '';
 }
 
-async function refresh() {
+let refreshing = null;
+
+/** Asks the engine host for the list and renders it; one request at a time, then every REFRESH_MS. */
+function refresh() {
   clearTimeout(refreshTimer);
-  try {
-    render(await call('transfers.list'));
-  } catch (err) {
-    notice(`Swarmdrop's engine is not answering: ${err.message}`);
-  }
-  refreshTimer = setTimeout(refresh, REFRESH_MS);
+  refreshing ??= call('transfers.list')
+    .then(render, (err) => notice(`Swarmdrop's engine is not answering: ${err.message}`))
+    .finally(() => {
+      refreshing = null;
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(refresh, REFRESH_MS);
+    });
+  return refreshing;
 }
 
 function render(list) {
