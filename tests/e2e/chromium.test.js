@@ -323,5 +323,26 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     assert.equal(await magnetCard.count(), 0, 'gone for good');
   });
 
+  await t.test('pause all and resume all; a send paused across an engine restart asks for its files', async () => {
+    const states = () =>
+      popup.evaluate(() =>
+        Object.fromEntries([...document.querySelectorAll('article.transfer')].map((a) => [a.querySelector('.t-name').textContent, a.dataset.state])),
+      );
+    await popup.locator('#pause-all[data-action=pause-all]').click();
+    await popup.waitForFunction(() => [...document.querySelectorAll('article.transfer')].every((a) => a.dataset.state === 'paused'), null, POLL);
+    await popup.locator('#pause-all[data-action=resume-all]').click();
+    await popup.waitForFunction(() => ![...document.querySelectorAll('article.transfer')].some((a) => a.dataset.state === 'paused'), null, POLL);
+    assert.deepEqual(await states(), {
+      Trip: 'sharing',
+      bundle: 'downloading',
+      // Its files were known to the engine host that was closed: they must be chosen again.
+      [BUNDLE_NAME]: 'needs-files',
+    });
+    assert.equal(
+      await popup.locator('article.transfer[data-state=needs-files] .t-line').first().textContent(),
+      'Choose the same files again to keep sharing',
+    );
+  });
+
   assert.deepEqual(errors, [], 'no uncaught errors in extension pages');
 });
