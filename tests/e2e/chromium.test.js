@@ -1,6 +1,6 @@
 // End-to-end: Chromium with the built extension, a fresh profile, a local test page.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { transmissionShow, verifyWithHashlib } from './lib/checks.js';
@@ -50,10 +50,11 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
   const extension = builtExtension('chrome');
   const site = await serveSite();
   const downloads = join(WORK, `chromium-downloads-${Date.now()}`);
-  const { context, base } = await launchChromium(extension, { downloads });
+  const { context, base, profile } = await launchChromium(extension, { downloads });
   t.after(async () => {
     await context.close();
     await site.close();
+    rmSync(profile, { recursive: true, force: true });
   });
   const errors = [];
   context.on('weberror', (e) => errors.push(String(e.error())));

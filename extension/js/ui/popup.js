@@ -202,7 +202,11 @@ function update(c, t) {
   } else {
     progress = fmt.percent(t.progress);
   }
-  if (t.state === S.PAUSED) progress = `Paused · ${progress}`;
+  if (t.state === S.PAUSED) {
+    if (base === S.HASHING) progress = `Paused while preparing, at ${fmt.percent(t.progress)}`;
+    else if (t.role === 'send') progress = 'Paused · not sharing until resumed';
+    else progress = `Paused at ${fmt.percent(t.progress)} · ${fmt.bytes(t.progressBytes)} of ${fmt.bytes(t.progressTotal)}`;
+  }
   c.progress.textContent = progress;
   c.eta.replaceChildren(t.eta !== null && t.state !== S.PAUSED ? `${fmt.duration(t.eta)} left` : '');
   c.up.replaceChildren(icon('arrowUp'), fmt.speed(t.upSpeed));
