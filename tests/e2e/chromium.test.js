@@ -345,5 +345,41 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     );
   });
 
+  await t.test('settings are validated, saved, and used for new bundles', async () => {
+    await popup.locator('article.transfer').first().waitFor();
+    await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'chromium-popup-transfers.png') });
+    await popup.locator('#settings-btn').click();
+    await popup.locator('#settings').waitFor();
+    assert.equal(await popup.locator('#s-server').inputValue(), 'http://127.0.0.1:8750');
+    await popup.locator('#s-server').fill('ftp://example.org');
+    await popup.locator('#s-save').click();
+    assert.match(await popup.locator('#s-msg').textContent(), /must start with http/);
+    await popup.locator('#s-server').fill('http://localhost:9000/');
+    await popup.locator('#s-up').fill('500');
+    await popup.locator('#s-trackers').fill('wss://tracker.example.org');
+    await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'chromium-popup-settings.png') });
+    await popup.locator('#s-save').click();
+    await popup.locator('#settings').waitFor({ state: 'hidden' });
+    await popup.reload();
+    await popup.locator('#settings-btn').click();
+    assert.equal(await popup.locator('#s-server').inputValue(), 'http://localhost:9000');
+    assert.equal(await popup.locator('#s-up').inputValue(), '500');
+    assert.equal(await popup.locator('#s-trackers').inputValue(), 'wss://tracker.example.org');
+    await popup.locator('#s-cancel').click();
+
+    // A new bundle announces to the server's tracker and the extra one, and links to the server.
+    await popup.locator('#pick-files').setInputFiles(files[1].path);
+    const card = popup.locator('article.transfer', { has: popup.locator('.t-name', { hasText: /^notes$/ }) });
+    await card.waitFor();
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
+    const view = await popup.evaluate(
+      async (id) => (await import('./js/common/messages.js')).call('transfer.get', { id }),
+      await card.getAttribute('data-id'),
+    );
+    assert.match(view.link, /^http:\/\/localhost:9000\/b\/[0-9a-f]{40}$/);
+    assert.match(view.magnet, /tr=ws%3A%2F%2Flocalhost%3A9000%2Fannounce/);
+    assert.match(view.magnet, /tr=wss%3A%2F%2Ftracker\.example\.org/);
+  });
+
   assert.deepEqual(errors, [], 'no uncaught errors in extension pages');
 });
