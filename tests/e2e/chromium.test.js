@@ -1,7 +1,7 @@
 // End-to-end: Chromium with the built extension, a fresh profile, a local test page.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { transmissionShow, verifyWithHashlib } from './lib/checks.js';
 import { launchChromium } from './lib/chromium.js';
@@ -343,6 +343,56 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
       await popup.locator('article.transfer[data-state=needs-files] .t-line').first().textContent(),
       'Choose the same files again to keep sharing',
     );
+  });
+
+  await t.test('hashing a large file shows progress, and pausing really stops it', async () => {
+    // 512 MiB of zeros (a sparse file: instant to make, hashed like any other).
+    const big = join(WORK, `chromium-big-${Date.now()}`, 'video.bin');
+    mkdirSync(dirname(big), { recursive: true });
+    closeSync(openSync(big, 'w'));
+    truncateSync(big, 512 * 1024 * 1024);
+    await popup.locator('#pick-files').setInputFiles(big);
+    const card = popup.locator('article.transfer', { has: popup.locator('.t-name', { hasText: /^video$/ }) });
+    await card.waitFor();
+    const id = await card.getAttribute('data-id');
+    const view = () =>
+      popup.evaluate(async (id) => (await import('./js/common/messages.js')).call('transfer.get', { id }), id);
+    await until(popup, async (id) => {
+      const v = await (await import('./js/common/messages.js')).call('transfer.get', { id });
+      return v.progressBytes > 0;
+    }, id);
+    await popup.waitForFunction(() => /Hashing [1-9]\d* % · [1-9]/.test(document.querySelector('article.transfer .t-line')?.textContent), null, POLL);
+    await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'chromium-popup-hashing.png') });
+
+    await card.locator('[data-action=pause]').click();
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
+    await popup.waitForTimeout(1500); // batches already handed to workers finish
+    const p1 = (await view()).progressBytes;
+    await popup.waitForTimeout(2000);
+    const p2 = (await view()).progressBytes;
+    assert.equal(p2, p1, 'no hashing while paused');
+    assert.ok(p1 < 512 * 1024 * 1024, 'paused before the end');
+    assert.match(await card.locator('.t-line').first().textContent(), /Paused while preparing, at \d+ %/);
+
+    await card.locator('[data-action=resume]').click();
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, { ...POLL, timeout: 180_000 });
+    // The hashes made before and after the pause verify (Python hashlib).
+    const { base64 } = await popup.evaluate(
+      async (id) => (await import('./js/common/messages.js')).call('transfer.torrent', { id }),
+      id,
+    );
+    const torrent = join(WORK, `video-${Date.now()}.torrent`);
+    writeFileSync(torrent, Buffer.from(base64, 'base64'));
+    const manifest = Buffer.from(
+      await popup.evaluate(async (id) => {
+        const blob = await (await import('./js/common/channel.js')).fetchFile(id, '.swarmdrop/manifest.json');
+        return Array.from(new Uint8Array(await blob.arrayBuffer()));
+      }, id),
+    );
+    const report = verifyWithHashlib(torrent, 'video', [{ name: 'video.bin', path: big }], manifest, join(WORK, `chromium-verify-big-${Date.now()}`));
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.verified, report.pieces);
+    rmSync(dirname(big), { recursive: true, force: true });
   });
 
   await t.test('settings are validated, saved, and used for new bundles', async () => {
