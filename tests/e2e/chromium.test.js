@@ -120,6 +120,12 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     await page.waitForTimeout(1500);
     assert.ok(await page.locator('swarmdrop-zone').isVisible(), 'the panel stays after the drop');
     await page.screenshot({ path: join(SCREENSHOTS, 'chromium-drop-zone-link.png') });
+    // The panel's button opens the bundle page in a new tab.
+    const [opened] = await Promise.all([context.waitForEvent('page'), frame.locator('#b-open').click()]);
+    await opened.waitForURL(/bundle\.html\?id=/);
+    await opened.locator('#name').waitFor();
+    assert.equal(await opened.locator('#name').textContent(), BUNDLE_NAME);
+    await opened.close();
   });
 
   const popup = await context.newPage();

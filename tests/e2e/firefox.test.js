@@ -244,8 +244,18 @@ test('Firefox ESR: drop zone, bundle, popup, .torrent, bundle page, pause/resume
 
   await t.test("the send page's file picker makes a bundle (send keys to the file input)", async () => {
     // Firefox closes the toolbar popup when a file picker opens, so the
-    // popup's "Send files…" opens this page; here the picker gets real paths.
-    await ff.goto(`${BASE}drop.html`);
+    // popup's "Send files…" opens the send page in a tab; there the picker
+    // gets real paths.
+    const before = await ff.handles();
+    await ff.click(await ff.find('#send-files'));
+    let sendTab;
+    for (let i = 0; i < 100 && !sendTab; i++) {
+      sendTab = (await ff.handles()).find((h) => !before.includes(h));
+      if (!sendTab) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(sendTab, 'the send page opened in a new tab');
+    await ff.switchTo(sendTab);
+    await ff.until(`() => location.href === '${BASE}drop.html' && document.readyState === 'complete'`);
     const input = await ff.find('#pick-files');
     await ff.sendKeys(input, files.map((f) => f.path).join('\n'));
     const link = await ff.until(
