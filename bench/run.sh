@@ -42,7 +42,7 @@ while [[ $# -gt 0 ]]; do
       shift
       ;;
     -h | --help)
-      sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
       exit 0
       ;;
     -*) die "unknown option $1 (see --help)" ;;
@@ -85,7 +85,7 @@ else
         found=$f
       fi
     done
-    [[ -n $found ]] || die "no row '$want'; rows: $(for f in "${ALL_ROWS[@]}"; do printf '%s ' "$(row_num "$f")=$(row_key "$f")"; done)"
+    [[ -n $found ]] || die "no row '$want'; rows:$(for f in "${ALL_ROWS[@]}"; do printf ' %s' "$(row_num "$f")=$(row_key "$f")"; done)"
     ROWS+=("$found")
   done
 fi

@@ -9,7 +9,7 @@
 // and prints its progress on stderr.
 
 import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 
@@ -92,6 +92,29 @@ export async function processCpuSeconds (pid) {
   }
 }
 
+/**
+ * Scheduler times of a process, summed over its threads, in seconds: on a
+ * CPU, and runnable but waiting for one (from /proc/<pid>/task/<tid>/schedstat).
+ * The second one tells a process starved of CPU by others from one that is
+ * idle. Null if the process is gone or the kernel does not keep them.
+ */
+export async function processSchedSeconds (pid) {
+  try {
+    let onCpu = 0
+    let waiting = 0
+    for (const tid of await readdir(`/proc/${pid}/task`)) {
+      const text = await readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').catch(() => null)
+      if (text === null) continue // the thread ended meanwhile
+      const [run, wait] = text.trim().split(' ').map(Number)
+      onCpu += run / 1e9
+      waiting += wait / 1e9
+    }
+    return { onCpu, waiting }
+  } catch {
+    return null
+  }
+}
+
 // USER_HZ is 100 on every Linux architecture this runs on.
 const CLOCK_TICKS = 100
 
@@ -123,7 +146,8 @@ export function startChild (command, args, { env, cwd, deadlineMs, onStdoutLine 
     }
   })
   child.stderr.on('data', chunk => { stderr = (stderr + chunk).slice(-64 * 1024) })
-  const exited = new Promise(resolve => child.on('exit', (code, signal) => resolve({ code, signal })))
+  // 'close' comes after the output is drained, unlike 'exit'.
+  const exited = new Promise(resolve => child.on('close', (code, signal) => resolve({ code, signal })))
   const timer = deadlineMs
     ? setTimeout(() => killGroup(child, 'SIGKILL'), deadlineMs).unref()
     : null

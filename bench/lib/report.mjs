@@ -119,7 +119,10 @@ for (const r of results) {
   if (r.runs?.length) {
     const keys = Object.keys(r.runs[0])
     md.push('', `| run | ${keys.join(' | ')} |`, `|---|${keys.map(() => '---:').join('|')}|`)
-    r.runs.forEach((run, i) => md.push(`| ${i + 1} | ${keys.map(k => typeof run[k] === 'number' ? fmt(run[k], Number.isInteger(run[k]) ? 0 : 2) : String(run[k] ?? '—')).join(' | ')} |`))
+    // A column of numbers shows as many decimals as its most precise value (at most 2).
+    const decimals = Object.fromEntries(keys.map(k => [k, Math.min(2, Math.max(0, ...r.runs.map(run =>
+      typeof run[k] === 'number' && !Number.isInteger(run[k]) ? String(run[k]).split('.')[1].length : 0)))]))
+    r.runs.forEach((run, i) => md.push(`| ${i + 1} | ${keys.map(k => typeof run[k] === 'number' ? fmt(run[k], decimals[k]) : String(run[k] ?? '—')).join(' | ')} |`))
   }
   if (r.target?.met === false && r.limit) md.push('', `**What limits it**: ${r.limit}`)
   md.push('')

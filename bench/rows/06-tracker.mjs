@@ -23,7 +23,7 @@ import { cpus } from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import {
-  ROOT, RUNS, WORK, fmt, log, median, processCpuSeconds, removeDir, run, startChild, tempDir, writeResult
+  ROOT, RUNS, WORK, fmt, log, median, processCpuSeconds, processSchedSeconds, removeDir, run, startChild, tempDir, writeResult
 } from '../lib/common.mjs'
 import { makeSdp } from '../lib/sdp.mjs'
 
@@ -154,6 +154,7 @@ function startGenerator (index, url) {
   })
   return {
     clients,
+    pid: child.pid,
     next,
     send: msg => child.connected && child.send(msg),
     async stop () {
@@ -180,13 +181,16 @@ async function measure (tracker) {
     await sleep(WARMUP_S * 1000)
 
     const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '')).split(' ')[0]
+    const sched = () => Promise.all([tracker.pid, ...generators.map(g => g.pid)].map(processSchedSeconds))
     const cpu0 = await processCpuSeconds(tracker.pid)
     const relayed0 = tracker.relayed ? await tracker.relayed() : null
+    const s0 = await sched()
     const t0 = performance.now()
     const m0 = await markAll(generators)
     await sleep(WINDOW_S * 1000)
     const m1 = await markAll(generators)
     const t1 = performance.now()
+    const s1 = await sched()
     const cpu1 = await processCpuSeconds(tracker.pid)
     const relayed1 = tracker.relayed ? await tracker.relayed() : null
 
@@ -203,13 +207,14 @@ async function measure (tracker) {
     })
     const genCpu = m1.map((m, i) =>
       (m.cpu.user + m.cpu.system - m0[i].cpu.user - m0[i].cpu.system) / 1e6 / ((m.at - m0[i].at) / 1000))
+    // Cores' worth of time spent runnable but waiting for a CPU.
+    const waitCores = (from, to) => s0.slice(from, to).reduce((a, x, i) =>
+      x && s1[from + i] ? a + (s1[from + i].waiting - x.waiting) / seconds : NaN, 0)
     const failures = total('failures')
     const firstFailure = m1.map(m => m.firstFailure).find(Boolean) ?? null
     return {
       offersPerSec: rate('offersReceived'),
       answersPerSec: rate('answersReceived'),
-      announcesPerSec: rate('announces'),
-      offersSentPerSec: rate('offersSent'),
       lostOffers: total('lostOffers'),
       failures,
       firstFailure,
@@ -219,6 +224,8 @@ async function measure (tracker) {
       generatorElu: elus,
       generatorCpuCores: genCpu,
       loadAverage: Number(load) || null,
+      serverWaitCores: waitCores(0, 1),
+      generatorWaitCores: waitCores(1, 1 + generators.length),
       seconds
     }
   } finally {
@@ -228,16 +235,20 @@ async function measure (tracker) {
 
 async function measureOne (name, start) {
   const tracker = await start()
+  let r
   try {
-    const r = await measure(tracker)
-    log(ROW, `${name}: ${fmt(r.offersPerSec)} offers/s received, ${fmt(r.answersPerSec)} answers/s,` +
-      ` tracker ${fmt(r.serverCpuCores, 2)} cores, generator ${fmt(sum(r.generatorCpuCores), 2)} cores` +
-      ` (event loops ${r.generatorElu.map(e => fmt(e * 100) + '%').join(' ')})` +
-      `${r.lostOffers ? `, ${fmt(r.lostOffers)} offers unanswered` : ''}${r.failures ? `, ${r.failures} failures (${r.firstFailure})` : ''}`)
-    return r
+    r = await measure(tracker)
   } finally {
     await tracker.stop()
   }
+  r.trackerWarnings = tracker.warnings?.() ?? null
+  log(ROW, `${name}: ${fmt(r.offersPerSec)} offers/s received, ${fmt(r.answersPerSec)} answers/s,` +
+    ` tracker ${fmt(r.serverCpuCores, 2)} cores (waiting for a CPU ${fmt(r.serverWaitCores, 2)}),` +
+    ` generator ${fmt(sum(r.generatorCpuCores), 2)} cores (waiting ${fmt(r.generatorWaitCores, 2)})` +
+    ` (event loops ${r.generatorElu.map(e => fmt(e * 100) + '%').join(' ')})` +
+    `${r.lostOffers ? `, ${fmt(r.lostOffers)} offers unanswered` : ''}${r.failures ? `, ${r.failures} failures (${r.firstFailure})` : ''}` +
+    `${r.closed ? `, ${r.closed} connections closed early` : ''}${r.trackerWarnings && r.trackerWarnings !== '0' ? `, tracker warnings ${r.trackerWarnings}` : ''}`)
+  return r
 }
 
 /**
@@ -261,8 +272,15 @@ async function profileSwarmdrop () {
     await Promise.all(generators.map(g => g.stop()))
     await tracker.stop()
   }
-  const report = await run('perf', ['report', '-i', data, '--no-children', '-F', 'overhead,dso,sym', '--stdio', '-g', 'none'])
-  await rm(data, { force: true })
+  let report
+  try {
+    report = await run('perf', ['report', '-i', data, '--no-children', '-F', 'overhead,dso,sym', '--stdio', '-g', 'none'])
+  } catch (e) {
+    log(ROW, `no profile: ${e.message.split('\n')[0]}`)
+    return null
+  } finally {
+    await rm(data, { force: true })
+  }
   const symbols = []
   for (const line of report.split('\n')) {
     const m = /^\s+([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*\S)/.exec(line)
@@ -318,6 +336,8 @@ const theirsCores = medianOf(theirs, r => r.serverCpuCores ?? 0)
 const lost = rs => sum(rs.map(r => r.lostOffers))
 const failures = rs => sum(rs.map(r => r.failures))
 const counted = medianOf(ours, r => r.serverRelayedPerSec ?? NaN)
+const oursWait = medianOf(ours, r => r.serverWaitCores)
+const theirsWait = medianOf(theirs, r => r.serverWaitCores)
 const load = median([...ours, ...theirs].map(r => r.loadAverage ?? NaN))
 const cores = cpus().length
 
@@ -339,7 +359,9 @@ const details = [
   `offers never answered within 5 s (lost, or dropped from a full per-connection queue): ${fmt(lost(ours))} (Swarmdrop),` +
     ` ${fmt(lost(theirs))} (bittorrent-tracker); failure frames: ${failures(ours)} and ${failures(theirs)}; cross-check: the` +
     ` Swarmdrop server's own \`offers_relayed\` counter gave ${fmt(counted)} offers/s over the same windows`,
-  `machine load: 1-minute load average ${fmt(load, 1)} at the start of the windows (median), on ${cores} cores`
+  `machine load: 1-minute load average ${fmt(load, 1)} at the start of the windows (median), on ${cores} cores; runnable but` +
+    ` waiting for a CPU (cores' worth, all threads): Swarmdrop server ${fmt(oursWait, 2)}, bittorrent-tracker ${fmt(theirsWait, 2)},` +
+    ` generator ${fmt(medianOf(ours, r => r.generatorWaitCores), 2)} and ${fmt(medianOf(theirs, r => r.generatorWaitCores), 2)}`
 ]
 if (profile) {
   details.push(`Swarmdrop server profile (perf, one extra unmeasured window): ${fmt(profile.server, 0)}% in the server binary` +
@@ -356,8 +378,9 @@ if (!met) {
   }
   if (oursCores + genCores < 0.8 * cores) {
     reasons.push(`other processes held most of the machine (load average ${fmt(load, 1)} on ${cores} cores): the Swarmdrop server` +
-      ` and the generator together got ${fmt(oursCores + genCores, 2)} cores and bittorrent-tracker ${fmt(theirsCores, 2)}, so the` +
-      ' offers per second follow the CPU share each was given, while the CPU per offer does not')
+      ` ran on ${fmt(oursCores, 2)} cores' worth of CPU while its threads spent ${fmt(oursWait, 2)} cores' worth runnable and waiting` +
+      ` for one, bittorrent-tracker ${fmt(theirsCores, 2)} and ${fmt(theirsWait, 2)}; the offers per second follow the CPU share` +
+      ' each process was given from run to run (see the per-run ratios), the CPU per offer does not')
   }
   reasons.push(`the machine has ${cores} cores shared with the generator and other work: 10× bittorrent-tracker's ceiling on one` +
     ` full core (1 / ${fmt(theirsUs, 1)} µs = ${fmt(1e6 / theirsUs)} offers/s) would be ${fmt(10e6 / theirsUs)} offers/s, which at the` +
