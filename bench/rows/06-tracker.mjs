@@ -247,7 +247,7 @@ async function measureOne (name, start) {
     ` generator ${fmt(sum(r.generatorCpuCores), 2)} cores (waiting ${fmt(r.generatorWaitCores, 2)})` +
     ` (event loops ${r.generatorElu.map(e => fmt(e * 100) + '%').join(' ')})` +
     `${r.lostOffers ? `, ${fmt(r.lostOffers)} offers unanswered` : ''}${r.failures ? `, ${r.failures} failures (${r.firstFailure})` : ''}` +
-    `${r.closed ? `, ${r.closed} connections closed early` : ''}${r.trackerWarnings && r.trackerWarnings !== '0' ? `, tracker warnings ${r.trackerWarnings}` : ''}`)
+    `${r.closed ? `, ${r.closed} connections closed early` : ''}${r.trackerWarnings && r.trackerWarnings !== '0' ? `, tracker warnings over its life, teardown included: ${r.trackerWarnings}` : ''}`)
   return r
 }
 
@@ -294,6 +294,7 @@ async function profileSwarmdrop () {
     kernel: share(s => s.kernel),
     alloc: share(isAlloc),
     copy: share(isCopy),
+    memset: share(s => /^__memset/.test(s.sym)),
     json: share(s => /serde_json|aquatic_ws_protocol/.test(s.sym)),
     server: share(s => !s.kernel && /swarmdrop/.test(s.dso)),
     top: symbols.slice(0, 6).map(s => `${short(s.sym)} ${fmt(s.pct, 1)}%`)
@@ -391,7 +392,11 @@ if (!met) {
     ` 10×${profile
       ? `: the profile puts ${fmt(profile.alloc + profile.copy, 0)}% of it in allocation and copies and ${fmt(profile.json, 0)}% in JSON;` +
         ' relaying each SDP as the raw JSON span it arrived in (no `Value` tree, no re-escaping), decoding frames without copying' +
-        ' them into a `String`, and writing the frames queued for a connection with one flush would move it'
+        ' them into a `String`, and writing the frames queued for a connection with one flush would move it' +
+        (profile.memset >= 3
+          ? `; the ${fmt(profile.memset, 0)}% in memset is tungstenite zero-filling its read buffer (128 KiB by default) before` +
+            ' every read, which axum\'s `WebSocketUpgrade::read_buffer_size` makes smaller'
+          : '')
       : ''}`)
   limit = reasons.join('; ') + '.'
 }
