@@ -6,7 +6,7 @@
 #   ./build.sh demo     build, start the server on loopback, open Chromium with the extension
 #   ./build.sh test     every check: fmt, clippy (host and wasm32), cargo test,
 #                       the wasm build, and the browser end-to-end tests
-#   ./build.sh bench    benchmarks (not written yet)
+#   ./build.sh bench    the benchmarks (bench/run.sh; arguments go to it)
 #
 # Each command installs what it needs when it is missing (the wasm32 target,
 # wasm-bindgen-cli at the version in Cargo.lock, the npm build and test
@@ -311,6 +311,9 @@ cmd_test() {
 }
 
 cmd_bench() {
+  if [[ -x bench/run.sh ]]; then
+    exec bench/run.sh "$@"
+  fi
   say "benchmarks are not written yet (they come with their own issue)"
 }
 
@@ -322,7 +325,10 @@ case ${1:-build} in
 build) cmd_build ;;
 demo) cmd_demo ;;
 test) cmd_test ;;
-bench) cmd_bench ;;
+bench)
+  shift
+  cmd_bench "$@"
+  ;;
 -h | --help | help) usage ;;
 *)
   usage
