@@ -25,6 +25,7 @@
   let shown = false;
   let pinned = false; // After a drop the zone stays, as the bundle's panel, until closed.
   let silence = null;
+  /** Promise of the drop zone setting, or null until asked. */
   let enabled = null;
 
   function isFileDrag(e) {
@@ -66,6 +67,7 @@
   }
 
   function hide() {
+    dragging = false;
     clearTimeout(silence);
     silence = null;
     if (!shown || pinned) return;
@@ -79,32 +81,30 @@
     silence = setTimeout(hide, SILENCE_MS);
   }
 
-  async function zoneEnabled() {
-    if (enabled === null) {
-      try {
-        const reply = await ext.runtime.sendMessage({ target: 'background', type: 'zone.enabled' });
-        enabled = reply?.ok ? reply.value !== false : true;
-      } catch {
-        enabled = true;
-      }
-      setTimeout(() => (enabled = null), 10_000); // Pick up a change of the setting.
-    }
+  /** Whether the user wants the zone (a setting); asked once, forgotten when settings change. */
+  function zoneEnabled() {
+    enabled ??= ext.runtime.sendMessage({ target: 'background', type: 'zone.enabled' }).then(
+      (reply) => (reply?.ok ? reply.value !== false : true),
+      () => true,
+    );
     return enabled;
   }
+  ext.storage?.onChanged?.addListener(() => {
+    enabled = null;
+  });
 
   // Capture phase and passive: we see every drag event first, change nothing.
   const opts = { capture: true, passive: true };
+  let dragging = false;
   window.addEventListener(
     'dragenter',
     (e) => {
       if (!isFileDrag(e)) return;
-      if (enabled === false) return;
-      show();
-      stillDragging();
+      dragging = true;
       zoneEnabled().then((on) => {
-        if (!on) {
-          pinned = false;
-          hide();
+        if (on && dragging) {
+          show();
+          stillDragging();
         }
       });
     },
@@ -133,8 +133,12 @@
     opts,
   );
   // A drop anywhere on the page (or the drag cancelled) ends the drag.
-  window.addEventListener('drop', hide, opts);
-  window.addEventListener('dragend', hide, opts);
+  const ended = () => {
+    dragging = false;
+    hide();
+  };
+  window.addEventListener('drop', ended, opts);
+  window.addEventListener('dragend', ended, opts);
 
   window.addEventListener('message', (e) => {
     // Only an extension-origin document can send with this origin (the page

@@ -435,6 +435,17 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     assert.match(view.link, /^http:\/\/localhost:9000\/b\/[0-9a-f]{40}$/);
     assert.match(view.magnet, /tr=ws%3A%2F%2Flocalhost%3A9000%2Fannounce/);
     assert.match(view.magnet, /tr=wss%3A%2F%2Ftracker\.example\.org/);
+
+    // With the drop zone turned off, dragging over a page shows nothing.
+    await popup.locator('#settings-btn').click();
+    await popup.locator('#s-zone').uncheck();
+    await popup.locator('#s-save').click();
+    await popup.locator('#settings').waitFor({ state: 'hidden' });
+    await page.bringToFront();
+    await page.locator('swarmdrop-zone').evaluate((zone) => zone.remove()); // the old panel
+    await pageDrag(page, 'dragenter', '#page-target');
+    await page.waitForTimeout(1000);
+    assert.equal(await page.locator('swarmdrop-zone').count(), 0, 'no zone when turned off');
   });
 
   assert.deepEqual(errors, [], 'no uncaught errors in extension pages');
