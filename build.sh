@@ -304,7 +304,7 @@ cmd_test() {
   step "cargo test" cargo test --workspace
   step "build (wasm, dist, web-ext lint)" cmd_build
   rm -rf target/e2e # profiles, downloads and files of earlier runs
-  step "browser end-to-end tests" node --test --test-concurrency=1 tests/e2e/
+  step "extension tests (pure modules in Node, then Chromium and Firefox end-to-end)" node --test --test-concurrency=1 tests/e2e/
   printf '\n%sTimings%s\n' "$BOLD" "$RESET" >&2
   printf '  %s\n' "${TIMINGS[@]}" >&2
   ok "all checks passed in $((SECONDS - start))s"

@@ -1,0 +1,129 @@
+// The extension's pure modules, tested in Node without a browser: piece
+// reading, bundle layout, settings validation, links, formatting, states.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { test } from 'node:test';
+import { layout, safeComponent } from '../../extension/js/host/create.js';
+import { PieceSource } from '../../extension/js/host/pieces.js';
+import * as fmt from '../../extension/js/common/format.js';
+import { serverTracker, shareLink } from '../../extension/js/common/links.js';
+import { validate } from '../../extension/js/common/settings.js';
+import * as S from '../../extension/js/common/states.js';
+
+const blob = (s) => new Blob([s]);
+const file = (name, s = 'x', type = '') => new File([s], name, { type });
+
+test('pieces span file boundaries and the last piece is short', async () => {
+  const src = new PieceSource([{ blob: blob('hello') }, { blob: blob('') }, { blob: blob('wonderful') }], 4);
+  assert.equal(src.totalLength, 14);
+  assert.equal(src.pieceCount, 4);
+  const pieces = [];
+  for (let i = 0; i < src.pieceCount; i++) pieces.push(Buffer.from(await src.read(i)).toString());
+  assert.deepEqual(pieces, ['hell', 'owon', 'derf', 'ul']);
+  assert.equal(src.pieceLen(3), 2);
+  assert.deepEqual(src.pieceRange(1), [4, 8]);
+  assert.equal(src.slices(1).length, 2, 'piece 1 is read from two files, the empty one skipped');
+});
+
+test('piece hashes over many small files equal hashing the concatenation', async () => {
+  const parts = Array.from({ length: 37 }, (_, i) => 'x'.repeat(i * 13 + 1) + i);
+  const src = new PieceSource(parts.map((p) => ({ blob: blob(p) })), 64);
+  const whole = Buffer.from(parts.join(''));
+  for (let i = 0; i < src.pieceCount; i++) {
+    const expected = createHash('sha1').update(whole.subarray(i * 64, i * 64 + 64)).digest('hex');
+    const got = createHash('sha1').update(await src.read(i)).digest('hex');
+    assert.equal(got, expected, `piece ${i}`);
+  }
+});
+
+test('asking for a piece that does not exist is an error, not a short read', async () => {
+  const src = new PieceSource([{ blob: blob('abc') }], 16);
+  assert.throws(() => src.pieceLen(1), RangeError);
+  assert.throws(() => src.slices(-1), RangeError);
+  assert.throws(() => new PieceSource([], 0), /invalid piece length/);
+});
+
+test('a file that shrank after it was chosen is reported, never read short', async () => {
+  const shrunk = blob('abcdefgh');
+  const src = new PieceSource([{ blob: shrunk }], 4);
+  // A Blob that lies about its size, as a File changed on disk would.
+  src.files[0].blob = { slice: (a, b) => blob('abcdef').slice(a, b), size: 8 };
+  await assert.rejects(() => src.read(1), /read 2 bytes, expected 4/);
+});
+
+test('a dropped folder names the bundle and keeps its structure', () => {
+  const { name, files } = layout([
+    { file: file('a.jpg'), path: 'Photos/2024/a.jpg' },
+    { file: file('b.txt'), path: 'Photos/b.txt' },
+  ]);
+  assert.equal(name, 'Photos');
+  assert.deepEqual(files.map((f) => f.parts.join('/')), ['2024/a.jpg', 'b.txt']);
+  assert.deepEqual(files.map((f) => f.type), ['image/jpeg', 'text/plain']);
+});
+
+test('loose files are named after the first; one file after itself', () => {
+  assert.equal(layout([{ file: file('report.pdf'), path: 'report.pdf' }]).name, 'report');
+  const { name } = layout([
+    { file: file('sunset.jpg'), path: 'sunset.jpg' },
+    { file: file('notes.txt'), path: 'notes.txt' },
+    { file: file('data.bin'), path: 'data.bin' },
+  ]);
+  assert.equal(name, 'sunset and 2 more');
+});
+
+test('two files with the same path get distinct names', () => {
+  const { files } = layout([
+    { file: file('a.txt'), path: 'a.txt' },
+    { file: file('A.txt'), path: 'A.txt' },
+    { file: file('a.txt'), path: 'a.txt' },
+  ]);
+  assert.deepEqual(files.map((f) => f.parts.join('/')), ['a.txt', 'A (2).txt', 'a (3).txt']);
+});
+
+test('names unsafe on disk are made safe, and the reserved folder is refused', () => {
+  assert.equal(safeComponent('a:b*c?.txt'), 'a_b_c_.txt');
+  assert.equal(safeComponent('..'), '_');
+  assert.equal(safeComponent('name. '), 'name');
+  assert.throws(() => layout([{ file: file('m.json'), path: '.swarmdrop/m.json' }, { file: file('x'), path: 'x' }]), /reserved/);
+  assert.throws(() => layout([]), /No files/);
+  assert.throws(() => layout([{ file: 'not a file', path: 'x' }]), /Not a file/);
+});
+
+test('settings are validated and normalized', () => {
+  const s = validate({ serverUrl: ' https://drop.example.org/ ', trackers: 'wss://a.example  wss://a.example\nws://b.example', uploadLimitKBps: '250' });
+  assert.equal(s.serverUrl, 'https://drop.example.org');
+  assert.deepEqual(s.trackers, ['wss://a.example', 'ws://b.example']);
+  assert.equal(s.uploadLimitKBps, 250);
+  assert.equal(s.dropZone, true);
+  assert.throws(() => validate({ serverUrl: 'not a url' }), /not a valid URL/);
+  assert.throws(() => validate({ serverUrl: 'ftp://x.org' }), /http/);
+  assert.throws(() => validate({ trackers: ['https://tracker.example'] }), /ws:\/\/ or wss:\/\//);
+  assert.throws(() => validate({ downloadLimitKBps: -1 }), /download cap/);
+});
+
+test('links follow the server address', () => {
+  assert.equal(serverTracker('https://drop.example.org/'), 'wss://drop.example.org/announce');
+  assert.equal(serverTracker('http://127.0.0.1:8750'), 'ws://127.0.0.1:8750/announce');
+  assert.equal(shareLink('http://127.0.0.1:8750/', 'ab'.repeat(20)), `http://127.0.0.1:8750/b/${'ab'.repeat(20)}`);
+});
+
+test('formatting for people', () => {
+  assert.equal(fmt.bytes(0), '0 B');
+  assert.equal(fmt.bytes(999), '999 B');
+  assert.equal(fmt.bytes(1234567), '1.23 MB');
+  assert.equal(fmt.bytes(3_200_000_000_000), '3.20 TB');
+  assert.equal(fmt.percent(0.999), '99 %', 'never 100 % before the end');
+  assert.equal(fmt.percent(1), '100 %');
+  assert.equal(fmt.duration(59), '59 s');
+  assert.equal(fmt.duration(3725), '1 h 2 min');
+  assert.equal(fmt.duration(Number.NaN), '–');
+  assert.equal(fmt.files(1), '1 file');
+});
+
+test('only running transfers pause, only paused ones resume', () => {
+  for (const st of [S.HASHING, S.SHARING, S.DOWNLOADING]) {
+    assert.ok(S.canPause(st) && !S.canResume(st) && S.isRunning(st), st);
+  }
+  assert.ok(S.canResume(S.PAUSED) && !S.canPause(S.PAUSED));
+  for (const st of [S.COMPLETE, S.NEEDS_FILES, S.ERROR]) assert.ok(!S.canPause(st) && !S.canResume(st), st);
+});
