@@ -8,3 +8,4 @@ pub mod bitfield;
 pub mod ids;
 pub mod lengths;
 pub mod time;
+pub mod timer;
