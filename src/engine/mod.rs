@@ -5,7 +5,10 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod hash;
 pub mod ids;
 pub mod lengths;
+pub mod metainfo;
 pub mod time;
 pub mod timer;
+pub mod wire;
