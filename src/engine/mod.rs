@@ -2,7 +2,6 @@
 //!
 //! Every module here compiles and is tested natively; browser crates are not
 //! reachable from this tree (they are wasm32-only dependencies).
-
 pub mod bencode;
 pub mod bitfield;
 pub mod hash;
@@ -11,4 +10,5 @@ pub mod lengths;
 pub mod metainfo;
 pub mod time;
 pub mod timer;
+pub mod tracker;
 pub mod wire;
