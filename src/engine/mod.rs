@@ -8,6 +8,7 @@ pub mod hash;
 pub mod ids;
 pub mod lengths;
 pub mod metainfo;
+pub mod picker;
 pub mod time;
 pub mod timer;
 pub mod tracker;
