@@ -388,3 +388,234 @@ fn block_request(payload: &[u8], name: &'static str) -> Result<BlockRequest, Mes
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::wire::test_support::{arb_message, OwnedMessage};
+    use proptest::prelude::*;
+
+    /// Decodes a whole encoded message (prefix included), checking the prefix.
+    fn decode_frame(bytes: &[u8]) -> Result<Message<'_>, MessageError> {
+        let declared = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        assert_eq!(declared, bytes.len() - 4, "length prefix");
+        Message::decode(&bytes[4..])
+    }
+
+    /// Each message's bytes as BEP 3 / BEP 6 / BEP 10 lay them out.
+    fn known_vectors() -> Vec<(Message<'static>, Vec<u8>)> {
+        let r = BlockRequest {
+            index: 1,
+            begin: 0x4000,
+            length: 0x4000,
+        };
+        let rq = [0, 0, 0, 1, 0, 0, 0x40, 0, 0, 0, 0x40, 0];
+        let with = |head: &[u8], tail: &[u8]| [head, tail].concat();
+        vec![
+            (Message::KeepAlive, vec![0, 0, 0, 0]),
+            (Message::Choke, vec![0, 0, 0, 1, 0]),
+            (Message::Unchoke, vec![0, 0, 0, 1, 1]),
+            (Message::Interested, vec![0, 0, 0, 1, 2]),
+            (Message::NotInterested, vec![0, 0, 0, 1, 3]),
+            (Message::Have(42), vec![0, 0, 0, 5, 4, 0, 0, 0, 42]),
+            (
+                Message::Bitfield(&[0xff, 0xe0]),
+                vec![0, 0, 0, 3, 5, 0xff, 0xe0],
+            ),
+            (Message::Request(r), with(&[0, 0, 0, 0x0d, 6], &rq)),
+            (
+                Message::Piece {
+                    index: 2,
+                    begin: 0x8000,
+                    block: b"abc",
+                },
+                vec![0, 0, 0, 12, 7, 0, 0, 0, 2, 0, 0, 0x80, 0, b'a', b'b', b'c'],
+            ),
+            (Message::Cancel(r), with(&[0, 0, 0, 0x0d, 8], &rq)),
+            (Message::Port(6881), vec![0, 0, 0, 3, 9, 0x1a, 0xe1]),
+            (Message::Suggest(7), vec![0, 0, 0, 5, 0x0d, 0, 0, 0, 7]),
+            (Message::HaveAll, vec![0, 0, 0, 1, 0x0e]),
+            (Message::HaveNone, vec![0, 0, 0, 1, 0x0f]),
+            (Message::Reject(r), with(&[0, 0, 0, 0x0d, 0x10], &rq)),
+            (
+                Message::AllowedFast(0x01020304),
+                vec![0, 0, 0, 5, 0x11, 1, 2, 3, 4],
+            ),
+            (
+                Message::Extended {
+                    id: 0,
+                    payload: b"de",
+                },
+                vec![0, 0, 0, 4, 20, 0, b'd', b'e'],
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_message_encodes_to_its_spec_bytes_and_back() {
+        for (msg, bytes) in known_vectors() {
+            assert_eq!(msg.to_vec(), bytes, "encoding {}", msg.name());
+            assert_eq!(msg.encoded_len(), bytes.len(), "length of {}", msg.name());
+            assert_eq!(decode_frame(&bytes), Ok(msg), "decoding {}", msg.name());
+            assert_eq!(msg.id(), bytes.get(4).copied(), "id of {}", msg.name());
+        }
+    }
+
+    #[test]
+    fn request_matches_the_classic_capture() {
+        // "00 00 00 0d 06": a 13-byte request for piece 0, block 0, 16 KiB.
+        let bytes = [0, 0, 0, 0x0d, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0];
+        assert_eq!(
+            decode_frame(&bytes),
+            Ok(Message::Request(BlockRequest {
+                index: 0,
+                begin: 0,
+                length: 16384
+            }))
+        );
+    }
+
+    #[test]
+    fn wrong_payload_lengths_name_the_message_and_both_lengths() {
+        assert_eq!(
+            Message::decode(&[4, 0, 0, 1]),
+            Err(MessageError::BadLength {
+                name: "have",
+                expected: 4,
+                got: 3
+            })
+        );
+        assert_eq!(
+            Message::decode(&[6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(MessageError::BadLength {
+                name: "request",
+                expected: 12,
+                got: 13
+            })
+        );
+        assert_eq!(
+            Message::decode(&[0, 1]),
+            Err(MessageError::BadLength {
+                name: "choke",
+                expected: 0,
+                got: 1
+            })
+        );
+        assert_eq!(
+            Message::decode(&[0x0e, 0]),
+            Err(MessageError::BadLength {
+                name: "have all",
+                expected: 0,
+                got: 1
+            })
+        );
+        assert_eq!(
+            Message::decode(&[9, 1]),
+            Err(MessageError::BadLength {
+                name: "port",
+                expected: 2,
+                got: 1
+            })
+        );
+    }
+
+    #[test]
+    fn short_piece_and_empty_extended_are_refused() {
+        assert_eq!(
+            Message::decode(&[7, 0, 0, 0, 1, 0, 0, 0]),
+            Err(MessageError::TooShort {
+                name: "piece",
+                min: 8,
+                got: 7
+            })
+        );
+        assert_eq!(
+            Message::decode(&[20]),
+            Err(MessageError::TooShort {
+                name: "extended",
+                min: 1,
+                got: 0
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_ids_are_reported_with_their_payload_length() {
+        assert_eq!(
+            Message::decode(&[21, 1, 2, 3]),
+            Err(MessageError::UnknownId { id: 21, len: 3 })
+        );
+        assert_eq!(
+            Message::decode(&[0x0a]),
+            Err(MessageError::UnknownId { id: 10, len: 0 })
+        );
+    }
+
+    #[test]
+    fn empty_bitfield_and_empty_block_decode() {
+        assert_eq!(Message::decode(&[5]), Ok(Message::Bitfield(&[])));
+        assert_eq!(
+            Message::decode(&[7, 0, 0, 0, 1, 0, 0, 0, 2]),
+            Ok(Message::Piece {
+                index: 1,
+                begin: 2,
+                block: &[]
+            })
+        );
+    }
+
+    #[test]
+    fn piece_header_plus_block_equals_the_encoded_piece() {
+        let block = vec![0x5a; 16384];
+        let msg = Message::Piece {
+            index: 9,
+            begin: 32768,
+            block: &block,
+        };
+        let mut split = encode_piece_header(9, 32768, block.len() as u32).to_vec();
+        assert_eq!(split[..5], [0, 0, 0x40, 0x09, 7]);
+        split.extend_from_slice(&block);
+        assert_eq!(split, msg.to_vec());
+    }
+
+    #[test]
+    fn decoded_blocks_borrow_from_the_input() {
+        let bytes = Message::Piece {
+            index: 0,
+            begin: 0,
+            block: &[1, 2, 3],
+        }
+        .to_vec();
+        let Ok(Message::Piece { block, .. }) = Message::decode(&bytes[4..]) else {
+            panic!("not a piece");
+        };
+        assert_eq!(block.as_ptr(), bytes[13..].as_ptr());
+    }
+
+    #[test]
+    fn encode_into_appends() {
+        let mut out = vec![0xAA];
+        Message::Have(1).encode_into(&mut out);
+        Message::KeepAlive.encode_into(&mut out);
+        assert_eq!(out, [0xAA, 0, 0, 0, 5, 4, 0, 0, 0, 1, 0, 0, 0, 0]);
+    }
+
+    proptest! {
+        #[test]
+        fn messages_round_trip(m in arb_message()) {
+            let msg = m.as_message();
+            let bytes = msg.to_vec();
+            prop_assert_eq!(bytes.len(), msg.encoded_len());
+            let decoded = decode_frame(&bytes).unwrap();
+            prop_assert_eq!(OwnedMessage::from_message(&decoded), m);
+        }
+
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Ok(msg) = Message::decode(&body) {
+                // Whatever decodes re-encodes to the same body.
+                prop_assert_eq!(&msg.to_vec()[4..], &body[..]);
+            }
+        }
+    }
+}
