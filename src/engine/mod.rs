@@ -2,6 +2,7 @@
 //!
 //! Every module here compiles and is tested natively; browser crates are not
 //! reachable from this tree (they are wasm32-only dependencies).
+
 pub mod bencode;
 pub mod bitfield;
 pub mod hash;

@@ -21,7 +21,8 @@ use crate::engine::limiter::RateEstimator;
 use crate::engine::picker::PeerKey;
 use crate::engine::time::Instant;
 use crate::engine::timer::{timer_enum, TimerTable};
-use crate::engine::wire::{BlockRequest, Framer, Handshake, Message};
+use crate::engine::wire::extension::{decode_donthave, EXTENDED_HANDSHAKE_ID};
+use crate::engine::wire::{BlockRequest, ExtendedHandshake, Framer, Handshake, Message};
 
 /// We send a keep-alive after this long without sending anything (peers
 /// commonly drop a connection silent for two minutes).
@@ -84,21 +85,6 @@ pub struct Remote {
     pub fast: bool,
     /// It speaks the extension protocol (and so do we).
     pub extended: bool,
-}
-
-/// What the remote side said in its extension handshake (BEP 10).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RemoteExtensions {
-    /// Its id for `ut_metadata` messages to it.
-    pub ut_metadata: Option<u8>,
-    /// Its id for `lt_donthave` messages to it.
-    pub lt_donthave: Option<u8>,
-    /// Size of the info dictionary, when it has it.
-    pub metadata_size: Option<u32>,
-    /// How many requests it queues (`reqq`).
-    pub reqq: Option<u32>,
-    /// Its client name (`v`).
-    pub client: Option<String>,
 }
 
 /// What the peer has, as far as we know.
@@ -176,8 +162,8 @@ pub struct Peer {
     pub outgoing: bool,
     /// Set after the handshake.
     pub remote: Option<Remote>,
-    /// Set after the extension handshake.
-    pub extensions: Option<RemoteExtensions>,
+    /// Set after the extension handshake (later ones update it).
+    pub extensions: Option<ExtendedHandshake>,
     /// We choke the peer.
     pub am_choking: bool,
     /// We want pieces the peer has.
@@ -274,6 +260,15 @@ impl Peer {
             PeerHas::Some(b) => b.is_full(),
             PeerHas::Early { all, .. } => *all,
             PeerHas::Unknown => false,
+        }
+    }
+
+    /// Whether the peer has no piece at all (as far as we know).
+    pub fn has_nothing(&self) -> bool {
+        match &self.has {
+            PeerHas::Unknown => true,
+            PeerHas::Some(b) => b.none(),
+            PeerHas::All | PeerHas::Early { .. } => false,
         }
     }
 
@@ -530,16 +525,19 @@ impl Peer {
                         "extension message without the extension protocol".into(),
                     ));
                 }
-                if id == 0 {
-                    self.extensions = Some(parse_extensions(payload)?);
+                if id == EXTENDED_HANDSHAKE_ID {
+                    let theirs = ExtendedHandshake::decode(payload)
+                        .map_err(|e| DropReason::Malformed(e.to_string()))?;
+                    match &mut self.extensions {
+                        Some(known) => known.update(theirs),
+                        None => self.extensions = Some(theirs),
+                    }
                     PeerEvent::Extensions
                 } else if Some(id) == ours.ut_metadata {
                     PeerEvent::Metadata(payload)
                 } else if Some(id) == ours.lt_donthave {
-                    let bytes: [u8; 4] = payload.try_into().map_err(|_| {
-                        DropReason::Malformed("lt_donthave payload is not 4 bytes".into())
-                    })?;
-                    let i = u32::from_be_bytes(bytes);
+                    let i = decode_donthave(payload)
+                        .map_err(|e| DropReason::Malformed(e.to_string()))?;
                     match lengths {
                         Some(l) => {
                             let piece = l.validate_piece(i).ok_or(DropReason::InvalidPiece(i))?;

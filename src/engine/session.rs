@@ -1,0 +1,1766 @@
+//! One bundle: a thin dispatcher over its peers, web seeds, the picker, the
+//! choker, the limiter, the tracker announcers and piece assembly.
+//!
+//! Policy lives in the parts: [`Peer`] checks and answers the wire protocol,
+//! [`Picker`] chooses blocks, [`Choker`] chooses whom to serve, the token
+//! buckets decide how fast, the [`Announcer`]s decide when to announce. The
+//! session routes inputs to them and their decisions to outputs, and owns
+//! what no single part can: piece assembly and verification, the pieces in
+//! the hands of storage, and who is banned for sending bad data.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::engine::api::{
+    AddBundle, BundleSource, CommandError, ConnId, Output, RateLimits, Role, StoreFailure,
+};
+use crate::engine::bitfield::Bitfield;
+use crate::engine::choker::{ChokeCandidate, Choker};
+use crate::engine::client::ClientConfig;
+use crate::engine::event::{DropReason, Event, PauseReason, Progress};
+use crate::engine::hash::verify_piece;
+use crate::engine::ids::{InfoHash, PeerId};
+use crate::engine::lengths::{BlockInfo, Lengths, PieceIndex};
+use crate::engine::limiter::{RateEstimator, TokenBucket};
+use crate::engine::metainfo::Info;
+use crate::engine::peer::{OurExtensionIds, Peer, PeerEvent, PeerHas, Stage, MAX_QUEUED_REQUESTS};
+use crate::engine::picker::{priorities_from_files, BlockOutcome, PeerKey, Picker, Priority};
+use crate::engine::time::Instant;
+use crate::engine::timer::{timer_enum, TimerTable};
+use crate::engine::tracker::{AnnounceStats, Announcer};
+use crate::engine::webseed::{assemble_fetch, WebSeed};
+use crate::engine::wire::extension::{LOCAL_LT_DONTHAVE_ID, LOCAL_UT_METADATA_ID};
+use crate::engine::wire::{
+    metadata_piece, ExtendedHandshake, Frame, Message, MetadataAssembler, MetadataMessage,
+    MetadataProgress,
+};
+
+/// Choke rounds run this often.
+pub const CHOKE_INTERVAL: Duration = Duration::from_secs(10);
+/// Progress events go out this often while the bundle is active.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// A request unanswered this long is released to other peers.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// A metadata piece request unanswered this long is asked of another peer.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Verified pieces handed to storage and not yet confirmed, in bytes: above
+/// this no new block is requested (storage is the bottleneck).
+pub const MAX_STORING_BYTES: u64 = 64 * 1024 * 1024;
+/// Failed pieces kept to find out, once the piece verifies, which peer sent
+/// the bad blocks.
+const MAX_SUSPECT_PIECES: usize = 8;
+
+/// The ids of our extensions, as our extension handshake announces them.
+const OUR_EXTENSIONS: OurExtensionIds = OurExtensionIds {
+    ut_metadata: Some(LOCAL_UT_METADATA_ID),
+    lt_donthave: Some(LOCAL_LT_DONTHAVE_ID),
+};
+
+timer_enum! {
+    /// A session's own timers (its peers have theirs).
+    pub enum SessionTimer {
+        /// Next choke round.
+        Choke,
+        /// Next progress event.
+        Progress,
+        /// Retry what was held back: rate-limit tokens, a web seed's backoff.
+        Wake,
+        /// The oldest outstanding block request times out.
+        Requests,
+        /// The oldest metadata request times out.
+        Metadata,
+    }
+}
+
+/// What the session needs from its client for one call: the time, where
+/// outputs go, the seeded randomness, the global caps and the configuration.
+pub struct Ctx<'a> {
+    /// The current time.
+    pub now: Instant,
+    /// Outputs, in order.
+    pub out: &'a mut VecDeque<Output>,
+    /// The client's seeded generator.
+    pub rng: &'a mut fastrand::Rng,
+    /// The caps shared by all bundles.
+    pub global: &'a mut Caps,
+    /// Configuration.
+    pub config: &'a ClientConfig,
+    /// The client's connection id counter.
+    pub next_conn: &'a mut u64,
+}
+
+impl Ctx<'_> {
+    /// A fresh connection id.
+    pub fn new_conn(&mut self) -> ConnId {
+        *self.next_conn += 1;
+        ConnId(*self.next_conn)
+    }
+
+    fn event(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+}
+
+/// An upload and a download token bucket.
+#[derive(Debug)]
+pub struct Caps {
+    /// Upload.
+    pub up: TokenBucket,
+    /// Download.
+    pub down: TokenBucket,
+}
+
+impl Caps {
+    /// Buckets for these limits.
+    pub fn new(limits: RateLimits, now: Instant) -> Self {
+        Caps {
+            up: TokenBucket::new(limits.upload, now),
+            down: TokenBucket::new(limits.download, now),
+        }
+    }
+
+    /// Changes the limits.
+    pub fn set(&mut self, limits: RateLimits, now: Instant) {
+        self.up.set_rate(limits.upload, now);
+        self.down.set_rate(limits.download, now);
+    }
+}
+
+/// Takes `n` tokens from both a global and a bundle bucket, or none.
+fn take_both(global: &mut TokenBucket, bundle: &mut TokenBucket, now: Instant, n: u64) -> bool {
+    if global.available(now) >= n && bundle.available(now) >= n {
+        global.take(now, n);
+        bundle.take(now, n);
+        true
+    } else {
+        false
+    }
+}
+
+/// When both buckets will hold `n` tokens.
+fn ready_at(global: &TokenBucket, bundle: &TokenBucket, now: Instant, n: u64) -> Option<Instant> {
+    Some(global.ready_at(now, n)?.max(bundle.ready_at(now, n)?))
+}
+
+/// Who sent a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// A peer, by connection and id.
+    Peer(ConnId, PeerId),
+    /// A web seed.
+    WebSeed(ConnId),
+}
+
+impl Source {
+    fn conn(self) -> ConnId {
+        match self {
+            Source::Peer(c, _) | Source::WebSeed(c) => c,
+        }
+    }
+}
+
+/// A piece being assembled from blocks.
+#[derive(Debug)]
+struct PartialPiece {
+    data: Vec<u8>,
+    /// Per block: who sent it.
+    sources: Vec<Option<Source>>,
+}
+
+impl PartialPiece {
+    fn new(len: u32, blocks: u32) -> Self {
+        PartialPiece {
+            data: vec![0; len as usize],
+            sources: vec![None; blocks as usize],
+        }
+    }
+
+    fn put(&mut self, block: BlockInfo, data: &[u8], source: Source) {
+        let start = block.offset as usize;
+        self.data[start..start + data.len()].copy_from_slice(data);
+        if let Some(slot) = self.sources.get_mut(block.index_in_piece() as usize) {
+            *slot = Some(source);
+        }
+    }
+
+    /// The distinct senders.
+    fn senders(&self) -> Vec<Source> {
+        let mut out: Vec<Source> = Vec::new();
+        for s in self.sources.iter().flatten() {
+            if !out.contains(s) {
+                out.push(*s);
+            }
+        }
+        out
+    }
+}
+
+/// The part of a session that exists once the metadata is known.
+#[derive(Debug)]
+struct Ready {
+    info: Info,
+    info_bytes: Vec<u8>,
+    picker: Picker,
+    partial: BTreeMap<PieceIndex, PartialPiece>,
+    /// Verified pieces handed to storage, by length.
+    storing: BTreeMap<PieceIndex, u32>,
+    /// Pieces that failed their hash, kept to blame the right sender later.
+    suspects: BTreeMap<PieceIndex, PartialPiece>,
+    completed: bool,
+}
+
+impl Ready {
+    fn lengths(&self) -> &Lengths {
+        &self.info.lengths
+    }
+
+    fn storing_bytes(&self) -> u64 {
+        self.storing.values().map(|&l| l as u64).sum()
+    }
+}
+
+/// The metadata fetch of a bundle started from a magnet link.
+#[derive(Debug, Default)]
+struct MetadataFetch {
+    assembler: Option<MetadataAssembler>,
+    /// Piece → (asked peer, when).
+    requested: BTreeMap<u32, (ConnId, Instant)>,
+}
+
+/// Byte counters and rates.
+#[derive(Debug, Default)]
+struct Stats {
+    downloaded_peers: u64,
+    downloaded_server: u64,
+    uploaded: u64,
+    down_peers: RateEstimator,
+    down_server: RateEstimator,
+    up: RateEstimator,
+}
+
+/// One bundle. Crate-internal: driven by [`Client`](crate::engine::client::Client).
+#[derive(Debug)]
+pub struct Session {
+    info_hash: InfoHash,
+    name: Option<String>,
+    role: Role,
+    paused: Option<PauseReason>,
+    ready: Option<Box<Ready>>,
+    metadata: MetadataFetch,
+    /// The have-bitfield given at add time for a magnet, checked once the
+    /// metadata is known.
+    early_have: Bitfield,
+    selection: Option<Vec<usize>>,
+    peers: BTreeMap<ConnId, Peer>,
+    keys: BTreeMap<PeerKey, ConnId>,
+    next_key: u32,
+    web_seeds: BTreeMap<ConnId, WebSeed>,
+    web_seed_urls: Vec<String>,
+    /// Tracker URLs of this bundle.
+    pub(crate) trackers: Vec<String>,
+    /// One announcer per tracker URL.
+    pub(crate) announcers: BTreeMap<String, Announcer>,
+    banned: BTreeSet<PeerId>,
+    /// Blocks being loaded from storage, with the peers waiting for them.
+    pending_loads: BTreeMap<BlockInfo, Vec<ConnId>>,
+    caps: Caps,
+    choker: Choker,
+    stats: Stats,
+    timers: TimerTable<SessionTimer>,
+    /// Round-robin start for requests and uploads, so caps are shared fairly.
+    rotate: usize,
+}
+
+impl Session {
+    /// Builds a session from an add command.
+    pub fn new(ctx: &mut Ctx<'_>, add: AddBundle) -> Result<Self, CommandError> {
+        let AddBundle {
+            source,
+            role,
+            have,
+            selection,
+            paused,
+        } = add;
+        let info_hash = source.info_hash();
+        let (name, trackers, web_seed_urls, ready) = match source {
+            BundleSource::Metainfo(m) => {
+                let m = *m;
+                let trackers = m.trackers();
+                let ready = Ready::new(m.info, m.info_bytes, have.clone(), selection.as_deref())?;
+                (Some(ready.info.name.clone()), trackers, m.url_list, Some(ready))
+            }
+            BundleSource::Magnet(m) => {
+                if role == Role::Seed {
+                    return Err(CommandError::MagnetSeed);
+                }
+                (m.display_name.clone(), m.trackers.clone(), m.web_seeds.clone(), None)
+            }
+        };
+        if role == Role::Seed {
+            if let Some(r) = &ready {
+                let h = r.picker.have();
+                if !h.is_full() {
+                    return Err(CommandError::SeedIncomplete {
+                        have: h.count_ones(),
+                        total: h.len(),
+                    });
+                }
+            }
+        }
+        let mut trackers_all: Vec<String> = Vec::new();
+        for t in ctx.config.trackers.iter().chain(trackers.iter()) {
+            let ws = t.starts_with("ws://") || t.starts_with("wss://");
+            if ws && !trackers_all.contains(t) {
+                trackers_all.push(t.clone());
+            }
+        }
+        let announcers = trackers_all
+            .iter()
+            .map(|url| (url.clone(), Announcer::new(info_hash, ctx.config.peer_id)))
+            .collect();
+        let mut session = Session {
+            info_hash,
+            name,
+            role,
+            paused: None,
+            ready: ready.map(Box::new),
+            metadata: MetadataFetch::default(),
+            early_have: have,
+            selection,
+            peers: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            next_key: 0,
+            web_seeds: BTreeMap::new(),
+            web_seed_urls,
+            trackers: trackers_all,
+            announcers,
+            banned: BTreeSet::new(),
+            pending_loads: BTreeMap::new(),
+            caps: Caps::new(RateLimits::default(), ctx.now),
+            choker: Choker::default(),
+            stats: Stats::default(),
+            timers: TimerTable::default(),
+            rotate: 0,
+        };
+        ctx.event(Event::BundleAdded {
+            info_hash,
+            name: session.name.clone(),
+            total_length: session.ready.as_ref().map(|r| r.lengths().total_length()),
+        });
+        if paused {
+            session.paused = Some(PauseReason::User);
+            ctx.event(Event::Paused {
+                info_hash,
+                reason: PauseReason::User,
+            });
+        } else {
+            session.start(ctx);
+        }
+        Ok(session)
+    }
+
+    // ----- getters -----
+
+    /// The bundle.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// Whether the bundle is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.is_some()
+    }
+
+    /// Whether this connection belongs to the session.
+    pub fn has_conn(&self, conn: ConnId) -> bool {
+        self.peers.contains_key(&conn) || self.web_seeds.contains_key(&conn)
+    }
+
+    /// Whether a connection to `peer_id` is open or being set up.
+    pub fn knows_peer(&self, peer_id: PeerId) -> bool {
+        self.banned.contains(&peer_id) || self.peers.values().any(|p| p.peer_id() == Some(peer_id))
+    }
+
+    /// Peer connections, open or being set up.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether every wanted piece is stored.
+    pub fn is_complete(&self) -> bool {
+        self.ready.as_ref().is_some_and(|r| r.picker.is_complete())
+    }
+
+    /// The bundle's figures now.
+    pub fn progress(&self, now: Instant) -> Progress {
+        let (have_bytes, wanted_bytes, total_bytes) = match &self.ready {
+            Some(r) => {
+                let l = r.lengths();
+                let have: u64 = r
+                    .picker
+                    .have()
+                    .iter_ones()
+                    .filter_map(|i| l.validate_piece(i))
+                    .map(|p| l.piece_len(p) as u64)
+                    .sum();
+                let remaining = r.picker.wanted_remaining().bytes;
+                let wanted_have: u64 = r
+                    .picker
+                    .have()
+                    .iter_ones()
+                    .filter_map(|i| l.validate_piece(i))
+                    .filter(|&p| r.picker.priority(p) != Priority::Skip)
+                    .map(|p| l.piece_len(p) as u64)
+                    .sum();
+                (have, wanted_have + remaining, l.total_length())
+            }
+            None => (0, 0, 0),
+        };
+        Progress {
+            info_hash: self.info_hash,
+            have_bytes,
+            wanted_bytes,
+            total_bytes,
+            down_rate_peers: self.stats.down_peers.rate(now),
+            down_rate_server: self.stats.down_server.rate(now),
+            up_rate: self.stats.up.rate(now),
+            downloaded_peers: self.stats.downloaded_peers,
+            downloaded_server: self.stats.downloaded_server,
+            uploaded: self.stats.uploaded,
+            peers: self.peers.values().filter(|p| p.is_active()).count() as u32,
+            paused: self.is_paused(),
+        }
+    }
+
+    /// What the next announce reports.
+    pub fn announce_stats(&self) -> AnnounceStats {
+        let left = self.ready.as_ref().map(|r| {
+            let l = r.lengths();
+            let have: u64 = r
+                .picker
+                .have()
+                .iter_ones()
+                .filter_map(|i| l.validate_piece(i))
+                .map(|p| l.piece_len(p) as u64)
+                .sum();
+            l.total_length() - have
+        });
+        AnnounceStats {
+            uploaded: self.stats.uploaded,
+            downloaded: self.stats.downloaded_peers + self.stats.downloaded_server,
+            left,
+        }
+    }
+
+    /// How many more peer connections the session would like.
+    pub fn wanted_offers(&self, max_peers: usize) -> usize {
+        if self.is_paused() {
+            return 0;
+        }
+        max_peers.saturating_sub(self.peers.len())
+    }
+
+    /// The earliest deadline of the session and its peers.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let peers = self.peers.values().filter_map(Peer::next_timeout).min();
+        let announce = self.announcers.values().filter_map(Announcer::poll_timeout).min();
+        [self.timers.next_timeout(), peers, announce]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ----- lifecycle -----
+
+    /// Joins the swarm: announcers start, web seeds connect, timers arm.
+    fn start(&mut self, ctx: &mut Ctx<'_>) {
+        for a in self.announcers.values_mut() {
+            a.start(ctx.now);
+        }
+        if self.ready.as_ref().is_some_and(|r| !r.picker.is_complete()) {
+            self.add_web_seeds(ctx);
+        }
+        self.timers.set(SessionTimer::Choke, ctx.now);
+        self.timers.set(SessionTimer::Progress, ctx.now + PROGRESS_INTERVAL);
+    }
+
+    fn add_web_seeds(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        if !self.web_seeds.is_empty() {
+            return;
+        }
+        for url in &self.web_seed_urls {
+            let conn = ctx.new_conn();
+            let key = PeerKey(self.next_key);
+            self.next_key = self.next_key.wrapping_add(1);
+            ready.picker.peer_have_all(key);
+            self.keys.insert(key, conn);
+            self.web_seeds.insert(conn, WebSeed::new(conn, key, url.clone()));
+        }
+    }
+
+    /// Pauses: chokes everyone, withdraws interest and requests, stops
+    /// announcing, moves no bytes until resumed.
+    pub fn pause(&mut self, ctx: &mut Ctx<'_>, reason: PauseReason) {
+        if self.paused.is_some() {
+            // A user pause over a disk-full one keeps the first reason.
+            return;
+        }
+        self.paused = Some(reason);
+        for a in self.announcers.values_mut() {
+            a.stop(ctx.now);
+        }
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if peer.is_active() {
+                peer.choke(ctx.now);
+                peer.serve_queue.clear();
+                peer.set_interested(false);
+            }
+            let key = peer.key;
+            if let Some(ready) = self.ready.as_mut() {
+                for block in ready.picker.requests(key) {
+                    ready.picker.request_cancelled(key, block);
+                    peer.cancel(block);
+                }
+            }
+        }
+        let seeds: Vec<ConnId> = self.web_seeds.keys().copied().collect();
+        for conn in seeds {
+            self.abort_web_seed_fetches(conn);
+            ctx.out.push_back(Output::ClosePeer {
+                conn,
+                reason: DropReason::Closed,
+            });
+        }
+        self.pending_loads.clear();
+        for peer in self.peers.values_mut() {
+            peer.loading = 0;
+        }
+        self.timers.stop(SessionTimer::Choke);
+        self.timers.stop(SessionTimer::Wake);
+        self.flush(ctx);
+        ctx.event(Event::Paused {
+            info_hash: self.info_hash,
+            reason,
+        });
+        let progress = self.progress(ctx.now);
+        ctx.event(Event::Progress(progress));
+    }
+
+    /// Undoes a pause.
+    pub fn resume(&mut self, ctx: &mut Ctx<'_>) {
+        if self.paused.take().is_none() {
+            return;
+        }
+        ctx.event(Event::Resumed {
+            info_hash: self.info_hash,
+        });
+        self.start(ctx);
+        self.pump(ctx);
+    }
+
+    /// Closes every connection and announces `stopped` (the client sends
+    /// the announcers' last frames).
+    pub fn remove(&mut self, ctx: &mut Ctx<'_>) {
+        for a in self.announcers.values_mut() {
+            a.stop(ctx.now);
+        }
+        let conns: Vec<ConnId> = self
+            .peers
+            .keys()
+            .chain(self.web_seeds.keys())
+            .copied()
+            .collect();
+        for conn in conns {
+            ctx.out.push_back(Output::ClosePeer {
+                conn,
+                reason: DropReason::BundleRemoved,
+            });
+        }
+        self.peers.clear();
+        self.web_seeds.clear();
+        ctx.event(Event::Removed {
+            info_hash: self.info_hash,
+        });
+    }
+
+    /// Changes which files to fetch.
+    pub fn set_selection(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        files: Option<Vec<usize>>,
+    ) -> Result<(), CommandError> {
+        let Some(ready) = self.ready.as_mut() else {
+            self.selection = files;
+            return Ok(());
+        };
+        let prios = file_priorities(&ready.info, files.as_deref())?;
+        for (key, block) in ready.picker.set_priorities(prios) {
+            if let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) {
+                peer.cancel(block);
+            }
+        }
+        self.selection = files;
+        ready.completed = ready.picker.is_complete();
+        self.pump(ctx);
+        Ok(())
+    }
+
+    /// Changes the bundle's caps.
+    pub fn set_limits(&mut self, ctx: &mut Ctx<'_>, limits: RateLimits) {
+        self.caps.set(limits, ctx.now);
+        self.pump(ctx);
+    }
+
+    // ----- peer connections -----
+
+    /// A connection being signalled for this bundle.
+    pub fn add_peer(&mut self, now: Instant, conn: ConnId, outgoing: bool) {
+        let key = PeerKey(self.next_key);
+        self.next_key = self.next_key.wrapping_add(1);
+        self.keys.insert(key, conn);
+        self.peers.insert(conn, Peer::new(conn, key, outgoing, now));
+    }
+
+    /// The data channel opened: send our handshake.
+    pub fn peer_opened(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if peer.stage != Stage::Signalling {
+            return;
+        }
+        peer.on_opened(ctx.now, self.info_hash, ctx.config.peer_id);
+        self.flush(ctx);
+    }
+
+    /// The glue says the channel drained.
+    pub fn peer_writable(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            peer.on_writable(ctx.config.send_low_water);
+            self.pump(ctx);
+        }
+    }
+
+    /// The channel closed from the other side.
+    pub fn peer_closed(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        self.remove_peer(ctx, conn, DropReason::Closed, false);
+        self.pump(ctx);
+    }
+
+    /// Drops a connection: tells the glue to close it and the UI why.
+    pub fn drop_peer(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, reason: DropReason) {
+        self.remove_peer(ctx, conn, reason, true);
+    }
+
+    fn remove_peer(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, reason: DropReason, close: bool) {
+        if let Some(seed) = self.web_seeds.remove(&conn) {
+            self.keys.remove(&seed.key);
+            if let Some(ready) = self.ready.as_mut() {
+                ready.picker.peer_removed(seed.key);
+            }
+            if close {
+                ctx.out.push_back(Output::ClosePeer {
+                    conn,
+                    reason: reason.clone(),
+                });
+            }
+            ctx.event(Event::PeerDropped {
+                info_hash: self.info_hash,
+                conn,
+                peer_id: None,
+                reason,
+            });
+            return;
+        }
+        let Some(peer) = self.peers.remove(&conn) else {
+            return;
+        };
+        self.keys.remove(&peer.key);
+        if let Some(ready) = self.ready.as_mut() {
+            ready.picker.peer_removed(peer.key);
+        }
+        for waiters in self.pending_loads.values_mut() {
+            waiters.retain(|c| *c != conn);
+        }
+        self.metadata.requested.retain(|_, (c, _)| *c != conn);
+        if close {
+            ctx.out.push_back(Output::ClosePeer {
+                conn,
+                reason: reason.clone(),
+            });
+        }
+        if peer.is_active() {
+            ctx.event(Event::PeerDropped {
+                info_hash: self.info_hash,
+                conn,
+                peer_id: peer.peer_id(),
+                reason,
+            });
+        }
+    }
+
+    /// Bytes from a peer.
+    pub fn peer_data(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, data: &[u8]) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if peer.stage == Stage::Signalling {
+            // Data before the channel was reported open: it is open.
+            peer.on_opened(ctx.now, self.info_hash, ctx.config.peer_id);
+        }
+        let mut framer = std::mem::take(&mut peer.framer);
+        let mut frames = framer.feed(data);
+        let mut failure = None;
+        while let Some(frame) = frames.next() {
+            let result = match frame {
+                Ok(Frame::Handshake(h)) => self.on_handshake(ctx, conn, &h),
+                Ok(Frame::Message(m)) => self.on_message(ctx, conn, m),
+                Err(e) => Err(match e {
+                    crate::engine::wire::FramerError::TooLong { declared, max } => {
+                        DropReason::Oversized { len: declared, max }
+                    }
+                    crate::engine::wire::FramerError::Handshake(_) => DropReason::BadHandshake,
+                    crate::engine::wire::FramerError::Message(
+                        crate::engine::wire::MessageError::UnknownId { id, .. },
+                    ) => DropReason::UnknownMessage(id),
+                    crate::engine::wire::FramerError::Message(m) => {
+                        DropReason::Malformed(m.to_string())
+                    }
+                }),
+            };
+            if let Err(reason) = result {
+                failure = Some(reason);
+                break;
+            }
+            if !self.peers.contains_key(&conn) {
+                break;
+            }
+        }
+        drop(frames);
+        match failure {
+            Some(reason) => self.drop_peer(ctx, conn, reason),
+            None => {
+                if let Some(peer) = self.peers.get_mut(&conn) {
+                    peer.framer = framer;
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn on_handshake(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        h: &crate::engine::wire::Handshake,
+    ) -> Result<(), DropReason> {
+        if self.banned.contains(&h.peer_id) {
+            return Err(DropReason::BadData);
+        }
+        let duplicate = self
+            .peers
+            .values()
+            .any(|p| p.conn != conn && p.peer_id() == Some(h.peer_id));
+        if duplicate {
+            return Err(DropReason::DuplicatePeer);
+        }
+        let metadata_size = self.ready.as_ref().map(|r| r.info_bytes.len() as u64);
+        let ext = ExtendedHandshake::swarmdrop(metadata_size, MAX_QUEUED_REQUESTS as u32).encode();
+        let have = self.ready.as_ref().map(|r| r.picker.have());
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
+        peer.on_handshake(ctx.now, h, self.info_hash, ctx.config.peer_id)?;
+        peer.start(Some(&ext), have);
+        ctx.event(Event::PeerConnected {
+            info_hash: self.info_hash,
+            conn,
+            peer_id: Some(h.peer_id),
+        });
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        msg: Message<'_>,
+    ) -> Result<(), DropReason> {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
+        let (lengths, have) = match self.ready.as_deref() {
+            Some(r) => (Some(r.lengths()), Some(r.picker.have())),
+            None => (None, None),
+        };
+        let event = peer.on_message(ctx.now, msg, lengths, have, OUR_EXTENSIONS)?;
+        let key = peer.key;
+        match event {
+            PeerEvent::Nothing | PeerEvent::Request | PeerEvent::AllowedFast => {}
+            PeerEvent::Unchoked => {}
+            PeerEvent::HasReplaced => self.peer_has_replaced(conn)?,
+            PeerEvent::Have(piece) => {
+                if let Some(ready) = self.ready.as_mut() {
+                    ready.picker.peer_have(key, piece);
+                }
+            }
+            PeerEvent::DontHave(piece) => {
+                if let Some(ready) = self.ready.as_mut() {
+                    ready.picker.peer_dont_have(key, piece);
+                }
+            }
+            PeerEvent::Choked => {
+                let fast = peer.fast();
+                if let (false, Some(ready)) = (fast, self.ready.as_mut()) {
+                    // Without Fast a choke voids every outstanding request.
+                    for block in ready.picker.requests(key) {
+                        ready.picker.request_rejected(key, block);
+                    }
+                }
+            }
+            PeerEvent::InterestChanged => {
+                if peer.peer_interested && self.choker_has_free_slot() {
+                    self.timers.set(SessionTimer::Choke, ctx.now);
+                }
+            }
+            PeerEvent::Cancel(block) => {
+                if let Some(waiters) = self.pending_loads.get_mut(&block) {
+                    waiters.retain(|c| *c != conn);
+                }
+            }
+            PeerEvent::Rejected(block) => {
+                if let Some(ready) = self.ready.as_mut() {
+                    ready.picker.request_rejected(key, block);
+                }
+            }
+            PeerEvent::Block { block, data } => {
+                let Some(peer_id) = peer.peer_id() else {
+                    return Ok(());
+                };
+                self.on_block(ctx, key, Source::Peer(conn, peer_id), block, data);
+            }
+            PeerEvent::Extensions => self.request_metadata(ctx),
+            PeerEvent::Metadata(payload) => self.on_metadata_message(ctx, conn, payload)?,
+        }
+        Ok(())
+    }
+
+    /// Tells the picker what a peer has, after a bitfield (or equivalent).
+    fn peer_has_replaced(&mut self, conn: ConnId) -> Result<(), DropReason> {
+        let (Some(peer), Some(ready)) = (self.peers.get(&conn), self.ready.as_mut()) else {
+            return Ok(());
+        };
+        match &peer.has {
+            PeerHas::All => ready.picker.peer_have_all(peer.key),
+            PeerHas::Some(bits) => ready
+                .picker
+                .peer_bitfield(peer.key, bits)
+                .map_err(|_| DropReason::BadBitfield)?,
+            PeerHas::Unknown | PeerHas::Early { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// A block from a peer or a web seed.
+    fn on_block(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: PeerKey,
+        source: Source,
+        block: BlockInfo,
+        data: &[u8],
+    ) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        let BlockOutcome::Accepted {
+            piece_complete,
+            cancel,
+        } = ready.picker.block_received(key, block)
+        else {
+            return;
+        };
+        for other in cancel {
+            if let Some(peer) = self.keys.get(&other).and_then(|c| self.peers.get_mut(c)) {
+                peer.cancel(block);
+            }
+        }
+        let len = data.len() as u64;
+        match source {
+            Source::Peer(..) => {
+                self.stats.downloaded_peers += len;
+                self.stats.down_peers.record(ctx.now, len);
+            }
+            Source::WebSeed(_) => {
+                self.stats.downloaded_server += len;
+                self.stats.down_server.record(ctx.now, len);
+            }
+        }
+        let lengths = *ready.lengths();
+        ready
+            .partial
+            .entry(block.piece)
+            .or_insert_with(|| {
+                PartialPiece::new(
+                    lengths.piece_len(block.piece),
+                    lengths.blocks_in_piece(block.piece),
+                )
+            })
+            .put(block, data, source);
+        if piece_complete {
+            self.verify(ctx, block.piece);
+        }
+    }
+
+    /// Hashes a complete piece: hands it to storage, or refetches it and
+    /// finds whom to blame.
+    fn verify(&mut self, ctx: &mut Ctx<'_>, piece: PieceIndex) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        let Some(assembled) = ready.partial.remove(&piece) else {
+            return;
+        };
+        if verify_piece(ready.info.piece_hash(piece), &assembled.data) {
+            let mut culprits = Vec::new();
+            if let Some(failed) = ready.suspects.remove(&piece) {
+                // The blocks that differ from the good piece were the bad ones.
+                for (i, source) in failed.sources.iter().enumerate() {
+                    let (Some(source), Some(block)) = (source, ready.lengths().block(piece, i as u32))
+                    else {
+                        continue;
+                    };
+                    let range = block.offset as usize..(block.offset + block.len) as usize;
+                    if failed.data[range.clone()] != assembled.data[range]
+                        && !culprits.contains(source)
+                    {
+                        culprits.push(*source);
+                    }
+                }
+            }
+            ready
+                .storing
+                .insert(piece, ready.info.lengths.piece_len(piece));
+            ctx.out.push_back(Output::StorePiece {
+                info_hash: self.info_hash,
+                piece: piece.get(),
+                data: assembled.data,
+            });
+            for source in culprits {
+                self.ban(ctx, source);
+            }
+        } else {
+            // Every block is free again; the picker refetches the piece.
+            let _ = ready.picker.piece_failed(piece);
+            let senders = assembled.senders();
+            if let [only] = senders[..] {
+                self.ban(ctx, only);
+            } else {
+                if ready.suspects.len() >= MAX_SUSPECT_PIECES {
+                    if let Some(&oldest) = ready.suspects.keys().next() {
+                        ready.suspects.remove(&oldest);
+                    }
+                }
+                ready.suspects.insert(piece, assembled);
+            }
+        }
+    }
+
+    /// A source sent bad data: a peer is banned from this bundle, a web seed
+    /// dropped.
+    fn ban(&mut self, ctx: &mut Ctx<'_>, source: Source) {
+        if let Source::Peer(_, peer_id) = source {
+            self.banned.insert(peer_id);
+        } else {
+            let conn = source.conn();
+            if let Some(seed) = self.web_seeds.get(&conn) {
+                let url = seed.url.clone();
+                self.web_seed_urls.retain(|u| *u != url);
+            }
+        }
+        self.drop_peer(ctx, source.conn(), DropReason::BadData);
+    }
+
+    // ----- metadata (magnet links) -----
+
+    /// Starts or continues fetching the metadata from peers that have it.
+    fn request_metadata(&mut self, ctx: &mut Ctx<'_>) {
+        if self.ready.is_some() {
+            return;
+        }
+        if self.metadata.assembler.is_none() {
+            let size = self
+                .peers
+                .values()
+                .filter_map(|p| p.extensions.as_ref())
+                .filter(|e| e.ut_metadata().is_some())
+                .find_map(|e| e.metadata_size);
+            let Some(size) = size else {
+                return;
+            };
+            match MetadataAssembler::new(self.info_hash, size) {
+                Ok(a) => self.metadata.assembler = Some(a),
+                Err(_) => return,
+            }
+        }
+        let Some(assembler) = self.metadata.assembler.as_ref() else {
+            return;
+        };
+        let size = assembler.total_size();
+        let mut candidates: Vec<(ConnId, u8)> = self
+            .peers
+            .values()
+            .filter(|p| p.is_active())
+            .filter_map(|p| {
+                let e = p.extensions.as_ref()?;
+                (e.metadata_size == Some(size)).then_some((p.conn, e.ut_metadata()?))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        ctx.rng.shuffle(&mut candidates);
+        let missing: Vec<u32> = assembler
+            .missing()
+            .filter(|i| !self.metadata.requested.contains_key(i))
+            .collect();
+        for (n, piece) in missing.into_iter().enumerate() {
+            let (conn, id) = candidates[n % candidates.len()];
+            if let Some(peer) = self.peers.get_mut(&conn) {
+                let payload = MetadataMessage::Request { piece }.to_vec();
+                peer.send(&Message::Extended {
+                    id,
+                    payload: &payload,
+                });
+                self.metadata.requested.insert(piece, (conn, ctx.now));
+            }
+        }
+        self.timers
+            .set_earliest(SessionTimer::Metadata, ctx.now + METADATA_TIMEOUT);
+    }
+
+    fn on_metadata_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        let msg =
+            MetadataMessage::decode(payload).map_err(|e| DropReason::BadMetadata(e.to_string()))?;
+        match msg {
+            MetadataMessage::Request { piece } => {
+                let Some(peer) = self.peers.get_mut(&conn) else {
+                    return Ok(());
+                };
+                let Some(their_id) = peer.extensions.as_ref().and_then(|e| e.ut_metadata()) else {
+                    return Ok(());
+                };
+                let reply = match self
+                    .ready
+                    .as_ref()
+                    .and_then(|r| Some((r.info_bytes.len(), metadata_piece(&r.info_bytes, piece)?)))
+                {
+                    Some((total, data)) => MetadataMessage::Data {
+                        piece,
+                        total_size: total as u64,
+                        data,
+                    }
+                    .to_vec(),
+                    None => MetadataMessage::Reject { piece }.to_vec(),
+                };
+                peer.send(&Message::Extended {
+                    id: their_id,
+                    payload: &reply,
+                });
+            }
+            MetadataMessage::Reject { piece } => {
+                self.metadata.requested.remove(&piece);
+            }
+            MetadataMessage::Data {
+                piece,
+                total_size,
+                data,
+            } => {
+                if self.ready.is_some() {
+                    return Ok(());
+                }
+                let asked = self.metadata.requested.get(&piece).map(|(c, _)| *c);
+                if asked != Some(conn) {
+                    // Unrequested metadata is ignored, not trusted.
+                    return Ok(());
+                }
+                self.metadata.requested.remove(&piece);
+                let Some(assembler) = self.metadata.assembler.as_mut() else {
+                    return Ok(());
+                };
+                match assembler.add_piece(piece, total_size, data) {
+                    Ok(MetadataProgress::Incomplete { .. }) => {}
+                    Ok(MetadataProgress::Complete(bytes)) => self.metadata_complete(ctx, bytes),
+                    Err(crate::engine::wire::MetadataError::HashMismatch) => {
+                        self.metadata.requested.clear();
+                        return Err(DropReason::BadMetadata(
+                            "metadata does not hash to the info hash".into(),
+                        ));
+                    }
+                    Err(e) => return Err(DropReason::BadMetadata(e.to_string())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The metadata arrived and hashed right: become a normal session.
+    fn metadata_complete(&mut self, ctx: &mut Ctx<'_>, bytes: Vec<u8>) {
+        let info = match crate::engine::metainfo::Info::from_info_bytes(&bytes) {
+            Ok((info, hash)) if hash == self.info_hash => info,
+            Ok(_) | Err(_) => {
+                ctx.event(Event::Error {
+                    info_hash: Some(self.info_hash),
+                    message: "metadata from peers is not a usable torrent".into(),
+                });
+                self.metadata = MetadataFetch::default();
+                return;
+            }
+        };
+        let have = std::mem::take(&mut self.early_have);
+        let n = info.lengths.num_pieces();
+        let ready = match Ready::new(info.clone(), bytes.clone(), have, self.selection.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                // A stale have-bitfield or selection: start from nothing, all files.
+                ctx.event(Event::Error {
+                    info_hash: Some(self.info_hash),
+                    message: e.to_string(),
+                });
+                self.selection = None;
+                match Ready::new(info, bytes.clone(), Bitfield::new(n), None) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        ctx.event(Event::Error {
+                            info_hash: Some(self.info_hash),
+                            message: e.to_string(),
+                        });
+                        return;
+                    }
+                }
+            }
+        };
+        self.metadata = MetadataFetch::default();
+        self.timers.stop(SessionTimer::Metadata);
+        if self.name.is_none() {
+            self.name = Some(ready.info.name.clone());
+        }
+        self.ready = Some(Box::new(ready));
+        ctx.event(Event::MetadataReceived {
+            info_hash: self.info_hash,
+            info_bytes: bytes,
+        });
+        // What peers said before is checked now.
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            let Some(ready) = self.ready.as_deref() else {
+                return;
+            };
+            let lengths = *ready.lengths();
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            peer.framer.set_limits(
+                peer.framer
+                    .limits()
+                    .with_piece_count(lengths.num_pieces()),
+            );
+            match peer.resolve_early_has(&lengths) {
+                Ok(true) => {
+                    if let Err(reason) = self.peer_has_replaced(conn) {
+                        self.drop_peer(ctx, conn, reason);
+                    }
+                }
+                Ok(false) => {}
+                Err(reason) => self.drop_peer(ctx, conn, reason),
+            }
+        }
+        if self.paused.is_none() {
+            self.add_web_seeds(ctx);
+        }
+    }
+
+    // ----- storage -----
+
+    /// Storage read a block for upload.
+    pub fn block_loaded(&mut self, ctx: &mut Ctx<'_>, piece: u32, offset: u32, data: &[u8]) {
+        let Some(ready) = self.ready.as_ref() else {
+            return;
+        };
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let Some(block) = ready.lengths().validate_range(piece, offset, len, len.max(1)) else {
+            return;
+        };
+        let Some(waiters) = self.pending_loads.remove(&block) else {
+            return;
+        };
+        for conn in waiters {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            peer.loading = peer.loading.saturating_sub(1);
+            if self.paused.is_some() || (peer.am_choking && !peer.allowed_fast_out.contains(&block.piece)) {
+                continue;
+            }
+            peer.send_block(ctx.now, block, data);
+            self.stats.uploaded += data.len() as u64;
+            self.stats.up.record(ctx.now, data.len() as u64);
+        }
+        self.pump(ctx);
+    }
+
+    /// Storage could not read a block: the bundle's data is gone or changed.
+    pub fn load_failed(&mut self, ctx: &mut Ctx<'_>, piece: u32, offset: u32, reason: &str) {
+        let keys: Vec<BlockInfo> = self
+            .pending_loads
+            .keys()
+            .filter(|b| b.piece.get() == piece && b.offset == offset)
+            .copied()
+            .collect();
+        for block in keys {
+            for conn in self.pending_loads.remove(&block).unwrap_or_default() {
+                if let Some(peer) = self.peers.get_mut(&conn) {
+                    peer.loading = peer.loading.saturating_sub(1);
+                    if peer.fast() {
+                        peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
+                    }
+                }
+            }
+        }
+        ctx.event(Event::Error {
+            info_hash: Some(self.info_hash),
+            message: format!("could not read piece {piece}: {reason}"),
+        });
+        self.pump(ctx);
+    }
+
+    /// Storage persisted a piece: we have it.
+    pub fn piece_stored(&mut self, ctx: &mut Ctx<'_>, piece: u32) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        let Some(piece) = ready.lengths().validate_piece(piece) else {
+            return;
+        };
+        if ready.storing.remove(&piece).is_none() {
+            return;
+        }
+        if ready.picker.piece_verified(piece).is_err() {
+            return;
+        }
+        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
+            peer.send(&Message::Have(piece.get()));
+        }
+        ctx.event(Event::PieceVerified {
+            info_hash: self.info_hash,
+            piece: piece.get(),
+        });
+        if !ready.completed && ready.picker.is_complete() {
+            ready.completed = true;
+            for a in self.announcers.values_mut() {
+                if ready.picker.have().is_full() {
+                    a.complete(ctx.now);
+                }
+            }
+            ctx.event(Event::Completed {
+                info_hash: self.info_hash,
+            });
+            let progress = self.progress(ctx.now);
+            ctx.event(Event::Progress(progress));
+        }
+        self.pump(ctx);
+    }
+
+    /// Storage failed to persist a piece: it is fetched again; a full disk
+    /// pauses the bundle.
+    pub fn store_failed(&mut self, ctx: &mut Ctx<'_>, piece: u32, failure: StoreFailure) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        let Some(piece) = ready.lengths().validate_piece(piece) else {
+            return;
+        };
+        if ready.storing.remove(&piece).is_none() {
+            return;
+        }
+        let _ = ready.picker.piece_failed(piece);
+        match failure {
+            StoreFailure::DiskFull => self.pause(ctx, PauseReason::DiskFull),
+            StoreFailure::Other(message) => ctx.event(Event::Error {
+                info_hash: Some(self.info_hash),
+                message: format!("could not store piece {}: {message}", piece.get()),
+            }),
+        }
+        self.pump(ctx);
+    }
+
+    // ----- web seeds -----
+
+    /// Bytes a web seed returned for a fetch.
+    pub fn web_seed_data(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        piece: u32,
+        offset: u32,
+        data: &[u8],
+    ) {
+        let (Some(seed), Some(ready)) = (self.web_seeds.get_mut(&conn), self.ready.as_ref()) else {
+            return;
+        };
+        let Some(fetch) = seed.take_fetch(piece, offset) else {
+            return;
+        };
+        let key = seed.key;
+        let start = ready.lengths().piece_offset(fetch.piece) + fetch.offset as u64;
+        let Some(bytes) = assemble_fetch(&ready.info, start, fetch.len as u64, data) else {
+            self.web_seed_failed(ctx, conn, piece, offset, "wrong length");
+            return;
+        };
+        seed.on_success();
+        seed.down.record(ctx.now, bytes.len() as u64);
+        if self.paused.is_some() {
+            return;
+        }
+        for block in fetch.blocks {
+            let from = (block.offset - fetch.offset) as usize;
+            let slice = &bytes[from..from + block.len as usize];
+            self.on_block(ctx, key, Source::WebSeed(conn), block, slice);
+            if !self.web_seeds.contains_key(&conn) {
+                break;
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// A web seed fetch failed: its blocks go back to the picker and the web
+    /// seed backs off, or is dropped after repeated failures.
+    pub fn web_seed_failed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        piece: u32,
+        offset: u32,
+        reason: &str,
+    ) {
+        let Some(seed) = self.web_seeds.get_mut(&conn) else {
+            return;
+        };
+        if let Some(fetch) = seed.take_fetch(piece, offset) {
+            if let Some(ready) = self.ready.as_mut() {
+                for block in fetch.blocks {
+                    ready.picker.request_rejected(seed.key, block);
+                }
+            }
+        }
+        if seed.on_failure(ctx.now) {
+            self.drop_peer(ctx, conn, DropReason::WebSeedFailed(reason.to_owned()));
+        } else if let Some(at) = seed.retry_at {
+            self.timers.set_earliest(SessionTimer::Wake, at);
+        }
+        self.pump(ctx);
+    }
+
+    fn abort_web_seed_fetches(&mut self, conn: ConnId) {
+        let Some(seed) = self.web_seeds.get_mut(&conn) else {
+            return;
+        };
+        for fetch in std::mem::take(&mut seed.fetches) {
+            if let Some(ready) = self.ready.as_mut() {
+                for block in fetch.blocks {
+                    ready.picker.request_cancelled(seed.key, block);
+                }
+            }
+        }
+    }
+
+    // ----- time -----
+
+    /// Fires due timers.
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        let conns: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.next_timeout().is_some_and(|t| t <= now))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if let Err(reason) = peer.handle_timeout(now) {
+                self.drop_peer(ctx, conn, reason);
+            }
+        }
+        for timer in self.timers.take_expired(now) {
+            match timer {
+                SessionTimer::Choke => self.choke_round(ctx),
+                SessionTimer::Progress => {
+                    let progress = self.progress(now);
+                    ctx.event(Event::Progress(progress));
+                    if self.paused.is_none() {
+                        self.timers.set(SessionTimer::Progress, now + PROGRESS_INTERVAL);
+                    }
+                }
+                SessionTimer::Wake => {}
+                SessionTimer::Requests => self.request_timeouts(ctx),
+                SessionTimer::Metadata => {
+                    self.metadata
+                        .requested
+                        .retain(|_, (_, at)| now.saturating_since(*at) < METADATA_TIMEOUT);
+                    self.request_metadata(ctx);
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// Requests unanswered for [`REQUEST_TIMEOUT`] go back to the picker;
+    /// their peers are snubbed (one request at a time) until a block comes.
+    fn request_timeouts(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        for (key, block) in ready.picker.timed_out(ctx.now, REQUEST_TIMEOUT) {
+            let Some(conn) = self.keys.get(&key) else {
+                continue;
+            };
+            if let Some(peer) = self.peers.get_mut(conn) {
+                peer.snubbed = true;
+                peer.cancel(block);
+            } else if let Some(seed) = self.web_seeds.get_mut(conn) {
+                // A web seed's fetch is one unit: let it finish or fail.
+                let _ = seed;
+            }
+        }
+    }
+
+    fn choker_has_free_slot(&self) -> bool {
+        let unchoked = self
+            .peers
+            .values()
+            .filter(|p| !p.am_choking && p.peer_interested)
+            .count();
+        unchoked < self.choker.slots()
+    }
+
+    /// A choke round: the choker picks whom to serve.
+    fn choke_round(&mut self, ctx: &mut Ctx<'_>) {
+        if self.paused.is_some() {
+            return;
+        }
+        let seeding = self.ready.as_ref().is_some_and(|r| r.picker.is_complete());
+        let candidates: Vec<ChokeCandidate> = self
+            .peers
+            .values()
+            .filter(|p| p.is_active())
+            .map(|p| ChokeCandidate {
+                key: p.key,
+                interested: p.peer_interested,
+                choked: p.am_choking,
+                rate: if seeding {
+                    p.up.rate(ctx.now)
+                } else {
+                    p.down.rate(ctx.now)
+                },
+                snubbed: p.snubbed,
+            })
+            .collect();
+        let unchoke = self.choker.round(ctx.now, &candidates, seeding, ctx.rng);
+        let have = self.ready.as_ref().map(|r| (r.picker.have().clone(), *r.lengths()));
+        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
+            if unchoke.contains(&peer.key) {
+                peer.unchoke();
+            } else {
+                for block in peer.choke(ctx.now) {
+                    self.pending_loads
+                        .get_mut(&block)
+                        .map(|w| w.retain(|c| *c != peer.conn));
+                }
+                if let Some((have, lengths)) = &have {
+                    if peer.peer_interested && peer.has_nothing() {
+                        peer.grant_allowed_fast(lengths, have, ctx.rng);
+                    }
+                }
+            }
+        }
+        self.timers.set(SessionTimer::Choke, ctx.now + CHOKE_INTERVAL);
+    }
+
+    // ----- the pump -----
+
+    /// Does everything the current state allows: interest, requests, web
+    /// seed fetches, uploads; then hands queued bytes to the glue.
+    pub fn pump(&mut self, ctx: &mut Ctx<'_>) {
+        if self.paused.is_none() {
+            self.update_interest();
+            self.fill_requests(ctx);
+            self.fill_web_seeds(ctx);
+            self.serve(ctx);
+            if let Some(at) = self
+                .ready
+                .as_ref()
+                .and_then(|r| r.picker.next_timeout(REQUEST_TIMEOUT))
+            {
+                self.timers.set(SessionTimer::Requests, at);
+            }
+        }
+        self.flush(ctx);
+    }
+
+    fn update_interest(&mut self) {
+        let Some(ready) = self.ready.as_ref() else {
+            return;
+        };
+        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
+            peer.set_interested(ready.picker.is_interesting(peer.key));
+        }
+    }
+
+    fn fill_requests(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        if ready.picker.is_complete() || ready.storing_bytes() >= MAX_STORING_BYTES {
+            return;
+        }
+        let n = self.peers.len();
+        if n == 0 {
+            return;
+        }
+        self.rotate = (self.rotate + 1) % n;
+        let conns: Vec<ConnId> = self
+            .peers
+            .keys()
+            .cycle()
+            .skip(self.rotate)
+            .take(n)
+            .copied()
+            .collect();
+        for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if !peer.is_active() || !peer.am_interested {
+                continue;
+            }
+            let choked = peer.peer_choking;
+            if choked && peer.allowed_fast_in.is_empty() {
+                continue;
+            }
+            let outstanding = ready.picker.outstanding(peer.key);
+            let target = peer.pipeline_target(ctx.now);
+            if outstanding >= target {
+                continue;
+            }
+            let mut want = target - outstanding;
+            // Download tokens: one block's worth each.
+            let block = crate::engine::lengths::BLOCK_SIZE as u64;
+            let tokens = ctx
+                .global
+                .down
+                .available(ctx.now)
+                .min(self.caps.down.available(ctx.now));
+            want = want.min((tokens / block) as usize);
+            if want == 0 {
+                if let Some(at) = ready_at(&ctx.global.down, &self.caps.down, ctx.now, block) {
+                    self.timers.set_earliest(SessionTimer::Wake, at);
+                }
+                break;
+            }
+            let blocks = if choked {
+                let allowed = peer.allowed_fast_in.clone();
+                ready
+                    .picker
+                    .pick_allowed_fast(peer.key, &allowed, want, ctx.now, ctx.rng)
+            } else {
+                ready.picker.pick(peer.key, want, ctx.now, ctx.rng)
+            };
+            let bytes: u64 = blocks.iter().map(|b| b.len as u64).sum();
+            ctx.global.down.take(ctx.now, bytes);
+            self.caps.down.take(ctx.now, bytes);
+            for b in blocks {
+                peer.request(b);
+            }
+        }
+    }
+
+    fn fill_web_seeds(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        if ready.picker.is_complete() || ready.storing_bytes() >= MAX_STORING_BYTES {
+            return;
+        }
+        let lengths = *ready.lengths();
+        let per_fetch = lengths.max_blocks_per_piece().max(1) as usize;
+        for seed in self.web_seeds.values_mut() {
+            while seed.can_fetch(ctx.now) {
+                let tokens = ctx
+                    .global
+                    .down
+                    .available(ctx.now)
+                    .min(self.caps.down.available(ctx.now));
+                let max = per_fetch.min((tokens / crate::engine::lengths::BLOCK_SIZE as u64) as usize);
+                if max == 0 {
+                    let block = crate::engine::lengths::BLOCK_SIZE as u64;
+                    if let Some(at) = ready_at(&ctx.global.down, &self.caps.down, ctx.now, block) {
+                        self.timers.set_earliest(SessionTimer::Wake, at);
+                    }
+                    break;
+                }
+                let blocks = ready.picker.pick(seed.key, max, ctx.now, ctx.rng);
+                if blocks.is_empty() {
+                    break;
+                }
+                let bytes: u64 = blocks.iter().map(|b| b.len as u64).sum();
+                ctx.global.down.take(ctx.now, bytes);
+                self.caps.down.take(ctx.now, bytes);
+                for fetch in seed.start_fetches(self.info_hash, &ready.info, blocks) {
+                    ctx.out.push_back(Output::WebSeedFetch(fetch));
+                }
+            }
+            if let Some(at) = seed.retry_at.filter(|&t| t > ctx.now) {
+                self.timers.set_earliest(SessionTimer::Wake, at);
+            }
+        }
+    }
+
+    /// Serves queued requests: loads blocks from storage within each peer's
+    /// send budget and the upload caps.
+    fn serve(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ready) = self.ready.as_ref() else {
+            return;
+        };
+        let budget = ctx.config.send_budget;
+        let n = self.peers.len();
+        if n == 0 {
+            return;
+        }
+        let conns: Vec<ConnId> = self
+            .peers
+            .keys()
+            .cycle()
+            .skip(self.rotate % n)
+            .take(n)
+            .copied()
+            .collect();
+        'peers: for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            while let Some(&block) = peer.serve_queue.front() {
+                let pending = peer.loading * crate::engine::lengths::BLOCK_SIZE as usize;
+                if !peer.has_send_room(budget, pending) {
+                    break;
+                }
+                let len = block.len as u64;
+                if !take_both(&mut ctx.global.up, &mut self.caps.up, ctx.now, len) {
+                    if let Some(at) = ready_at(&ctx.global.up, &self.caps.up, ctx.now, len) {
+                        self.timers.set_earliest(SessionTimer::Wake, at);
+                    }
+                    break 'peers;
+                }
+                peer.serve_queue.pop_front();
+                if !ready.picker.have().get(block.piece.get()) {
+                    continue;
+                }
+                peer.loading += 1;
+                let waiters = self.pending_loads.entry(block).or_default();
+                if waiters.is_empty() {
+                    ctx.out.push_back(Output::LoadBlock {
+                        info_hash: self.info_hash,
+                        piece: block.piece.get(),
+                        offset: block.offset,
+                        len: block.len,
+                    });
+                }
+                waiters.push(conn);
+            }
+        }
+    }
+
+    /// Hands every peer's queued bytes to the glue, within the send budget.
+    fn flush(&mut self, ctx: &mut Ctx<'_>) {
+        let budget = ctx.config.send_budget;
+        for peer in self.peers.values_mut() {
+            while let Some(data) = peer.poll_send(ctx.now, budget) {
+                ctx.out.push_back(Output::PeerSend {
+                    conn: peer.conn,
+                    data,
+                });
+            }
+            if peer.wants_watch(budget) {
+                ctx.out.push_back(Output::WatchWritable { conn: peer.conn });
+            }
+        }
+    }
+}
+
+impl Ready {
+    fn new(
+        info: Info,
+        info_bytes: Vec<u8>,
+        have: Bitfield,
+        selection: Option<&[usize]>,
+    ) -> Result<Self, CommandError> {
+        let n = info.lengths.num_pieces();
+        let have = if have.is_empty() { Bitfield::new(n) } else { have };
+        if have.len() != n {
+            return Err(CommandError::HaveLength {
+                expected: n,
+                got: have.len(),
+            });
+        }
+        let prios = file_priorities(&info, selection)?;
+        let picker = Picker::new(info.lengths, have, prios).map_err(|_| CommandError::HaveLength {
+            expected: n,
+            got: n,
+        })?;
+        let completed = picker.is_complete();
+        Ok(Ready {
+            info,
+            info_bytes,
+            picker,
+            partial: BTreeMap::new(),
+            storing: BTreeMap::new(),
+            suspects: BTreeMap::new(),
+            completed,
+        })
+    }
+}
+
+/// Per-piece priorities for a file selection (`None`: every file). Pieces
+/// shared with a selected file are fetched whole.
+fn file_priorities(info: &Info, selection: Option<&[usize]>) -> Result<Vec<Priority>, CommandError> {
+    let files = info.files.len();
+    if let Some(sel) = selection {
+        if let Some(&index) = sel.iter().find(|&&i| i >= files) {
+            return Err(CommandError::BadFileIndex { index, files });
+        }
+    }
+    let n = info.lengths.num_pieces();
+    Ok(priorities_from_files(
+        n,
+        (0..files).filter(|i| !info.files[*i].padding).map(|i| {
+            let wanted = selection.is_none_or(|s| s.contains(&i));
+            (
+                info.file_piece_range(i),
+                if wanted { Priority::Normal } else { Priority::Skip },
+            )
+        }),
+    ))
+}

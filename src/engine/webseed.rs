@@ -1,0 +1,256 @@
+//! Web seeds (BEP 19): a peer that has every piece, reached over HTTP range
+//! requests that the glue makes; here the URL mapping and the fetch state.
+//!
+//! As in WebTorrent's `lib/webconn.js`, the picker sees a web seed as one
+//! more peer with every piece: it needs no special case. The session asks
+//! the picker for about a piece's worth of blocks at a time and turns each
+//! contiguous run of them into one [`WebSeedFetch`].
+
+use std::time::Duration;
+
+use crate::engine::api::{ConnId, UrlRange, WebSeedFetch};
+use crate::engine::ids::InfoHash;
+use crate::engine::lengths::{BlockInfo, PieceIndex};
+use crate::engine::limiter::RateEstimator;
+use crate::engine::metainfo::Info;
+use crate::engine::picker::PeerKey;
+use crate::engine::time::Instant;
+
+/// Fetches in flight towards one web seed at a time.
+pub const MAX_FETCHES: usize = 2;
+/// Largest single fetch (a piece or a contiguous part of one).
+pub const MAX_FETCH_LEN: u32 = 4 * 1024 * 1024;
+/// Consecutive failures after which a web seed is dropped.
+pub const MAX_FAILURES: u32 = 5;
+/// First wait after a failure; doubles with each consecutive one.
+pub const RETRY_BASE: Duration = Duration::from_secs(5);
+
+/// One fetch in flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetch {
+    /// Piece.
+    pub piece: PieceIndex,
+    /// Offset in the piece.
+    pub offset: u32,
+    /// Bytes.
+    pub len: u32,
+    /// The picker's blocks it covers, in order.
+    pub blocks: Vec<BlockInfo>,
+}
+
+/// One web seed of a bundle.
+#[derive(Debug)]
+pub struct WebSeed {
+    /// Its connection id.
+    pub conn: ConnId,
+    /// The picker's name for it.
+    pub key: PeerKey,
+    /// Base URL as given in `url-list` or `ws=`.
+    pub url: String,
+    /// Fetches in flight.
+    pub fetches: Vec<Fetch>,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// No fetch before this instant (after a failure).
+    pub retry_at: Option<Instant>,
+    /// Payload received.
+    pub down: RateEstimator,
+}
+
+impl WebSeed {
+    /// A web seed for `url`.
+    pub fn new(conn: ConnId, key: PeerKey, url: String) -> Self {
+        WebSeed {
+            conn,
+            key,
+            url,
+            fetches: Vec::new(),
+            failures: 0,
+            retry_at: None,
+            down: RateEstimator::default(),
+        }
+    }
+
+    /// Whether another fetch may start at `now`.
+    pub fn can_fetch(&self, now: Instant) -> bool {
+        self.fetches.len() < MAX_FETCHES && self.retry_at.is_none_or(|t| t <= now)
+    }
+
+    /// Groups picked blocks into fetches (contiguous runs inside one piece,
+    /// at most [`MAX_FETCH_LEN`] each), records them and returns what the
+    /// glue must fetch.
+    pub fn start_fetches(
+        &mut self,
+        info_hash: InfoHash,
+        info: &Info,
+        mut blocks: Vec<BlockInfo>,
+    ) -> Vec<WebSeedFetch> {
+        blocks.sort_unstable();
+        let mut runs: Vec<Fetch> = Vec::new();
+        for b in blocks {
+            match runs.last_mut() {
+                Some(run)
+                    if run.piece == b.piece
+                        && run.offset + run.len == b.offset
+                        && run.len + b.len <= MAX_FETCH_LEN =>
+                {
+                    run.len += b.len;
+                    run.blocks.push(b);
+                }
+                _ => runs.push(Fetch {
+                    piece: b.piece,
+                    offset: b.offset,
+                    len: b.len,
+                    blocks: vec![b],
+                }),
+            }
+        }
+        let lengths = info.lengths;
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            let start = lengths.piece_offset(run.piece) + run.offset as u64;
+            out.push(WebSeedFetch {
+                conn: self.conn,
+                info_hash,
+                piece: run.piece.get(),
+                offset: run.offset,
+                len: run.len,
+                ranges: url_ranges(info, &self.url, start, run.len as u64),
+            });
+            self.fetches.push(run);
+        }
+        out
+    }
+
+    /// Takes the fetch at `piece`/`offset` out of the in-flight list.
+    pub fn take_fetch(&mut self, piece: u32, offset: u32) -> Option<Fetch> {
+        let i = self
+            .fetches
+            .iter()
+            .position(|f| f.piece.get() == piece && f.offset == offset)?;
+        Some(self.fetches.swap_remove(i))
+    }
+
+    /// Counts a failure; returns whether the web seed should be dropped.
+    pub fn on_failure(&mut self, now: Instant) -> bool {
+        self.failures += 1;
+        let delay = RETRY_BASE.saturating_mul(1 << (self.failures - 1).min(6));
+        self.retry_at = Some(now + delay);
+        self.failures >= MAX_FAILURES
+    }
+
+    /// A fetch succeeded.
+    pub fn on_success(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+}
+
+/// The URL of file `path` (its components) under web seed `base` (BEP 19):
+/// a single-file torrent's URL is the file itself unless it ends in `/`
+/// (then the name is appended); a multi-file torrent's files live under
+/// `base/<name>/<path...>`. Components are percent-encoded.
+pub fn file_url(base: &str, name: &str, path: &[String], multi_file: bool) -> String {
+    if !multi_file {
+        return if base.ends_with('/') {
+            format!("{base}{}", percent_encode(name))
+        } else {
+            base.to_owned()
+        };
+    }
+    let mut url = String::with_capacity(base.len() + 64);
+    url.push_str(base);
+    if !url.ends_with('/') {
+        url.push('/');
+    }
+    url.push_str(&percent_encode(name));
+    for component in path {
+        url.push('/');
+        url.push_str(&percent_encode(component));
+    }
+    url
+}
+
+/// The HTTP ranges holding bytes `[start, start + len)` of the concatenated
+/// files, in order. Padding files (BEP 47) are left out: their bytes are
+/// zeros that no server holds.
+pub fn url_ranges(info: &Info, base: &str, start: u64, len: u64) -> Vec<UrlRange> {
+    info.file_spans(start, len)
+        .filter_map(|span| {
+            let file = info.files.get(span.file_index)?;
+            (!file.padding).then(|| UrlRange {
+                url: file_url(base, &info.name, &file.path, info.multi_file),
+                start: span.file_offset,
+                end: span.file_offset + span.len,
+            })
+        })
+        .collect()
+}
+
+/// Rebuilds the bytes of a fetch from what the glue returned (the ranges'
+/// bytes concatenated), re-inserting padding zeros. `None` if the length
+/// does not match.
+pub fn assemble_fetch(info: &Info, start: u64, len: u64, fetched: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(len as usize);
+    let mut rest = fetched;
+    for span in info.file_spans(start, len) {
+        let padding = info.files.get(span.file_index).is_some_and(|f| f.padding);
+        if padding {
+            out.resize(out.len() + span.len as usize, 0);
+        } else {
+            if (rest.len() as u64) < span.len {
+                return None;
+            }
+            let (head, tail) = rest.split_at(span.len as usize);
+            out.extend_from_slice(head);
+            rest = tail;
+        }
+    }
+    (rest.is_empty() && out.len() as u64 == len).then_some(out)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_file_url_is_the_base_unless_it_ends_in_a_slash() {
+        assert_eq!(
+            file_url("https://s/x.bin", "x.bin", &["x.bin".into()], false),
+            "https://s/x.bin"
+        );
+        assert_eq!(
+            file_url("https://s/d/", "a b.bin", &["a b.bin".into()], false),
+            "https://s/d/a%20b.bin"
+        );
+    }
+
+    #[test]
+    fn multi_file_urls_are_base_name_and_encoded_path() {
+        let path = vec!["sub dir".to_string(), "é#?.txt".to_string()];
+        assert_eq!(
+            file_url("https://s/ws", "Bundle", &path, true),
+            "https://s/ws/Bundle/sub%20dir/%C3%A9%23%3F.txt"
+        );
+        assert_eq!(
+            file_url("https://s/ws/", "Bundle", &path, true),
+            "https://s/ws/Bundle/sub%20dir/%C3%A9%23%3F.txt"
+        );
+    }
+}
