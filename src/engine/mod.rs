@@ -5,6 +5,7 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod choker;
 pub mod hash;
 pub mod ids;
 pub mod lengths;
