@@ -188,6 +188,8 @@ pub struct Peer {
     pub up: RateEstimator,
     /// A request timed out and no block arrived since: one request at a time.
     pub snubbed: bool,
+    /// While it unchokes us: when it did, or when its last block came.
+    last_block_or_unchoke: Option<Instant>,
     /// When we last choked the peer, for [`CHOKE_GRACE`].
     choked_at: Option<Instant>,
     /// When the peer was connected (handshake done).
@@ -227,6 +229,7 @@ impl Peer {
             down: RateEstimator::default(),
             up: RateEstimator::default(),
             snubbed: false,
+            last_block_or_unchoke: None,
             choked_at: None,
             connected_at: None,
             outbox: Vec::new(),
@@ -297,6 +300,15 @@ impl Peer {
             .and_then(|e| e.reqq)
             .map_or(MAX_PIPELINE, |q| (q as usize).max(1));
         blocks.clamp(MIN_PIPELINE, MAX_PIPELINE).min(reqq)
+    }
+
+    /// For the choker's snub test: while the peer unchokes us and we want
+    /// its pieces, the later of its unchoke and its last block.
+    pub fn awaiting_block_since(&self) -> Option<Instant> {
+        if self.peer_choking || !self.am_interested {
+            return None;
+        }
+        self.last_block_or_unchoke
     }
 
     /// Bytes handed out or waiting to be, towards the send budget.
@@ -438,6 +450,7 @@ impl Peer {
                     return Ok(PeerEvent::Nothing);
                 }
                 self.peer_choking = false;
+                self.last_block_or_unchoke = Some(now);
                 PeerEvent::Unchoked
             }
             Message::Interested => {
@@ -494,6 +507,7 @@ impl Peer {
                             len,
                         })?;
                 self.down.record(now, block.len() as u64);
+                self.last_block_or_unchoke = Some(now);
                 self.snubbed = false;
                 PeerEvent::Block { block: info, data: block }
             }

@@ -15,7 +15,7 @@ use crate::engine::api::{
     AddBundle, BundleSource, CommandError, ConnId, Output, RateLimits, Role, StoreFailure,
 };
 use crate::engine::bitfield::Bitfield;
-use crate::engine::choker::{ChokeCandidate, Choker};
+use crate::engine::choker::{ChokerConfig, Choker, PeerSnapshot};
 use crate::engine::client::ClientConfig;
 use crate::engine::event::{DropReason, Event, PauseReason, Progress};
 use crate::engine::hash::verify_piece;
@@ -269,6 +269,8 @@ pub struct Session {
     timers: TimerTable<SessionTimer>,
     /// Round-robin start for requests and uploads, so caps are shared fairly.
     rotate: usize,
+    /// Peers came, went or changed interest: the choker should look again.
+    choke_dirty: bool,
 }
 
 impl Session {
@@ -337,10 +339,11 @@ impl Session {
             banned: BTreeSet::new(),
             pending_loads: BTreeMap::new(),
             caps: Caps::new(RateLimits::default(), ctx.now),
-            choker: Choker::default(),
+            choker: Choker::new(ChokerConfig::default()),
             stats: Stats::default(),
             timers: TimerTable::default(),
             rotate: 0,
+            choke_dirty: false,
         };
         ctx.event(Event::BundleAdded {
             info_hash,
@@ -480,7 +483,7 @@ impl Session {
         if self.ready.as_ref().is_some_and(|r| !r.picker.is_complete()) {
             self.add_web_seeds(ctx);
         }
-        self.timers.set(SessionTimer::Choke, ctx.now);
+        self.choke_dirty = true;
         self.timers.set(SessionTimer::Progress, ctx.now + PROGRESS_INTERVAL);
     }
 
@@ -825,11 +828,7 @@ impl Session {
                     }
                 }
             }
-            PeerEvent::InterestChanged => {
-                if peer.peer_interested && self.choker_has_free_slot() {
-                    self.timers.set(SessionTimer::Choke, ctx.now);
-                }
-            }
+            PeerEvent::InterestChanged => self.choke_dirty = true,
             PeerEvent::Cancel(block) => {
                 if let Some(waiters) = self.pending_loads.get_mut(&block) {
                     waiters.retain(|c| *c != conn);
@@ -1407,7 +1406,7 @@ impl Session {
         }
         for timer in self.timers.take_expired(now) {
             match timer {
-                SessionTimer::Choke => self.choke_round(ctx),
+                SessionTimer::Choke => self.choke_dirty = true,
                 SessionTimer::Progress => {
                     let progress = self.progress(now);
                     ctx.event(Event::Progress(progress));
@@ -1448,56 +1447,53 @@ impl Session {
         }
     }
 
-    fn choker_has_free_slot(&self) -> bool {
-        let unchoked = self
-            .peers
-            .values()
-            .filter(|p| !p.am_choking && p.peer_interested)
-            .count();
-        unchoked < self.choker.slots()
-    }
-
-    /// A choke round: the choker picks whom to serve.
-    fn choke_round(&mut self, ctx: &mut Ctx<'_>) {
+    /// Lets the choker bring the unchoked set up to date (a round when one
+    /// is due, else only filling empty slots) and sends the changes.
+    fn choke_tick(&mut self, ctx: &mut Ctx<'_>) {
+        self.choke_dirty = false;
         if self.paused.is_some() {
             return;
         }
         let seeding = self.ready.as_ref().is_some_and(|r| r.picker.is_complete());
-        let candidates: Vec<ChokeCandidate> = self
+        let snapshots: Vec<PeerSnapshot> = self
             .peers
             .values()
             .filter(|p| p.is_active())
-            .map(|p| ChokeCandidate {
-                key: p.key,
+            .map(|p| PeerSnapshot {
+                peer: p.key,
                 interested: p.peer_interested,
-                choked: p.am_choking,
-                rate: if seeding {
-                    p.up.rate(ctx.now)
-                } else {
-                    p.down.rate(ctx.now)
-                },
-                snubbed: p.snubbed,
+                download_rate: p.down.rate(ctx.now),
+                upload_rate: p.up.rate(ctx.now),
+                awaiting_block_since: p.awaiting_block_since(),
             })
             .collect();
-        let unchoke = self.choker.round(ctx.now, &candidates, seeding, ctx.rng);
-        let have = self.ready.as_ref().map(|r| (r.picker.have().clone(), *r.lengths()));
-        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
-            if unchoke.contains(&peer.key) {
+        let decision = self.choker.tick(ctx.now, &snapshots, seeding, ctx.rng);
+        for key in decision.unchoke {
+            if let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) {
                 peer.unchoke();
-            } else {
-                for block in peer.choke(ctx.now) {
-                    self.pending_loads
-                        .get_mut(&block)
-                        .map(|w| w.retain(|c| *c != peer.conn));
-                }
-                if let Some((have, lengths)) = &have {
-                    if peer.peer_interested && peer.has_nothing() {
-                        peer.grant_allowed_fast(lengths, have, ctx.rng);
-                    }
+            }
+        }
+        for key in decision.choke {
+            let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) else {
+                continue;
+            };
+            for block in peer.choke(ctx.now) {
+                if let Some(waiters) = self.pending_loads.get_mut(&block) {
+                    waiters.retain(|c| *c != peer.conn);
                 }
             }
         }
-        self.timers.set(SessionTimer::Choke, ctx.now + CHOKE_INTERVAL);
+        // A peer with nothing, kept choked, may still fetch a few pieces.
+        if let Some(ready) = self.ready.as_deref() {
+            for peer in self.peers.values_mut() {
+                if peer.is_active() && peer.am_choking && peer.peer_interested && peer.has_nothing() {
+                    peer.grant_allowed_fast(ready.lengths(), ready.picker.have(), ctx.rng);
+                }
+            }
+        }
+        if let Some(at) = self.choker.next_round() {
+            self.timers.set(SessionTimer::Choke, at);
+        }
     }
 
     // ----- the pump -----
@@ -1506,6 +1502,9 @@ impl Session {
     /// seed fetches, uploads; then hands queued bytes to the glue.
     pub fn pump(&mut self, ctx: &mut Ctx<'_>) {
         if self.paused.is_none() {
+            if self.choke_dirty {
+                self.choke_tick(ctx);
+            }
             self.update_interest();
             self.fill_requests(ctx);
             self.fill_web_seeds(ctx);
