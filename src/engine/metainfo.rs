@@ -492,7 +492,7 @@ pub(crate) fn check_component(what: &'static str, c: &str) -> Result<(), Metainf
 /// Refuses two non-padding files with the same path, and a file whose path is
 /// a directory of another. (Padding files may repeat: `.pad/16384` twice is
 /// normal, and they are never written.)
-fn check_conflicts(files: &[FileEntry]) -> Result<(), MetainfoError> {
+pub(crate) fn check_conflicts(files: &[FileEntry]) -> Result<(), MetainfoError> {
     let mut paths: Vec<&[String]> = files
         .iter()
         .filter(|f| !f.padding)
@@ -576,5 +576,503 @@ fn url_list(node: &Node<'_>) -> Option<Vec<String>> {
                 .collect(),
         ),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::lengths::MAX_TOTAL_LENGTH;
+    use proptest::prelude::*;
+
+    fn hashes(n: usize) -> OwnedValue {
+        OwnedValue::Bytes((0..n * 20).map(|i| i as u8).collect())
+    }
+
+    fn file(path: &[&str], length: i64) -> OwnedValue {
+        OwnedValue::dict()
+            .with("length", OwnedValue::Int(length))
+            .with(
+                "path",
+                OwnedValue::List(path.iter().map(OwnedValue::bytes).collect()),
+            )
+    }
+
+    fn multi(files: Vec<OwnedValue>, pieces: usize) -> OwnedValue {
+        OwnedValue::dict()
+            .with("name", OwnedValue::bytes("bundle"))
+            .with("piece length", OwnedValue::Int(16384))
+            .with("pieces", hashes(pieces))
+            .with("files", OwnedValue::List(files))
+    }
+
+    fn torrent(info: OwnedValue) -> Vec<u8> {
+        OwnedValue::dict()
+            .with("announce", OwnedValue::bytes("wss://t.example"))
+            .with("info", info)
+            .encode()
+    }
+
+    fn parse_info(info: OwnedValue) -> Result<Metainfo, MetainfoError> {
+        Metainfo::from_torrent_bytes(&torrent(info))
+    }
+
+    fn tree() -> Metainfo {
+        parse_info(multi(
+            vec![
+                file(&["a.txt"], 20_000),
+                file(&["empty"], 0),
+                file(&["docs", "deep", "b.md"], 30_000),
+                file(&["c"], 1),
+            ],
+            4,
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn info_hash_is_taken_from_the_raw_info_bytes_not_a_re_encoding() {
+        // Keys out of order and an unknown key: a re-encoding would differ.
+        let info = b"d6:lengthi5e4:name5:a.txt6:pieces20:AAAAAAAAAAAAAAAAAAAA\
+                     12:piece lengthi16384e1:zi1e1:ai2ee";
+        let bytes = [b"d8:announce3:url4:info".as_slice(), info, b"e"].concat();
+        let m = Metainfo::from_torrent_bytes(&bytes).unwrap();
+        assert_eq!(m.info_bytes, info);
+        assert_eq!(m.info_hash, InfoHash(sha1(info)));
+        let reencoded = bencode::decode(info).unwrap().to_owned_value().encode();
+        assert_ne!(m.info_hash, InfoHash(sha1(&reencoded)));
+        // Writing the torrent back keeps the info bytes, so the hash holds.
+        let again = Metainfo::from_torrent_bytes(&m.to_torrent_bytes()).unwrap();
+        assert_eq!(again, m);
+        let (info, hash) = Info::from_info_bytes(info).unwrap();
+        assert_eq!((info, hash), (m.info.clone(), m.info_hash));
+    }
+
+    #[test]
+    fn single_file_torrents_have_one_file_named_like_the_torrent() {
+        let m = parse_info(
+            OwnedValue::dict()
+                .with("name", OwnedValue::bytes("movie.mkv"))
+                .with("length", OwnedValue::Int(40_000))
+                .with("piece length", OwnedValue::Int(32768))
+                .with("pieces", hashes(2))
+                .with("private", OwnedValue::Int(1)),
+        )
+        .unwrap();
+        assert!(!m.info.multi_file);
+        assert!(m.info.private);
+        assert_eq!(m.info.lengths.total_length(), 40_000);
+        assert_eq!(m.info.lengths.num_pieces(), 2);
+        assert_eq!(
+            m.info.files,
+            vec![FileEntry {
+                path: vec!["movie.mkv".into()],
+                length: 40_000,
+                offset: 0,
+                padding: false
+            }]
+        );
+        let last = m.info.lengths.last_piece();
+        assert_eq!(m.info.piece_hash(last)[0], 20);
+    }
+
+    #[test]
+    fn multi_file_torrents_place_files_in_stream_order() {
+        let m = tree();
+        let info = &m.info;
+        assert!(info.multi_file && !info.private);
+        assert_eq!(info.name, "bundle");
+        let placed: Vec<(String, u64, u64)> = info
+            .files
+            .iter()
+            .map(|f| (f.path.join("/"), f.offset, f.length))
+            .collect();
+        assert_eq!(
+            placed,
+            vec![
+                ("a.txt".into(), 0, 20_000),
+                ("empty".into(), 20_000, 0),
+                ("docs/deep/b.md".into(), 20_000, 30_000),
+                ("c".into(), 50_000, 1),
+            ]
+        );
+        assert_eq!(info.lengths.total_length(), 50_001);
+    }
+
+    #[test]
+    fn utf8_name_and_path_keys_are_preferred() {
+        let f = file(&["bad"], 5).with(
+            "path.utf-8",
+            OwnedValue::List(vec![OwnedValue::bytes("dír"), OwnedValue::bytes("fïle")]),
+        );
+        let info = multi(vec![f], 1).with("name.utf-8", OwnedValue::bytes("bündle"));
+        let m = parse_info(info).unwrap();
+        assert_eq!(m.info.name, "bündle");
+        assert_eq!(
+            m.info.files[0].path,
+            vec!["dír".to_owned(), "fïle".to_owned()]
+        );
+        // A `name.utf-8` that is not UTF-8 falls back to `name`.
+        let info =
+            multi(vec![file(&["x"], 5)], 1).with("name.utf-8", OwnedValue::Bytes(vec![0xff, 0xfe]));
+        assert_eq!(parse_info(info).unwrap().info.name, "bundle");
+    }
+
+    #[test]
+    fn missing_and_mistyped_keys_are_named() {
+        let no_info = OwnedValue::dict()
+            .with("announce", OwnedValue::bytes("x"))
+            .encode();
+        assert_eq!(
+            Metainfo::from_torrent_bytes(&no_info),
+            Err(MetainfoError::MissingKey("info"))
+        );
+        assert_eq!(
+            Metainfo::from_torrent_bytes(b"li1ee"),
+            Err(MetainfoError::NotADictionary)
+        );
+        assert!(matches!(
+            Metainfo::from_torrent_bytes(b"d4:info"),
+            Err(MetainfoError::Bencode(_))
+        ));
+        let good = multi(vec![file(&["x"], 5)], 1);
+        for key in ["name", "piece length", "pieces"] {
+            let OwnedValue::Dict(mut d) = good.clone() else {
+                unreachable!()
+            };
+            d.remove(key.as_bytes());
+            assert_eq!(
+                parse_info(OwnedValue::Dict(d.clone())),
+                Err(MetainfoError::MissingKey(key))
+            );
+            d.insert(key.as_bytes().to_vec(), OwnedValue::List(vec![]));
+            assert!(matches!(
+                parse_info(OwnedValue::Dict(d)),
+                Err(MetainfoError::WrongType { key: k, .. }) if k == key
+            ));
+        }
+        let OwnedValue::Dict(mut d) = good.clone() else {
+            unreachable!()
+        };
+        d.remove(b"files".as_slice());
+        assert_eq!(
+            parse_info(OwnedValue::Dict(d)),
+            Err(MetainfoError::MissingKey("length"))
+        );
+        let no_path = OwnedValue::dict().with("length", OwnedValue::Int(5));
+        assert_eq!(
+            parse_info(multi(vec![file(&["x"], 5), no_path], 1)),
+            Err(MetainfoError::File {
+                index: 1,
+                source: Box::new(MetainfoError::MissingKey("path"))
+            })
+        );
+        assert_eq!(
+            parse_info(multi(vec![file(&["x"], -5)], 1)),
+            Err(MetainfoError::File {
+                index: 0,
+                source: Box::new(MetainfoError::Negative {
+                    key: "length",
+                    value: -5
+                })
+            })
+        );
+        assert_eq!(
+            parse_info(multi(vec![file(&[], 5)], 1)),
+            Err(MetainfoError::File {
+                index: 0,
+                source: Box::new(MetainfoError::EmptyPath)
+            })
+        );
+        assert_eq!(parse_info(multi(vec![], 1)), Err(MetainfoError::NoFiles));
+    }
+
+    #[test]
+    fn piece_hashes_must_fit_the_lengths() {
+        let info = multi(vec![file(&["x"], 5)], 1).with("pieces", OwnedValue::bytes([0; 30]));
+        assert_eq!(
+            parse_info(info),
+            Err(MetainfoError::PiecesNotMultipleOf20(30))
+        );
+        assert_eq!(
+            parse_info(multi(vec![file(&["x"], 16385)], 1)),
+            Err(MetainfoError::Lengths(LengthsError::PieceCountMismatch {
+                expected: 2,
+                got: 1
+            }))
+        );
+        let info = multi(vec![file(&["x"], 5)], 1).with("piece length", OwnedValue::Int(1000));
+        assert_eq!(
+            parse_info(info),
+            Err(MetainfoError::Lengths(LengthsError::BadPieceLength(1000)))
+        );
+        let info = multi(vec![file(&["x"], 5)], 1).with("piece length", OwnedValue::Int(-1));
+        assert_eq!(
+            parse_info(info),
+            Err(MetainfoError::Negative {
+                key: "piece length",
+                value: -1
+            })
+        );
+        assert_eq!(
+            parse_info(multi(vec![file(&["x"], 0)], 0)),
+            Err(MetainfoError::Lengths(LengthsError::BadTotalLength(0)))
+        );
+        let huge = i64::MAX;
+        assert_eq!(
+            parse_info(multi(
+                vec![file(&["x"], huge), file(&["y"], huge), file(&["z"], huge)],
+                1
+            )),
+            Err(MetainfoError::TotalLengthOverflow)
+        );
+        let too_big = (MAX_TOTAL_LENGTH + 1) as i64;
+        assert_eq!(
+            parse_info(multi(vec![file(&["x"], too_big)], 1)),
+            Err(MetainfoError::Lengths(LengthsError::BadTotalLength(
+                MAX_TOTAL_LENGTH + 1
+            )))
+        );
+    }
+
+    #[test]
+    fn unsafe_names_and_path_components_are_refused() {
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\0b", "C:", "c:\\x", "/"] {
+            let err = parse_info(multi(vec![file(&["ok", bad], 5)], 1)).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    MetainfoError::File { index: 0, source }
+                        if matches!(**source, MetainfoError::UnsafePath { what: "path", .. })
+                ),
+                "{bad:?}: {err}"
+            );
+            let info = multi(vec![file(&["x"], 5)], 1).with("name", OwnedValue::bytes(bad));
+            assert!(
+                matches!(
+                    parse_info(info),
+                    Err(MetainfoError::UnsafePath { what: "name", .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        // Dots inside a name, spaces, colons after the first character are fine.
+        let ok = multi(vec![file(&["..a", "b. c", "de:f", "~"], 5)], 1);
+        assert!(parse_info(ok).is_ok());
+    }
+
+    #[test]
+    fn clashing_paths_are_refused_but_padding_may_repeat() {
+        assert_eq!(
+            parse_info(multi(vec![file(&["a"], 5), file(&["a"], 5)], 1)),
+            Err(MetainfoError::PathConflict("a".into()))
+        );
+        assert_eq!(
+            parse_info(multi(
+                vec![file(&["d", "x"], 5), file(&["e"], 1), file(&["d"], 5)],
+                1
+            )),
+            Err(MetainfoError::PathConflict("d".into()))
+        );
+        let pad = |n| file(&[".pad", "16379"], n).with("attr", OwnedValue::bytes("p"));
+        let m = parse_info(multi(
+            vec![
+                file(&["a"], 5),
+                pad(16379),
+                file(&["b"], 5),
+                pad(16379),
+                file(&["c"], 1),
+            ],
+            3,
+        ))
+        .unwrap();
+        assert_eq!(
+            m.info.files.iter().map(|f| f.padding).collect::<Vec<_>>(),
+            vec![false, true, false, true, false]
+        );
+        assert_eq!(m.info.files[4].offset, 2 * 16384);
+    }
+
+    #[test]
+    fn top_level_fields_are_read_and_unknown_keys_kept() {
+        let info = multi(vec![file(&["x"], 5)], 1);
+        let bytes = OwnedValue::dict()
+            .with("announce", OwnedValue::bytes("wss://a"))
+            .with(
+                "announce-list",
+                OwnedValue::List(vec![
+                    OwnedValue::List(vec![OwnedValue::bytes("wss://a"), OwnedValue::bytes("")]),
+                    OwnedValue::List(vec![]),
+                    OwnedValue::List(vec![OwnedValue::bytes("wss://b")]),
+                ]),
+            )
+            .with("url-list", OwnedValue::bytes("https://seed/"))
+            .with("comment", OwnedValue::bytes("hi"))
+            .with("created by", OwnedValue::bytes("mktorrent 1.1"))
+            .with("creation date", OwnedValue::Int(1_700_000_000))
+            .with("encoding", OwnedValue::bytes("UTF-8"))
+            .with("comment.utf-8", OwnedValue::Int(3))
+            .with("info", info)
+            .encode();
+        let m = Metainfo::from_torrent_bytes(&bytes).unwrap();
+        assert_eq!(m.announce.as_deref(), Some("wss://a"));
+        assert_eq!(
+            m.announce_list,
+            vec![vec!["wss://a".to_owned()], vec!["wss://b".to_owned()]]
+        );
+        assert_eq!(
+            m.trackers(),
+            vec!["wss://a".to_owned(), "wss://b".to_owned()]
+        );
+        assert_eq!(m.url_list, vec!["https://seed/".to_owned()]);
+        assert_eq!(m.comment.as_deref(), Some("hi"));
+        assert_eq!(m.created_by.as_deref(), Some("mktorrent 1.1"));
+        assert_eq!(m.creation_date, Some(1_700_000_000));
+        assert_eq!(
+            m.extra.keys().cloned().collect::<Vec<_>>(),
+            vec![b"comment.utf-8".to_vec(), b"encoding".to_vec()]
+        );
+        // Canonical input comes back byte for byte, bar the dropped empty entries.
+        let again = Metainfo::from_torrent_bytes(&m.to_torrent_bytes()).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn url_list_may_be_a_list_and_mistyped_optional_keys_are_kept_aside() {
+        let bytes = OwnedValue::dict()
+            .with(
+                "url-list",
+                OwnedValue::List(vec![
+                    OwnedValue::bytes("https://a/"),
+                    OwnedValue::bytes("https://b/"),
+                ]),
+            )
+            .with("announce", OwnedValue::Int(7))
+            .with("info", multi(vec![file(&["x"], 5)], 1))
+            .encode();
+        let m = Metainfo::from_torrent_bytes(&bytes).unwrap();
+        assert_eq!(m.url_list.len(), 2);
+        assert_eq!(m.announce, None);
+        assert_eq!(
+            m.extra.get(b"announce".as_slice()),
+            Some(&OwnedValue::Int(7))
+        );
+        assert_eq!(
+            Metainfo::from_torrent_bytes(&m.to_torrent_bytes()).unwrap(),
+            m
+        );
+    }
+
+    #[test]
+    fn from_info_makes_a_torrent_from_metadata_and_link_trackers() {
+        let m = tree();
+        let t = Metainfo::from_info(
+            m.info_bytes.clone(),
+            vec!["wss://a".into(), "wss://b".into()],
+            vec!["https://seed/".into()],
+        )
+        .unwrap();
+        assert_eq!(t.info_hash, m.info_hash);
+        assert_eq!(t.announce.as_deref(), Some("wss://a"));
+        assert_eq!(
+            t.trackers(),
+            vec!["wss://a".to_owned(), "wss://b".to_owned()]
+        );
+        let back = Metainfo::from_torrent_bytes(&t.to_torrent_bytes()).unwrap();
+        assert_eq!(back, t);
+        assert!(Metainfo::from_info(b"i1e".to_vec(), vec![], vec![]).is_err());
+    }
+
+    #[test]
+    fn magnet_of_a_torrent_carries_hash_name_trackers_and_seeds() {
+        let mut m = tree();
+        m.url_list = vec!["https://seed/".into()];
+        let link = m.magnet();
+        assert_eq!(link.info_hash, m.info_hash);
+        assert_eq!(link.display_name.as_deref(), Some("bundle"));
+        assert_eq!(link.trackers, vec!["wss://t.example".to_owned()]);
+        assert_eq!(link.web_seeds, m.url_list);
+    }
+
+    #[test]
+    fn file_spans_cross_boundaries_and_skip_empty_files() {
+        let info = tree().info;
+        let spans: Vec<_> = info.file_spans(19_000, 12_000).collect();
+        assert_eq!(
+            spans,
+            vec![
+                FileSpan {
+                    file_index: 0,
+                    file_offset: 19_000,
+                    len: 1_000
+                },
+                FileSpan {
+                    file_index: 2,
+                    file_offset: 0,
+                    len: 11_000
+                },
+            ]
+        );
+        // The part past the end is ignored; an empty range yields nothing.
+        let tail: Vec<_> = info.file_spans(49_999, 100).collect();
+        assert_eq!(tail.len(), 2);
+        assert_eq!((tail[1].file_index, tail[1].len), (3, 1));
+        assert_eq!(info.file_spans(20_000, 0).count(), 0);
+        assert_eq!(info.file_spans(60_000, 10).count(), 0);
+        assert_eq!(info.file_spans(u64::MAX, u64::MAX).count(), 0);
+    }
+
+    #[test]
+    fn file_piece_ranges_cover_the_pieces_touching_each_file() {
+        let info = tree().info;
+        assert_eq!(info.file_piece_range(0), 0..2);
+        assert_eq!(info.file_piece_range(1), 0..0);
+        assert_eq!(info.file_piece_range(2), 1..4);
+        assert_eq!(info.file_piece_range(3), 3..4);
+        assert_eq!(info.file_piece_range(4), 0..0);
+    }
+
+    proptest! {
+        #[test]
+        fn file_spans_tile_any_range(
+            lengths in proptest::collection::vec(0i64..50_000, 1..8),
+            start in 0u64..400_000,
+            len in 0u64..400_000,
+        ) {
+            prop_assume!(lengths.iter().sum::<i64>() > 0);
+            let total: u64 = lengths.iter().sum::<i64>() as u64;
+            let files = lengths
+                .iter()
+                .enumerate()
+                .map(|(i, l)| file(&[&i.to_string()], *l))
+                .collect();
+            let pieces = total.div_ceil(16384) as usize;
+            let info = parse_info(multi(files, pieces)).unwrap().info;
+            let end = (start + len).min(total);
+            let mut at = start;
+            for span in info.file_spans(start, len) {
+                let f = &info.files[span.file_index];
+                prop_assert!(span.len > 0);
+                prop_assert_eq!(f.offset + span.file_offset, at);
+                prop_assert!(span.file_offset + span.len <= f.length);
+                at += span.len;
+            }
+            prop_assert_eq!(at, end.max(start));
+            for (i, f) in info.files.iter().enumerate() {
+                let range = info.file_piece_range(i);
+                if f.length == 0 {
+                    prop_assert!(range.is_empty());
+                } else {
+                    prop_assert_eq!(range.start as u64, f.offset / 16384);
+                    prop_assert_eq!(range.end as u64, (f.offset + f.length - 1) / 16384 + 1);
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Metainfo::from_torrent_bytes(&bytes);
+            let _ = Info::from_info_bytes(&bytes);
+        }
     }
 }
