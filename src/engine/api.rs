@@ -7,6 +7,7 @@
 use crate::engine::bitfield::Bitfield;
 use crate::engine::event::{DropReason, Event};
 use crate::engine::ids::InfoHash;
+pub use crate::engine::limiter::Limits;
 use crate::engine::magnet::Magnet;
 use crate::engine::metainfo::Metainfo;
 use std::fmt;
@@ -67,15 +68,6 @@ pub struct AddBundle {
     pub paused: bool,
 }
 
-/// Upload and download caps in bytes per second; `None` is unlimited.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RateLimits {
-    /// Upload cap.
-    pub upload: Option<u64>,
-    /// Download cap.
-    pub download: Option<u64>,
-}
-
 /// What a [`Command::SetLimits`] applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LimitScope {
@@ -112,7 +104,7 @@ pub enum Command {
         /// Global or one bundle.
         scope: LimitScope,
         /// The new caps.
-        limits: RateLimits,
+        limits: Limits,
     },
 }
 

@@ -164,7 +164,11 @@ impl Client {
     }
 
     /// A bundle's figures now.
-    pub fn progress(&mut self, now: Instant, info_hash: InfoHash) -> Option<crate::engine::event::Progress> {
+    pub fn progress(
+        &mut self,
+        now: Instant,
+        info_hash: InfoHash,
+    ) -> Option<crate::engine::event::Progress> {
         self.sessions.get_mut(&info_hash).map(|s| s.progress(now))
     }
 
@@ -185,7 +189,11 @@ impl Client {
     /// `None` when nothing is scheduled.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let sessions = self.sessions.values().filter_map(Session::next_timeout).min();
+        let sessions = self
+            .sessions
+            .values()
+            .filter_map(Session::next_timeout)
+            .min();
         let rounds = self.rounds.values().map(|r| r.deadline).min();
         let trackers = self
             .trackers
@@ -407,6 +415,7 @@ impl Client {
         let Some(mut session) = self.sessions.remove(&h) else {
             return;
         };
+        let stats = session.announce_stats();
         for (url, announcer) in session.announcers.iter_mut() {
             let open = self
                 .trackers
@@ -415,8 +424,7 @@ impl Client {
             if !open {
                 continue;
             }
-            if let Some(_need) = announcer.poll(now) {
-                let stats = session.announce_stats();
+            if announcer.poll(now).is_some() {
                 if let Some(text) = announcer.announce(now, &stats, Vec::new()) {
                     self.out.push_back(Output::TrackerSend {
                         url: url.clone(),

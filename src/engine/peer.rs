@@ -288,7 +288,7 @@ impl Peer {
     /// measured rate in 16 KiB blocks, clamped to
     /// [`MIN_PIPELINE`]`..=`[`MAX_PIPELINE`] and to the peer's `reqq`; one
     /// while snubbed.
-    pub fn pipeline_target(&self, now: Instant) -> usize {
+    pub fn pipeline_target(&mut self, now: Instant) -> usize {
         if self.snubbed {
             return 1;
         }
@@ -329,7 +329,8 @@ impl Peer {
         self.outbox
             .extend_from_slice(&Handshake::swarmdrop(info_hash, our_id).encode());
         self.timers.set(PeerTimer::Idle, now + HANDSHAKE_TIMEOUT);
-        self.timers.set(PeerTimer::KeepAlive, now + KEEPALIVE_INTERVAL);
+        self.timers
+            .set(PeerTimer::KeepAlive, now + KEEPALIVE_INTERVAL);
     }
 
     /// The peer's handshake arrived. Checks it names our bundle and is not
@@ -506,10 +507,13 @@ impl Peer {
                             offset: begin,
                             len,
                         })?;
-                self.down.record(now, block.len() as u64);
+                self.down.record(block.len() as u64, now);
                 self.last_block_or_unchoke = Some(now);
                 self.snubbed = false;
-                PeerEvent::Block { block: info, data: block }
+                PeerEvent::Block {
+                    block: info,
+                    data: block,
+                }
             }
             Message::Reject(r) => {
                 need_fast(fast)?;
@@ -574,7 +578,11 @@ impl Peer {
         })
     }
 
-    fn on_have(&mut self, i: u32, lengths: Option<&Lengths>) -> Result<PeerEvent<'static>, DropReason> {
+    fn on_have(
+        &mut self,
+        i: u32,
+        lengths: Option<&Lengths>,
+    ) -> Result<PeerEvent<'static>, DropReason> {
         let Some(lengths) = lengths else {
             match &mut self.has {
                 PeerHas::Early { haves, .. } => {
@@ -712,7 +720,7 @@ impl Peer {
             begin: block.offset,
             block: data,
         });
-        self.up.record(now, data.len() as u64);
+        self.up.record(data.len() as u64, now);
     }
 
     /// Chokes the peer. Under Fast, every queued request not in an
@@ -726,9 +734,10 @@ impl Peer {
         self.choked_at = Some(now);
         self.send(&Message::Choke);
         let allowed = std::mem::take(&mut self.allowed_fast_out);
-        let (keep, dropped): (VecDeque<_>, Vec<_>) = std::mem::take(&mut self.serve_queue)
+        let (keep, dropped): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.serve_queue)
             .into_iter()
             .partition(|b| allowed.contains(&b.piece));
+        let dropped: Vec<BlockInfo> = dropped.into();
         self.allowed_fast_out = allowed;
         self.serve_queue = keep;
         if self.fast() {
@@ -771,7 +780,12 @@ impl Peer {
 
     /// Grants allowed-fast pieces (BEP 6) to a peer that has nothing, picked
     /// among the pieces we have by `rng`.
-    pub fn grant_allowed_fast(&mut self, lengths: &Lengths, have: &Bitfield, rng: &mut fastrand::Rng) {
+    pub fn grant_allowed_fast(
+        &mut self,
+        lengths: &Lengths,
+        have: &Bitfield,
+        rng: &mut fastrand::Rng,
+    ) {
         if !self.fast() || !self.allowed_fast_out.is_empty() || have.none() {
             return;
         }
@@ -812,7 +826,8 @@ impl Peer {
             std::mem::replace(&mut self.outbox, rest)
         };
         self.in_flight += chunk.len();
-        self.timers.set(PeerTimer::KeepAlive, now + KEEPALIVE_INTERVAL);
+        self.timers
+            .set(PeerTimer::KeepAlive, now + KEEPALIVE_INTERVAL);
         Some(chunk)
     }
 
@@ -847,7 +862,8 @@ impl Peer {
                         if self.outbox.is_empty() {
                             self.send(&Message::KeepAlive);
                         }
-                        self.timers.set(PeerTimer::KeepAlive, now + KEEPALIVE_INTERVAL);
+                        self.timers
+                            .set(PeerTimer::KeepAlive, now + KEEPALIVE_INTERVAL);
                     }
                 }
                 PeerTimer::Idle => {

@@ -12,16 +12,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::engine::api::{
-    AddBundle, BundleSource, CommandError, ConnId, Output, RateLimits, Role, StoreFailure,
+    AddBundle, BundleSource, CommandError, ConnId, Output, Role, StoreFailure,
 };
 use crate::engine::bitfield::Bitfield;
-use crate::engine::choker::{ChokerConfig, Choker, PeerSnapshot};
+use crate::engine::choker::{Choker, ChokerConfig, PeerSnapshot};
 use crate::engine::client::ClientConfig;
 use crate::engine::event::{DropReason, Event, PauseReason, Progress};
 use crate::engine::hash::verify_piece;
 use crate::engine::ids::{InfoHash, PeerId};
-use crate::engine::lengths::{BlockInfo, Lengths, PieceIndex};
-use crate::engine::limiter::{RateEstimator, TokenBucket};
+use crate::engine::lengths::{BlockInfo, Lengths, PieceIndex, BLOCK_SIZE};
+use crate::engine::limiter::{Direction, Limiter, RateEstimator};
 use crate::engine::metainfo::Info;
 use crate::engine::peer::{OurExtensionIds, Peer, PeerEvent, PeerHas, Stage, MAX_QUEUED_REQUESTS};
 use crate::engine::picker::{priorities_from_files, BlockOutcome, PeerKey, Picker, Priority};
@@ -81,8 +81,8 @@ pub struct Ctx<'a> {
     pub out: &'a mut VecDeque<Output>,
     /// The client's seeded generator.
     pub rng: &'a mut fastrand::Rng,
-    /// The caps shared by all bundles.
-    pub global: &'a mut Caps,
+    /// The global and per-bundle caps.
+    pub limiter: &'a mut Limiter,
     /// Configuration.
     pub config: &'a ClientConfig,
     /// The client's connection id counter.
@@ -99,47 +99,6 @@ impl Ctx<'_> {
     fn event(&mut self, e: Event) {
         self.out.push_back(Output::Event(e));
     }
-}
-
-/// An upload and a download token bucket.
-#[derive(Debug)]
-pub struct Caps {
-    /// Upload.
-    pub up: TokenBucket,
-    /// Download.
-    pub down: TokenBucket,
-}
-
-impl Caps {
-    /// Buckets for these limits.
-    pub fn new(limits: RateLimits, now: Instant) -> Self {
-        Caps {
-            up: TokenBucket::new(limits.upload, now),
-            down: TokenBucket::new(limits.download, now),
-        }
-    }
-
-    /// Changes the limits.
-    pub fn set(&mut self, limits: RateLimits, now: Instant) {
-        self.up.set_rate(limits.upload, now);
-        self.down.set_rate(limits.download, now);
-    }
-}
-
-/// Takes `n` tokens from both a global and a bundle bucket, or none.
-fn take_both(global: &mut TokenBucket, bundle: &mut TokenBucket, now: Instant, n: u64) -> bool {
-    if global.available(now) >= n && bundle.available(now) >= n {
-        global.take(now, n);
-        bundle.take(now, n);
-        true
-    } else {
-        false
-    }
-}
-
-/// When both buckets will hold `n` tokens.
-fn ready_at(global: &TokenBucket, bundle: &TokenBucket, now: Instant, n: u64) -> Option<Instant> {
-    Some(global.ready_at(now, n)?.max(bundle.ready_at(now, n)?))
 }
 
 /// Who sent a block.
@@ -243,7 +202,6 @@ struct Stats {
 pub struct Session {
     info_hash: InfoHash,
     name: Option<String>,
-    role: Role,
     paused: Option<PauseReason>,
     ready: Option<Box<Ready>>,
     metadata: MetadataFetch,
@@ -263,7 +221,6 @@ pub struct Session {
     banned: BTreeSet<PeerId>,
     /// Blocks being loaded from storage, with the peers waiting for them.
     pending_loads: BTreeMap<BlockInfo, Vec<ConnId>>,
-    caps: Caps,
     choker: Choker,
     stats: Stats,
     timers: TimerTable<SessionTimer>,
@@ -289,13 +246,23 @@ impl Session {
                 let m = *m;
                 let trackers = m.trackers();
                 let ready = Ready::new(m.info, m.info_bytes, have.clone(), selection.as_deref())?;
-                (Some(ready.info.name.clone()), trackers, m.url_list, Some(ready))
+                (
+                    Some(ready.info.name.clone()),
+                    trackers,
+                    m.url_list,
+                    Some(ready),
+                )
             }
             BundleSource::Magnet(m) => {
                 if role == Role::Seed {
                     return Err(CommandError::MagnetSeed);
                 }
-                (m.display_name.clone(), m.trackers.clone(), m.web_seeds.clone(), None)
+                (
+                    m.display_name.clone(),
+                    m.trackers.clone(),
+                    m.web_seeds.clone(),
+                    None,
+                )
             }
         };
         if role == Role::Seed {
@@ -323,7 +290,6 @@ impl Session {
         let mut session = Session {
             info_hash,
             name,
-            role,
             paused: None,
             ready: ready.map(Box::new),
             metadata: MetadataFetch::default(),
@@ -338,7 +304,6 @@ impl Session {
             announcers,
             banned: BTreeSet::new(),
             pending_loads: BTreeMap::new(),
-            caps: Caps::new(RateLimits::default(), ctx.now),
             choker: Choker::new(ChokerConfig::default()),
             stats: Stats::default(),
             timers: TimerTable::default(),
@@ -395,7 +360,7 @@ impl Session {
     }
 
     /// The bundle's figures now.
-    pub fn progress(&self, now: Instant) -> Progress {
+    pub fn progress(&mut self, now: Instant) -> Progress {
         let (have_bytes, wanted_bytes, total_bytes) = match &self.ready {
             Some(r) => {
                 let l = r.lengths();
@@ -466,7 +431,11 @@ impl Session {
     /// The earliest deadline of the session and its peers.
     pub fn next_timeout(&self) -> Option<Instant> {
         let peers = self.peers.values().filter_map(Peer::next_timeout).min();
-        let announce = self.announcers.values().filter_map(Announcer::poll_timeout).min();
+        let announce = self
+            .announcers
+            .values()
+            .filter_map(Announcer::poll_timeout)
+            .min();
         [self.timers.next_timeout(), peers, announce]
             .into_iter()
             .flatten()
@@ -484,7 +453,8 @@ impl Session {
             self.add_web_seeds(ctx);
         }
         self.choke_dirty = true;
-        self.timers.set(SessionTimer::Progress, ctx.now + PROGRESS_INTERVAL);
+        self.timers
+            .set(SessionTimer::Progress, ctx.now + PROGRESS_INTERVAL);
     }
 
     fn add_web_seeds(&mut self, ctx: &mut Ctx<'_>) {
@@ -500,7 +470,8 @@ impl Session {
             self.next_key = self.next_key.wrapping_add(1);
             ready.picker.peer_have_all(key);
             self.keys.insert(key, conn);
-            self.web_seeds.insert(conn, WebSeed::new(conn, key, url.clone()));
+            self.web_seeds
+                .insert(conn, WebSeed::new(conn, key, url.clone()));
         }
     }
 
@@ -604,7 +575,9 @@ impl Session {
             return Ok(());
         };
         let prios = file_priorities(&ready.info, files.as_deref())?;
-        for (key, block) in ready.picker.set_priorities(prios) {
+        // The priorities have one entry per piece: the picker cannot refuse them.
+        let released = ready.picker.set_priorities(&prios).unwrap_or_default();
+        for (key, block) in released {
             if let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) {
                 peer.cancel(block);
             }
@@ -613,12 +586,6 @@ impl Session {
         ready.completed = ready.picker.is_complete();
         self.pump(ctx);
         Ok(())
-    }
-
-    /// Changes the bundle's caps.
-    pub fn set_limits(&mut self, ctx: &mut Ctx<'_>, limits: RateLimits) {
-        self.caps.set(limits, ctx.now);
-        self.pump(ctx);
     }
 
     // ----- peer connections -----
@@ -895,11 +862,11 @@ impl Session {
         match source {
             Source::Peer(..) => {
                 self.stats.downloaded_peers += len;
-                self.stats.down_peers.record(ctx.now, len);
+                self.stats.down_peers.record(len, ctx.now);
             }
             Source::WebSeed(_) => {
                 self.stats.downloaded_server += len;
-                self.stats.down_server.record(ctx.now, len);
+                self.stats.down_server.record(len, ctx.now);
             }
         }
         let lengths = *ready.lengths();
@@ -932,7 +899,8 @@ impl Session {
             if let Some(failed) = ready.suspects.remove(&piece) {
                 // The blocks that differ from the good piece were the bad ones.
                 for (i, source) in failed.sources.iter().enumerate() {
-                    let (Some(source), Some(block)) = (source, ready.lengths().block(piece, i as u32))
+                    let (Some(source), Some(block)) =
+                        (source, ready.lengths().block(piece, i as u32))
                     else {
                         continue;
                     };
@@ -1061,19 +1029,18 @@ impl Session {
                 let Some(their_id) = peer.extensions.as_ref().and_then(|e| e.ut_metadata()) else {
                     return Ok(());
                 };
-                let reply = match self
-                    .ready
-                    .as_ref()
-                    .and_then(|r| Some((r.info_bytes.len(), metadata_piece(&r.info_bytes, piece)?)))
-                {
-                    Some((total, data)) => MetadataMessage::Data {
-                        piece,
-                        total_size: total as u64,
-                        data,
-                    }
-                    .to_vec(),
-                    None => MetadataMessage::Reject { piece }.to_vec(),
-                };
+                let reply =
+                    match self.ready.as_ref().and_then(|r| {
+                        Some((r.info_bytes.len(), metadata_piece(&r.info_bytes, piece)?))
+                    }) {
+                        Some((total, data)) => MetadataMessage::Data {
+                            piece,
+                            total_size: total as u64,
+                            data,
+                        }
+                        .to_vec(),
+                        None => MetadataMessage::Reject { piece }.to_vec(),
+                    };
                 peer.send(&Message::Extended {
                     id: their_id,
                     payload: &reply,
@@ -1171,11 +1138,8 @@ impl Session {
             let Some(peer) = self.peers.get_mut(&conn) else {
                 continue;
             };
-            peer.framer.set_limits(
-                peer.framer
-                    .limits()
-                    .with_piece_count(lengths.num_pieces()),
-            );
+            peer.framer
+                .set_limits(peer.framer.limits().with_piece_count(lengths.num_pieces()));
             match peer.resolve_early_has(&lengths) {
                 Ok(true) => {
                     if let Err(reason) = self.peer_has_replaced(conn) {
@@ -1199,7 +1163,10 @@ impl Session {
             return;
         };
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        let Some(block) = ready.lengths().validate_range(piece, offset, len, len.max(1)) else {
+        let Some(block) = ready
+            .lengths()
+            .validate_range(piece, offset, len, len.max(1))
+        else {
             return;
         };
         let Some(waiters) = self.pending_loads.remove(&block) else {
@@ -1210,12 +1177,14 @@ impl Session {
                 continue;
             };
             peer.loading = peer.loading.saturating_sub(1);
-            if self.paused.is_some() || (peer.am_choking && !peer.allowed_fast_out.contains(&block.piece)) {
+            if self.paused.is_some()
+                || (peer.am_choking && !peer.allowed_fast_out.contains(&block.piece))
+            {
                 continue;
             }
             peer.send_block(ctx.now, block, data);
             self.stats.uploaded += data.len() as u64;
-            self.stats.up.record(ctx.now, data.len() as u64);
+            self.stats.up.record(data.len() as u64, ctx.now);
         }
         self.pump(ctx);
     }
@@ -1329,7 +1298,7 @@ impl Session {
             return;
         };
         seed.on_success();
-        seed.down.record(ctx.now, bytes.len() as u64);
+        seed.down.record(bytes.len() as u64, ctx.now);
         if self.paused.is_some() {
             return;
         }
@@ -1411,7 +1380,8 @@ impl Session {
                     let progress = self.progress(now);
                     ctx.event(Event::Progress(progress));
                     if self.paused.is_none() {
-                        self.timers.set(SessionTimer::Progress, now + PROGRESS_INTERVAL);
+                        self.timers
+                            .set(SessionTimer::Progress, now + PROGRESS_INTERVAL);
                     }
                 }
                 SessionTimer::Wake => {}
@@ -1457,7 +1427,7 @@ impl Session {
         let seeding = self.ready.as_ref().is_some_and(|r| r.picker.is_complete());
         let snapshots: Vec<PeerSnapshot> = self
             .peers
-            .values()
+            .values_mut()
             .filter(|p| p.is_active())
             .map(|p| PeerSnapshot {
                 peer: p.key,
@@ -1486,7 +1456,8 @@ impl Session {
         // A peer with nothing, kept choked, may still fetch a few pieces.
         if let Some(ready) = self.ready.as_deref() {
             for peer in self.peers.values_mut() {
-                if peer.is_active() && peer.am_choking && peer.peer_interested && peer.has_nothing() {
+                if peer.is_active() && peer.am_choking && peer.peer_interested && peer.has_nothing()
+                {
                     peer.grant_allowed_fast(ready.lengths(), ready.picker.have(), ctx.rng);
                 }
             }
@@ -1565,21 +1536,10 @@ impl Session {
             if outstanding >= target {
                 continue;
             }
-            let mut want = target - outstanding;
-            // Download tokens: one block's worth each.
-            let block = crate::engine::lengths::BLOCK_SIZE as u64;
-            let tokens = ctx
-                .global
-                .down
-                .available(ctx.now)
-                .min(self.caps.down.available(ctx.now));
-            want = want.min((tokens / block) as usize);
-            if want == 0 {
-                if let Some(at) = ready_at(&ctx.global.down, &self.caps.down, ctx.now, block) {
-                    self.timers.set_earliest(SessionTimer::Wake, at);
-                }
+            if !may_download(ctx, &mut self.timers, self.info_hash) {
                 break;
             }
+            let want = target - outstanding;
             let blocks = if choked {
                 let allowed = peer.allowed_fast_in.clone();
                 ready
@@ -1588,9 +1548,14 @@ impl Session {
             } else {
                 ready.picker.pick(peer.key, want, ctx.now, ctx.rng)
             };
-            let bytes: u64 = blocks.iter().map(|b| b.len as u64).sum();
-            ctx.global.down.take(ctx.now, bytes);
-            self.caps.down.take(ctx.now, bytes);
+            let blocks = within_caps(
+                ctx,
+                &mut self.timers,
+                self.info_hash,
+                &mut ready.picker,
+                peer.key,
+                blocks,
+            );
             for b in blocks {
                 peer.request(b);
             }
@@ -1608,26 +1573,21 @@ impl Session {
         let per_fetch = lengths.max_blocks_per_piece().max(1) as usize;
         for seed in self.web_seeds.values_mut() {
             while seed.can_fetch(ctx.now) {
-                let tokens = ctx
-                    .global
-                    .down
-                    .available(ctx.now)
-                    .min(self.caps.down.available(ctx.now));
-                let max = per_fetch.min((tokens / crate::engine::lengths::BLOCK_SIZE as u64) as usize);
-                if max == 0 {
-                    let block = crate::engine::lengths::BLOCK_SIZE as u64;
-                    if let Some(at) = ready_at(&ctx.global.down, &self.caps.down, ctx.now, block) {
-                        self.timers.set_earliest(SessionTimer::Wake, at);
-                    }
+                if !may_download(ctx, &mut self.timers, self.info_hash) {
                     break;
                 }
-                let blocks = ready.picker.pick(seed.key, max, ctx.now, ctx.rng);
+                let blocks = ready.picker.pick(seed.key, per_fetch, ctx.now, ctx.rng);
+                let blocks = within_caps(
+                    ctx,
+                    &mut self.timers,
+                    self.info_hash,
+                    &mut ready.picker,
+                    seed.key,
+                    blocks,
+                );
                 if blocks.is_empty() {
                     break;
                 }
-                let bytes: u64 = blocks.iter().map(|b| b.len as u64).sum();
-                ctx.global.down.take(ctx.now, bytes);
-                self.caps.down.take(ctx.now, bytes);
                 for fetch in seed.start_fetches(self.info_hash, &ready.info, blocks) {
                     ctx.out.push_back(Output::WebSeedFetch(fetch));
                 }
@@ -1662,15 +1622,14 @@ impl Session {
                 continue;
             };
             while let Some(&block) = peer.serve_queue.front() {
-                let pending = peer.loading * crate::engine::lengths::BLOCK_SIZE as usize;
+                let pending = peer.loading * BLOCK_SIZE as usize;
                 if !peer.has_send_room(budget, pending) {
                     break;
                 }
                 let len = block.len as u64;
-                if !take_both(&mut ctx.global.up, &mut self.caps.up, ctx.now, len) {
-                    if let Some(at) = ready_at(&ctx.global.up, &self.caps.up, ctx.now, len) {
-                        self.timers.set_earliest(SessionTimer::Wake, at);
-                    }
+                let dir = Direction::Upload;
+                if !ctx.limiter.try_take(dir, &self.info_hash, len, ctx.now) {
+                    wake_when_available(ctx, &mut self.timers, dir, self.info_hash, len);
                     break 'peers;
                 }
                 peer.serve_queue.pop_front();
@@ -1709,6 +1668,77 @@ impl Session {
     }
 }
 
+/// Whether the download caps allow a block now; if not, arms the wake timer.
+fn may_download(
+    ctx: &mut Ctx<'_>,
+    timers: &mut TimerTable<SessionTimer>,
+    info_hash: InfoHash,
+) -> bool {
+    let block = BLOCK_SIZE as u64;
+    let wait = ctx
+        .limiter
+        .time_until_available(Direction::Download, &info_hash, block, ctx.now);
+    if wait == Some(Duration::ZERO) {
+        return true;
+    }
+    if let Some(wait) = wait {
+        timers.set_earliest(
+            SessionTimer::Wake,
+            ctx.now + wait.max(Duration::from_millis(1)),
+        );
+    }
+    false
+}
+
+/// Keeps the picked blocks the download caps allow now (taking their
+/// tokens); the rest go back to the picker.
+fn within_caps(
+    ctx: &mut Ctx<'_>,
+    timers: &mut TimerTable<SessionTimer>,
+    info_hash: InfoHash,
+    picker: &mut Picker,
+    key: PeerKey,
+    blocks: Vec<BlockInfo>,
+) -> Vec<BlockInfo> {
+    let mut kept = Vec::with_capacity(blocks.len());
+    let mut refused = false;
+    for b in blocks {
+        if !refused
+            && ctx
+                .limiter
+                .try_take(Direction::Download, &info_hash, b.len as u64, ctx.now)
+        {
+            kept.push(b);
+        } else {
+            if !refused {
+                wake_when_available(ctx, timers, Direction::Download, info_hash, b.len as u64);
+            }
+            refused = true;
+            picker.request_cancelled(key, b);
+        }
+    }
+    kept
+}
+
+/// Arms the wake timer for when `n` tokens will be available.
+fn wake_when_available(
+    ctx: &mut Ctx<'_>,
+    timers: &mut TimerTable<SessionTimer>,
+    dir: Direction,
+    info_hash: InfoHash,
+    n: u64,
+) {
+    if let Some(wait) = ctx
+        .limiter
+        .time_until_available(dir, &info_hash, n, ctx.now)
+    {
+        timers.set_earliest(
+            SessionTimer::Wake,
+            ctx.now + wait.max(Duration::from_millis(1)),
+        );
+    }
+}
+
 impl Ready {
     fn new(
         info: Info,
@@ -1717,7 +1747,11 @@ impl Ready {
         selection: Option<&[usize]>,
     ) -> Result<Self, CommandError> {
         let n = info.lengths.num_pieces();
-        let have = if have.is_empty() { Bitfield::new(n) } else { have };
+        let have = if have.is_empty() {
+            Bitfield::new(n)
+        } else {
+            have
+        };
         if have.len() != n {
             return Err(CommandError::HaveLength {
                 expected: n,
@@ -1725,10 +1759,11 @@ impl Ready {
             });
         }
         let prios = file_priorities(&info, selection)?;
-        let picker = Picker::new(info.lengths, have, prios).map_err(|_| CommandError::HaveLength {
-            expected: n,
-            got: n,
-        })?;
+        let picker =
+            Picker::new(info.lengths, have, prios).map_err(|_| CommandError::HaveLength {
+                expected: n,
+                got: n,
+            })?;
         let completed = picker.is_complete();
         Ok(Ready {
             info,
@@ -1744,7 +1779,10 @@ impl Ready {
 
 /// Per-piece priorities for a file selection (`None`: every file). Pieces
 /// shared with a selected file are fetched whole.
-fn file_priorities(info: &Info, selection: Option<&[usize]>) -> Result<Vec<Priority>, CommandError> {
+fn file_priorities(
+    info: &Info,
+    selection: Option<&[usize]>,
+) -> Result<Vec<Priority>, CommandError> {
     let files = info.files.len();
     if let Some(sel) = selection {
         if let Some(&index) = sel.iter().find(|&&i| i >= files) {
@@ -1758,7 +1796,11 @@ fn file_priorities(info: &Info, selection: Option<&[usize]>) -> Result<Vec<Prior
             let wanted = selection.is_none_or(|s| s.contains(&i));
             (
                 info.file_piece_range(i),
-                if wanted { Priority::Normal } else { Priority::Skip },
+                if wanted {
+                    Priority::Normal
+                } else {
+                    Priority::Skip
+                },
             )
         }),
     ))
