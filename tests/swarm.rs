@@ -9,9 +9,12 @@ mod sim;
 
 use std::time::Duration;
 
-use sim::{Bundle, LinkSpec, Sim};
-use swarmdrop::engine::api::Role;
-use swarmdrop::engine::event::Event;
+use sim::{stored_pieces, Bundle, LinkSpec, Sim, TRACKER};
+use swarmdrop::engine::api::{AddBundle, BundleSource, Command, LimitScope, Role};
+use swarmdrop::engine::bitfield::Bitfield;
+use swarmdrop::engine::event::{DropReason, Event};
+use swarmdrop::engine::limiter::Limits;
+use swarmdrop::engine::magnet::Magnet;
 
 /// Every leecher reports completion, stored every piece, and the bytes are
 /// the seed's.
@@ -60,38 +63,280 @@ fn one_seed_and_four_leechers_all_complete_with_identical_bytes() {
     assert_complete_and_equal(&sim, &leechers, &bundle);
 }
 
+/// Payload a node has downloaded (from peers, from web seeds) and uploaded.
+fn counters(sim: &mut Sim, node: usize, bundle: &Bundle) -> (u64, u64, u64) {
+    let now = sim.now;
+    let p = sim.nodes[node]
+        .client
+        .progress(now, bundle.info_hash())
+        .expect("bundle known");
+    (p.downloaded_peers, p.downloaded_server, p.uploaded)
+}
+
 #[test]
-fn debug_dump() {
-    let mut sim = Sim::new(1);
+fn a_peer_sending_corrupt_data_is_dropped_and_its_pieces_refetched() {
+    let mut sim = Sim::new(2);
     let bundle = Bundle::new(
-        "photos",
-        &[("photos/a.jpg", 700_000), ("photos/b.jpg", 333_333)],
-        32 * 1024,
+        "video.bin",
+        &[("video.bin", 1_200_000)],
+        64 * 1024,
         false,
-        7,
+        11,
     );
+    let honest = sim.add_node(LinkSpec {
+        bandwidth: 600_000,
+        ..LinkSpec::default()
+    });
+    let liar = sim.add_node(LinkSpec {
+        bandwidth: 3_000_000,
+        ..LinkSpec::default()
+    });
+    sim.nodes[liar].corrupt = true;
+    sim.add_bundle(honest, &bundle, bundle.add(Role::Seed));
+    sim.add_bundle(liar, &bundle, bundle.add(Role::Seed));
+    let leecher = sim.add_node(LinkSpec::default());
+    sim.add_bundle(leecher, &bundle, bundle.add(Role::Download));
+    let h = bundle.info_hash();
+    sim.run_until(Duration::from_secs(120), |s| s.nodes[leecher].completed(h));
+    assert_complete_and_equal(&sim, &[leecher], &bundle);
+    let liar_id = sim.nodes[liar].peer_id;
+    let dropped_for_bad_data = sim.nodes[leecher].events.iter().any(|(_, e)| {
+        matches!(e, Event::PeerDropped { peer_id: Some(id), reason: DropReason::BadData, .. } if *id == liar_id)
+    });
+    assert!(
+        dropped_for_bad_data,
+        "the corrupt peer was not dropped for bad data"
+    );
+}
+
+#[test]
+fn a_peer_vanishing_mid_piece_has_its_blocks_requested_from_another() {
+    let mut sim = Sim::new(3);
+    let bundle = Bundle::new(
+        "disk.img",
+        &[("disk.img", 2_000_000)],
+        256 * 1024,
+        false,
+        13,
+    );
+    let fast = sim.add_node(LinkSpec {
+        bandwidth: 1_000_000,
+        ..LinkSpec::default()
+    });
+    let slow = sim.add_node(LinkSpec {
+        bandwidth: 400_000,
+        ..LinkSpec::default()
+    });
+    sim.add_bundle(fast, &bundle, bundle.add(Role::Seed));
+    sim.add_bundle(slow, &bundle, bundle.add(Role::Seed));
+    let leecher = sim.add_node(LinkSpec::default());
+    sim.add_bundle(leecher, &bundle, bundle.add(Role::Download));
+    let h = bundle.info_hash();
+    // Wait until the leecher is in the middle of pieces from the fast seed.
+    sim.run_until(Duration::from_secs(60), |s| {
+        let stored = stored_pieces(&s.nodes[leecher], h).len() as u64;
+        let p = s.nodes[leecher].client.peer_id();
+        let _ = p;
+        stored >= 1 && stored < 5
+    });
+    let (got, _, _) = counters(&mut sim, leecher, &bundle);
+    let stored = stored_pieces(&sim.nodes[leecher], h).len() as u64;
+    assert!(
+        got > stored * 256 * 1024,
+        "the leecher holds blocks of unfinished pieces when the seed vanishes"
+    );
+    sim.vanish(fast);
+    let vanished_at = sim.now;
+    // Well before any request timeout (20 s) would release the lost blocks.
+    sim.run_until(Duration::from_secs(15), |s| s.nodes[leecher].completed(h));
+    assert!(sim.now - vanished_at < Duration::from_secs(15));
+    assert_complete_and_equal(&sim, &[leecher], &bundle);
+}
+
+#[test]
+fn selective_download_fetches_only_the_chosen_files_pieces() {
+    let mut sim = Sim::new(4);
+    let files = [
+        ("set/a.raw", 100_000),
+        ("set/b.raw", 300_000),
+        ("set/c.raw", 200_000),
+    ];
+    let bundle = Bundle::new("set", &files, 32 * 1024, false, 17);
     let seed = sim.add_node(LinkSpec::default());
     sim.add_bundle(seed, &bundle, bundle.add(Role::Seed));
-    let leechers: Vec<usize> = (0..4).map(|_| sim.add_node(LinkSpec::default())).collect();
+    let leecher = sim.add_node(LinkSpec::default());
+    let mut add = bundle.add(Role::Download);
+    add.selection = Some(vec![1]);
+    sim.add_bundle(leecher, &bundle, add);
+    let h = bundle.info_hash();
+    sim.run_until(Duration::from_secs(60), |s| s.nodes[leecher].completed(h));
+    // Let anything in flight land: nothing more may be fetched.
+    sim.run_for(Duration::from_secs(5));
+    let wanted: std::collections::BTreeSet<u32> = bundle.meta.info.file_piece_range(1).collect();
+    assert_eq!(
+        stored_pieces(&sim.nodes[leecher], h),
+        wanted,
+        "exactly file b's pieces (boundaries included)"
+    );
+    let store = &sim.nodes[leecher].stores[&h];
+    for (&i, data) in &store.pieces {
+        assert!(data.as_slice() == bundle.piece(i), "piece {i} differs");
+    }
+}
+
+#[test]
+fn an_upload_cap_holds_within_five_percent_over_ten_seconds() {
+    let mut sim = Sim::new(5);
+    let bundle = Bundle::new("big.bin", &[("big.bin", 12_000_000)], 256 * 1024, false, 19);
+    let seed = sim.add_node(LinkSpec {
+        bandwidth: 10_000_000,
+        ..LinkSpec::default()
+    });
+    sim.add_bundle(seed, &bundle, bundle.add(Role::Seed));
+    let cap = 200_000u64;
+    sim.command(
+        seed,
+        Command::SetLimits {
+            scope: LimitScope::Global,
+            limits: Limits {
+                upload: Some(cap),
+                download: None,
+            },
+        },
+    );
+    let leechers: Vec<usize> = (0..2)
+        .map(|_| {
+            sim.add_node(LinkSpec {
+                bandwidth: 10_000_000,
+                ..LinkSpec::default()
+            })
+        })
+        .collect();
     for &l in &leechers {
         sim.add_bundle(l, &bundle, bundle.add(Role::Download));
     }
+    sim.run_for(Duration::from_secs(3));
+    let (_, _, before) = counters(&mut sim, seed, &bundle);
+    assert!(before > 0, "the seed uploads");
+    sim.run_for(Duration::from_secs(10));
+    let (_, _, after) = counters(&mut sim, seed, &bundle);
+    let rate = (after - before) as f64 / 10.0;
+    let ratio = rate / cap as f64;
+    assert!(
+        (0.95..=1.05).contains(&ratio),
+        "upload rate {rate:.0} B/s is {ratio:.3} of the cap"
+    );
+}
+
+#[test]
+fn a_web_seed_and_two_peers_complete_together() {
+    let mut sim = Sim::new(6);
+    let bundle = Bundle::new(
+        "album",
+        &[("album/1.flac", 900_000), ("album/2.flac", 700_001)],
+        64 * 1024,
+        true,
+        23,
+    );
+    sim.web_seed.insert(bundle.info_hash(), bundle.clone());
+    let peers: Vec<usize> = (0..2).map(|_| sim.add_node(LinkSpec::default())).collect();
+    for &p in &peers {
+        sim.add_bundle(p, &bundle, bundle.add(Role::Download));
+    }
     let h = bundle.info_hash();
     sim.run_until(Duration::from_secs(120), |s| {
-        leechers.iter().all(|&l| s.nodes[l].completed(h))
+        peers.iter().all(|&p| s.nodes[p].completed(h))
     });
-    println!("now {:?}", sim.now);
-    for (i, n) in sim.nodes.iter_mut().enumerate() {
-        let now = sim.now;
-        println!(
-            "node {i}: {:?} outputs {:?}",
-            n.client.progress(now, h),
-            n.outputs
-        );
-        for (t, e) in &n.events {
-            if !matches!(e, Event::PieceVerified { .. } | Event::Progress(_)) {
-                println!("  {t:?} {e:?}");
-            }
-        }
+    assert_complete_and_equal(&sim, &peers, &bundle);
+    let mut from_peers = 0;
+    for &p in &peers {
+        let (peer_bytes, server_bytes, _) = counters(&mut sim, p, &bundle);
+        assert!(server_bytes > 0, "node {p} fetched from the web seed");
+        from_peers += peer_bytes;
     }
+    assert!(from_peers > 0, "the peers traded pieces with each other");
+}
+
+#[test]
+fn a_magnet_link_alone_fetches_the_metadata_then_the_data() {
+    let mut sim = Sim::new(7);
+    let bundle = Bundle::new(
+        "docs",
+        &[("docs/a.pdf", 300_000), ("docs/b.pdf", 90_000)],
+        32 * 1024,
+        false,
+        29,
+    );
+    let seed = sim.add_node(LinkSpec::default());
+    sim.add_bundle(seed, &bundle, bundle.add(Role::Seed));
+    let leecher = sim.add_node(LinkSpec::default());
+    let mut magnet = Magnet::new(bundle.info_hash());
+    magnet.trackers.push(TRACKER.to_string());
+    let add = AddBundle {
+        source: BundleSource::Magnet(Box::new(magnet)),
+        role: Role::Download,
+        have: Bitfield::new(0),
+        selection: None,
+        paused: false,
+    };
+    sim.add_bundle(leecher, &bundle, add);
+    let h = bundle.info_hash();
+    sim.run_until(Duration::from_secs(60), |s| s.nodes[leecher].completed(h));
+    assert_complete_and_equal(&sim, &[leecher], &bundle);
+    let events = &sim.nodes[leecher].events;
+    let metadata_at = events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::MetadataReceived { info_bytes, .. } if *info_bytes == bundle.meta.info_bytes))
+        .expect("the metadata arrived, byte for byte");
+    let first_piece_at = events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::PieceVerified { .. }))
+        .expect("pieces verified");
+    assert!(metadata_at < first_piece_at, "metadata first, then data");
+}
+
+#[test]
+fn a_paused_bundle_moves_no_bytes_and_resumes() {
+    let mut sim = Sim::new(8);
+    let bundle = Bundle::new("slow.bin", &[("slow.bin", 3_000_000)], 64 * 1024, false, 31);
+    let seed = sim.add_node(LinkSpec {
+        bandwidth: 300_000,
+        ..LinkSpec::default()
+    });
+    sim.add_bundle(seed, &bundle, bundle.add(Role::Seed));
+    let leecher = sim.add_node(LinkSpec::default());
+    sim.add_bundle(leecher, &bundle, bundle.add(Role::Download));
+    let h = bundle.info_hash();
+    sim.run_until(Duration::from_secs(60), |s| {
+        stored_pieces(&s.nodes[leecher], h).len() >= 3
+    });
+    sim.command(leecher, Command::Pause(h));
+    // What was already on the wire lands; then nothing moves.
+    sim.run_for(Duration::from_secs(3));
+    let (down_before, _, _) = counters(&mut sim, leecher, &bundle);
+    let (_, _, up_before) = counters(&mut sim, seed, &bundle);
+    let wire_before = sim.nodes[seed].bytes_sent + sim.nodes[leecher].bytes_sent;
+    let stored_before = stored_pieces(&sim.nodes[leecher], h).len();
+    sim.run_for(Duration::from_secs(60));
+    let (down_after, _, _) = counters(&mut sim, leecher, &bundle);
+    let (_, _, up_after) = counters(&mut sim, seed, &bundle);
+    let wire_after = sim.nodes[seed].bytes_sent + sim.nodes[leecher].bytes_sent;
+    assert_eq!(
+        down_after, down_before,
+        "no payload downloaded while paused"
+    );
+    assert_eq!(
+        up_after, up_before,
+        "no payload uploaded to a paused bundle"
+    );
+    assert_eq!(stored_pieces(&sim.nodes[leecher], h).len(), stored_before);
+    assert!(
+        wire_after - wire_before < 200,
+        "only keep-alives on the wire, not {} bytes",
+        wire_after - wire_before
+    );
+    assert!(!sim.nodes[leecher].completed(h));
+    sim.command(leecher, Command::Resume(h));
+    sim.run_until(Duration::from_secs(60), |s| s.nodes[leecher].completed(h));
+    assert_complete_and_equal(&sim, &[leecher], &bundle);
 }

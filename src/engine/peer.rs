@@ -831,10 +831,11 @@ impl Peer {
         Some(chunk)
     }
 
-    /// Whether the send budget blocks queued bytes and no watch is pending;
-    /// marks the watch as pending.
+    /// Whether the send budget holds back queued bytes or requests to serve
+    /// and no watch is pending; marks the watch as pending.
     pub fn wants_watch(&mut self, budget: usize) -> bool {
-        if !self.outbox.is_empty() && self.in_flight >= budget && !self.watching {
+        let waiting = !self.outbox.is_empty() || !self.serve_queue.is_empty();
+        if waiting && self.in_flight >= budget && !self.watching {
             self.watching = true;
             return true;
         }

@@ -727,19 +727,7 @@ impl Sim {
                 self.schedule(now + Duration::from_millis(2), Ev::Input { node, input });
             }
             Output::WebSeedFetch(fetch) => self.web_seed_fetch(node, fetch),
-            Output::Event(e) => {
-                if let Event::MetadataReceived { info_hash, .. } = &e {
-                    let pl = self
-                        .web_seed
-                        .get(info_hash)
-                        .map(|b| b.meta.info.lengths.piece_length() as u64);
-                    let store = self.nodes[node].stores.entry(*info_hash).or_default();
-                    if let Some(pl) = pl {
-                        store.piece_length = pl;
-                    }
-                }
-                self.nodes[node].events.push((now, e));
-            }
+            Output::Event(e) => self.nodes[node].events.push((now, e)),
         }
     }
 
