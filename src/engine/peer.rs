@@ -128,8 +128,6 @@ pub enum PeerEvent<'a> {
     InterestChanged,
     /// A valid request was queued (serve it when possible).
     Request,
-    /// The peer withdrew a request (already removed from the queue).
-    Cancel(BlockInfo),
     /// A block arrived (the session checks it was requested).
     Block {
         /// Where it belongs.
@@ -176,8 +174,9 @@ pub struct Peer {
     pub has: PeerHas,
     /// Requests the peer made of us, waiting to be served, oldest first.
     pub serve_queue: VecDeque<BlockInfo>,
-    /// Blocks being loaded from storage for this peer.
-    pub loading: usize,
+    /// Requests taken from the queue whose blocks storage is loading; a
+    /// block that comes back is sent only if it is still here.
+    pub loading: Vec<BlockInfo>,
     /// Pieces the peer lets us request while it chokes us.
     pub allowed_fast_in: Vec<PieceIndex>,
     /// Pieces we let the peer request while we choke it.
@@ -223,7 +222,7 @@ impl Peer {
             peer_interested: false,
             has: PeerHas::Unknown,
             serve_queue: VecDeque::new(),
-            loading: 0,
+            loading: Vec::new(),
             allowed_fast_in: Vec::new(),
             allowed_fast_out: Vec::new(),
             down: RateEstimator::default(),
@@ -490,7 +489,8 @@ impl Peer {
                     return Ok(PeerEvent::Nothing);
                 };
                 self.serve_queue.retain(|b| *b != block);
-                PeerEvent::Cancel(block)
+                self.loading.retain(|b| *b != block);
+                PeerEvent::Nothing
             }
             Message::Piece {
                 index,
@@ -723,9 +723,9 @@ impl Peer {
         self.up.record(data.len() as u64, now);
     }
 
-    /// Chokes the peer. Under Fast, every queued request not in an
-    /// allowed-fast piece is rejected; without it they are dropped silently
-    /// (the peer knows they are void). Returns the dropped requests.
+    /// Chokes the peer. Under Fast, every queued (or loading) request not in
+    /// an allowed-fast piece is rejected; without it they are dropped
+    /// silently (the peer knows they are void). Returns the dropped requests.
     pub fn choke(&mut self, now: Instant) -> Vec<BlockInfo> {
         if self.am_choking {
             return Vec::new();
@@ -733,13 +733,22 @@ impl Peer {
         self.am_choking = true;
         self.choked_at = Some(now);
         self.send(&Message::Choke);
-        let allowed = std::mem::take(&mut self.allowed_fast_out);
-        let (keep, dropped): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.serve_queue)
-            .into_iter()
-            .partition(|b| allowed.contains(&b.piece));
-        let dropped: Vec<BlockInfo> = dropped.into();
-        self.allowed_fast_out = allowed;
-        self.serve_queue = keep;
+        let allowed = &self.allowed_fast_out;
+        let mut dropped: Vec<BlockInfo> = Vec::new();
+        self.serve_queue.retain(|b| {
+            let keep = allowed.contains(&b.piece);
+            if !keep {
+                dropped.push(*b);
+            }
+            keep
+        });
+        self.loading.retain(|b| {
+            let keep = allowed.contains(&b.piece);
+            if !keep {
+                dropped.push(*b);
+            }
+            keep
+        });
         if self.fast() {
             for b in &dropped {
                 self.send(&Message::Reject(request_of(*b)));
@@ -842,10 +851,23 @@ impl Peer {
         false
     }
 
-    /// Whether the budget lets more piece data be prepared (loads in flight
-    /// counted at `pending` bytes).
-    pub fn has_send_room(&self, budget: usize, pending: usize) -> bool {
-        self.queued_bytes() + pending < budget
+    /// Whether the budget lets another block be loaded for this peer
+    /// (blocks being loaded count as queued).
+    pub fn has_send_room(&self, budget: usize) -> bool {
+        let loading: usize = self.loading.iter().map(|b| b.len as usize).sum();
+        self.queued_bytes() + loading < budget
+    }
+
+    /// Takes a loaded block off the loading list; whether the peer still
+    /// wants it (it may have cancelled, or been choked, meanwhile).
+    pub fn take_loaded(&mut self, block: BlockInfo) -> bool {
+        match self.loading.iter().position(|b| *b == block) {
+            Some(i) => {
+                self.loading.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The glue reports the channel drained to the low-water mark.

@@ -514,7 +514,7 @@ impl Session {
         }
         self.pending_loads.clear();
         for peer in self.peers.values_mut() {
-            peer.loading = 0;
+            peer.loading.clear();
         }
         self.timers.stop(SessionTimer::Choke);
         self.timers.stop(SessionTimer::Wake);
@@ -656,9 +656,6 @@ impl Session {
         if let Some(ready) = self.ready.as_mut() {
             ready.picker.peer_removed(peer.key);
         }
-        for waiters in self.pending_loads.values_mut() {
-            waiters.retain(|c| *c != conn);
-        }
         self.metadata.requested.retain(|_, (c, _)| *c != conn);
         if close {
             ctx.out.push_back(Output::ClosePeer {
@@ -796,11 +793,6 @@ impl Session {
                 }
             }
             PeerEvent::InterestChanged => self.choke_dirty = true,
-            PeerEvent::Cancel(block) => {
-                if let Some(waiters) = self.pending_loads.get_mut(&block) {
-                    waiters.retain(|c| *c != conn);
-                }
-            }
             PeerEvent::Rejected(block) => {
                 if let Some(ready) = self.ready.as_mut() {
                     ready.picker.request_rejected(key, block);
@@ -1176,10 +1168,7 @@ impl Session {
             let Some(peer) = self.peers.get_mut(&conn) else {
                 continue;
             };
-            peer.loading = peer.loading.saturating_sub(1);
-            if self.paused.is_some()
-                || (peer.am_choking && !peer.allowed_fast_out.contains(&block.piece))
-            {
+            if !peer.take_loaded(block) || self.paused.is_some() {
                 continue;
             }
             peer.send_block(ctx.now, block, data);
@@ -1200,8 +1189,7 @@ impl Session {
         for block in keys {
             for conn in self.pending_loads.remove(&block).unwrap_or_default() {
                 if let Some(peer) = self.peers.get_mut(&conn) {
-                    peer.loading = peer.loading.saturating_sub(1);
-                    if peer.fast() {
+                    if peer.take_loaded(block) && peer.fast() {
                         peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
                     }
                 }
@@ -1438,6 +1426,7 @@ impl Session {
             })
             .collect();
         let decision = self.choker.tick(ctx.now, &snapshots, seeding, ctx.rng);
+
         for key in decision.unchoke {
             if let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) {
                 peer.unchoke();
@@ -1447,11 +1436,7 @@ impl Session {
             let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) else {
                 continue;
             };
-            for block in peer.choke(ctx.now) {
-                if let Some(waiters) = self.pending_loads.get_mut(&block) {
-                    waiters.retain(|c| *c != peer.conn);
-                }
-            }
+            peer.choke(ctx.now);
         }
         // A peer with nothing, kept choked, may still fetch a few pieces.
         if let Some(ready) = self.ready.as_deref() {
@@ -1601,9 +1586,9 @@ impl Session {
     /// Serves queued requests: loads blocks from storage within each peer's
     /// send budget and the upload caps.
     fn serve(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(ready) = self.ready.as_ref() else {
+        if self.ready.is_none() {
             return;
-        };
+        }
         let budget = ctx.config.send_budget;
         let n = self.peers.len();
         if n == 0 {
@@ -1622,8 +1607,7 @@ impl Session {
                 continue;
             };
             while let Some(&block) = peer.serve_queue.front() {
-                let pending = peer.loading * BLOCK_SIZE as usize;
-                if !peer.has_send_room(budget, pending) {
+                if !peer.has_send_room(budget) {
                     break;
                 }
                 let len = block.len as u64;
@@ -1633,10 +1617,7 @@ impl Session {
                     break 'peers;
                 }
                 peer.serve_queue.pop_front();
-                if !ready.picker.have().get(block.piece.get()) {
-                    continue;
-                }
-                peer.loading += 1;
+                peer.loading.push(block);
                 let waiters = self.pending_loads.entry(block).or_default();
                 if waiters.is_empty() {
                     ctx.out.push_back(Output::LoadBlock {
