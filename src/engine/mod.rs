@@ -4,6 +4,7 @@
 //! reachable from this tree (they are wasm32-only dependencies).
 
 pub mod api;
+pub mod assembly;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
@@ -15,6 +16,7 @@ pub mod ids;
 pub mod lengths;
 pub mod limiter;
 pub mod magnet;
+pub mod metafetch;
 pub mod metainfo;
 pub mod peer;
 pub mod picker;

@@ -14,14 +14,15 @@ use std::time::Duration;
 use crate::engine::api::{
     AddBundle, BundleSource, CommandError, ConnId, Output, Role, StoreFailure,
 };
+use crate::engine::assembly::{Assembly, Source, Verdict};
 use crate::engine::bitfield::Bitfield;
 use crate::engine::choker::{Choker, ChokerConfig, PeerSnapshot};
 use crate::engine::client::ClientConfig;
 use crate::engine::event::{DropReason, Event, PauseReason, Progress};
-use crate::engine::hash::verify_piece;
 use crate::engine::ids::{InfoHash, PeerId};
-use crate::engine::lengths::{BlockInfo, Lengths, PieceIndex, BLOCK_SIZE};
+use crate::engine::lengths::{BlockInfo, Lengths, BLOCK_SIZE};
 use crate::engine::limiter::{Direction, Limiter, RateEstimator};
+use crate::engine::metafetch::{MetadataFetch, MetadataSource};
 use crate::engine::metainfo::Info;
 use crate::engine::peer::{OurExtensionIds, Peer, PeerEvent, PeerHas, Stage, MAX_QUEUED_REQUESTS};
 use crate::engine::picker::{priorities_from_files, BlockOutcome, PeerKey, Picker, Priority};
@@ -30,10 +31,7 @@ use crate::engine::timer::{timer_enum, TimerTable};
 use crate::engine::tracker::{AnnounceStats, Announcer};
 use crate::engine::webseed::{assemble_fetch, WebSeed};
 use crate::engine::wire::extension::{LOCAL_LT_DONTHAVE_ID, LOCAL_UT_METADATA_ID};
-use crate::engine::wire::{
-    metadata_piece, ExtendedHandshake, Frame, Message, MetadataAssembler, MetadataMessage,
-    MetadataProgress,
-};
+use crate::engine::wire::{metadata_piece, ExtendedHandshake, Frame, Message, MetadataMessage};
 
 /// Choke rounds run this often.
 pub const CHOKE_INTERVAL: Duration = Duration::from_secs(10);
@@ -41,14 +39,9 @@ pub const CHOKE_INTERVAL: Duration = Duration::from_secs(10);
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// A request unanswered this long is released to other peers.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-/// A metadata piece request unanswered this long is asked of another peer.
-pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Verified pieces handed to storage and not yet confirmed, in bytes: above
 /// this no new block is requested (storage is the bottleneck).
 pub const MAX_STORING_BYTES: u64 = 64 * 1024 * 1024;
-/// Failed pieces kept to find out, once the piece verifies, which peer sent
-/// the bad blocks.
-const MAX_SUSPECT_PIECES: usize = 8;
 
 /// The ids of our extensions, as our extension handshake announces them.
 const OUR_EXTENSIONS: OurExtensionIds = OurExtensionIds {
@@ -101,70 +94,13 @@ impl Ctx<'_> {
     }
 }
 
-/// Who sent a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
-    /// A peer, by connection and id.
-    Peer(ConnId, PeerId),
-    /// A web seed.
-    WebSeed(ConnId),
-}
-
-impl Source {
-    fn conn(self) -> ConnId {
-        match self {
-            Source::Peer(c, _) | Source::WebSeed(c) => c,
-        }
-    }
-}
-
-/// A piece being assembled from blocks.
-#[derive(Debug)]
-struct PartialPiece {
-    data: Vec<u8>,
-    /// Per block: who sent it.
-    sources: Vec<Option<Source>>,
-}
-
-impl PartialPiece {
-    fn new(len: u32, blocks: u32) -> Self {
-        PartialPiece {
-            data: vec![0; len as usize],
-            sources: vec![None; blocks as usize],
-        }
-    }
-
-    fn put(&mut self, block: BlockInfo, data: &[u8], source: Source) {
-        let start = block.offset as usize;
-        self.data[start..start + data.len()].copy_from_slice(data);
-        if let Some(slot) = self.sources.get_mut(block.index_in_piece() as usize) {
-            *slot = Some(source);
-        }
-    }
-
-    /// The distinct senders.
-    fn senders(&self) -> Vec<Source> {
-        let mut out: Vec<Source> = Vec::new();
-        for s in self.sources.iter().flatten() {
-            if !out.contains(s) {
-                out.push(*s);
-            }
-        }
-        out
-    }
-}
-
 /// The part of a session that exists once the metadata is known.
 #[derive(Debug)]
 struct Ready {
     info: Info,
     info_bytes: Vec<u8>,
     picker: Picker,
-    partial: BTreeMap<PieceIndex, PartialPiece>,
-    /// Verified pieces handed to storage, by length.
-    storing: BTreeMap<PieceIndex, u32>,
-    /// Pieces that failed their hash, kept to blame the right sender later.
-    suspects: BTreeMap<PieceIndex, PartialPiece>,
+    assembly: Assembly,
     completed: bool,
 }
 
@@ -172,18 +108,6 @@ impl Ready {
     fn lengths(&self) -> &Lengths {
         &self.info.lengths
     }
-
-    fn storing_bytes(&self) -> u64 {
-        self.storing.values().map(|&l| l as u64).sum()
-    }
-}
-
-/// The metadata fetch of a bundle started from a magnet link.
-#[derive(Debug, Default)]
-struct MetadataFetch {
-    assembler: Option<MetadataAssembler>,
-    /// Piece → (asked peer, when).
-    requested: BTreeMap<u32, (ConnId, Instant)>,
 }
 
 /// Byte counters and rates.
@@ -292,7 +216,7 @@ impl Session {
             name,
             paused: None,
             ready: ready.map(Box::new),
-            metadata: MetadataFetch::default(),
+            metadata: MetadataFetch::new(info_hash),
             early_have: have,
             selection,
             peers: BTreeMap::new(),
@@ -652,11 +576,12 @@ impl Session {
         let Some(peer) = self.peers.remove(&conn) else {
             return;
         };
+        self.choke_dirty = true;
         self.keys.remove(&peer.key);
         if let Some(ready) = self.ready.as_mut() {
             ready.picker.peer_removed(peer.key);
         }
-        self.metadata.requested.retain(|_, (c, _)| *c != conn);
+        self.metadata.peer_failed(conn);
         if close {
             ctx.out.push_back(Output::ClosePeer {
                 conn,
@@ -746,6 +671,7 @@ impl Session {
         };
         peer.on_handshake(ctx.now, h, self.info_hash, ctx.config.peer_id)?;
         peer.start(Some(&ext), have);
+        self.choke_dirty = true;
         ctx.event(Event::PeerConnected {
             info_hash: self.info_hash,
             conn,
@@ -861,74 +787,29 @@ impl Session {
                 self.stats.down_server.record(len, ctx.now);
             }
         }
-        let lengths = *ready.lengths();
-        ready
-            .partial
-            .entry(block.piece)
-            .or_insert_with(|| {
-                PartialPiece::new(
-                    lengths.piece_len(block.piece),
-                    lengths.blocks_in_piece(block.piece),
-                )
-            })
-            .put(block, data, source);
-        if piece_complete {
-            self.verify(ctx, block.piece);
+        ready.assembly.put(&ready.info.lengths, block, data, source);
+        if !piece_complete {
+            return;
         }
-    }
-
-    /// Hashes a complete piece: hands it to storage, or refetches it and
-    /// finds whom to blame.
-    fn verify(&mut self, ctx: &mut Ctx<'_>, piece: PieceIndex) {
-        let Some(ready) = self.ready.as_mut() else {
-            return;
-        };
-        let Some(assembled) = ready.partial.remove(&piece) else {
-            return;
-        };
-        if verify_piece(ready.info.piece_hash(piece), &assembled.data) {
-            let mut culprits = Vec::new();
-            if let Some(failed) = ready.suspects.remove(&piece) {
-                // The blocks that differ from the good piece were the bad ones.
-                for (i, source) in failed.sources.iter().enumerate() {
-                    let (Some(source), Some(block)) =
-                        (source, ready.lengths().block(piece, i as u32))
-                    else {
-                        continue;
-                    };
-                    let range = block.offset as usize..(block.offset + block.len) as usize;
-                    if failed.data[range.clone()] != assembled.data[range]
-                        && !culprits.contains(source)
-                    {
-                        culprits.push(*source);
-                    }
+        match ready.assembly.verify(&ready.info, block.piece) {
+            Some(Verdict::Good { data, culprits }) => {
+                ctx.out.push_back(Output::StorePiece {
+                    info_hash: self.info_hash,
+                    piece: block.piece.get(),
+                    data,
+                });
+                for source in culprits {
+                    self.ban(ctx, source);
                 }
             }
-            ready
-                .storing
-                .insert(piece, ready.info.lengths.piece_len(piece));
-            ctx.out.push_back(Output::StorePiece {
-                info_hash: self.info_hash,
-                piece: piece.get(),
-                data: assembled.data,
-            });
-            for source in culprits {
-                self.ban(ctx, source);
-            }
-        } else {
-            // Every block is free again; the picker refetches the piece.
-            let _ = ready.picker.piece_failed(piece);
-            let senders = assembled.senders();
-            if let [only] = senders[..] {
-                self.ban(ctx, only);
-            } else {
-                if ready.suspects.len() >= MAX_SUSPECT_PIECES {
-                    if let Some(&oldest) = ready.suspects.keys().next() {
-                        ready.suspects.remove(&oldest);
-                    }
+            Some(Verdict::Bad { culprit }) => {
+                // Every block is free again; the picker refetches the piece.
+                let _ = ready.picker.piece_failed(block.piece);
+                if let Some(source) = culprit {
+                    self.ban(ctx, source);
                 }
-                ready.suspects.insert(piece, assembled);
             }
+            None => {}
         }
     }
 
@@ -949,60 +830,39 @@ impl Session {
 
     // ----- metadata (magnet links) -----
 
-    /// Starts or continues fetching the metadata from peers that have it.
+    /// Starts a metadata attempt if none runs and a peer can serve it.
     fn request_metadata(&mut self, ctx: &mut Ctx<'_>) {
         if self.ready.is_some() {
             return;
         }
-        if self.metadata.assembler.is_none() {
-            let size = self
-                .peers
-                .values()
-                .filter_map(|p| p.extensions.as_ref())
-                .filter(|e| e.ut_metadata().is_some())
-                .find_map(|e| e.metadata_size);
-            let Some(size) = size else {
-                return;
-            };
-            match MetadataAssembler::new(self.info_hash, size) {
-                Ok(a) => self.metadata.assembler = Some(a),
-                Err(_) => return,
-            }
-        }
-        let Some(assembler) = self.metadata.assembler.as_ref() else {
-            return;
-        };
-        let size = assembler.total_size();
-        let mut candidates: Vec<(ConnId, u8)> = self
+        let sources: Vec<MetadataSource> = self
             .peers
             .values()
             .filter(|p| p.is_active())
             .filter_map(|p| {
                 let e = p.extensions.as_ref()?;
-                (e.metadata_size == Some(size)).then_some((p.conn, e.ut_metadata()?))
+                Some(MetadataSource {
+                    conn: p.conn,
+                    ut_metadata: e.ut_metadata()?,
+                    size: e.metadata_size?,
+                })
             })
             .collect();
-        if candidates.is_empty() {
+        let Some(req) = self.metadata.poll(ctx.now, &sources, ctx.rng) else {
             return;
-        }
-        ctx.rng.shuffle(&mut candidates);
-        let missing: Vec<u32> = assembler
-            .missing()
-            .filter(|i| !self.metadata.requested.contains_key(i))
-            .collect();
-        for (n, piece) in missing.into_iter().enumerate() {
-            let (conn, id) = candidates[n % candidates.len()];
-            if let Some(peer) = self.peers.get_mut(&conn) {
+        };
+        if let Some(peer) = self.peers.get_mut(&req.conn) {
+            for piece in req.pieces {
                 let payload = MetadataMessage::Request { piece }.to_vec();
                 peer.send(&Message::Extended {
-                    id,
+                    id: req.ut_metadata,
                     payload: &payload,
                 });
-                self.metadata.requested.insert(piece, (conn, ctx.now));
             }
         }
-        self.timers
-            .set_earliest(SessionTimer::Metadata, ctx.now + METADATA_TIMEOUT);
+        if let Some(at) = self.metadata.deadline() {
+            self.timers.set(SessionTimer::Metadata, at);
+        }
     }
 
     fn on_metadata_message(
@@ -1038,8 +898,9 @@ impl Session {
                     payload: &reply,
                 });
             }
-            MetadataMessage::Reject { piece } => {
-                self.metadata.requested.remove(&piece);
+            MetadataMessage::Reject { .. } => {
+                self.metadata.peer_failed(conn);
+                self.request_metadata(ctx);
             }
             MetadataMessage::Data {
                 piece,
@@ -1049,25 +910,13 @@ impl Session {
                 if self.ready.is_some() {
                     return Ok(());
                 }
-                let asked = self.metadata.requested.get(&piece).map(|(c, _)| *c);
-                if asked != Some(conn) {
-                    // Unrequested metadata is ignored, not trusted.
-                    return Ok(());
-                }
-                self.metadata.requested.remove(&piece);
-                let Some(assembler) = self.metadata.assembler.as_mut() else {
-                    return Ok(());
-                };
-                match assembler.add_piece(piece, total_size, data) {
-                    Ok(MetadataProgress::Incomplete { .. }) => {}
-                    Ok(MetadataProgress::Complete(bytes)) => self.metadata_complete(ctx, bytes),
-                    Err(crate::engine::wire::MetadataError::HashMismatch) => {
-                        self.metadata.requested.clear();
-                        return Err(DropReason::BadMetadata(
-                            "metadata does not hash to the info hash".into(),
-                        ));
-                    }
-                    Err(e) => return Err(DropReason::BadMetadata(e.to_string())),
+                if let Some(bytes) = self
+                    .metadata
+                    .on_data(ctx.now, conn, piece, total_size, data)?
+                {
+                    self.metadata_complete(ctx, bytes);
+                } else if let Some(at) = self.metadata.deadline() {
+                    self.timers.set(SessionTimer::Metadata, at);
                 }
             }
         }
@@ -1083,7 +932,7 @@ impl Session {
                     info_hash: Some(self.info_hash),
                     message: "metadata from peers is not a usable torrent".into(),
                 });
-                self.metadata = MetadataFetch::default();
+                // Not usable although it hashed right: nothing to retry.
                 return;
             }
         };
@@ -1110,7 +959,6 @@ impl Session {
                 }
             }
         };
-        self.metadata = MetadataFetch::default();
         self.timers.stop(SessionTimer::Metadata);
         if self.name.is_none() {
             self.name = Some(ready.info.name.clone());
@@ -1210,7 +1058,7 @@ impl Session {
         let Some(piece) = ready.lengths().validate_piece(piece) else {
             return;
         };
-        if ready.storing.remove(&piece).is_none() {
+        if !ready.assembly.storage_done(piece) {
             return;
         }
         if ready.picker.piece_verified(piece).is_err() {
@@ -1248,7 +1096,7 @@ impl Session {
         let Some(piece) = ready.lengths().validate_piece(piece) else {
             return;
         };
-        if ready.storing.remove(&piece).is_none() {
+        if !ready.assembly.storage_done(piece) {
             return;
         }
         let _ = ready.picker.piece_failed(piece);
@@ -1375,9 +1223,7 @@ impl Session {
                 SessionTimer::Wake => {}
                 SessionTimer::Requests => self.request_timeouts(ctx),
                 SessionTimer::Metadata => {
-                    self.metadata
-                        .requested
-                        .retain(|_, (_, at)| now.saturating_since(*at) < METADATA_TIMEOUT);
+                    self.metadata.handle_timeout(now);
                     self.request_metadata(ctx);
                 }
             }
@@ -1489,7 +1335,7 @@ impl Session {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        if ready.picker.is_complete() || ready.storing_bytes() >= MAX_STORING_BYTES {
+        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
             return;
         }
         let n = self.peers.len();
@@ -1551,7 +1397,7 @@ impl Session {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        if ready.picker.is_complete() || ready.storing_bytes() >= MAX_STORING_BYTES {
+        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
             return;
         }
         let lengths = *ready.lengths();
@@ -1750,9 +1596,7 @@ impl Ready {
             info,
             info_bytes,
             picker,
-            partial: BTreeMap::new(),
-            storing: BTreeMap::new(),
-            suspects: BTreeMap::new(),
+            assembly: Assembly::default(),
             completed,
         })
     }
