@@ -133,6 +133,9 @@ pub struct Session {
     /// metadata is known.
     early_have: Bitfield,
     selection: Option<Vec<usize>>,
+    /// A magnet link's `so=` (BEP 53), applied once the file list is known
+    /// unless the add command chose files itself.
+    magnet_select: Vec<std::ops::RangeInclusive<u32>>,
     peers: BTreeMap<ConnId, Peer>,
     keys: BTreeMap<PeerKey, ConnId>,
     next_key: u32,
@@ -165,6 +168,10 @@ impl Session {
             paused,
         } = add;
         let info_hash = source.info_hash();
+        let magnet_select = match &source {
+            BundleSource::Magnet(m) => m.select_only.clone(),
+            BundleSource::Metainfo(_) => Vec::new(),
+        };
         let (name, trackers, web_seed_urls, ready) = match source {
             BundleSource::Metainfo(m) => {
                 let m = *m;
@@ -219,6 +226,7 @@ impl Session {
             metadata: MetadataFetch::new(info_hash),
             early_have: have,
             selection,
+            magnet_select,
             peers: BTreeMap::new(),
             keys: BTreeMap::new(),
             next_key: 0,
@@ -410,36 +418,27 @@ impl Session {
         for a in self.announcers.values_mut() {
             a.stop(ctx.now);
         }
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for conn in conns {
-            let Some(peer) = self.peers.get_mut(&conn) else {
-                continue;
-            };
+        for peer in self.peers.values_mut() {
             if peer.is_active() {
+                // Every request is refused, allowed-fast ones included.
+                peer.allowed_fast_out.clear();
                 peer.choke(ctx.now);
-                peer.serve_queue.clear();
                 peer.set_interested(false);
             }
-            let key = peer.key;
             if let Some(ready) = self.ready.as_mut() {
-                for block in ready.picker.requests(key) {
-                    ready.picker.request_cancelled(key, block);
+                for block in ready.picker.requests(peer.key) {
+                    ready.picker.request_cancelled(peer.key, block);
                     peer.cancel(block);
                 }
             }
         }
+        // The choker starts over on resume (its unchoked set is void now).
+        self.choker = Choker::new(ChokerConfig::default());
         let seeds: Vec<ConnId> = self.web_seeds.keys().copied().collect();
         for conn in seeds {
-            self.abort_web_seed_fetches(conn);
-            ctx.out.push_back(Output::ClosePeer {
-                conn,
-                reason: DropReason::Closed,
-            });
+            self.remove_peer(ctx, conn, DropReason::BundlePaused, true);
         }
         self.pending_loads.clear();
-        for peer in self.peers.values_mut() {
-            peer.loading.clear();
-        }
         self.timers.stop(SessionTimer::Choke);
         self.timers.stop(SessionTimer::Wake);
         self.flush(ctx);
@@ -565,12 +564,14 @@ impl Session {
                     reason: reason.clone(),
                 });
             }
-            ctx.event(Event::PeerDropped {
-                info_hash: self.info_hash,
-                conn,
-                peer_id: None,
-                reason,
-            });
+            if !matches!(reason, DropReason::BundlePaused | DropReason::BundleRemoved) {
+                ctx.event(Event::PeerDropped {
+                    info_hash: self.info_hash,
+                    conn,
+                    peer_id: None,
+                    reason,
+                });
+            }
             return;
         }
         let Some(peer) = self.peers.remove(&conn) else {
@@ -698,11 +699,15 @@ impl Session {
         match event {
             PeerEvent::Nothing | PeerEvent::Request | PeerEvent::AllowedFast => {}
             PeerEvent::Unchoked => {}
-            PeerEvent::HasReplaced => self.peer_has_replaced(conn)?,
+            PeerEvent::HasReplaced => {
+                self.peer_has_replaced(conn)?;
+                self.check_useful(conn)?;
+            }
             PeerEvent::Have(piece) => {
                 if let Some(ready) = self.ready.as_mut() {
                     ready.picker.peer_have(key, piece);
                 }
+                self.check_useful(conn)?;
             }
             PeerEvent::DontHave(piece) => {
                 if let Some(ready) = self.ready.as_mut() {
@@ -732,6 +737,18 @@ impl Session {
             }
             PeerEvent::Extensions => self.request_metadata(ctx),
             PeerEvent::Metadata(payload) => self.on_metadata_message(ctx, conn, payload)?,
+        }
+        Ok(())
+    }
+
+    /// Two seeds have nothing to exchange: the connection is dropped.
+    fn check_useful(&self, conn: ConnId) -> Result<(), DropReason> {
+        let seed = self
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.picker.have().is_full());
+        if seed && self.peers.get(&conn).is_some_and(Peer::is_seed) {
+            return Err(DropReason::NotUseful);
         }
         Ok(())
     }
@@ -938,6 +955,12 @@ impl Session {
         };
         let have = std::mem::take(&mut self.early_have);
         let n = info.lengths.num_pieces();
+        if self.selection.is_none() && !self.magnet_select.is_empty() {
+            let chosen = (0..info.files.len())
+                .filter(|&i| self.magnet_select.iter().any(|r| r.contains(&(i as u32))))
+                .collect();
+            self.selection = Some(chosen);
+        }
         let ready = match Ready::new(info.clone(), bytes.clone(), have, self.selection.as_deref()) {
             Ok(r) => r,
             Err(e) => {
@@ -1081,6 +1104,15 @@ impl Session {
             ctx.event(Event::Completed {
                 info_hash: self.info_hash,
             });
+            let useless: Vec<ConnId> = self
+                .peers
+                .keys()
+                .copied()
+                .filter(|&c| self.check_useful(c).is_err())
+                .collect();
+            for conn in useless {
+                self.drop_peer(ctx, conn, DropReason::NotUseful);
+            }
             let progress = self.progress(ctx.now);
             ctx.event(Event::Progress(progress));
         }
@@ -1175,19 +1207,6 @@ impl Session {
             self.timers.set_earliest(SessionTimer::Wake, at);
         }
         self.pump(ctx);
-    }
-
-    fn abort_web_seed_fetches(&mut self, conn: ConnId) {
-        let Some(seed) = self.web_seeds.get_mut(&conn) else {
-            return;
-        };
-        for fetch in std::mem::take(&mut seed.fetches) {
-            if let Some(ready) = self.ready.as_mut() {
-                for block in fetch.blocks {
-                    ready.picker.request_cancelled(seed.key, block);
-                }
-            }
-        }
     }
 
     // ----- time -----
