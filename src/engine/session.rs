@@ -1649,3 +1649,328 @@ fn file_priorities(
         }),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::create::TorrentBuilder;
+    use crate::engine::hash::PieceHasher;
+    use crate::engine::limiter::Limits;
+    use crate::engine::metainfo::Metainfo;
+    use crate::engine::wire::{BlockRequest, Framer, Handshake};
+
+    const THEM: PeerId = PeerId([3; 20]);
+
+    /// What a test sees of the session's outputs.
+    struct Env {
+        now: Instant,
+        out: VecDeque<Output>,
+        rng: fastrand::Rng,
+        limiter: Limiter,
+        config: ClientConfig,
+        next_conn: u64,
+        /// The stream each connection received from the session so far.
+        framers: BTreeMap<ConnId, Framer>,
+    }
+
+    /// A message the session sent: its name and, for requests and haves,
+    /// what it names.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Sent {
+        Msg(&'static str),
+        Request(BlockRequest),
+        Have(u32),
+    }
+
+    impl Env {
+        fn new() -> Self {
+            Env {
+                now: Instant::ZERO,
+                out: VecDeque::new(),
+                rng: fastrand::Rng::with_seed(5),
+                limiter: Limiter::new(Limits::default()),
+                config: ClientConfig::new(PeerId([2; 20]), 5),
+                next_conn: 100,
+                framers: BTreeMap::new(),
+            }
+        }
+
+        fn ctx(&mut self) -> Ctx<'_> {
+            Ctx {
+                now: self.now,
+                out: &mut self.out,
+                rng: &mut self.rng,
+                limiter: &mut self.limiter,
+                config: &self.config,
+                next_conn: &mut self.next_conn,
+            }
+        }
+
+        /// Drains the outputs: messages sent to `conn` are decoded, the rest
+        /// returned.
+        fn drain(&mut self, conn: ConnId) -> (Vec<Sent>, Vec<Output>) {
+            let mut sent = Vec::new();
+            let mut other = Vec::new();
+            while let Some(o) = self.out.pop_front() {
+                let Output::PeerSend { conn: c, data } = o else {
+                    other.push(o);
+                    continue;
+                };
+                if c != conn {
+                    continue;
+                }
+                let framer = self.framers.entry(c).or_default();
+                let mut frames = framer.feed(&data);
+                while let Some(f) = frames.next() {
+                    if let Ok(Frame::Message(m)) = f {
+                        sent.push(match m {
+                            Message::Request(r) => Sent::Request(r),
+                            Message::Have(i) => Sent::Have(i),
+                            m => Sent::Msg(m.name()),
+                        });
+                    }
+                }
+            }
+            (sent, other)
+        }
+    }
+
+    /// Four 32 KiB pieces in one file, and the bytes.
+    fn bundle() -> (Metainfo, Vec<u8>) {
+        let content: Vec<u8> = (0..4 * 32 * 1024u32).map(|i| (i * 7 % 253) as u8).collect();
+        let builder = TorrentBuilder::new("f.bin")
+            .file(vec!["f.bin".into()], content.len() as u64)
+            .piece_length(32 * 1024);
+        let hashes = PieceHasher::hash_all(builder.lengths().unwrap(), &content).unwrap();
+        (builder.build(hashes).unwrap(), content)
+    }
+
+    fn add(meta: &Metainfo, role: Role, have: Bitfield) -> AddBundle {
+        AddBundle {
+            source: BundleSource::Metainfo(Box::new(meta.clone())),
+            role,
+            have,
+            selection: None,
+            paused: false,
+        }
+    }
+
+    /// A downloading session with one seed peer at `conn` that unchoked us.
+    fn downloading(env: &mut Env, meta: &Metainfo, conn: ConnId) -> Session {
+        let mut s =
+            Session::new(&mut env.ctx(), add(meta, Role::Download, Bitfield::new(0))).unwrap();
+        connect_seed(env, &mut s, conn, THEM);
+        s
+    }
+
+    fn connect_seed(env: &mut Env, s: &mut Session, conn: ConnId, id: PeerId) {
+        s.add_peer(env.now, conn, true);
+        s.peer_opened(&mut env.ctx(), conn);
+        let mut bytes = Handshake::swarmdrop(s.info_hash(), id).encode().to_vec();
+        Message::HaveAll.encode_into(&mut bytes);
+        Message::Unchoke.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+    }
+
+    fn requests(sent: &[Sent]) -> Vec<BlockRequest> {
+        sent.iter()
+            .filter_map(|m| match m {
+                Sent::Request(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Answers requests with blocks of `content` (or garbage).
+    fn answer(
+        env: &mut Env,
+        s: &mut Session,
+        conn: ConnId,
+        reqs: &[BlockRequest],
+        content: &[u8],
+        corrupt: bool,
+    ) {
+        let mut bytes = Vec::new();
+        for r in reqs {
+            let start = r.index as usize * 32 * 1024 + r.begin as usize;
+            let mut block = content[start..start + r.length as usize].to_vec();
+            if corrupt {
+                block[0] ^= 0xff;
+            }
+            Message::Piece {
+                index: r.index,
+                begin: r.begin,
+                block: &block,
+            }
+            .encode_into(&mut bytes);
+        }
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+    }
+
+    #[test]
+    fn adds_that_contradict_the_torrent_are_refused() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let seed = Session::new(&mut env.ctx(), add(&meta, Role::Seed, Bitfield::new(4)));
+        assert_eq!(
+            seed.err(),
+            Some(CommandError::SeedIncomplete { have: 0, total: 4 })
+        );
+        let wrong = Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(5)));
+        assert_eq!(
+            wrong.err(),
+            Some(CommandError::HaveLength {
+                expected: 4,
+                got: 5
+            })
+        );
+        let mut a = add(&meta, Role::Download, Bitfield::new(4));
+        a.selection = Some(vec![1]);
+        let bad = Session::new(&mut env.ctx(), a);
+        assert_eq!(
+            bad.err(),
+            Some(CommandError::BadFileIndex { index: 1, files: 1 })
+        );
+    }
+
+    #[test]
+    fn blocks_from_a_peer_become_a_stored_piece_and_then_a_have() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        assert!(sent.contains(&Sent::Msg("interested")));
+        let reqs = requests(&sent);
+        assert_eq!(
+            reqs.len(),
+            crate::engine::peer::MIN_PIPELINE,
+            "a new peer's pipeline"
+        );
+        let piece: Vec<BlockRequest> = reqs
+            .iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect();
+        answer(&mut env, &mut s, conn, &piece, &content, false);
+        let (_, other) = env.drain(conn);
+        let stored: Vec<(u32, Vec<u8>)> = other
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::StorePiece { piece, data, .. } => Some((piece, data)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored.len(), 1);
+        let (index, data) = &stored[0];
+        let start = *index as usize * 32 * 1024;
+        assert!(data[..] == content[start..start + 32 * 1024]);
+        // Stored: now it is ours, and the peer hears of it.
+        s.piece_stored(&mut env.ctx(), *index);
+        let (sent, other) = env.drain(conn);
+        assert!(sent.contains(&Sent::Have(*index)));
+        assert!(other.iter().any(
+            |o| matches!(o, Output::Event(Event::PieceVerified { piece, .. }) if piece == index)
+        ));
+    }
+
+    #[test]
+    fn a_peer_that_sends_a_corrupt_piece_alone_is_dropped_and_not_let_back() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let reqs = requests(&sent);
+        let piece: Vec<BlockRequest> = reqs
+            .iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect();
+        answer(&mut env, &mut s, conn, &piece, &content, true);
+        let (_, other) = env.drain(conn);
+        assert!(other.contains(&Output::ClosePeer {
+            conn,
+            reason: DropReason::BadData
+        }));
+        assert!(!other.iter().any(|o| matches!(o, Output::StorePiece { .. })));
+        // The same peer id on a new connection is refused at its handshake.
+        let again = ConnId(2);
+        connect_seed(&mut env, &mut s, again, THEM);
+        let (_, other) = env.drain(again);
+        assert!(other.contains(&Output::ClosePeer {
+            conn: again,
+            reason: DropReason::BadData
+        }));
+    }
+
+    #[test]
+    fn a_second_connection_to_the_same_peer_is_dropped() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let mut s = downloading(&mut env, &meta, ConnId(1));
+        connect_seed(&mut env, &mut s, ConnId(2), THEM);
+        let (_, other) = env.drain(ConnId(2));
+        assert!(other.contains(&Output::ClosePeer {
+            conn: ConnId(2),
+            reason: DropReason::DuplicatePeer
+        }));
+        assert_eq!(s.peer_count(), 1);
+    }
+
+    #[test]
+    fn a_full_disk_pauses_the_bundle_instead_of_failing_it() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let reqs = requests(&sent);
+        let piece: Vec<BlockRequest> = reqs
+            .iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect();
+        answer(&mut env, &mut s, conn, &piece, &content, false);
+        env.drain(conn);
+        s.store_failed(&mut env.ctx(), reqs[0].index, StoreFailure::DiskFull);
+        let (sent, other) = env.drain(conn);
+        assert!(s.is_paused());
+        assert!(other.contains(&Output::Event(Event::Paused {
+            info_hash: s.info_hash(),
+            reason: PauseReason::DiskFull
+        })));
+        assert!(sent.contains(&Sent::Msg("not interested")));
+        assert!(
+            sent.iter().filter(|m| **m == Sent::Msg("cancel")).count() >= 1,
+            "outstanding requests cancelled"
+        );
+        // Resumed, the piece that could not be stored is fetched again.
+        s.resume(&mut env.ctx());
+        let (sent, _) = env.drain(conn);
+        assert!(requests(&sent).iter().any(|r| r.index == reqs[0].index));
+    }
+
+    #[test]
+    fn a_paused_bundle_serves_nothing_and_asks_for_nothing() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        env.drain(conn);
+        s.pause(&mut env.ctx(), PauseReason::User);
+        env.drain(conn);
+        // The peer unchokes us again and asks for a piece: nothing moves.
+        let mut bytes = Vec::new();
+        Message::Choke.encode_into(&mut bytes);
+        Message::Unchoke.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+        env.now += Duration::from_secs(30);
+        s.handle_timeout(&mut env.ctx());
+        let (sent, other) = env.drain(conn);
+        assert!(requests(&sent).is_empty(), "{sent:?}");
+        assert!(!other
+            .iter()
+            .any(|o| matches!(o, Output::LoadBlock { .. } | Output::WebSeedFetch(_))));
+    }
+}
