@@ -224,6 +224,45 @@ fn an_upload_cap_holds_within_five_percent_over_ten_seconds() {
 }
 
 #[test]
+fn a_bundle_download_cap_holds_within_five_percent_over_ten_seconds() {
+    let mut sim = Sim::new(9 + seed_offset());
+    let bundle = Bundle::new("big.bin", &[("big.bin", 12_000_000)], 256 * 1024, true, 37);
+    sim.web_seed.insert(bundle.info_hash(), bundle.clone());
+    sim.web_seed_link.bandwidth = 10_000_000;
+    let fast = LinkSpec {
+        bandwidth: 10_000_000,
+        ..LinkSpec::default()
+    };
+    for _ in 0..2 {
+        let seed = sim.add_node(fast);
+        sim.add_bundle(seed, &bundle, bundle.add(Role::Seed));
+    }
+    let leecher = sim.add_node(fast);
+    sim.add_bundle(leecher, &bundle, bundle.add(Role::Download));
+    let cap = 150_000u64;
+    sim.command(
+        leecher,
+        Command::SetLimits {
+            scope: LimitScope::Bundle(bundle.info_hash()),
+            limits: Limits {
+                upload: None,
+                download: Some(cap),
+            },
+        },
+    );
+    sim.run_for(Duration::from_secs(3));
+    let (peers_before, server_before, _) = counters(&mut sim, leecher, &bundle);
+    sim.run_for(Duration::from_secs(10));
+    let (peers_after, server_after, _) = counters(&mut sim, leecher, &bundle);
+    let got = (peers_after + server_after) - (peers_before + server_before);
+    let ratio = got as f64 / 10.0 / cap as f64;
+    assert!(
+        (0.95..=1.05).contains(&ratio),
+        "download rate over peers and web seed is {ratio:.3} of the cap"
+    );
+}
+
+#[test]
 fn a_web_seed_and_two_peers_complete_together() {
     let mut sim = Sim::new(6 + seed_offset());
     let bundle = Bundle::new(

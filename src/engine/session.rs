@@ -33,12 +33,15 @@ use crate::engine::webseed::{assemble_fetch, WebSeed};
 use crate::engine::wire::extension::{LOCAL_LT_DONTHAVE_ID, LOCAL_UT_METADATA_ID};
 use crate::engine::wire::{metadata_piece, ExtendedHandshake, Frame, Message, MetadataMessage};
 
-/// Choke rounds run this often.
-pub const CHOKE_INTERVAL: Duration = Duration::from_secs(10);
 /// Progress events go out this often while the bundle is active.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// A request unanswered this long is released to other peers.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// A web seed fetch unanswered this long is abandoned (a whole range, up to
+/// [`MAX_FETCH_LEN`](crate::engine::webseed::MAX_FETCH_LEN), per request).
+pub const WEB_SEED_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often outstanding requests are checked for timeouts.
+pub const REQUEST_CHECK: Duration = Duration::from_secs(5);
 /// Verified pieces handed to storage and not yet confirmed, in bytes: above
 /// this no new block is requested (storage is the bottleneck).
 pub const MAX_STORING_BYTES: u64 = 64 * 1024 * 1024;
@@ -58,7 +61,7 @@ timer_enum! {
         Progress,
         /// Retry what was held back: rate-limit tokens, a web seed's backoff.
         Wake,
-        /// The oldest outstanding block request times out.
+        /// Check outstanding requests for timeouts.
         Requests,
         /// The oldest metadata request times out.
         Metadata,
@@ -155,6 +158,8 @@ pub struct Session {
     rotate: usize,
     /// Peers came, went or changed interest: the choker should look again.
     choke_dirty: bool,
+    /// The figures last sent to the UI.
+    last_progress: Option<Progress>,
 }
 
 impl Session {
@@ -241,6 +246,7 @@ impl Session {
             timers: TimerTable::default(),
             rotate: 0,
             choke_dirty: false,
+            last_progress: None,
         };
         ctx.event(Event::BundleAdded {
             info_hash,
@@ -329,6 +335,16 @@ impl Session {
             uploaded: self.stats.uploaded,
             peers: self.peers.values().filter(|p| p.is_active()).count() as u32,
             paused: self.is_paused(),
+        }
+    }
+
+    /// Tells the UI the bundle's figures, unless they did not change since
+    /// the last time.
+    fn emit_progress(&mut self, ctx: &mut Ctx<'_>) {
+        let progress = self.progress(ctx.now);
+        if self.last_progress.as_ref() != Some(&progress) {
+            self.last_progress = Some(progress.clone());
+            ctx.event(Event::Progress(progress));
         }
     }
 
@@ -446,8 +462,7 @@ impl Session {
             info_hash: self.info_hash,
             reason,
         });
-        let progress = self.progress(ctx.now);
-        ctx.event(Event::Progress(progress));
+        self.emit_progress(ctx);
     }
 
     /// Undoes a pause.
@@ -1113,8 +1128,7 @@ impl Session {
             for conn in useless {
                 self.drop_peer(ctx, conn, DropReason::NotUseful);
             }
-            let progress = self.progress(ctx.now);
-            ctx.event(Event::Progress(progress));
+            self.emit_progress(ctx);
         }
         self.pump(ctx);
     }
@@ -1232,8 +1246,7 @@ impl Session {
             match timer {
                 SessionTimer::Choke => self.choke_dirty = true,
                 SessionTimer::Progress => {
-                    let progress = self.progress(now);
-                    ctx.event(Event::Progress(progress));
+                    self.emit_progress(ctx);
                     if self.paused.is_none() {
                         self.timers
                             .set(SessionTimer::Progress, now + PROGRESS_INTERVAL);
@@ -1250,22 +1263,39 @@ impl Session {
         self.pump(ctx);
     }
 
-    /// Requests unanswered for [`REQUEST_TIMEOUT`] go back to the picker;
-    /// their peers are snubbed (one request at a time) until a block comes.
+    /// Requests unanswered for [`REQUEST_TIMEOUT`] go back to the picker
+    /// (with a cancel); their peers are snubbed (one request at a time)
+    /// until a block comes. A web seed's fetch gets [`WEB_SEED_TIMEOUT`],
+    /// then it is abandoned and counts as a failure.
     fn request_timeouts(&mut self, ctx: &mut Ctx<'_>) {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        for (key, block) in ready.picker.timed_out(ctx.now, REQUEST_TIMEOUT) {
-            let Some(conn) = self.keys.get(&key) else {
-                continue;
-            };
-            if let Some(peer) = self.peers.get_mut(conn) {
+        for peer in self.peers.values_mut() {
+            let late = ready
+                .picker
+                .peer_timed_out(peer.key, ctx.now, REQUEST_TIMEOUT);
+            if !late.is_empty() {
                 peer.snubbed = true;
+            }
+            for block in late {
                 peer.cancel(block);
-            } else if let Some(seed) = self.web_seeds.get_mut(conn) {
-                // A web seed's fetch is one unit: let it finish or fail.
-                let _ = seed;
+            }
+        }
+        for seed in self.web_seeds.values_mut() {
+            let late = ready
+                .picker
+                .peer_timed_out(seed.key, ctx.now, WEB_SEED_TIMEOUT);
+            if late.is_empty() {
+                continue;
+            }
+            for block in seed.abandon_fetches_with(&late) {
+                ready.picker.request_cancelled(seed.key, block);
+            }
+            // A hung server backs off like a failing one (never dropped for it).
+            seed.on_failure(ctx.now);
+            if let Some(at) = seed.retry_at {
+                self.timers.set_earliest(SessionTimer::Wake, at);
             }
         }
     }
@@ -1330,12 +1360,9 @@ impl Session {
             self.fill_requests(ctx);
             self.fill_web_seeds(ctx);
             self.serve(ctx);
-            if let Some(at) = self
-                .ready
-                .as_ref()
-                .and_then(|r| r.picker.next_timeout(REQUEST_TIMEOUT))
-            {
-                self.timers.set(SessionTimer::Requests, at);
+            if self.ready.as_ref().is_some_and(|r| !r.picker.is_complete()) {
+                self.timers
+                    .set_earliest(SessionTimer::Requests, ctx.now + REQUEST_CHECK);
             }
         }
         self.flush(ctx);
