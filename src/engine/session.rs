@@ -124,7 +124,25 @@ struct Stats {
     up: RateEstimator,
 }
 
-/// One bundle. Crate-internal: driven by [`Client`](crate::engine::client::Client).
+/// One bundle, driven by the [`Client`](crate::engine::client::Client).
+///
+/// Like the client it is a state machine whose methods fall in groups:
+///
+/// - **getters**: [`info_hash`](Self::info_hash), [`is_paused`](Self::is_paused),
+///   [`progress`](Self::progress), [`announce_stats`](Self::announce_stats),
+///   [`next_timeout`](Self::next_timeout)…;
+/// - **commands**: [`pause`](Self::pause), [`resume`](Self::resume),
+///   [`remove`](Self::remove), [`set_selection`](Self::set_selection);
+/// - **inputs**, one per kind of [`Input`](crate::engine::api::Input):
+///   `add_peer` and `peer_*` for connections, `block_loaded`,
+///   `load_failed`, `piece_stored`, `store_failed` for storage,
+///   `web_seed_data`, `web_seed_failed`, and `handle_timeout`.
+///
+/// It has no `poll_*` of its own: every method takes a [`Ctx`] and appends
+/// its outputs to the client's queue, in order. Each input ends with a
+/// [`pump`](Self::pump), which does what the new state allows (choke round,
+/// interest, requests, web seed fetches, uploads) and flushes the peers'
+/// queued bytes within their send budgets.
 #[derive(Debug)]
 pub struct Session {
     info_hash: InfoHash,
@@ -447,6 +465,17 @@ impl Session {
                     peer.cancel(block);
                 }
             }
+        }
+        // Connections still being set up are let go: they would only open
+        // to sit idle.
+        let signalling: Vec<ConnId> = self
+            .peers
+            .values()
+            .filter(|p| p.stage == Stage::Signalling)
+            .map(|p| p.conn)
+            .collect();
+        for conn in signalling {
+            self.remove_peer(ctx, conn, DropReason::BundlePaused, true);
         }
         // The choker starts over on resume (its unchoked set is void now).
         self.choker = Choker::new(ChokerConfig::default());
