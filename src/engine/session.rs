@@ -195,16 +195,17 @@ impl Session {
             BundleSource::Magnet(m) => m.select_only.clone(),
             BundleSource::Metainfo(_) => Vec::new(),
         };
-        let (name, trackers, web_seed_urls, ready) = match source {
+        let (name, trackers, web_seed_urls, ready, early_have) = match source {
             BundleSource::Metainfo(m) => {
                 let m = *m;
                 let trackers = m.trackers();
-                let ready = Ready::new(m.info, m.info_bytes, have.clone(), selection.as_deref())?;
+                let ready = Ready::new(m.info, m.info_bytes, have, selection.as_deref())?;
                 (
                     Some(ready.info.name.clone()),
                     trackers,
                     m.url_list,
                     Some(ready),
+                    Bitfield::new(0),
                 )
             }
             BundleSource::Magnet(m) => {
@@ -216,6 +217,7 @@ impl Session {
                     m.trackers.clone(),
                     m.web_seeds.clone(),
                     None,
+                    have,
                 )
             }
         };
@@ -247,7 +249,7 @@ impl Session {
             paused: None,
             ready: ready.map(Box::new),
             metadata: MetadataFetch::new(info_hash),
-            early_have: have,
+            early_have,
             selection,
             magnet_select,
             peers: BTreeMap::new(),
@@ -562,7 +564,16 @@ impl Session {
         let key = PeerKey(self.next_key);
         self.next_key = self.next_key.wrapping_add(1);
         self.keys.insert(key, conn);
-        self.peers.insert(conn, Peer::new(conn, key, outgoing, now));
+        let mut peer = Peer::new(conn, key, outgoing, now);
+        if let Some(ready) = self.ready.as_deref() {
+            // No bitfield longer than this bundle needs is buffered.
+            let limits = peer
+                .framer
+                .limits()
+                .with_piece_count(ready.lengths().num_pieces());
+            peer.framer.set_limits(limits);
+        }
+        self.peers.insert(conn, peer);
     }
 
     /// The data channel opened: send our handshake.
@@ -1066,16 +1077,14 @@ impl Session {
 
     /// Storage read a block for upload.
     pub fn block_loaded(&mut self, ctx: &mut Ctx<'_>, piece: u32, offset: u32, data: &[u8]) {
-        let Some(ready) = self.ready.as_ref() else {
+        let Some(block) = self.pending_load(piece, offset) else {
             return;
         };
-        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        let Some(block) = ready
-            .lengths()
-            .validate_range(piece, offset, len, len.max(1))
-        else {
+        if data.len() != block.len as usize {
+            let reason = format!("{} bytes read, {} asked", data.len(), block.len);
+            self.load_failed(ctx, piece, offset, &reason);
             return;
-        };
+        }
         let Some(waiters) = self.pending_loads.remove(&block) else {
             return;
         };
@@ -1095,18 +1104,13 @@ impl Session {
 
     /// Storage could not read a block: the bundle's data is gone or changed.
     pub fn load_failed(&mut self, ctx: &mut Ctx<'_>, piece: u32, offset: u32, reason: &str) {
-        let keys: Vec<BlockInfo> = self
-            .pending_loads
-            .keys()
-            .filter(|b| b.piece.get() == piece && b.offset == offset)
-            .copied()
-            .collect();
-        for block in keys {
-            for conn in self.pending_loads.remove(&block).unwrap_or_default() {
-                if let Some(peer) = self.peers.get_mut(&conn) {
-                    if peer.take_loaded(block) && peer.fast() {
-                        peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
-                    }
+        let Some(block) = self.pending_load(piece, offset) else {
+            return;
+        };
+        for conn in self.pending_loads.remove(&block).unwrap_or_default() {
+            if let Some(peer) = self.peers.get_mut(&conn) {
+                if peer.take_loaded(block) && peer.fast() {
+                    peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
                 }
             }
         }
@@ -1115,6 +1119,18 @@ impl Session {
             message: format!("could not read piece {piece}: {reason}"),
         });
         self.pump(ctx);
+    }
+
+    /// The load asked for at `piece`/`offset`, if one is pending.
+    fn pending_load(&self, piece: u32, offset: u32) -> Option<BlockInfo> {
+        let piece = self.ready.as_ref()?.lengths().validate_piece(piece)?;
+        let from = BlockInfo {
+            piece,
+            offset,
+            len: 0,
+        };
+        let (&block, _) = self.pending_loads.range(from..).next()?;
+        (block.piece == piece && block.offset == offset).then_some(block)
     }
 
     /// Storage persisted a piece: we have it.
