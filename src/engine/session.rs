@@ -1221,14 +1221,16 @@ impl Session {
         let key = seed.key;
         let start = ready.lengths().piece_offset(fetch.piece) + fetch.offset as u64;
         let Some(bytes) = assemble_fetch(&ready.info, start, fetch.len as u64, data) else {
-            self.web_seed_failed(ctx, conn, piece, offset, "wrong length");
+            if let Some(ready) = self.ready.as_mut() {
+                for block in fetch.blocks {
+                    ready.picker.request_rejected(key, block);
+                }
+            }
+            let reason = format!("{} bytes for a {}-byte range", data.len(), fetch.len);
+            self.web_seed_failed(ctx, conn, piece, offset, &reason);
             return;
         };
         seed.on_success();
-        seed.down.record(bytes.len() as u64, ctx.now);
-        if self.paused.is_some() {
-            return;
-        }
         for block in fetch.blocks {
             let from = (block.offset - fetch.offset) as usize;
             let slice = &bytes[from..from + block.len as usize];
