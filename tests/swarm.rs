@@ -217,6 +217,7 @@ fn an_upload_cap_holds_within_five_percent_over_ten_seconds() {
     let (_, _, after) = counters(&mut sim, seed, &bundle);
     let rate = (after - before) as f64 / 10.0;
     let ratio = rate / cap as f64;
+    println!("upload over 10 s: {rate:.0} B/s, {ratio:.4} of the cap");
     assert!(
         (0.95..=1.05).contains(&ratio),
         "upload rate {rate:.0} B/s is {ratio:.3} of the cap"
@@ -256,6 +257,7 @@ fn a_bundle_download_cap_holds_within_five_percent_over_ten_seconds() {
     let (peers_after, server_after, _) = counters(&mut sim, leecher, &bundle);
     let got = (peers_after + server_after) - (peers_before + server_before);
     let ratio = got as f64 / 10.0 / cap as f64;
+    println!("download over 10 s: {} B, {ratio:.4} of the cap", got);
     assert!(
         (0.95..=1.05).contains(&ratio),
         "download rate over peers and web seed is {ratio:.3} of the cap"
@@ -421,6 +423,7 @@ fn eight_leechers_take_most_of_the_load_off_a_slow_seed() {
     assert_complete_and_equal(&sim, &leechers, &bundle);
     let (_, _, from_seed) = counters(&mut sim, seed, &bundle);
     let copies = from_seed as f64 / bundle.content.len() as f64;
+    println!("done at {:?}; the seed sent {copies:.2} copies", sim.now);
     assert!(
         copies < 2.5,
         "the seed sent {copies:.2} copies; peers should carry the rest"
