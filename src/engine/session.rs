@@ -552,7 +552,14 @@ impl Session {
             }
         }
         self.selection = files;
+        let was = ready.completed;
         ready.completed = ready.picker.is_complete();
+        if ready.completed && !was {
+            // Fewer files chosen, and every one of them is here already.
+            ctx.event(Event::Completed {
+                info_hash: self.info_hash,
+            });
+        }
         self.pump(ctx);
         Ok(())
     }
