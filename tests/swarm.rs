@@ -294,6 +294,46 @@ fn a_web_seed_and_two_peers_complete_together() {
 }
 
 #[test]
+fn a_failing_web_seed_backs_off_is_dropped_and_the_peers_still_complete() {
+    let mut sim = Sim::new(11 + seed_offset());
+    let bundle = Bundle::new("clip.mp4", &[("clip.mp4", 600_000)], 64 * 1024, true, 41);
+    sim.web_seed.insert(bundle.info_hash(), bundle.clone());
+    sim.web_seed_broken = true;
+    // A slow seed: the download outlasts the web seed's retries.
+    let seed = sim.add_node(LinkSpec {
+        bandwidth: 6_000,
+        ..LinkSpec::default()
+    });
+    sim.add_bundle(seed, &bundle, bundle.add(Role::Seed));
+    let leecher = sim.add_node(LinkSpec::default());
+    sim.add_bundle(leecher, &bundle, bundle.add(Role::Download));
+    let h = bundle.info_hash();
+    sim.run_until(Duration::from_secs(300), |s| s.nodes[leecher].completed(h));
+    assert_complete_and_equal(&sim, &[leecher], &bundle);
+    let (_, from_server, _) = counters(&mut sim, leecher, &bundle);
+    assert_eq!(from_server, 0);
+    let dropped_at = sim.nodes[leecher].events.iter().find_map(|(t, e)| {
+        matches!(
+            e,
+            Event::PeerDropped {
+                peer_id: None,
+                reason: DropReason::WebSeedFailed(_),
+                ..
+            }
+        )
+        .then_some(*t)
+    });
+    let dropped_at = dropped_at.expect("the failing web seed was given up");
+    // Backing off 5, 10, 20, 40 s between failures: not given up at once.
+    assert!(dropped_at >= swarmdrop::engine::time::Instant::from_duration(Duration::from_secs(60)));
+    let fetches = sim.nodes[leecher].outputs["web_seed_fetch"];
+    assert!(
+        fetches <= 2 * 5,
+        "{fetches} fetches: two at a time, five failures"
+    );
+}
+
+#[test]
 fn a_magnet_link_alone_fetches_the_metadata_then_the_data() {
     let mut sim = Sim::new(7 + seed_offset());
     let bundle = Bundle::new(

@@ -143,7 +143,12 @@ impl WebSeed {
     }
 
     /// Counts a failure; returns whether the web seed should be dropped.
+    /// Fetches that were in flight together fail together: while a backoff
+    /// runs, further failures do not count again.
     pub fn on_failure(&mut self, now: Instant) -> bool {
+        if self.retry_at.is_some_and(|t| t > now) {
+            return false;
+        }
         self.failures += 1;
         let delay = RETRY_BASE.saturating_mul(1 << (self.failures - 1).min(6));
         self.retry_at = Some(now + delay);
@@ -324,6 +329,24 @@ mod tests {
             assemble_fetch(&info, 16384, 100, &plain),
             Some(Cow::Borrowed(_))
         ));
+    }
+
+    #[test]
+    fn failures_back_off_and_those_in_one_window_count_once() {
+        let at = |s: u64| Instant::from_duration(Duration::from_secs(s));
+        let mut seed = WebSeed::new(ConnId(9), PeerKey(1), "https://s/ws".into());
+        assert!(!seed.on_failure(at(0)));
+        assert!(!seed.on_failure(at(1)), "same window: not counted");
+        assert!(!seed.can_fetch(at(4)));
+        assert!(seed.can_fetch(at(5)));
+        let mut t = 5;
+        for n in 2..MAX_FAILURES {
+            assert!(!seed.on_failure(at(t)));
+            t += 5 << (n - 1);
+        }
+        assert!(seed.on_failure(at(t)), "the fifth failure gives up");
+        seed.on_success();
+        assert!(seed.can_fetch(at(t)));
     }
 
     #[test]

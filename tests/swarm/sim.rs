@@ -241,6 +241,11 @@ enum OwnedInput {
         offset: u32,
         data: Vec<u8>,
     },
+    WebSeedFailed {
+        conn: ConnId,
+        piece: u32,
+        offset: u32,
+    },
 }
 
 impl OwnedInput {
@@ -285,6 +290,16 @@ impl OwnedInput {
                 offset: *offset,
                 data,
             },
+            OwnedInput::WebSeedFailed {
+                conn,
+                piece,
+                offset,
+            } => Input::WebSeedFailed {
+                conn: *conn,
+                piece: *piece,
+                offset: *offset,
+                reason: "HTTP 500",
+            },
         }
     }
 }
@@ -321,6 +336,8 @@ pub struct Sim {
     pub web_seed: BTreeMap<InfoHash, Bundle>,
     /// The web seed's link.
     pub web_seed_link: LinkSpec,
+    /// The web seed answers every fetch with an error (HTTP 500).
+    pub web_seed_broken: bool,
     /// Peer links cut so far (both directions dropped).
     pub cut_links: u64,
     steps: u64,
@@ -345,6 +362,7 @@ impl Sim {
                 latency: Duration::from_millis(30),
                 bandwidth: 1_000_000,
             },
+            web_seed_broken: false,
             cut_links: 0,
             steps: 0,
         }
@@ -777,6 +795,21 @@ impl Sim {
         let Some(bundle) = self.web_seed.get(&fetch.info_hash) else {
             return;
         };
+        if self.web_seed_broken {
+            let at = self.now + self.web_seed_link.latency * 2;
+            self.schedule(
+                at,
+                Ev::Input {
+                    node,
+                    input: OwnedInput::WebSeedFailed {
+                        conn: fetch.conn,
+                        piece: fetch.piece,
+                        offset: fetch.offset,
+                    },
+                },
+            );
+            return;
+        }
         let info = &bundle.meta.info;
         let mut data = Vec::new();
         for range in &fetch.ranges {
