@@ -1519,7 +1519,11 @@ impl Session {
                 if blocks.is_empty() {
                     break;
                 }
-                for fetch in seed.start_fetches(self.info_hash, &ready.info, blocks) {
+                let (fetches, leftover) = seed.start_fetches(self.info_hash, &ready.info, blocks);
+                for block in leftover {
+                    ready.picker.request_cancelled(seed.key, block);
+                }
+                for fetch in fetches {
                     ctx.out.push_back(Output::WebSeedFetch(fetch));
                 }
             }

@@ -74,14 +74,15 @@ impl WebSeed {
     }
 
     /// Groups picked blocks into fetches (contiguous runs inside one piece,
-    /// at most [`MAX_FETCH_LEN`] each), records them and returns what the
-    /// glue must fetch.
+    /// at most [`MAX_FETCH_LEN`] each), records as many as [`MAX_FETCHES`]
+    /// allows and returns what the glue must fetch, with the blocks that
+    /// did not fit (to give back to the picker).
     pub fn start_fetches(
         &mut self,
         info_hash: InfoHash,
         info: &Info,
         mut blocks: Vec<BlockInfo>,
-    ) -> Vec<WebSeedFetch> {
+    ) -> (Vec<WebSeedFetch>, Vec<BlockInfo>) {
         blocks.sort_unstable();
         let mut runs: Vec<Fetch> = Vec::new();
         for b in blocks {
@@ -102,6 +103,12 @@ impl WebSeed {
                 }),
             }
         }
+        let slots = MAX_FETCHES.saturating_sub(self.fetches.len());
+        let leftover = runs
+            .split_off(slots.min(runs.len()))
+            .into_iter()
+            .flat_map(|run| run.blocks)
+            .collect();
         let lengths = info.lengths;
         let mut out = Vec::with_capacity(runs.len());
         for run in runs {
@@ -116,7 +123,7 @@ impl WebSeed {
             });
             self.fetches.push(run);
         }
-        out
+        (out, leftover)
     }
 
     /// Takes the fetch at `piece`/`offset` out of the in-flight list.
@@ -357,7 +364,8 @@ mod tests {
         let p1 = l.validate_piece(1).unwrap();
         let mut seed = WebSeed::new(ConnId(9), PeerKey(1), "https://s/ws".into());
         let blocks = vec![l.block(p1, 0).unwrap(), l.block(p0, 0).unwrap()];
-        let fetches = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
+        let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
+        assert!(leftover.is_empty());
         assert_eq!(fetches.len(), 2);
         assert_eq!(
             (fetches[0].piece, fetches[0].offset, fetches[0].len),
@@ -369,6 +377,11 @@ mod tests {
         assert_eq!(seed.fetches.len(), 2);
         assert!(seed.take_fetch(1, 0).is_some());
         assert!(seed.take_fetch(1, 0).is_none());
+        // One slot free: a second run does not fit and goes back.
+        let blocks = vec![l.block(p1, 0).unwrap(), l.block(p0, 0).unwrap()];
+        let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
+        assert_eq!(fetches.len(), 1);
+        assert_eq!(leftover, vec![l.block(p1, 0).unwrap()]);
     }
 
     #[test]
