@@ -3,17 +3,26 @@
 //! Every module here compiles and is tested natively; browser crates are not
 //! reachable from this tree (they are wasm32-only dependencies).
 
+pub mod api;
+pub mod assembly;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
+pub mod client;
 pub mod create;
+pub mod event;
 pub mod hash;
 pub mod ids;
 pub mod lengths;
 pub mod limiter;
 pub mod magnet;
+pub mod metafetch;
 pub mod metainfo;
+pub mod peer;
 pub mod picker;
+pub mod session;
 pub mod time;
+pub mod timer;
 pub mod tracker;
+pub mod webseed;
 pub mod wire;

@@ -1,0 +1,2061 @@
+//! One bundle: a thin dispatcher over its peers, web seeds, the picker, the
+//! choker, the limiter, the tracker announcers and piece assembly.
+//!
+//! Policy lives in the parts: [`Peer`] checks and answers the wire protocol,
+//! [`Picker`] chooses blocks, [`Choker`] chooses whom to serve, the token
+//! buckets decide how fast, the [`Announcer`]s decide when to announce. The
+//! session routes inputs to them and their decisions to outputs, and owns
+//! what no single part can: piece assembly and verification, the pieces in
+//! the hands of storage, and who is banned for sending bad data.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::engine::api::{
+    AddBundle, BundleSource, CommandError, ConnId, Output, Role, StoreFailure,
+};
+use crate::engine::assembly::{Assembly, Source, Verdict};
+use crate::engine::bitfield::Bitfield;
+use crate::engine::choker::{Choker, ChokerConfig, PeerSnapshot};
+use crate::engine::client::ClientConfig;
+use crate::engine::event::{DropReason, Event, PauseReason, Progress};
+use crate::engine::ids::{InfoHash, PeerId};
+use crate::engine::lengths::{BlockInfo, Lengths, BLOCK_SIZE};
+use crate::engine::limiter::{Direction, Limiter, RateEstimator};
+use crate::engine::metafetch::{MetadataFetch, MetadataSource};
+use crate::engine::metainfo::Info;
+use crate::engine::peer::{OurExtensionIds, Peer, PeerEvent, PeerHas, Stage, MAX_QUEUED_REQUESTS};
+use crate::engine::picker::{priorities_from_files, BlockOutcome, PeerKey, Picker, Priority};
+use crate::engine::time::Instant;
+use crate::engine::timer::{timer_enum, TimerTable};
+use crate::engine::tracker::{AnnounceStats, Announcer};
+use crate::engine::webseed::{assemble_fetch, WebSeed};
+use crate::engine::wire::extension::{LOCAL_LT_DONTHAVE_ID, LOCAL_UT_METADATA_ID};
+use crate::engine::wire::{metadata_piece, ExtendedHandshake, Frame, Message, MetadataMessage};
+
+/// Progress events go out this often while the bundle is active.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// A request unanswered this long is released to other peers.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// A web seed fetch unanswered this long is abandoned (a whole range, up to
+/// [`MAX_FETCH_LEN`](crate::engine::webseed::MAX_FETCH_LEN), per request).
+pub const WEB_SEED_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often outstanding requests are checked for timeouts.
+pub const REQUEST_CHECK: Duration = Duration::from_secs(5);
+/// Verified pieces handed to storage and not yet confirmed, in bytes: above
+/// this no new block is requested (storage is the bottleneck).
+pub const MAX_STORING_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The ids of our extensions, as our extension handshake announces them.
+const OUR_EXTENSIONS: OurExtensionIds = OurExtensionIds {
+    ut_metadata: Some(LOCAL_UT_METADATA_ID),
+    lt_donthave: Some(LOCAL_LT_DONTHAVE_ID),
+};
+
+timer_enum! {
+    /// A session's own timers (its peers have theirs).
+    pub enum SessionTimer {
+        /// Next choke round.
+        Choke,
+        /// Next progress event.
+        Progress,
+        /// Retry what was held back: rate-limit tokens, a web seed's backoff.
+        Wake,
+        /// Check outstanding requests for timeouts.
+        Requests,
+        /// The oldest metadata request times out.
+        Metadata,
+    }
+}
+
+/// What the session needs from its client for one call: the time, where
+/// outputs go, the seeded randomness, the global caps and the configuration.
+pub struct Ctx<'a> {
+    /// The current time.
+    pub now: Instant,
+    /// Outputs, in order.
+    pub out: &'a mut VecDeque<Output>,
+    /// The client's seeded generator.
+    pub rng: &'a mut fastrand::Rng,
+    /// The global and per-bundle caps.
+    pub limiter: &'a mut Limiter,
+    /// Configuration.
+    pub config: &'a ClientConfig,
+    /// The client's connection id counter.
+    pub next_conn: &'a mut u64,
+}
+
+impl Ctx<'_> {
+    /// A fresh connection id.
+    pub fn new_conn(&mut self) -> ConnId {
+        *self.next_conn += 1;
+        ConnId(*self.next_conn)
+    }
+
+    fn event(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+}
+
+/// The part of a session that exists once the metadata is known.
+#[derive(Debug)]
+struct Ready {
+    info: Info,
+    info_bytes: Vec<u8>,
+    picker: Picker,
+    assembly: Assembly,
+    completed: bool,
+}
+
+impl Ready {
+    fn lengths(&self) -> &Lengths {
+        &self.info.lengths
+    }
+}
+
+/// Byte counters and rates.
+#[derive(Debug, Default)]
+struct Stats {
+    downloaded_peers: u64,
+    downloaded_server: u64,
+    uploaded: u64,
+    down_peers: RateEstimator,
+    down_server: RateEstimator,
+    up: RateEstimator,
+}
+
+/// One bundle, driven by the [`Client`](crate::engine::client::Client).
+///
+/// Like the client it is a state machine whose methods fall in groups:
+///
+/// - **getters**: [`info_hash`](Self::info_hash), [`is_paused`](Self::is_paused),
+///   [`progress`](Self::progress), [`announce_stats`](Self::announce_stats),
+///   [`next_timeout`](Self::next_timeout)…;
+/// - **commands**: [`pause`](Self::pause), [`resume`](Self::resume),
+///   [`remove`](Self::remove), [`set_selection`](Self::set_selection);
+/// - **inputs**, one per kind of [`Input`](crate::engine::api::Input):
+///   `add_peer` and `peer_*` for connections, `block_loaded`,
+///   `load_failed`, `piece_stored`, `store_failed` for storage,
+///   `web_seed_data`, `web_seed_failed`, and `handle_timeout`.
+///
+/// It has no `poll_*` of its own: every method takes a [`Ctx`] and appends
+/// its outputs to the client's queue, in order. Each input ends with a
+/// [`pump`](Self::pump), which does what the new state allows (choke round,
+/// interest, requests, web seed fetches, uploads) and flushes the peers'
+/// queued bytes within their send budgets.
+#[derive(Debug)]
+pub struct Session {
+    info_hash: InfoHash,
+    name: Option<String>,
+    paused: Option<PauseReason>,
+    ready: Option<Box<Ready>>,
+    metadata: MetadataFetch,
+    /// The have-bitfield given at add time for a magnet, checked once the
+    /// metadata is known.
+    early_have: Bitfield,
+    selection: Option<Vec<usize>>,
+    /// A magnet link's `so=` (BEP 53), applied once the file list is known
+    /// unless the add command chose files itself.
+    magnet_select: Vec<std::ops::RangeInclusive<u32>>,
+    peers: BTreeMap<ConnId, Peer>,
+    keys: BTreeMap<PeerKey, ConnId>,
+    next_key: u32,
+    web_seeds: BTreeMap<ConnId, WebSeed>,
+    web_seed_urls: Vec<String>,
+    /// Tracker URLs of this bundle.
+    pub(crate) trackers: Vec<String>,
+    /// One announcer per tracker URL.
+    pub(crate) announcers: BTreeMap<String, Announcer>,
+    banned: BTreeSet<PeerId>,
+    /// Blocks being loaded from storage, with the peers waiting for them.
+    pending_loads: BTreeMap<BlockInfo, Vec<ConnId>>,
+    choker: Choker,
+    stats: Stats,
+    timers: TimerTable<SessionTimer>,
+    /// Round-robin start for requests and uploads, so caps are shared fairly.
+    rotate: usize,
+    /// Peers came, went or changed interest: the choker should look again.
+    choke_dirty: bool,
+    /// The figures last sent to the UI.
+    last_progress: Option<Progress>,
+}
+
+impl Session {
+    /// Builds a session from an add command.
+    pub fn new(ctx: &mut Ctx<'_>, add: AddBundle) -> Result<Self, CommandError> {
+        let AddBundle {
+            source,
+            role,
+            have,
+            selection,
+            paused,
+        } = add;
+        let info_hash = source.info_hash();
+        let magnet_select = match &source {
+            BundleSource::Magnet(m) => m.select_only.clone(),
+            BundleSource::Metainfo(_) => Vec::new(),
+        };
+        let (name, trackers, web_seed_urls, ready, early_have) = match source {
+            BundleSource::Metainfo(m) => {
+                let m = *m;
+                let trackers = m.trackers();
+                let ready = Ready::new(m.info, m.info_bytes, have, selection.as_deref())?;
+                (
+                    Some(ready.info.name.clone()),
+                    trackers,
+                    m.url_list,
+                    Some(ready),
+                    Bitfield::new(0),
+                )
+            }
+            BundleSource::Magnet(m) => {
+                if role == Role::Seed {
+                    return Err(CommandError::MagnetSeed);
+                }
+                (
+                    m.display_name.clone(),
+                    m.trackers.clone(),
+                    m.web_seeds.clone(),
+                    None,
+                    have,
+                )
+            }
+        };
+        if role == Role::Seed {
+            if let Some(r) = &ready {
+                let h = r.picker.have();
+                if !h.is_full() {
+                    return Err(CommandError::SeedIncomplete {
+                        have: h.count_ones(),
+                        total: h.len(),
+                    });
+                }
+            }
+        }
+        let mut trackers_all: Vec<String> = Vec::new();
+        for t in ctx.config.trackers.iter().chain(trackers.iter()) {
+            let ws = t.starts_with("ws://") || t.starts_with("wss://");
+            if ws && !trackers_all.contains(t) {
+                trackers_all.push(t.clone());
+            }
+        }
+        let announcers = trackers_all
+            .iter()
+            .map(|url| (url.clone(), Announcer::new(info_hash, ctx.config.peer_id)))
+            .collect();
+        let mut session = Session {
+            info_hash,
+            name,
+            paused: None,
+            ready: ready.map(Box::new),
+            metadata: MetadataFetch::new(info_hash),
+            early_have,
+            selection,
+            magnet_select,
+            peers: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            next_key: 0,
+            web_seeds: BTreeMap::new(),
+            web_seed_urls,
+            trackers: trackers_all,
+            announcers,
+            banned: BTreeSet::new(),
+            pending_loads: BTreeMap::new(),
+            choker: Choker::new(ChokerConfig::default()),
+            stats: Stats::default(),
+            timers: TimerTable::default(),
+            rotate: 0,
+            choke_dirty: false,
+            last_progress: None,
+        };
+        ctx.event(Event::BundleAdded {
+            info_hash,
+            name: session.name.clone(),
+            total_length: session.ready.as_ref().map(|r| r.lengths().total_length()),
+        });
+        if paused {
+            session.paused = Some(PauseReason::User);
+            ctx.event(Event::Paused {
+                info_hash,
+                reason: PauseReason::User,
+            });
+        } else {
+            session.start(ctx);
+        }
+        Ok(session)
+    }
+
+    // ----- getters -----
+
+    /// The bundle.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// Whether the bundle is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.is_some()
+    }
+
+    /// Whether this connection belongs to the session.
+    pub fn has_conn(&self, conn: ConnId) -> bool {
+        self.peers.contains_key(&conn) || self.web_seeds.contains_key(&conn)
+    }
+
+    /// Whether a connection to `peer_id` is open or being set up.
+    pub fn knows_peer(&self, peer_id: PeerId) -> bool {
+        self.banned.contains(&peer_id) || self.peers.values().any(|p| p.peer_id() == Some(peer_id))
+    }
+
+    /// Peer connections, open or being set up.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether every wanted piece is stored.
+    pub fn is_complete(&self) -> bool {
+        self.ready.as_ref().is_some_and(|r| r.picker.is_complete())
+    }
+
+    /// The bundle's figures now.
+    pub fn progress(&mut self, now: Instant) -> Progress {
+        let (have_bytes, wanted_bytes, total_bytes) = match &self.ready {
+            Some(r) => {
+                let l = r.lengths();
+                let have: u64 = r
+                    .picker
+                    .have()
+                    .iter_ones()
+                    .filter_map(|i| l.validate_piece(i))
+                    .map(|p| l.piece_len(p) as u64)
+                    .sum();
+                let remaining = r.picker.wanted_remaining().bytes;
+                let wanted_have: u64 = r
+                    .picker
+                    .have()
+                    .iter_ones()
+                    .filter_map(|i| l.validate_piece(i))
+                    .filter(|&p| r.picker.priority(p) != Priority::Skip)
+                    .map(|p| l.piece_len(p) as u64)
+                    .sum();
+                (have, wanted_have + remaining, l.total_length())
+            }
+            None => (0, 0, 0),
+        };
+        Progress {
+            info_hash: self.info_hash,
+            have_bytes,
+            wanted_bytes,
+            total_bytes,
+            down_rate_peers: self.stats.down_peers.rate(now),
+            down_rate_server: self.stats.down_server.rate(now),
+            up_rate: self.stats.up.rate(now),
+            downloaded_peers: self.stats.downloaded_peers,
+            downloaded_server: self.stats.downloaded_server,
+            uploaded: self.stats.uploaded,
+            peers: self.peers.values().filter(|p| p.is_active()).count() as u32,
+            paused: self.is_paused(),
+        }
+    }
+
+    /// Tells the UI the bundle's figures, unless they did not change since
+    /// the last time.
+    fn emit_progress(&mut self, ctx: &mut Ctx<'_>) {
+        let progress = self.progress(ctx.now);
+        if self.last_progress.as_ref() != Some(&progress) {
+            self.last_progress = Some(progress.clone());
+            ctx.event(Event::Progress(progress));
+        }
+    }
+
+    /// What the next announce reports.
+    pub fn announce_stats(&self) -> AnnounceStats {
+        let left = self.ready.as_ref().map(|r| {
+            let l = r.lengths();
+            let have: u64 = r
+                .picker
+                .have()
+                .iter_ones()
+                .filter_map(|i| l.validate_piece(i))
+                .map(|p| l.piece_len(p) as u64)
+                .sum();
+            l.total_length() - have
+        });
+        AnnounceStats {
+            uploaded: self.stats.uploaded,
+            downloaded: self.stats.downloaded_peers + self.stats.downloaded_server,
+            left,
+        }
+    }
+
+    /// How many more peer connections the session would like.
+    pub fn wanted_offers(&self, max_peers: usize) -> usize {
+        if self.is_paused() {
+            return 0;
+        }
+        max_peers.saturating_sub(self.peers.len())
+    }
+
+    /// The earliest deadline of the session and its peers.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let peers = self.peers.values().filter_map(Peer::next_timeout).min();
+        let announce = self
+            .announcers
+            .values()
+            .filter_map(Announcer::poll_timeout)
+            .min();
+        [self.timers.next_timeout(), peers, announce]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ----- lifecycle -----
+
+    /// Joins the swarm: announcers start, web seeds connect, timers arm.
+    fn start(&mut self, ctx: &mut Ctx<'_>) {
+        for a in self.announcers.values_mut() {
+            a.start(ctx.now);
+        }
+        if self.ready.as_ref().is_some_and(|r| !r.picker.is_complete()) {
+            self.add_web_seeds(ctx);
+        }
+        self.choke_dirty = true;
+        self.timers
+            .set(SessionTimer::Progress, ctx.now + PROGRESS_INTERVAL);
+    }
+
+    fn add_web_seeds(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        if !self.web_seeds.is_empty() {
+            return;
+        }
+        for url in &self.web_seed_urls {
+            let conn = ctx.new_conn();
+            let key = PeerKey(self.next_key);
+            self.next_key = self.next_key.wrapping_add(1);
+            ready.picker.peer_have_all(key);
+            self.keys.insert(key, conn);
+            self.web_seeds
+                .insert(conn, WebSeed::new(conn, key, url.clone()));
+        }
+    }
+
+    /// Pauses: chokes everyone, withdraws interest and requests, stops
+    /// announcing, moves no bytes until resumed.
+    pub fn pause(&mut self, ctx: &mut Ctx<'_>, reason: PauseReason) {
+        if self.paused.is_some() {
+            // A user pause over a disk-full one keeps the first reason.
+            return;
+        }
+        self.paused = Some(reason);
+        for a in self.announcers.values_mut() {
+            a.stop(ctx.now);
+        }
+        for peer in self.peers.values_mut() {
+            if peer.is_active() {
+                // Every request is refused, allowed-fast ones included.
+                peer.allowed_fast_out.clear();
+                peer.choke(ctx.now);
+                peer.set_interested(false);
+            }
+            if let Some(ready) = self.ready.as_mut() {
+                for block in ready.picker.requests(peer.key) {
+                    ready.picker.request_cancelled(peer.key, block);
+                    peer.cancel(block);
+                }
+            }
+        }
+        // Connections still being set up are let go: they would only open
+        // to sit idle.
+        let signalling: Vec<ConnId> = self
+            .peers
+            .values()
+            .filter(|p| p.stage == Stage::Signalling)
+            .map(|p| p.conn)
+            .collect();
+        for conn in signalling {
+            self.remove_peer(ctx, conn, DropReason::BundlePaused, true);
+        }
+        // The choker starts over on resume (its unchoked set is void now).
+        self.choker = Choker::new(ChokerConfig::default());
+        let seeds: Vec<ConnId> = self.web_seeds.keys().copied().collect();
+        for conn in seeds {
+            self.remove_peer(ctx, conn, DropReason::BundlePaused, true);
+        }
+        self.pending_loads.clear();
+        self.timers.stop(SessionTimer::Choke);
+        self.timers.stop(SessionTimer::Wake);
+        self.flush(ctx);
+        ctx.event(Event::Paused {
+            info_hash: self.info_hash,
+            reason,
+        });
+        self.emit_progress(ctx);
+    }
+
+    /// Undoes a pause.
+    pub fn resume(&mut self, ctx: &mut Ctx<'_>) {
+        if self.paused.take().is_none() {
+            return;
+        }
+        ctx.event(Event::Resumed {
+            info_hash: self.info_hash,
+        });
+        self.start(ctx);
+        self.pump(ctx);
+    }
+
+    /// Closes every connection and announces `stopped` (the client sends
+    /// the announcers' last frames).
+    pub fn remove(&mut self, ctx: &mut Ctx<'_>) {
+        for a in self.announcers.values_mut() {
+            a.stop(ctx.now);
+        }
+        let conns: Vec<ConnId> = self
+            .peers
+            .keys()
+            .chain(self.web_seeds.keys())
+            .copied()
+            .collect();
+        for conn in conns {
+            ctx.out.push_back(Output::ClosePeer {
+                conn,
+                reason: DropReason::BundleRemoved,
+            });
+        }
+        self.peers.clear();
+        self.web_seeds.clear();
+        ctx.event(Event::Removed {
+            info_hash: self.info_hash,
+        });
+    }
+
+    /// Changes which files to fetch.
+    pub fn set_selection(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        files: Option<Vec<usize>>,
+    ) -> Result<(), CommandError> {
+        let Some(ready) = self.ready.as_mut() else {
+            self.selection = files;
+            return Ok(());
+        };
+        let prios = file_priorities(&ready.info, files.as_deref())?;
+        // The priorities have one entry per piece: the picker cannot refuse them.
+        let released = ready.picker.set_priorities(&prios).unwrap_or_default();
+        for (key, block) in released {
+            if let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) {
+                peer.cancel(block);
+            }
+        }
+        self.selection = files;
+        let was = ready.completed;
+        ready.completed = ready.picker.is_complete();
+        if ready.completed && !was {
+            // Fewer files chosen, and every one of them is here already.
+            ctx.event(Event::Completed {
+                info_hash: self.info_hash,
+            });
+        }
+        self.pump(ctx);
+        Ok(())
+    }
+
+    // ----- peer connections -----
+
+    /// A connection being signalled for this bundle.
+    pub fn add_peer(&mut self, now: Instant, conn: ConnId, outgoing: bool) {
+        let key = PeerKey(self.next_key);
+        self.next_key = self.next_key.wrapping_add(1);
+        self.keys.insert(key, conn);
+        let mut peer = Peer::new(conn, key, outgoing, now);
+        if let Some(ready) = self.ready.as_deref() {
+            // No bitfield longer than this bundle needs is buffered.
+            let limits = peer
+                .framer
+                .limits()
+                .with_piece_count(ready.lengths().num_pieces());
+            peer.framer.set_limits(limits);
+        }
+        self.peers.insert(conn, peer);
+    }
+
+    /// The data channel opened: send our handshake.
+    pub fn peer_opened(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if peer.stage != Stage::Signalling {
+            return;
+        }
+        peer.on_opened(ctx.now, self.info_hash, ctx.config.peer_id);
+        self.flush(ctx);
+    }
+
+    /// The glue says the channel drained.
+    pub fn peer_writable(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            peer.on_writable(ctx.config.send_low_water);
+            self.pump(ctx);
+        }
+    }
+
+    /// The channel closed from the other side.
+    pub fn peer_closed(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) {
+        self.remove_peer(ctx, conn, DropReason::Closed, false);
+        self.pump(ctx);
+    }
+
+    /// Drops a connection: tells the glue to close it and the UI why.
+    pub fn drop_peer(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, reason: DropReason) {
+        self.remove_peer(ctx, conn, reason, true);
+    }
+
+    fn remove_peer(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, reason: DropReason, close: bool) {
+        if let Some(seed) = self.web_seeds.remove(&conn) {
+            self.keys.remove(&seed.key);
+            if let Some(ready) = self.ready.as_mut() {
+                ready.picker.peer_removed(seed.key);
+            }
+            if close {
+                ctx.out.push_back(Output::ClosePeer {
+                    conn,
+                    reason: reason.clone(),
+                });
+            }
+            if !matches!(reason, DropReason::BundlePaused | DropReason::BundleRemoved) {
+                ctx.event(Event::PeerDropped {
+                    info_hash: self.info_hash,
+                    conn,
+                    peer_id: None,
+                    reason,
+                });
+            }
+            return;
+        }
+        let Some(peer) = self.peers.remove(&conn) else {
+            return;
+        };
+        self.choke_dirty = true;
+        self.keys.remove(&peer.key);
+        if let Some(ready) = self.ready.as_mut() {
+            ready.picker.peer_removed(peer.key);
+        }
+        self.metadata.peer_failed(conn);
+        if close {
+            ctx.out.push_back(Output::ClosePeer {
+                conn,
+                reason: reason.clone(),
+            });
+        }
+        if peer.is_active() {
+            ctx.event(Event::PeerDropped {
+                info_hash: self.info_hash,
+                conn,
+                peer_id: peer.peer_id(),
+                reason,
+            });
+        }
+    }
+
+    /// Bytes from a peer.
+    pub fn peer_data(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, data: &[u8]) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if peer.stage == Stage::Signalling {
+            // Data before the channel was reported open: it is open.
+            peer.on_opened(ctx.now, self.info_hash, ctx.config.peer_id);
+        }
+        let mut framer = std::mem::take(&mut peer.framer);
+        let mut frames = framer.feed(data);
+        let mut failure = None;
+        while let Some(frame) = frames.next() {
+            let result = match frame {
+                Ok(Frame::Handshake(h)) => self.on_handshake(ctx, conn, &h),
+                Ok(Frame::Message(m)) => self.on_message(ctx, conn, m),
+                Err(e) => Err(match e {
+                    crate::engine::wire::FramerError::TooLong { declared, max } => {
+                        DropReason::Oversized { len: declared, max }
+                    }
+                    crate::engine::wire::FramerError::Handshake(_) => DropReason::BadHandshake,
+                    crate::engine::wire::FramerError::Message(
+                        crate::engine::wire::MessageError::UnknownId { id, .. },
+                    ) => DropReason::UnknownMessage(id),
+                    crate::engine::wire::FramerError::Message(m) => {
+                        DropReason::Malformed(m.to_string())
+                    }
+                }),
+            };
+            if let Err(reason) = result {
+                failure = Some(reason);
+                break;
+            }
+            if !self.peers.contains_key(&conn) {
+                break;
+            }
+        }
+        drop(frames);
+        match failure {
+            Some(reason) => self.drop_peer(ctx, conn, reason),
+            None => {
+                if let Some(peer) = self.peers.get_mut(&conn) {
+                    peer.framer = framer;
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn on_handshake(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        h: &crate::engine::wire::Handshake,
+    ) -> Result<(), DropReason> {
+        if self.banned.contains(&h.peer_id) {
+            return Err(DropReason::BadData);
+        }
+        let duplicate = self
+            .peers
+            .values()
+            .any(|p| p.conn != conn && p.peer_id() == Some(h.peer_id));
+        if duplicate {
+            return Err(DropReason::DuplicatePeer);
+        }
+        let metadata_size = self.ready.as_ref().map(|r| r.info_bytes.len() as u64);
+        let ext = ExtendedHandshake::swarmdrop(metadata_size, MAX_QUEUED_REQUESTS as u32).encode();
+        let have = self.ready.as_ref().map(|r| r.picker.have());
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
+        peer.on_handshake(ctx.now, h, self.info_hash, ctx.config.peer_id)?;
+        peer.start(Some(&ext), have);
+        self.choke_dirty = true;
+        ctx.event(Event::PeerConnected {
+            info_hash: self.info_hash,
+            conn,
+            peer_id: Some(h.peer_id),
+        });
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        msg: Message<'_>,
+    ) -> Result<(), DropReason> {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return Ok(());
+        };
+        let (lengths, have) = match self.ready.as_deref() {
+            Some(r) => (Some(r.lengths()), Some(r.picker.have())),
+            None => (None, None),
+        };
+        let event = peer.on_message(ctx.now, msg, lengths, have, OUR_EXTENSIONS)?;
+        let key = peer.key;
+        match event {
+            PeerEvent::Nothing | PeerEvent::Request | PeerEvent::AllowedFast => {}
+            PeerEvent::Unchoked => {}
+            PeerEvent::HasReplaced => {
+                self.peer_has_replaced(conn)?;
+                self.check_useful(conn)?;
+            }
+            PeerEvent::Have(piece) => {
+                if let Some(ready) = self.ready.as_mut() {
+                    ready.picker.peer_have(key, piece);
+                }
+                self.check_useful(conn)?;
+            }
+            PeerEvent::DontHave(piece) => {
+                if let Some(ready) = self.ready.as_mut() {
+                    ready.picker.peer_dont_have(key, piece);
+                }
+            }
+            PeerEvent::Choked => {
+                let fast = peer.fast();
+                if let (false, Some(ready)) = (fast, self.ready.as_mut()) {
+                    // Without Fast a choke voids every outstanding request.
+                    for block in ready.picker.requests(key) {
+                        ready.picker.request_rejected(key, block);
+                    }
+                }
+            }
+            PeerEvent::InterestChanged => self.choke_dirty = true,
+            PeerEvent::Rejected(block) => {
+                if let Some(ready) = self.ready.as_mut() {
+                    ready.picker.request_rejected(key, block);
+                }
+            }
+            PeerEvent::Block { block, data } => {
+                let Some(peer_id) = peer.peer_id() else {
+                    return Ok(());
+                };
+                self.on_block(ctx, key, Source::Peer(conn, peer_id), block, data);
+            }
+            PeerEvent::Extensions => self.request_metadata(ctx),
+            PeerEvent::Metadata(payload) => self.on_metadata_message(ctx, conn, payload)?,
+        }
+        Ok(())
+    }
+
+    /// Two seeds have nothing to exchange: the connection is dropped.
+    fn check_useful(&self, conn: ConnId) -> Result<(), DropReason> {
+        let seed = self
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.picker.have().is_full());
+        if seed && self.peers.get(&conn).is_some_and(Peer::is_seed) {
+            return Err(DropReason::NotUseful);
+        }
+        Ok(())
+    }
+
+    /// Tells the picker what a peer has, after a bitfield (or equivalent).
+    fn peer_has_replaced(&mut self, conn: ConnId) -> Result<(), DropReason> {
+        let (Some(peer), Some(ready)) = (self.peers.get(&conn), self.ready.as_mut()) else {
+            return Ok(());
+        };
+        match &peer.has {
+            PeerHas::All => ready.picker.peer_have_all(peer.key),
+            PeerHas::Some(bits) => ready
+                .picker
+                .peer_bitfield(peer.key, bits)
+                .map_err(|_| DropReason::BadBitfield)?,
+            PeerHas::Unknown | PeerHas::Early { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// A block from a peer or a web seed.
+    fn on_block(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: PeerKey,
+        source: Source,
+        block: BlockInfo,
+        data: &[u8],
+    ) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        let BlockOutcome::Accepted {
+            piece_complete,
+            cancel,
+        } = ready.picker.block_received(key, block)
+        else {
+            return;
+        };
+        for other in cancel {
+            if let Some(peer) = self.keys.get(&other).and_then(|c| self.peers.get_mut(c)) {
+                peer.cancel(block);
+            }
+        }
+        let len = data.len() as u64;
+        match source {
+            Source::Peer(..) => {
+                self.stats.downloaded_peers += len;
+                self.stats.down_peers.record(len, ctx.now);
+            }
+            Source::WebSeed(_) => {
+                self.stats.downloaded_server += len;
+                self.stats.down_server.record(len, ctx.now);
+            }
+        }
+        ready.assembly.put(&ready.info.lengths, block, data, source);
+        if !piece_complete {
+            return;
+        }
+        match ready.assembly.verify(&ready.info, block.piece) {
+            Some(Verdict::Good { data, culprits }) => {
+                ctx.out.push_back(Output::StorePiece {
+                    info_hash: self.info_hash,
+                    piece: block.piece.get(),
+                    data,
+                });
+                for source in culprits {
+                    self.ban(ctx, source);
+                }
+            }
+            Some(Verdict::Bad { culprit }) => {
+                // Every block is free again; the picker refetches the piece.
+                let _ = ready.picker.piece_failed(block.piece);
+                if let Some(source) = culprit {
+                    self.ban(ctx, source);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// A source sent bad data: a peer is banned from this bundle, a web seed
+    /// dropped.
+    fn ban(&mut self, ctx: &mut Ctx<'_>, source: Source) {
+        if let Source::Peer(_, peer_id) = source {
+            self.banned.insert(peer_id);
+        } else {
+            let conn = source.conn();
+            if let Some(seed) = self.web_seeds.get(&conn) {
+                let url = seed.url.clone();
+                self.web_seed_urls.retain(|u| *u != url);
+            }
+        }
+        self.drop_peer(ctx, source.conn(), DropReason::BadData);
+    }
+
+    // ----- metadata (magnet links) -----
+
+    /// Starts a metadata attempt if none runs and a peer can serve it.
+    fn request_metadata(&mut self, ctx: &mut Ctx<'_>) {
+        if self.ready.is_some() {
+            return;
+        }
+        let sources: Vec<MetadataSource> = self
+            .peers
+            .values()
+            .filter(|p| p.is_active())
+            .filter_map(|p| {
+                let e = p.extensions.as_ref()?;
+                Some(MetadataSource {
+                    conn: p.conn,
+                    ut_metadata: e.ut_metadata()?,
+                    size: e.metadata_size?,
+                })
+            })
+            .collect();
+        let Some(req) = self.metadata.poll(ctx.now, &sources, ctx.rng) else {
+            return;
+        };
+        if let Some(peer) = self.peers.get_mut(&req.conn) {
+            for piece in req.pieces {
+                let payload = MetadataMessage::Request { piece }.to_vec();
+                peer.send(&Message::Extended {
+                    id: req.ut_metadata,
+                    payload: &payload,
+                });
+            }
+        }
+        if let Some(at) = self.metadata.deadline() {
+            self.timers.set(SessionTimer::Metadata, at);
+        }
+    }
+
+    fn on_metadata_message(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        let msg =
+            MetadataMessage::decode(payload).map_err(|e| DropReason::BadMetadata(e.to_string()))?;
+        match msg {
+            MetadataMessage::Request { piece } => {
+                let Some(peer) = self.peers.get_mut(&conn) else {
+                    return Ok(());
+                };
+                let Some(their_id) = peer.extensions.as_ref().and_then(|e| e.ut_metadata()) else {
+                    return Ok(());
+                };
+                let reply =
+                    match self.ready.as_ref().and_then(|r| {
+                        Some((r.info_bytes.len(), metadata_piece(&r.info_bytes, piece)?))
+                    }) {
+                        Some((total, data)) => MetadataMessage::Data {
+                            piece,
+                            total_size: total as u64,
+                            data,
+                        }
+                        .to_vec(),
+                        None => MetadataMessage::Reject { piece }.to_vec(),
+                    };
+                peer.send(&Message::Extended {
+                    id: their_id,
+                    payload: &reply,
+                });
+            }
+            MetadataMessage::Reject { .. } => {
+                self.metadata.peer_failed(conn);
+                self.request_metadata(ctx);
+            }
+            MetadataMessage::Data {
+                piece,
+                total_size,
+                data,
+            } => {
+                if self.ready.is_some() {
+                    return Ok(());
+                }
+                if let Some(bytes) = self
+                    .metadata
+                    .on_data(ctx.now, conn, piece, total_size, data)?
+                {
+                    self.metadata_complete(ctx, bytes);
+                } else if let Some(at) = self.metadata.deadline() {
+                    self.timers.set(SessionTimer::Metadata, at);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The metadata arrived and hashed right: become a normal session.
+    fn metadata_complete(&mut self, ctx: &mut Ctx<'_>, bytes: Vec<u8>) {
+        let info = match crate::engine::metainfo::Info::from_info_bytes(&bytes) {
+            Ok((info, hash)) if hash == self.info_hash => info,
+            Ok(_) | Err(_) => {
+                ctx.event(Event::Error {
+                    info_hash: Some(self.info_hash),
+                    message: "metadata from peers is not a usable torrent".into(),
+                });
+                // Not usable although it hashed right: nothing to retry.
+                return;
+            }
+        };
+        let have = std::mem::take(&mut self.early_have);
+        let n = info.lengths.num_pieces();
+        if self.selection.is_none() && !self.magnet_select.is_empty() {
+            let chosen = (0..info.files.len())
+                .filter(|&i| self.magnet_select.iter().any(|r| r.contains(&(i as u32))))
+                .collect();
+            self.selection = Some(chosen);
+        }
+        let ready = match Ready::new(info.clone(), bytes.clone(), have, self.selection.as_deref()) {
+            Ok(r) => r,
+            Err(e) => {
+                // A stale have-bitfield or selection: start from nothing, all files.
+                ctx.event(Event::Error {
+                    info_hash: Some(self.info_hash),
+                    message: e.to_string(),
+                });
+                self.selection = None;
+                match Ready::new(info, bytes.clone(), Bitfield::new(n), None) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        ctx.event(Event::Error {
+                            info_hash: Some(self.info_hash),
+                            message: e.to_string(),
+                        });
+                        return;
+                    }
+                }
+            }
+        };
+        self.timers.stop(SessionTimer::Metadata);
+        if self.name.is_none() {
+            self.name = Some(ready.info.name.clone());
+        }
+        self.ready = Some(Box::new(ready));
+        ctx.event(Event::MetadataReceived {
+            info_hash: self.info_hash,
+            info_bytes: bytes,
+        });
+        // What peers said before is checked now.
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            let Some(ready) = self.ready.as_deref() else {
+                return;
+            };
+            let lengths = *ready.lengths();
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            peer.framer
+                .set_limits(peer.framer.limits().with_piece_count(lengths.num_pieces()));
+            match peer.resolve_early_has(&lengths) {
+                Ok(true) => {
+                    if let Err(reason) = self.peer_has_replaced(conn) {
+                        self.drop_peer(ctx, conn, reason);
+                    }
+                }
+                Ok(false) => {}
+                Err(reason) => self.drop_peer(ctx, conn, reason),
+            }
+        }
+        if self.paused.is_none() {
+            self.add_web_seeds(ctx);
+        }
+    }
+
+    // ----- storage -----
+
+    /// Storage read a block for upload.
+    pub fn block_loaded(&mut self, ctx: &mut Ctx<'_>, piece: u32, offset: u32, data: &[u8]) {
+        let Some(block) = self.pending_load(piece, offset) else {
+            return;
+        };
+        if data.len() != block.len as usize {
+            let reason = format!("{} bytes read, {} asked", data.len(), block.len);
+            self.load_failed(ctx, piece, offset, &reason);
+            return;
+        }
+        let Some(waiters) = self.pending_loads.remove(&block) else {
+            return;
+        };
+        for conn in waiters {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if !peer.take_loaded(block) || self.paused.is_some() {
+                continue;
+            }
+            peer.send_block(ctx.now, block, data);
+            self.stats.uploaded += data.len() as u64;
+            self.stats.up.record(data.len() as u64, ctx.now);
+        }
+        self.pump(ctx);
+    }
+
+    /// Storage could not read a block: the bundle's data is gone or changed.
+    pub fn load_failed(&mut self, ctx: &mut Ctx<'_>, piece: u32, offset: u32, reason: &str) {
+        let Some(block) = self.pending_load(piece, offset) else {
+            return;
+        };
+        for conn in self.pending_loads.remove(&block).unwrap_or_default() {
+            if let Some(peer) = self.peers.get_mut(&conn) {
+                if peer.take_loaded(block) && peer.fast() {
+                    peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
+                }
+            }
+        }
+        ctx.event(Event::Error {
+            info_hash: Some(self.info_hash),
+            message: format!("could not read piece {piece}: {reason}"),
+        });
+        self.pump(ctx);
+    }
+
+    /// The load asked for at `piece`/`offset`, if one is pending.
+    fn pending_load(&self, piece: u32, offset: u32) -> Option<BlockInfo> {
+        let piece = self.ready.as_ref()?.lengths().validate_piece(piece)?;
+        let from = BlockInfo {
+            piece,
+            offset,
+            len: 0,
+        };
+        let (&block, _) = self.pending_loads.range(from..).next()?;
+        (block.piece == piece && block.offset == offset).then_some(block)
+    }
+
+    /// Storage persisted a piece: we have it.
+    pub fn piece_stored(&mut self, ctx: &mut Ctx<'_>, piece: u32) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        let Some(piece) = ready.lengths().validate_piece(piece) else {
+            return;
+        };
+        if !ready.assembly.storage_done(piece) {
+            return;
+        }
+        if ready.picker.piece_verified(piece).is_err() {
+            return;
+        }
+        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
+            peer.send(&Message::Have(piece.get()));
+        }
+        ctx.event(Event::PieceVerified {
+            info_hash: self.info_hash,
+            piece: piece.get(),
+        });
+        if !ready.completed && ready.picker.is_complete() {
+            ready.completed = true;
+            for a in self.announcers.values_mut() {
+                if ready.picker.have().is_full() {
+                    a.complete(ctx.now);
+                }
+            }
+            ctx.event(Event::Completed {
+                info_hash: self.info_hash,
+            });
+            let useless: Vec<ConnId> = self
+                .peers
+                .keys()
+                .copied()
+                .filter(|&c| self.check_useful(c).is_err())
+                .collect();
+            for conn in useless {
+                self.drop_peer(ctx, conn, DropReason::NotUseful);
+            }
+            self.emit_progress(ctx);
+        }
+        self.pump(ctx);
+    }
+
+    /// Storage failed to persist a piece: it is fetched again; a full disk
+    /// pauses the bundle.
+    pub fn store_failed(&mut self, ctx: &mut Ctx<'_>, piece: u32, failure: StoreFailure) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        let Some(piece) = ready.lengths().validate_piece(piece) else {
+            return;
+        };
+        if !ready.assembly.storage_done(piece) {
+            return;
+        }
+        let _ = ready.picker.piece_failed(piece);
+        match failure {
+            StoreFailure::DiskFull => self.pause(ctx, PauseReason::DiskFull),
+            StoreFailure::Other(message) => ctx.event(Event::Error {
+                info_hash: Some(self.info_hash),
+                message: format!("could not store piece {}: {message}", piece.get()),
+            }),
+        }
+        self.pump(ctx);
+    }
+
+    // ----- web seeds -----
+
+    /// Bytes a web seed returned for a fetch.
+    pub fn web_seed_data(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        piece: u32,
+        offset: u32,
+        data: &[u8],
+    ) {
+        let (Some(seed), Some(ready)) = (self.web_seeds.get_mut(&conn), self.ready.as_ref()) else {
+            return;
+        };
+        let Some(fetch) = seed.take_fetch(piece, offset) else {
+            return;
+        };
+        let key = seed.key;
+        let start = ready.lengths().piece_offset(fetch.piece) + fetch.offset as u64;
+        let Some(bytes) = assemble_fetch(&ready.info, start, fetch.len as u64, data) else {
+            if let Some(ready) = self.ready.as_mut() {
+                for block in fetch.blocks {
+                    ready.picker.request_rejected(key, block);
+                }
+            }
+            let reason = format!("{} bytes for a {}-byte range", data.len(), fetch.len);
+            self.web_seed_failed(ctx, conn, piece, offset, &reason);
+            return;
+        };
+        seed.on_success();
+        for block in fetch.blocks {
+            let from = (block.offset - fetch.offset) as usize;
+            let slice = &bytes[from..from + block.len as usize];
+            self.on_block(ctx, key, Source::WebSeed(conn), block, slice);
+            if !self.web_seeds.contains_key(&conn) {
+                break;
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// A web seed fetch failed: its blocks go back to the picker and the web
+    /// seed backs off, or is dropped after repeated failures.
+    pub fn web_seed_failed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        piece: u32,
+        offset: u32,
+        reason: &str,
+    ) {
+        let Some(seed) = self.web_seeds.get_mut(&conn) else {
+            return;
+        };
+        if let Some(fetch) = seed.take_fetch(piece, offset) {
+            if let Some(ready) = self.ready.as_mut() {
+                for block in fetch.blocks {
+                    ready.picker.request_rejected(seed.key, block);
+                }
+            }
+        }
+        if seed.on_failure(ctx.now) {
+            self.drop_peer(ctx, conn, DropReason::WebSeedFailed(reason.to_owned()));
+        } else if let Some(at) = seed.retry_at {
+            self.timers.set_earliest(SessionTimer::Wake, at);
+        }
+        self.pump(ctx);
+    }
+
+    // ----- time -----
+
+    /// Fires due timers.
+    pub fn handle_timeout(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        let conns: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.next_timeout().is_some_and(|t| t <= now))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if let Err(reason) = peer.handle_timeout(now) {
+                self.drop_peer(ctx, conn, reason);
+            }
+        }
+        for timer in self.timers.take_expired(now) {
+            match timer {
+                SessionTimer::Choke => self.choke_dirty = true,
+                SessionTimer::Progress => {
+                    self.emit_progress(ctx);
+                    if self.paused.is_none() {
+                        self.timers
+                            .set(SessionTimer::Progress, now + PROGRESS_INTERVAL);
+                    }
+                }
+                SessionTimer::Wake => {}
+                SessionTimer::Requests => self.request_timeouts(ctx),
+                SessionTimer::Metadata => {
+                    self.metadata.handle_timeout(now);
+                    self.request_metadata(ctx);
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// Requests unanswered for [`REQUEST_TIMEOUT`] go back to the picker
+    /// (with a cancel); their peers are snubbed (one request at a time)
+    /// until a block comes. A web seed's fetch gets [`WEB_SEED_TIMEOUT`],
+    /// then it is abandoned and counts as a failure.
+    fn request_timeouts(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        for peer in self.peers.values_mut() {
+            let late = ready
+                .picker
+                .peer_timed_out(peer.key, ctx.now, REQUEST_TIMEOUT);
+            if !late.is_empty() {
+                peer.snubbed = true;
+            }
+            for block in late {
+                peer.cancel(block);
+            }
+        }
+        for seed in self.web_seeds.values_mut() {
+            let late = ready
+                .picker
+                .peer_timed_out(seed.key, ctx.now, WEB_SEED_TIMEOUT);
+            if late.is_empty() {
+                continue;
+            }
+            for block in seed.abandon_fetches_with(&late) {
+                ready.picker.request_cancelled(seed.key, block);
+            }
+            // A hung server backs off like a failing one (never dropped for it).
+            seed.on_failure(ctx.now);
+            if let Some(at) = seed.retry_at {
+                self.timers.set_earliest(SessionTimer::Wake, at);
+            }
+        }
+    }
+
+    /// Lets the choker bring the unchoked set up to date (a round when one
+    /// is due, else only filling empty slots) and sends the changes.
+    fn choke_tick(&mut self, ctx: &mut Ctx<'_>) {
+        self.choke_dirty = false;
+        if self.paused.is_some() {
+            return;
+        }
+        let seeding = self.ready.as_ref().is_some_and(|r| r.picker.is_complete());
+        let snapshots: Vec<PeerSnapshot> = self
+            .peers
+            .values_mut()
+            .filter(|p| p.is_active())
+            .map(|p| PeerSnapshot {
+                peer: p.key,
+                interested: p.peer_interested,
+                download_rate: p.down.rate(ctx.now),
+                upload_rate: p.up.rate(ctx.now),
+                awaiting_block_since: p.awaiting_block_since(),
+            })
+            .collect();
+        let decision = self.choker.tick(ctx.now, &snapshots, seeding, ctx.rng);
+
+        for key in decision.unchoke {
+            if let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) {
+                peer.unchoke();
+            }
+        }
+        for key in decision.choke {
+            let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) else {
+                continue;
+            };
+            peer.choke(ctx.now);
+        }
+        // A peer with nothing, kept choked, may still fetch a few pieces.
+        if let Some(ready) = self.ready.as_deref() {
+            for peer in self.peers.values_mut() {
+                if peer.is_active() && peer.am_choking && peer.peer_interested && peer.has_nothing()
+                {
+                    peer.grant_allowed_fast(ready.lengths(), ready.picker.have(), ctx.rng);
+                }
+            }
+        }
+        if let Some(at) = self.choker.next_round() {
+            self.timers.set(SessionTimer::Choke, at);
+        }
+    }
+
+    // ----- the pump -----
+
+    /// Does everything the current state allows: interest, requests, web
+    /// seed fetches, uploads; then hands queued bytes to the glue.
+    pub fn pump(&mut self, ctx: &mut Ctx<'_>) {
+        if self.paused.is_none() {
+            if self.choke_dirty {
+                self.choke_tick(ctx);
+            }
+            self.update_interest();
+            self.fill_requests(ctx);
+            self.fill_web_seeds(ctx);
+            self.serve(ctx);
+            if self.ready.as_ref().is_some_and(|r| !r.picker.is_complete()) {
+                self.timers
+                    .set_earliest(SessionTimer::Requests, ctx.now + REQUEST_CHECK);
+            }
+        }
+        self.flush(ctx);
+    }
+
+    fn update_interest(&mut self) {
+        let Some(ready) = self.ready.as_ref() else {
+            return;
+        };
+        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
+            peer.set_interested(ready.picker.is_interesting(peer.key));
+        }
+    }
+
+    fn fill_requests(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
+            return;
+        }
+        let n = self.peers.len();
+        if n == 0 {
+            return;
+        }
+        self.rotate = (self.rotate + 1) % n;
+        let conns: Vec<ConnId> = self
+            .peers
+            .keys()
+            .cycle()
+            .skip(self.rotate)
+            .take(n)
+            .copied()
+            .collect();
+        for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if !peer.is_active() || !peer.am_interested {
+                continue;
+            }
+            let choked = peer.peer_choking;
+            if choked && peer.allowed_fast_in.is_empty() {
+                continue;
+            }
+            let outstanding = ready.picker.outstanding(peer.key);
+            let target = peer.pipeline_target(ctx.now);
+            if outstanding >= target {
+                continue;
+            }
+            if !may_download(ctx, &mut self.timers, self.info_hash) {
+                break;
+            }
+            let want = target - outstanding;
+            let blocks = if choked {
+                let allowed = peer.allowed_fast_in.clone();
+                ready
+                    .picker
+                    .pick_allowed_fast(peer.key, &allowed, want, ctx.now, ctx.rng)
+            } else {
+                ready.picker.pick(peer.key, want, ctx.now, ctx.rng)
+            };
+            let blocks = within_caps(
+                ctx,
+                &mut self.timers,
+                self.info_hash,
+                &mut ready.picker,
+                peer.key,
+                blocks,
+            );
+            for b in blocks {
+                peer.request(b);
+            }
+        }
+    }
+
+    fn fill_web_seeds(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
+            return;
+        }
+        let lengths = *ready.lengths();
+        let per_fetch = lengths.max_blocks_per_piece().max(1) as usize;
+        for seed in self.web_seeds.values_mut() {
+            while seed.can_fetch(ctx.now) {
+                if !may_download(ctx, &mut self.timers, self.info_hash) {
+                    break;
+                }
+                let blocks = ready.picker.pick(seed.key, per_fetch, ctx.now, ctx.rng);
+                let blocks = within_caps(
+                    ctx,
+                    &mut self.timers,
+                    self.info_hash,
+                    &mut ready.picker,
+                    seed.key,
+                    blocks,
+                );
+                if blocks.is_empty() {
+                    break;
+                }
+                let (fetches, leftover) = seed.start_fetches(self.info_hash, &ready.info, blocks);
+                for block in leftover {
+                    ready.picker.request_cancelled(seed.key, block);
+                }
+                for fetch in fetches {
+                    ctx.out.push_back(Output::WebSeedFetch(fetch));
+                }
+            }
+            if let Some(at) = seed.retry_at.filter(|&t| t > ctx.now) {
+                self.timers.set_earliest(SessionTimer::Wake, at);
+            }
+        }
+    }
+
+    /// Serves queued requests: loads blocks from storage within each peer's
+    /// send budget and the upload caps.
+    fn serve(&mut self, ctx: &mut Ctx<'_>) {
+        if self.ready.is_none() {
+            return;
+        }
+        let budget = ctx.config.send_budget;
+        let n = self.peers.len();
+        if n == 0 {
+            return;
+        }
+        let conns: Vec<ConnId> = self
+            .peers
+            .keys()
+            .cycle()
+            .skip(self.rotate % n)
+            .take(n)
+            .copied()
+            .collect();
+        'peers: for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            while let Some(&block) = peer.serve_queue.front() {
+                if !peer.has_send_room(budget) {
+                    break;
+                }
+                let len = block.len as u64;
+                let dir = Direction::Upload;
+                if !ctx.limiter.try_take(dir, &self.info_hash, len, ctx.now) {
+                    wake_when_available(ctx, &mut self.timers, dir, self.info_hash, len);
+                    break 'peers;
+                }
+                peer.serve_queue.pop_front();
+                peer.loading.push(block);
+                let waiters = self.pending_loads.entry(block).or_default();
+                if waiters.is_empty() {
+                    ctx.out.push_back(Output::LoadBlock {
+                        info_hash: self.info_hash,
+                        piece: block.piece.get(),
+                        offset: block.offset,
+                        len: block.len,
+                    });
+                }
+                waiters.push(conn);
+            }
+        }
+    }
+
+    /// Hands every peer's queued bytes to the glue, within the send budget.
+    fn flush(&mut self, ctx: &mut Ctx<'_>) {
+        let budget = ctx.config.send_budget;
+        for peer in self.peers.values_mut() {
+            while let Some(data) = peer.poll_send(ctx.now, budget) {
+                ctx.out.push_back(Output::PeerSend {
+                    conn: peer.conn,
+                    data,
+                });
+            }
+            if peer.wants_watch(budget) {
+                ctx.out.push_back(Output::WatchWritable { conn: peer.conn });
+            }
+        }
+    }
+}
+
+/// Whether the download caps allow a block now; if not, arms the wake timer.
+fn may_download(
+    ctx: &mut Ctx<'_>,
+    timers: &mut TimerTable<SessionTimer>,
+    info_hash: InfoHash,
+) -> bool {
+    let block = BLOCK_SIZE as u64;
+    let wait = ctx
+        .limiter
+        .time_until_available(Direction::Download, &info_hash, block, ctx.now);
+    if wait == Some(Duration::ZERO) {
+        return true;
+    }
+    if let Some(wait) = wait {
+        timers.set_earliest(
+            SessionTimer::Wake,
+            ctx.now + wait.max(Duration::from_millis(1)),
+        );
+    }
+    false
+}
+
+/// Keeps the picked blocks the download caps allow now (taking their
+/// tokens); the rest go back to the picker.
+fn within_caps(
+    ctx: &mut Ctx<'_>,
+    timers: &mut TimerTable<SessionTimer>,
+    info_hash: InfoHash,
+    picker: &mut Picker,
+    key: PeerKey,
+    blocks: Vec<BlockInfo>,
+) -> Vec<BlockInfo> {
+    let mut kept = Vec::with_capacity(blocks.len());
+    let mut refused = false;
+    for b in blocks {
+        if !refused
+            && ctx
+                .limiter
+                .try_take(Direction::Download, &info_hash, b.len as u64, ctx.now)
+        {
+            kept.push(b);
+        } else {
+            if !refused {
+                wake_when_available(ctx, timers, Direction::Download, info_hash, b.len as u64);
+            }
+            refused = true;
+            picker.request_cancelled(key, b);
+        }
+    }
+    kept
+}
+
+/// Arms the wake timer for when `n` tokens will be available.
+fn wake_when_available(
+    ctx: &mut Ctx<'_>,
+    timers: &mut TimerTable<SessionTimer>,
+    dir: Direction,
+    info_hash: InfoHash,
+    n: u64,
+) {
+    if let Some(wait) = ctx
+        .limiter
+        .time_until_available(dir, &info_hash, n, ctx.now)
+    {
+        timers.set_earliest(
+            SessionTimer::Wake,
+            ctx.now + wait.max(Duration::from_millis(1)),
+        );
+    }
+}
+
+impl Ready {
+    fn new(
+        info: Info,
+        info_bytes: Vec<u8>,
+        have: Bitfield,
+        selection: Option<&[usize]>,
+    ) -> Result<Self, CommandError> {
+        let n = info.lengths.num_pieces();
+        let have = if have.is_empty() {
+            Bitfield::new(n)
+        } else {
+            have
+        };
+        if have.len() != n {
+            return Err(CommandError::HaveLength {
+                expected: n,
+                got: have.len(),
+            });
+        }
+        let prios = file_priorities(&info, selection)?;
+        let picker =
+            Picker::new(info.lengths, have, prios).map_err(|_| CommandError::HaveLength {
+                expected: n,
+                got: n,
+            })?;
+        let completed = picker.is_complete();
+        Ok(Ready {
+            info,
+            info_bytes,
+            picker,
+            assembly: Assembly::default(),
+            completed,
+        })
+    }
+}
+
+/// Per-piece priorities for a file selection (`None`: every file). Pieces
+/// shared with a selected file are fetched whole.
+fn file_priorities(
+    info: &Info,
+    selection: Option<&[usize]>,
+) -> Result<Vec<Priority>, CommandError> {
+    let files = info.files.len();
+    if let Some(sel) = selection {
+        if let Some(&index) = sel.iter().find(|&&i| i >= files) {
+            return Err(CommandError::BadFileIndex { index, files });
+        }
+    }
+    let n = info.lengths.num_pieces();
+    Ok(priorities_from_files(
+        n,
+        (0..files).filter(|i| !info.files[*i].padding).map(|i| {
+            let wanted = selection.is_none_or(|s| s.contains(&i));
+            (
+                info.file_piece_range(i),
+                if wanted {
+                    Priority::Normal
+                } else {
+                    Priority::Skip
+                },
+            )
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::create::TorrentBuilder;
+    use crate::engine::hash::PieceHasher;
+    use crate::engine::limiter::Limits;
+    use crate::engine::metainfo::Metainfo;
+    use crate::engine::wire::{BlockRequest, Framer, Handshake};
+
+    const THEM: PeerId = PeerId([3; 20]);
+
+    /// What a test sees of the session's outputs.
+    struct Env {
+        now: Instant,
+        out: VecDeque<Output>,
+        rng: fastrand::Rng,
+        limiter: Limiter,
+        config: ClientConfig,
+        next_conn: u64,
+        /// The stream each connection received from the session so far.
+        framers: BTreeMap<ConnId, Framer>,
+    }
+
+    /// A message the session sent: its name and, for requests and haves,
+    /// what it names.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Sent {
+        Msg(&'static str),
+        Request(BlockRequest),
+        Have(u32),
+    }
+
+    impl Env {
+        fn new() -> Self {
+            Env {
+                now: Instant::ZERO,
+                out: VecDeque::new(),
+                rng: fastrand::Rng::with_seed(5),
+                limiter: Limiter::new(Limits::default()),
+                config: ClientConfig::new(PeerId([2; 20]), 5),
+                next_conn: 100,
+                framers: BTreeMap::new(),
+            }
+        }
+
+        fn ctx(&mut self) -> Ctx<'_> {
+            Ctx {
+                now: self.now,
+                out: &mut self.out,
+                rng: &mut self.rng,
+                limiter: &mut self.limiter,
+                config: &self.config,
+                next_conn: &mut self.next_conn,
+            }
+        }
+
+        /// Drains the outputs: messages sent to `conn` are decoded, the rest
+        /// returned.
+        fn drain(&mut self, conn: ConnId) -> (Vec<Sent>, Vec<Output>) {
+            let mut sent = Vec::new();
+            let mut other = Vec::new();
+            while let Some(o) = self.out.pop_front() {
+                let Output::PeerSend { conn: c, data } = o else {
+                    other.push(o);
+                    continue;
+                };
+                if c != conn {
+                    continue;
+                }
+                let framer = self.framers.entry(c).or_default();
+                let mut frames = framer.feed(&data);
+                while let Some(f) = frames.next() {
+                    if let Ok(Frame::Message(m)) = f {
+                        sent.push(match m {
+                            Message::Request(r) => Sent::Request(r),
+                            Message::Have(i) => Sent::Have(i),
+                            m => Sent::Msg(m.name()),
+                        });
+                    }
+                }
+            }
+            (sent, other)
+        }
+    }
+
+    /// Four 32 KiB pieces in one file, and the bytes.
+    fn bundle() -> (Metainfo, Vec<u8>) {
+        let content: Vec<u8> = (0..4 * 32 * 1024u32).map(|i| (i * 7 % 253) as u8).collect();
+        let builder = TorrentBuilder::new("f.bin")
+            .file(vec!["f.bin".into()], content.len() as u64)
+            .piece_length(32 * 1024);
+        let hashes = PieceHasher::hash_all(builder.lengths().unwrap(), &content).unwrap();
+        (builder.build(hashes).unwrap(), content)
+    }
+
+    fn add(meta: &Metainfo, role: Role, have: Bitfield) -> AddBundle {
+        AddBundle {
+            source: BundleSource::Metainfo(Box::new(meta.clone())),
+            role,
+            have,
+            selection: None,
+            paused: false,
+        }
+    }
+
+    /// A downloading session with one seed peer at `conn` that unchoked us.
+    fn downloading(env: &mut Env, meta: &Metainfo, conn: ConnId) -> Session {
+        let mut s =
+            Session::new(&mut env.ctx(), add(meta, Role::Download, Bitfield::new(0))).unwrap();
+        connect_seed(env, &mut s, conn, THEM);
+        s
+    }
+
+    fn connect_seed(env: &mut Env, s: &mut Session, conn: ConnId, id: PeerId) {
+        s.add_peer(env.now, conn, true);
+        s.peer_opened(&mut env.ctx(), conn);
+        let mut bytes = Handshake::swarmdrop(s.info_hash(), id).encode().to_vec();
+        Message::HaveAll.encode_into(&mut bytes);
+        Message::Unchoke.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+    }
+
+    fn requests(sent: &[Sent]) -> Vec<BlockRequest> {
+        sent.iter()
+            .filter_map(|m| match m {
+                Sent::Request(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Answers requests with blocks of `content` (or garbage).
+    fn answer(
+        env: &mut Env,
+        s: &mut Session,
+        conn: ConnId,
+        reqs: &[BlockRequest],
+        content: &[u8],
+        corrupt: bool,
+    ) {
+        let mut bytes = Vec::new();
+        for r in reqs {
+            let start = r.index as usize * 32 * 1024 + r.begin as usize;
+            let mut block = content[start..start + r.length as usize].to_vec();
+            if corrupt {
+                block[0] ^= 0xff;
+            }
+            Message::Piece {
+                index: r.index,
+                begin: r.begin,
+                block: &block,
+            }
+            .encode_into(&mut bytes);
+        }
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+    }
+
+    #[test]
+    fn adds_that_contradict_the_torrent_are_refused() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let seed = Session::new(&mut env.ctx(), add(&meta, Role::Seed, Bitfield::new(4)));
+        assert_eq!(
+            seed.err(),
+            Some(CommandError::SeedIncomplete { have: 0, total: 4 })
+        );
+        let wrong = Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(5)));
+        assert_eq!(
+            wrong.err(),
+            Some(CommandError::HaveLength {
+                expected: 4,
+                got: 5
+            })
+        );
+        let mut a = add(&meta, Role::Download, Bitfield::new(4));
+        a.selection = Some(vec![1]);
+        let bad = Session::new(&mut env.ctx(), a);
+        assert_eq!(
+            bad.err(),
+            Some(CommandError::BadFileIndex { index: 1, files: 1 })
+        );
+    }
+
+    #[test]
+    fn blocks_from_a_peer_become_a_stored_piece_and_then_a_have() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        assert!(sent.contains(&Sent::Msg("interested")));
+        let reqs = requests(&sent);
+        assert_eq!(
+            reqs.len(),
+            crate::engine::peer::MIN_PIPELINE,
+            "a new peer's pipeline"
+        );
+        let piece: Vec<BlockRequest> = reqs
+            .iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect();
+        answer(&mut env, &mut s, conn, &piece, &content, false);
+        let (_, other) = env.drain(conn);
+        let stored: Vec<(u32, Vec<u8>)> = other
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::StorePiece { piece, data, .. } => Some((piece, data)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored.len(), 1);
+        let (index, data) = &stored[0];
+        let start = *index as usize * 32 * 1024;
+        assert!(data[..] == content[start..start + 32 * 1024]);
+        // Stored: now it is ours, and the peer hears of it.
+        s.piece_stored(&mut env.ctx(), *index);
+        let (sent, other) = env.drain(conn);
+        assert!(sent.contains(&Sent::Have(*index)));
+        assert!(other.iter().any(
+            |o| matches!(o, Output::Event(Event::PieceVerified { piece, .. }) if piece == index)
+        ));
+    }
+
+    #[test]
+    fn a_peer_that_sends_a_corrupt_piece_alone_is_dropped_and_not_let_back() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let reqs = requests(&sent);
+        let piece: Vec<BlockRequest> = reqs
+            .iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect();
+        answer(&mut env, &mut s, conn, &piece, &content, true);
+        let (_, other) = env.drain(conn);
+        assert!(other.contains(&Output::ClosePeer {
+            conn,
+            reason: DropReason::BadData
+        }));
+        assert!(!other.iter().any(|o| matches!(o, Output::StorePiece { .. })));
+        // The same peer id on a new connection is refused at its handshake.
+        let again = ConnId(2);
+        connect_seed(&mut env, &mut s, again, THEM);
+        let (_, other) = env.drain(again);
+        assert!(other.contains(&Output::ClosePeer {
+            conn: again,
+            reason: DropReason::BadData
+        }));
+    }
+
+    #[test]
+    fn a_second_connection_to_the_same_peer_is_dropped() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let mut s = downloading(&mut env, &meta, ConnId(1));
+        connect_seed(&mut env, &mut s, ConnId(2), THEM);
+        let (_, other) = env.drain(ConnId(2));
+        assert!(other.contains(&Output::ClosePeer {
+            conn: ConnId(2),
+            reason: DropReason::DuplicatePeer
+        }));
+        assert_eq!(s.peer_count(), 1);
+    }
+
+    #[test]
+    fn a_full_disk_pauses_the_bundle_instead_of_failing_it() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let reqs = requests(&sent);
+        let piece: Vec<BlockRequest> = reqs
+            .iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect();
+        answer(&mut env, &mut s, conn, &piece, &content, false);
+        env.drain(conn);
+        s.store_failed(&mut env.ctx(), reqs[0].index, StoreFailure::DiskFull);
+        let (sent, other) = env.drain(conn);
+        assert!(s.is_paused());
+        assert!(other.contains(&Output::Event(Event::Paused {
+            info_hash: s.info_hash(),
+            reason: PauseReason::DiskFull
+        })));
+        assert!(sent.contains(&Sent::Msg("not interested")));
+        assert!(
+            sent.iter().filter(|m| **m == Sent::Msg("cancel")).count() >= 1,
+            "outstanding requests cancelled"
+        );
+        // Resumed, the piece that could not be stored is fetched again.
+        s.resume(&mut env.ctx());
+        let (sent, _) = env.drain(conn);
+        assert!(requests(&sent).iter().any(|r| r.index == reqs[0].index));
+    }
+
+    #[test]
+    fn a_paused_bundle_serves_nothing_and_asks_for_nothing() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        env.drain(conn);
+        s.pause(&mut env.ctx(), PauseReason::User);
+        env.drain(conn);
+        // The peer unchokes us again and asks for a piece: nothing moves.
+        let mut bytes = Vec::new();
+        Message::Choke.encode_into(&mut bytes);
+        Message::Unchoke.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+        env.now += Duration::from_secs(30);
+        s.handle_timeout(&mut env.ctx());
+        let (sent, other) = env.drain(conn);
+        assert!(requests(&sent).is_empty(), "{sent:?}");
+        assert!(!other
+            .iter()
+            .any(|o| matches!(o, Output::LoadBlock { .. } | Output::WebSeedFetch(_))));
+    }
+}

@@ -1,0 +1,411 @@
+//! Web seeds (BEP 19): a peer that has every piece, reached over HTTP range
+//! requests that the glue makes; here the URL mapping and the fetch state.
+//!
+//! As in WebTorrent's `lib/webconn.js`, the picker sees a web seed as one
+//! more peer with every piece: it needs no special case. The session asks
+//! the picker for about a piece's worth of blocks at a time and turns each
+//! contiguous run of them into one [`WebSeedFetch`].
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use crate::engine::api::{ConnId, UrlRange, WebSeedFetch};
+use crate::engine::ids::InfoHash;
+use crate::engine::lengths::{BlockInfo, PieceIndex};
+use crate::engine::metainfo::Info;
+use crate::engine::picker::PeerKey;
+use crate::engine::time::Instant;
+
+/// Fetches in flight towards one web seed at a time.
+pub const MAX_FETCHES: usize = 2;
+/// Largest single fetch (a piece or a contiguous part of one).
+pub const MAX_FETCH_LEN: u32 = 1024 * 1024;
+/// Consecutive failures after which a web seed is dropped.
+pub const MAX_FAILURES: u32 = 5;
+/// First wait after a failure; doubles with each consecutive one.
+pub const RETRY_BASE: Duration = Duration::from_secs(5);
+
+/// One fetch in flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetch {
+    /// Piece.
+    pub piece: PieceIndex,
+    /// Offset in the piece.
+    pub offset: u32,
+    /// Bytes.
+    pub len: u32,
+    /// The picker's blocks it covers, in order.
+    pub blocks: Vec<BlockInfo>,
+}
+
+/// One web seed of a bundle.
+#[derive(Debug)]
+pub struct WebSeed {
+    /// Its connection id.
+    pub conn: ConnId,
+    /// The picker's name for it.
+    pub key: PeerKey,
+    /// Base URL as given in `url-list` or `ws=`.
+    pub url: String,
+    /// Fetches in flight.
+    pub fetches: Vec<Fetch>,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// No fetch before this instant (after a failure).
+    pub retry_at: Option<Instant>,
+}
+
+impl WebSeed {
+    /// A web seed for `url`.
+    pub fn new(conn: ConnId, key: PeerKey, url: String) -> Self {
+        WebSeed {
+            conn,
+            key,
+            url,
+            fetches: Vec::new(),
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    /// Whether another fetch may start at `now`.
+    pub fn can_fetch(&self, now: Instant) -> bool {
+        self.fetches.len() < MAX_FETCHES && self.retry_at.is_none_or(|t| t <= now)
+    }
+
+    /// Groups picked blocks into fetches (contiguous runs inside one piece,
+    /// at most [`MAX_FETCH_LEN`] each), records as many as [`MAX_FETCHES`]
+    /// allows and returns what the glue must fetch, with the blocks that
+    /// did not fit (to give back to the picker).
+    pub fn start_fetches(
+        &mut self,
+        info_hash: InfoHash,
+        info: &Info,
+        mut blocks: Vec<BlockInfo>,
+    ) -> (Vec<WebSeedFetch>, Vec<BlockInfo>) {
+        blocks.sort_unstable();
+        let mut runs: Vec<Fetch> = Vec::new();
+        for b in blocks {
+            match runs.last_mut() {
+                Some(run)
+                    if run.piece == b.piece
+                        && run.offset + run.len == b.offset
+                        && run.len + b.len <= MAX_FETCH_LEN =>
+                {
+                    run.len += b.len;
+                    run.blocks.push(b);
+                }
+                _ => runs.push(Fetch {
+                    piece: b.piece,
+                    offset: b.offset,
+                    len: b.len,
+                    blocks: vec![b],
+                }),
+            }
+        }
+        let slots = MAX_FETCHES.saturating_sub(self.fetches.len());
+        let leftover = runs
+            .split_off(slots.min(runs.len()))
+            .into_iter()
+            .flat_map(|run| run.blocks)
+            .collect();
+        let lengths = info.lengths;
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            let start = lengths.piece_offset(run.piece) + run.offset as u64;
+            out.push(WebSeedFetch {
+                conn: self.conn,
+                info_hash,
+                piece: run.piece.get(),
+                offset: run.offset,
+                len: run.len,
+                ranges: url_ranges(info, &self.url, start, run.len as u64),
+            });
+            self.fetches.push(run);
+        }
+        (out, leftover)
+    }
+
+    /// Takes the fetch at `piece`/`offset` out of the in-flight list.
+    pub fn take_fetch(&mut self, piece: u32, offset: u32) -> Option<Fetch> {
+        let i = self
+            .fetches
+            .iter()
+            .position(|f| f.piece.get() == piece && f.offset == offset)?;
+        Some(self.fetches.swap_remove(i))
+    }
+
+    /// Abandons every fetch holding one of `blocks` (timed out); returns
+    /// their other blocks, still requested, to release.
+    pub fn abandon_fetches_with(&mut self, blocks: &[BlockInfo]) -> Vec<BlockInfo> {
+        let mut rest = Vec::new();
+        self.fetches.retain(|f| {
+            let hit = f.blocks.iter().any(|b| blocks.contains(b));
+            if hit {
+                rest.extend(f.blocks.iter().filter(|b| !blocks.contains(b)));
+            }
+            !hit
+        });
+        rest
+    }
+
+    /// Counts a failure; returns whether the web seed should be dropped.
+    /// Fetches that were in flight together fail together: while a backoff
+    /// runs, further failures do not count again.
+    pub fn on_failure(&mut self, now: Instant) -> bool {
+        if self.retry_at.is_some_and(|t| t > now) {
+            return false;
+        }
+        self.failures += 1;
+        let delay = RETRY_BASE.saturating_mul(1 << (self.failures - 1).min(6));
+        self.retry_at = Some(now + delay);
+        self.failures >= MAX_FAILURES
+    }
+
+    /// A fetch succeeded.
+    pub fn on_success(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+}
+
+/// The URL of file `path` (its components) under web seed `base` (BEP 19):
+/// a single-file torrent's URL is the file itself unless it ends in `/`
+/// (then the name is appended); a multi-file torrent's files live under
+/// `base/<name>/<path...>`. Components are percent-encoded.
+pub fn file_url(base: &str, name: &str, path: &[String], multi_file: bool) -> String {
+    if !multi_file {
+        return if base.ends_with('/') {
+            format!("{base}{}", percent_encode(name))
+        } else {
+            base.to_owned()
+        };
+    }
+    let mut url = String::with_capacity(base.len() + 64);
+    url.push_str(base);
+    if !url.ends_with('/') {
+        url.push('/');
+    }
+    url.push_str(&percent_encode(name));
+    for component in path {
+        url.push('/');
+        url.push_str(&percent_encode(component));
+    }
+    url
+}
+
+/// The HTTP ranges holding bytes `[start, start + len)` of the concatenated
+/// files, in order. Padding files (BEP 47) are left out: their bytes are
+/// zeros that no server holds.
+pub fn url_ranges(info: &Info, base: &str, start: u64, len: u64) -> Vec<UrlRange> {
+    info.file_spans(start, len)
+        .filter_map(|span| {
+            let file = info.files.get(span.file_index)?;
+            (!file.padding).then(|| UrlRange {
+                url: file_url(base, &info.name, &file.path, info.multi_file),
+                start: span.file_offset,
+                end: span.file_offset + span.len,
+            })
+        })
+        .collect()
+}
+
+/// Rebuilds the bytes of a fetch from what the glue returned (the ranges'
+/// bytes concatenated), re-inserting padding zeros (borrowed as is when the
+/// range has no padding). `None` if the length does not match.
+pub fn assemble_fetch<'a>(
+    info: &Info,
+    start: u64,
+    len: u64,
+    fetched: &'a [u8],
+) -> Option<Cow<'a, [u8]>> {
+    let padded = info
+        .file_spans(start, len)
+        .any(|span| info.files.get(span.file_index).is_some_and(|f| f.padding));
+    if !padded {
+        return (fetched.len() as u64 == len).then_some(Cow::Borrowed(fetched));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    let mut rest = fetched;
+    for span in info.file_spans(start, len) {
+        let padding = info.files.get(span.file_index).is_some_and(|f| f.padding);
+        if padding {
+            out.resize(out.len() + span.len as usize, 0);
+        } else {
+            if (rest.len() as u64) < span.len {
+                return None;
+            }
+            let (head, tail) = rest.split_at(span.len as usize);
+            out.extend_from_slice(head);
+            rest = tail;
+        }
+    }
+    (rest.is_empty() && out.len() as u64 == len).then_some(Cow::Owned(out))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::bencode::OwnedValue;
+    use crate::engine::lengths::BLOCK_SIZE;
+
+    /// `dir/a` (10 bytes), a padding file up to 16 KiB, `dir/sub dir/b`
+    /// (16,000 bytes): two pieces.
+    fn padded_info() -> Info {
+        let file = |path: &[&str], length: i64, pad: bool| {
+            let mut f = OwnedValue::dict()
+                .with("length", OwnedValue::Int(length))
+                .with(
+                    "path",
+                    OwnedValue::List(path.iter().map(OwnedValue::bytes).collect()),
+                );
+            if pad {
+                f = f.with("attr", OwnedValue::bytes("p"));
+            }
+            f
+        };
+        let info = OwnedValue::dict()
+            .with("name", OwnedValue::bytes("dir"))
+            .with("piece length", OwnedValue::Int(16384))
+            .with("pieces", OwnedValue::Bytes(vec![0; 40]))
+            .with(
+                "files",
+                OwnedValue::List(vec![
+                    file(&["a"], 10, false),
+                    file(&[".pad", "16374"], 16374, true),
+                    file(&["sub dir", "b"], 16_000, false),
+                ]),
+            );
+        Info::from_info_bytes(&info.encode()).unwrap().0
+    }
+
+    #[test]
+    fn a_range_across_files_maps_to_one_range_per_file_without_padding() {
+        let info = padded_info();
+        let ranges = url_ranges(&info, "https://s/ws", 5, 16384);
+        assert_eq!(
+            ranges,
+            vec![
+                UrlRange {
+                    url: "https://s/ws/dir/a".into(),
+                    start: 5,
+                    end: 10
+                },
+                UrlRange {
+                    url: "https://s/ws/dir/sub%20dir/b".into(),
+                    start: 0,
+                    end: 5
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn fetched_bytes_get_their_padding_zeros_back() {
+        let info = padded_info();
+        // The two ranges' bytes, concatenated: a[5..10] then b[0..5].
+        let fetched: Vec<u8> = (1..=10).collect();
+        let whole = assemble_fetch(&info, 5, 16384, &fetched).unwrap();
+        assert_eq!(whole.len(), 16384);
+        assert_eq!(&whole[..5], &[1, 2, 3, 4, 5]);
+        assert!(whole[5..16379].iter().all(|&b| b == 0));
+        assert_eq!(&whole[16379..], &[6, 7, 8, 9, 10]);
+        assert!(
+            assemble_fetch(&info, 5, 16384, &fetched[..9]).is_none(),
+            "short answer"
+        );
+        // No padding in the range: the bytes are used as they came.
+        let plain = [7u8; 100];
+        assert!(matches!(
+            assemble_fetch(&info, 16384, 100, &plain),
+            Some(Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn failures_back_off_and_those_in_one_window_count_once() {
+        let at = |s: u64| Instant::from_duration(Duration::from_secs(s));
+        let mut seed = WebSeed::new(ConnId(9), PeerKey(1), "https://s/ws".into());
+        assert!(!seed.on_failure(at(0)));
+        assert!(!seed.on_failure(at(1)), "same window: not counted");
+        assert!(!seed.can_fetch(at(4)));
+        assert!(seed.can_fetch(at(5)));
+        let mut t = 5;
+        for n in 2..MAX_FAILURES {
+            assert!(!seed.on_failure(at(t)));
+            t += 5 << (n - 1);
+        }
+        assert!(seed.on_failure(at(t)), "the fifth failure gives up");
+        seed.on_success();
+        assert!(seed.can_fetch(at(t)));
+    }
+
+    #[test]
+    fn picked_blocks_become_one_fetch_per_contiguous_run_in_a_piece() {
+        let info = padded_info();
+        let l = info.lengths;
+        let p0 = l.validate_piece(0).unwrap();
+        let p1 = l.validate_piece(1).unwrap();
+        let mut seed = WebSeed::new(ConnId(9), PeerKey(1), "https://s/ws".into());
+        let blocks = vec![l.block(p1, 0).unwrap(), l.block(p0, 0).unwrap()];
+        let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
+        assert!(leftover.is_empty());
+        assert_eq!(fetches.len(), 2);
+        assert_eq!(
+            (fetches[0].piece, fetches[0].offset, fetches[0].len),
+            (0, 0, BLOCK_SIZE)
+        );
+        assert_eq!(fetches[1].piece, 1);
+        assert_eq!(fetches[1].len, 16_000);
+        assert_eq!(fetches[1].ranges.len(), 1);
+        assert_eq!(seed.fetches.len(), 2);
+        assert!(seed.take_fetch(1, 0).is_some());
+        assert!(seed.take_fetch(1, 0).is_none());
+        // One slot free: a second run does not fit and goes back.
+        let blocks = vec![l.block(p1, 0).unwrap(), l.block(p0, 0).unwrap()];
+        let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
+        assert_eq!(fetches.len(), 1);
+        assert_eq!(leftover, vec![l.block(p1, 0).unwrap()]);
+    }
+
+    #[test]
+    fn single_file_url_is_the_base_unless_it_ends_in_a_slash() {
+        assert_eq!(
+            file_url("https://s/x.bin", "x.bin", &["x.bin".into()], false),
+            "https://s/x.bin"
+        );
+        assert_eq!(
+            file_url("https://s/d/", "a b.bin", &["a b.bin".into()], false),
+            "https://s/d/a%20b.bin"
+        );
+    }
+
+    #[test]
+    fn multi_file_urls_are_base_name_and_encoded_path() {
+        let path = vec!["sub dir".to_string(), "é#?.txt".to_string()];
+        assert_eq!(
+            file_url("https://s/ws", "Bundle", &path, true),
+            "https://s/ws/Bundle/sub%20dir/%C3%A9%23%3F.txt"
+        );
+        assert_eq!(
+            file_url("https://s/ws/", "Bundle", &path, true),
+            "https://s/ws/Bundle/sub%20dir/%C3%A9%23%3F.txt"
+        );
+    }
+}
