@@ -1820,6 +1820,17 @@ mod tests {
         }
     }
 
+    impl Session {
+        /// Answers every pending load with zeros, as storage would.
+        fn block_loaded_all(&mut self, env: &mut Env) {
+            let loads: Vec<BlockInfo> = self.pending_loads.keys().copied().collect();
+            for b in loads {
+                let data = vec![0u8; b.len as usize];
+                self.block_loaded(&mut env.ctx(), b.piece.get(), b.offset, &data);
+            }
+        }
+    }
+
     /// Four 32 KiB pieces in one file, and the bytes.
     fn bundle() -> (Metainfo, Vec<u8>) {
         let content: Vec<u8> = (0..4 * 32 * 1024u32).map(|i| (i * 7 % 253) as u8).collect();
@@ -2057,5 +2068,168 @@ mod tests {
         assert!(!other
             .iter()
             .any(|o| matches!(o, Output::LoadBlock { .. } | Output::WebSeedFetch(_))));
+    }
+
+    mod fuzzish {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any message, with values in and out of range.
+        fn message() -> impl Strategy<Value = Vec<u8>> {
+            let req = (
+                0u32..6,
+                prop_oneof![Just(0u32), Just(16384), any::<u32>()],
+                prop_oneof![Just(16384u32), 1u32..20000],
+            )
+                .prop_map(|(index, begin, length)| BlockRequest {
+                    index,
+                    begin,
+                    length,
+                });
+            prop_oneof![
+                Just(Message::Choke.to_vec()),
+                Just(Message::Unchoke.to_vec()),
+                Just(Message::Interested.to_vec()),
+                Just(Message::NotInterested.to_vec()),
+                Just(Message::HaveAll.to_vec()),
+                Just(Message::HaveNone.to_vec()),
+                Just(Message::KeepAlive.to_vec()),
+                (0u32..6).prop_map(|i| Message::Have(i).to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..3)
+                    .prop_map(|b| Message::Bitfield(&b).to_vec()),
+                req.clone().prop_map(|r| Message::Request(r).to_vec()),
+                req.clone().prop_map(|r| Message::Cancel(r).to_vec()),
+                req.prop_map(|r| Message::Reject(r).to_vec()),
+                (0u32..6).prop_map(|i| Message::AllowedFast(i).to_vec()),
+                (
+                    0u32..5,
+                    prop_oneof![Just(0u32), Just(16384)],
+                    proptest::collection::vec(any::<u8>(), 0..16385)
+                )
+                    .prop_map(|(index, begin, block)| Message::Piece {
+                        index,
+                        begin,
+                        block: &block
+                    }
+                    .to_vec()),
+                (0u8..4, proptest::collection::vec(any::<u8>(), 0..64)).prop_map(
+                    |(id, payload)| Message::Extended {
+                        id,
+                        payload: &payload
+                    }
+                    .to_vec()
+                ),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ]
+        }
+
+        /// Messages a well-behaved peer may send (blocks carry random data,
+        /// so a complete piece of them fails its hash).
+        fn valid_message() -> impl Strategy<Value = Vec<u8>> {
+            let block = (0u32..4, 0u32..2).prop_map(|(index, b)| BlockRequest {
+                index,
+                begin: b * BLOCK_SIZE,
+                length: BLOCK_SIZE,
+            });
+            prop_oneof![
+                Just(Message::Choke.to_vec()),
+                Just(Message::Unchoke.to_vec()),
+                Just(Message::Interested.to_vec()),
+                Just(Message::NotInterested.to_vec()),
+                Just(Message::KeepAlive.to_vec()),
+                (0u32..4).prop_map(|i| Message::Have(i).to_vec()),
+                (0u32..4).prop_map(|i| Message::AllowedFast(i).to_vec()),
+                block.clone().prop_map(|r| Message::Request(r).to_vec()),
+                block.clone().prop_map(|r| Message::Cancel(r).to_vec()),
+                block.clone().prop_map(|r| Message::Reject(r).to_vec()),
+                (block, any::<u8>()).prop_map(|(r, fill)| {
+                    let data = vec![fill; r.length as usize];
+                    Message::Piece {
+                        index: r.index,
+                        begin: r.begin,
+                        block: &data,
+                    }
+                    .to_vec()
+                }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// A peer that keeps to the protocol is never dropped for it,
+            /// whatever the order of its messages: only for bad data (its
+            /// blocks are random) or because both sides are seeds.
+            #[test]
+            fn a_peer_keeping_to_the_protocol_is_only_dropped_for_bad_data(
+                first in prop_oneof![Just(Message::HaveAll.to_vec()), Just(Message::HaveNone.to_vec())],
+                msgs in proptest::collection::vec(valid_message(), 0..60),
+                seeding in any::<bool>(),
+            ) {
+                let (meta, _) = bundle();
+                let mut env = Env::new();
+                let have = if seeding { Bitfield::full(4) } else { Bitfield::new(4) };
+                let role = if seeding { Role::Seed } else { Role::Download };
+                let mut s = Session::new(&mut env.ctx(), add(&meta, role, have)).unwrap();
+                let conn = ConnId(1);
+                s.add_peer(env.now, conn, false);
+                s.peer_opened(&mut env.ctx(), conn);
+                let mut stream = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
+                stream.extend_from_slice(&first);
+                s.peer_data(&mut env.ctx(), conn, &stream);
+                for m in &msgs {
+                    s.peer_data(&mut env.ctx(), conn, m);
+                    env.now += Duration::from_millis(50);
+                    s.handle_timeout(&mut env.ctx());
+                    s.block_loaded_all(&mut env);
+                }
+                let (_, other) = env.drain(conn);
+                for o in other {
+                    if let Output::ClosePeer { reason, .. } = o {
+                        prop_assert!(
+                            matches!(reason, DropReason::BadData | DropReason::NotUseful),
+                            "dropped for {reason:?}"
+                        );
+                    }
+                }
+            }
+
+            /// Whatever a peer sends after its handshake, cut anywhere, the
+            /// session neither panics nor loses track: the peer is either
+            /// still there or was dropped with a close.
+            #[test]
+            fn anything_a_peer_sends_is_handled_without_panic(
+                msgs in proptest::collection::vec(message(), 0..40),
+                cuts in proptest::collection::vec(1usize..5000, 1..20),
+                seeding in any::<bool>(),
+            ) {
+                let (meta, _) = bundle();
+                let mut env = Env::new();
+                let have = if seeding { Bitfield::full(4) } else { Bitfield::new(4) };
+                let role = if seeding { Role::Seed } else { Role::Download };
+                let mut s = Session::new(&mut env.ctx(), add(&meta, role, have)).unwrap();
+                let conn = ConnId(1);
+                s.add_peer(env.now, conn, false);
+                s.peer_opened(&mut env.ctx(), conn);
+                let mut stream = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
+                for m in &msgs {
+                    stream.extend_from_slice(m);
+                }
+                let mut rest = &stream[..];
+                for cut in cuts.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (head, tail) = rest.split_at((*cut).min(rest.len()));
+                    s.peer_data(&mut env.ctx(), conn, head);
+                    rest = tail;
+                    env.now += Duration::from_millis(7);
+                    s.handle_timeout(&mut env.ctx());
+                }
+                let (_, other) = env.drain(conn);
+                let closed = other.iter().any(|o| matches!(o, Output::ClosePeer { conn: c, .. } if *c == conn));
+                prop_assert_eq!(closed, !s.has_conn(conn));
+            }
+        }
     }
 }
