@@ -38,11 +38,18 @@ pub struct ClientConfig {
     /// How long an announce waits for its offers to be created (ICE
     /// gathering) before it goes out with those that are ready.
     pub offer_gather_timeout: Duration,
+    /// Bytes of pieces being assembled per bundle above which no new piece
+    /// is started (with 16 MiB pieces and many peers, memory would grow).
+    pub max_partial_bytes: u64,
+    /// Bytes of verified pieces handed to storage and not yet confirmed per
+    /// bundle above which no new block is requested.
+    pub max_storing_bytes: u64,
 }
 
 impl ClientConfig {
     /// The defaults: 30 peers per bundle, 1 MiB send budget, 256 KiB
-    /// low-water mark, no caps, no default tracker.
+    /// low-water mark, 128 MiB of pieces in assembly and 64 MiB in storage's
+    /// hands per bundle, no caps, no default tracker.
     pub fn new(peer_id: PeerId, seed: u64) -> Self {
         ClientConfig {
             peer_id,
@@ -53,6 +60,8 @@ impl ClientConfig {
             send_budget: 1024 * 1024,
             send_low_water: 256 * 1024,
             offer_gather_timeout: Duration::from_secs(10),
+            max_partial_bytes: 128 * 1024 * 1024,
+            max_storing_bytes: 64 * 1024 * 1024,
         }
     }
 }

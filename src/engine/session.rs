@@ -20,7 +20,7 @@ use crate::engine::choker::{Choker, ChokerConfig, PeerSnapshot};
 use crate::engine::client::ClientConfig;
 use crate::engine::event::{DropReason, Event, PauseReason, Progress};
 use crate::engine::ids::{InfoHash, PeerId};
-use crate::engine::lengths::{BlockInfo, Lengths, BLOCK_SIZE};
+use crate::engine::lengths::{BlockInfo, Lengths, PieceIndex, BLOCK_SIZE};
 use crate::engine::limiter::{Direction, Limiter, RateEstimator};
 use crate::engine::metafetch::{MetadataFetch, MetadataSource};
 use crate::engine::metainfo::Info;
@@ -42,9 +42,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 pub const WEB_SEED_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often outstanding requests are checked for timeouts.
 pub const REQUEST_CHECK: Duration = Duration::from_secs(5);
-/// Verified pieces handed to storage and not yet confirmed, in bytes: above
-/// this no new block is requested (storage is the bottleneck).
-pub const MAX_STORING_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The ids of our extensions, as our extension handshake announces them.
 const OUR_EXTENSIONS: OurExtensionIds = OurExtensionIds {
@@ -110,6 +107,32 @@ struct Ready {
 impl Ready {
     fn lengths(&self) -> &Lengths {
         &self.info.lengths
+    }
+
+    /// Up to `want` blocks for `key`, only in `only` if given (allowed-fast
+    /// pieces while choked). While pieces being assembled hold
+    /// `max_partial` bytes, only those pieces are picked from, so memory
+    /// stays bounded even with 16 MiB pieces and many peers.
+    fn pick(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: PeerKey,
+        want: usize,
+        only: Option<&[PieceIndex]>,
+    ) -> Vec<BlockInfo> {
+        let (now, rng) = (ctx.now, &mut *ctx.rng);
+        if self.assembly.partial_bytes() >= ctx.config.max_partial_bytes {
+            let open: Vec<PieceIndex> = self
+                .assembly
+                .partial_pieces()
+                .filter(|p| only.is_none_or(|o| o.contains(p)))
+                .collect();
+            return self.picker.pick_allowed_fast(key, &open, want, now, rng);
+        }
+        match only {
+            Some(allowed) => self.picker.pick_allowed_fast(key, allowed, want, now, rng),
+            None => self.picker.pick(key, want, now, rng),
+        }
     }
 }
 
@@ -1435,7 +1458,9 @@ impl Session {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
+        if ready.picker.is_complete()
+            || ready.assembly.storing_bytes() >= ctx.config.max_storing_bytes
+        {
             return;
         }
         let n = self.peers.len();
@@ -1471,14 +1496,8 @@ impl Session {
                 break;
             }
             let want = target - outstanding;
-            let blocks = if choked {
-                let allowed = peer.allowed_fast_in.clone();
-                ready
-                    .picker
-                    .pick_allowed_fast(peer.key, &allowed, want, ctx.now, ctx.rng)
-            } else {
-                ready.picker.pick(peer.key, want, ctx.now, ctx.rng)
-            };
+            let only = choked.then_some(peer.allowed_fast_in.as_slice());
+            let blocks = ready.pick(ctx, peer.key, want, only);
             let blocks = within_caps(
                 ctx,
                 &mut self.timers,
@@ -1497,7 +1516,9 @@ impl Session {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
+        if ready.picker.is_complete()
+            || ready.assembly.storing_bytes() >= ctx.config.max_storing_bytes
+        {
             return;
         }
         let lengths = *ready.lengths();
@@ -1507,7 +1528,7 @@ impl Session {
                 if !may_download(ctx, &mut self.timers, self.info_hash) {
                     break;
                 }
-                let blocks = ready.picker.pick(seed.key, per_fetch, ctx.now, ctx.rng);
+                let blocks = ready.pick(ctx, seed.key, per_fetch, None);
                 let blocks = within_caps(
                     ctx,
                     &mut self.timers,
@@ -2045,6 +2066,37 @@ mod tests {
         s.resume(&mut env.ctx());
         let (sent, _) = env.drain(conn);
         assert!(requests(&sent).iter().any(|r| r.index == reqs[0].index));
+    }
+
+    #[test]
+    fn no_new_piece_is_started_while_pieces_in_assembly_hold_their_budget() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        env.config.max_partial_bytes = 32 * 1024; // one piece
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let first = requests(&sent);
+        let started: BTreeSet<u32> = first.iter().map(|r| r.index).collect();
+        assert_eq!(started.len(), 2, "two pieces under way");
+        // One block arrives: its piece now takes the whole budget.
+        answer(&mut env, &mut s, conn, &first[..1], &content, false);
+        let (sent, _) = env.drain(conn);
+        assert!(
+            requests(&sent).iter().all(|r| started.contains(&r.index)),
+            "no third piece while the budget is held"
+        );
+        // Both pieces complete and go to storage: new pieces start.
+        answer(&mut env, &mut s, conn, &first[1..], &content, false);
+        let (sent, other) = env.drain(conn);
+        assert_eq!(
+            other
+                .iter()
+                .filter(|o| matches!(o, Output::StorePiece { .. }))
+                .count(),
+            2
+        );
+        assert!(requests(&sent).iter().any(|r| !started.contains(&r.index)));
     }
 
     #[test]
