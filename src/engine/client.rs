@@ -349,23 +349,7 @@ impl Client {
                 if self.sessions.contains_key(&info_hash) {
                     return Err(CommandError::DuplicateBundle(info_hash));
                 }
-                let Client {
-                    config,
-                    rng,
-                    next_conn,
-                    limiter,
-                    out,
-                    sessions,
-                    ..
-                } = self;
-                let mut ctx = Ctx {
-                    now,
-                    out,
-                    rng,
-                    limiter,
-                    config,
-                    next_conn,
-                };
+                let (sessions, mut ctx) = self.parts(now);
                 let session = Session::new(&mut ctx, *add)?;
                 sessions.insert(info_hash, session);
             }
@@ -849,13 +833,8 @@ impl Client {
 
     // ----- helpers -----
 
-    /// Runs `f` on a bundle's session with a context; `None` if unknown.
-    fn with_session<R>(
-        &mut self,
-        now: Instant,
-        info_hash: InfoHash,
-        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
-    ) -> Option<R> {
+    /// The sessions, and a context for one of them (disjoint borrows).
+    fn parts(&mut self, now: Instant) -> (&mut BTreeMap<InfoHash, Session>, Ctx<'_>) {
         let Client {
             config,
             rng,
@@ -865,8 +844,7 @@ impl Client {
             sessions,
             ..
         } = self;
-        let session = sessions.get_mut(&info_hash)?;
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             now,
             out,
             rng,
@@ -874,6 +852,18 @@ impl Client {
             config,
             next_conn,
         };
+        (sessions, ctx)
+    }
+
+    /// Runs `f` on a bundle's session with a context; `None` if unknown.
+    fn with_session<R>(
+        &mut self,
+        now: Instant,
+        info_hash: InfoHash,
+        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let (sessions, mut ctx) = self.parts(now);
+        let session = sessions.get_mut(&info_hash)?;
         Some(f(session, &mut ctx))
     }
 

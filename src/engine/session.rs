@@ -1898,6 +1898,14 @@ mod tests {
             .collect()
     }
 
+    /// The requests for the first requested piece.
+    fn first_piece(reqs: &[BlockRequest]) -> Vec<BlockRequest> {
+        reqs.iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect()
+    }
+
     /// Answers requests with blocks of `content` (or garbage).
     fn answer(
         env: &mut Env,
@@ -1964,11 +1972,7 @@ mod tests {
             crate::engine::peer::MIN_PIPELINE,
             "a new peer's pipeline"
         );
-        let piece: Vec<BlockRequest> = reqs
-            .iter()
-            .filter(|r| r.index == reqs[0].index)
-            .copied()
-            .collect();
+        let piece = first_piece(&reqs);
         answer(&mut env, &mut s, conn, &piece, &content, false);
         let (_, other) = env.drain(conn);
         let stored: Vec<(u32, Vec<u8>)> = other
@@ -1999,11 +2003,7 @@ mod tests {
         let mut s = downloading(&mut env, &meta, conn);
         let (sent, _) = env.drain(conn);
         let reqs = requests(&sent);
-        let piece: Vec<BlockRequest> = reqs
-            .iter()
-            .filter(|r| r.index == reqs[0].index)
-            .copied()
-            .collect();
+        let piece = first_piece(&reqs);
         answer(&mut env, &mut s, conn, &piece, &content, true);
         let (_, other) = env.drain(conn);
         assert!(other.contains(&Output::ClosePeer {
@@ -2043,11 +2043,7 @@ mod tests {
         let mut s = downloading(&mut env, &meta, conn);
         let (sent, _) = env.drain(conn);
         let reqs = requests(&sent);
-        let piece: Vec<BlockRequest> = reqs
-            .iter()
-            .filter(|r| r.index == reqs[0].index)
-            .copied()
-            .collect();
+        let piece = first_piece(&reqs);
         answer(&mut env, &mut s, conn, &piece, &content, false);
         env.drain(conn);
         s.store_failed(&mut env.ctx(), reqs[0].index, StoreFailure::DiskFull);
