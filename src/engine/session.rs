@@ -2171,6 +2171,24 @@ mod tests {
             ]
         }
 
+        /// A seeding or downloading session with an incoming peer whose
+        /// channel just opened.
+        fn with_incoming_peer(seeding: bool) -> (Env, Session, ConnId) {
+            let (meta, _) = bundle();
+            let mut env = Env::new();
+            let have = if seeding {
+                Bitfield::full(4)
+            } else {
+                Bitfield::new(4)
+            };
+            let role = if seeding { Role::Seed } else { Role::Download };
+            let mut s = Session::new(&mut env.ctx(), add(&meta, role, have)).unwrap();
+            let conn = ConnId(1);
+            s.add_peer(env.now, conn, false);
+            s.peer_opened(&mut env.ctx(), conn);
+            (env, s, conn)
+        }
+
         /// Messages a well-behaved peer may send (blocks carry random data,
         /// so a complete piece of them fails its hash).
         fn valid_message() -> impl Strategy<Value = Vec<u8>> {
@@ -2214,14 +2232,7 @@ mod tests {
                 msgs in proptest::collection::vec(valid_message(), 0..60),
                 seeding in any::<bool>(),
             ) {
-                let (meta, _) = bundle();
-                let mut env = Env::new();
-                let have = if seeding { Bitfield::full(4) } else { Bitfield::new(4) };
-                let role = if seeding { Role::Seed } else { Role::Download };
-                let mut s = Session::new(&mut env.ctx(), add(&meta, role, have)).unwrap();
-                let conn = ConnId(1);
-                s.add_peer(env.now, conn, false);
-                s.peer_opened(&mut env.ctx(), conn);
+                let (mut env, mut s, conn) = with_incoming_peer(seeding);
                 let mut stream = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
                 stream.extend_from_slice(&first);
                 s.peer_data(&mut env.ctx(), conn, &stream);
@@ -2251,14 +2262,7 @@ mod tests {
                 cuts in proptest::collection::vec(1usize..5000, 1..20),
                 seeding in any::<bool>(),
             ) {
-                let (meta, _) = bundle();
-                let mut env = Env::new();
-                let have = if seeding { Bitfield::full(4) } else { Bitfield::new(4) };
-                let role = if seeding { Role::Seed } else { Role::Download };
-                let mut s = Session::new(&mut env.ctx(), add(&meta, role, have)).unwrap();
-                let conn = ConnId(1);
-                s.add_peer(env.now, conn, false);
-                s.peer_opened(&mut env.ctx(), conn);
+                let (mut env, mut s, conn) = with_incoming_peer(seeding);
                 let mut stream = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
                 for m in &msgs {
                     stream.extend_from_slice(m);
