@@ -22,6 +22,7 @@ use crate::engine::event::{DropReason, Event, PauseReason, Progress};
 use crate::engine::ids::{InfoHash, PeerId};
 use crate::engine::lengths::{BlockInfo, Lengths, PieceIndex, BLOCK_SIZE};
 use crate::engine::limiter::{Direction, Limiter, RateEstimator};
+use crate::engine::loads::Loads;
 use crate::engine::metafetch::{MetadataFetch, MetadataSource};
 use crate::engine::metainfo::Info;
 use crate::engine::peer::{OurExtensionIds, Peer, PeerEvent, PeerHas, Stage, MAX_QUEUED_REQUESTS};
@@ -191,7 +192,7 @@ pub struct Session {
     pub(crate) announcers: BTreeMap<String, Announcer>,
     banned: BTreeSet<PeerId>,
     /// Blocks being loaded from storage, with the peers waiting for them.
-    pending_loads: BTreeMap<BlockInfo, Vec<ConnId>>,
+    loads: Loads,
     choker: Choker,
     stats: Stats,
     timers: TimerTable<SessionTimer>,
@@ -283,7 +284,7 @@ impl Session {
             trackers: trackers_all,
             announcers,
             banned: BTreeSet::new(),
-            pending_loads: BTreeMap::new(),
+            loads: Loads::default(),
             choker: Choker::new(ChokerConfig::default()),
             stats: Stats::default(),
             timers: TimerTable::default(),
@@ -508,7 +509,7 @@ impl Session {
         for conn in seeds {
             self.remove_peer(ctx, conn, DropReason::BundlePaused, true);
         }
-        self.pending_loads.clear();
+        self.loads.clear();
         self.timers.stop(SessionTimer::Choke);
         self.timers.stop(SessionTimer::Wake);
         self.flush(ctx);
@@ -1115,10 +1116,7 @@ impl Session {
             self.load_failed(ctx, piece, offset, &reason);
             return;
         }
-        let Some(waiters) = self.pending_loads.remove(&block) else {
-            return;
-        };
-        for conn in waiters {
+        for conn in self.loads.finish(block) {
             let Some(peer) = self.peers.get_mut(&conn) else {
                 continue;
             };
@@ -1137,7 +1135,7 @@ impl Session {
         let Some(block) = self.pending_load(piece, offset) else {
             return;
         };
-        for conn in self.pending_loads.remove(&block).unwrap_or_default() {
+        for conn in self.loads.finish(block) {
             if let Some(peer) = self.peers.get_mut(&conn) {
                 if peer.take_loaded(block) && peer.fast() {
                     peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
@@ -1154,13 +1152,7 @@ impl Session {
     /// The load asked for at `piece`/`offset`, if one is pending.
     fn pending_load(&self, piece: u32, offset: u32) -> Option<BlockInfo> {
         let piece = self.ready.as_ref()?.lengths().validate_piece(piece)?;
-        let from = BlockInfo {
-            piece,
-            offset,
-            len: 0,
-        };
-        let (&block, _) = self.pending_loads.range(from..).next()?;
-        (block.piece == piece && block.offset == offset).then_some(block)
+        self.loads.find(piece, offset)
     }
 
     /// Storage persisted a piece: we have it.
@@ -1589,8 +1581,7 @@ impl Session {
                 }
                 peer.serve_queue.pop_front();
                 peer.loading.push(block);
-                let waiters = self.pending_loads.entry(block).or_default();
-                if waiters.is_empty() {
+                if self.loads.wait_for(block, conn) {
                     ctx.out.push_back(Output::LoadBlock {
                         info_hash: self.info_hash,
                         piece: block.piece.get(),
@@ -1598,7 +1589,6 @@ impl Session {
                         len: block.len,
                     });
                 }
-                waiters.push(conn);
             }
         }
     }
@@ -1762,6 +1752,7 @@ mod tests {
     use crate::engine::create::TorrentBuilder;
     use crate::engine::hash::PieceHasher;
     use crate::engine::limiter::Limits;
+    use crate::engine::loads::Loads;
     use crate::engine::metainfo::Metainfo;
     use crate::engine::wire::{BlockRequest, Framer, Handshake};
 
@@ -1844,7 +1835,7 @@ mod tests {
     impl Session {
         /// Answers every pending load with zeros, as storage would.
         fn block_loaded_all(&mut self, env: &mut Env) {
-            let loads: Vec<BlockInfo> = self.pending_loads.keys().copied().collect();
+            let loads: Vec<BlockInfo> = self.loads.blocks().collect();
             for b in loads {
                 let data = vec![0u8; b.len as usize];
                 self.block_loaded(&mut env.ctx(), b.piece.get(), b.offset, &data);
