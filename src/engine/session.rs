@@ -1752,7 +1752,6 @@ mod tests {
     use crate::engine::create::TorrentBuilder;
     use crate::engine::hash::PieceHasher;
     use crate::engine::limiter::Limits;
-    use crate::engine::loads::Loads;
     use crate::engine::metainfo::Metainfo;
     use crate::engine::wire::{BlockRequest, Framer, Handshake};
 
