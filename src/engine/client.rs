@@ -726,7 +726,7 @@ impl Client {
         }
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
-        session.add_peer(now, conn, false);
+        session.add_peer(now, conn);
         self.signals.insert(
             conn,
             Signal::Answer {
@@ -814,7 +814,7 @@ impl Client {
                     self.next_conn += 1;
                     let conn = ConnId(self.next_conn);
                     let offer_id = socket.offers.fresh_id(&mut self.rng);
-                    session.add_peer(now, conn, true);
+                    session.add_peer(now, conn);
                     round.waiting.insert(conn);
                     self.signals.insert(
                         conn,

@@ -336,11 +336,6 @@ impl Session {
         self.peers.len()
     }
 
-    /// Whether every wanted piece is stored.
-    pub fn is_complete(&self) -> bool {
-        self.ready.as_ref().is_some_and(|r| r.picker.is_complete())
-    }
-
     /// The bundle's figures now.
     pub fn progress(&mut self, now: Instant) -> Progress {
         let (have_bytes, wanted_bytes, total_bytes) = match &self.ready {
@@ -591,11 +586,11 @@ impl Session {
     // ----- peer connections -----
 
     /// A connection being signalled for this bundle.
-    pub fn add_peer(&mut self, now: Instant, conn: ConnId, outgoing: bool) {
+    pub fn add_peer(&mut self, now: Instant, conn: ConnId) {
         let key = PeerKey(self.next_key);
         self.next_key = self.next_key.wrapping_add(1);
         self.keys.insert(key, conn);
-        let mut peer = Peer::new(conn, key, outgoing, now);
+        let mut peer = Peer::new(conn, key, now);
         if let Some(ready) = self.ready.as_deref() {
             // No bitfield longer than this bundle needs is buffered.
             let limits = peer
@@ -1871,7 +1866,7 @@ mod tests {
     }
 
     fn connect_seed(env: &mut Env, s: &mut Session, conn: ConnId, id: PeerId) {
-        s.add_peer(env.now, conn, true);
+        s.add_peer(env.now, conn);
         s.peer_opened(&mut env.ctx(), conn);
         let mut bytes = Handshake::swarmdrop(s.info_hash(), id).encode().to_vec();
         Message::HaveAll.encode_into(&mut bytes);
@@ -2174,7 +2169,7 @@ mod tests {
             let role = if seeding { Role::Seed } else { Role::Download };
             let mut s = Session::new(&mut env.ctx(), add(&meta, role, have)).unwrap();
             let conn = ConnId(1);
-            s.add_peer(env.now, conn, false);
+            s.add_peer(env.now, conn);
             s.peer_opened(&mut env.ctx(), conn);
             (env, s, conn)
         }
