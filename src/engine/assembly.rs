@@ -152,6 +152,16 @@ impl Assembly {
         self.storing.remove(&piece).is_some()
     }
 
+    /// Bytes held by pieces being filled.
+    pub fn partial_bytes(&self) -> u64 {
+        self.partial.values().map(|p| p.data.len() as u64).sum()
+    }
+
+    /// The pieces being filled.
+    pub fn partial_pieces(&self) -> impl Iterator<Item = PieceIndex> + '_ {
+        self.partial.keys().copied()
+    }
+
     /// Bytes handed to storage and not yet confirmed.
     pub fn storing_bytes(&self) -> u64 {
         self.storing.values().map(|&l| l as u64).sum()

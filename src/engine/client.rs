@@ -38,11 +38,18 @@ pub struct ClientConfig {
     /// How long an announce waits for its offers to be created (ICE
     /// gathering) before it goes out with those that are ready.
     pub offer_gather_timeout: Duration,
+    /// Bytes of pieces being assembled per bundle above which no new piece
+    /// is started (with 16 MiB pieces and many peers, memory would grow).
+    pub max_partial_bytes: u64,
+    /// Bytes of verified pieces handed to storage and not yet confirmed per
+    /// bundle above which no new block is requested.
+    pub max_storing_bytes: u64,
 }
 
 impl ClientConfig {
     /// The defaults: 30 peers per bundle, 1 MiB send budget, 256 KiB
-    /// low-water mark, no caps, no default tracker.
+    /// low-water mark, 128 MiB of pieces in assembly and 64 MiB in storage's
+    /// hands per bundle, no caps, no default tracker.
     pub fn new(peer_id: PeerId, seed: u64) -> Self {
         ClientConfig {
             peer_id,
@@ -53,6 +60,8 @@ impl ClientConfig {
             send_budget: 1024 * 1024,
             send_low_water: 256 * 1024,
             offer_gather_timeout: Duration::from_secs(10),
+            max_partial_bytes: 128 * 1024 * 1024,
+            max_storing_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -340,23 +349,7 @@ impl Client {
                 if self.sessions.contains_key(&info_hash) {
                     return Err(CommandError::DuplicateBundle(info_hash));
                 }
-                let Client {
-                    config,
-                    rng,
-                    next_conn,
-                    limiter,
-                    out,
-                    sessions,
-                    ..
-                } = self;
-                let mut ctx = Ctx {
-                    now,
-                    out,
-                    rng,
-                    limiter,
-                    config,
-                    next_conn,
-                };
+                let (sessions, mut ctx) = self.parts(now);
                 let session = Session::new(&mut ctx, *add)?;
                 sessions.insert(info_hash, session);
             }
@@ -733,7 +726,7 @@ impl Client {
         }
         self.next_conn += 1;
         let conn = ConnId(self.next_conn);
-        session.add_peer(now, conn, false);
+        session.add_peer(now, conn);
         self.signals.insert(
             conn,
             Signal::Answer {
@@ -821,7 +814,7 @@ impl Client {
                     self.next_conn += 1;
                     let conn = ConnId(self.next_conn);
                     let offer_id = socket.offers.fresh_id(&mut self.rng);
-                    session.add_peer(now, conn, true);
+                    session.add_peer(now, conn);
                     round.waiting.insert(conn);
                     self.signals.insert(
                         conn,
@@ -840,13 +833,8 @@ impl Client {
 
     // ----- helpers -----
 
-    /// Runs `f` on a bundle's session with a context; `None` if unknown.
-    fn with_session<R>(
-        &mut self,
-        now: Instant,
-        info_hash: InfoHash,
-        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
-    ) -> Option<R> {
+    /// The sessions, and a context for one of them (disjoint borrows).
+    fn parts(&mut self, now: Instant) -> (&mut BTreeMap<InfoHash, Session>, Ctx<'_>) {
         let Client {
             config,
             rng,
@@ -856,8 +844,7 @@ impl Client {
             sessions,
             ..
         } = self;
-        let session = sessions.get_mut(&info_hash)?;
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             now,
             out,
             rng,
@@ -865,6 +852,18 @@ impl Client {
             config,
             next_conn,
         };
+        (sessions, ctx)
+    }
+
+    /// Runs `f` on a bundle's session with a context; `None` if unknown.
+    fn with_session<R>(
+        &mut self,
+        now: Instant,
+        info_hash: InfoHash,
+        f: impl FnOnce(&mut Session, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let (sessions, mut ctx) = self.parts(now);
+        let session = sessions.get_mut(&info_hash)?;
         Some(f(session, &mut ctx))
     }
 

@@ -15,6 +15,7 @@ pub mod hash;
 pub mod ids;
 pub mod lengths;
 pub mod limiter;
+pub mod loads;
 pub mod magnet;
 pub mod metafetch;
 pub mod metainfo;

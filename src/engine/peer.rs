@@ -156,8 +156,6 @@ pub struct Peer {
     pub framer: Framer,
     /// Where the connection stands.
     pub stage: Stage,
-    /// We created the offer (we dialled).
-    pub outgoing: bool,
     /// Set after the handshake.
     pub remote: Option<Remote>,
     /// Set after the extension handshake (later ones update it).
@@ -191,8 +189,6 @@ pub struct Peer {
     last_block_or_unchoke: Option<Instant>,
     /// When we last choked the peer, for [`CHOKE_GRACE`].
     choked_at: Option<Instant>,
-    /// When the peer was connected (handshake done).
-    pub connected_at: Option<Instant>,
     /// Bytes waiting to be handed to the glue.
     outbox: Vec<u8>,
     /// Bytes handed to the glue that may still sit in the channel's buffer.
@@ -204,7 +200,7 @@ pub struct Peer {
 
 impl Peer {
     /// A connection being signalled.
-    pub fn new(conn: ConnId, key: PeerKey, outgoing: bool, now: Instant) -> Self {
+    pub fn new(conn: ConnId, key: PeerKey, now: Instant) -> Self {
         let mut timers = TimerTable::default();
         // Signalling must finish, too: the tracker's offer lifetime is ~50 s.
         timers.set(PeerTimer::Idle, now + IDLE_TIMEOUT);
@@ -213,7 +209,6 @@ impl Peer {
             key,
             framer: Framer::default(),
             stage: Stage::Signalling,
-            outgoing,
             remote: None,
             extensions: None,
             am_choking: true,
@@ -230,7 +225,6 @@ impl Peer {
             snubbed: false,
             last_block_or_unchoke: None,
             choked_at: None,
-            connected_at: None,
             outbox: Vec::new(),
             in_flight: 0,
             watching: false,
@@ -354,7 +348,6 @@ impl Peer {
             extended: handshake.supports_extension_protocol(),
         });
         self.stage = Stage::Active;
-        self.connected_at = Some(now);
         self.timers.set(PeerTimer::Idle, now + IDLE_TIMEOUT);
         Ok(())
     }
@@ -961,7 +954,7 @@ mod tests {
 
     /// A peer past both handshakes; the remote speaks Fast if `fast`.
     fn active(fast: bool) -> Peer {
-        let mut p = Peer::new(ConnId(1), PeerKey(0), true, at(0));
+        let mut p = Peer::new(ConnId(1), PeerKey(0), at(0));
         p.on_opened(at(0), IH, US);
         let mut h = Handshake::swarmdrop(IH, THEM);
         h.set_fast(fast);
@@ -1019,7 +1012,7 @@ mod tests {
 
     #[test]
     fn a_handshake_for_another_bundle_or_from_ourselves_is_refused() {
-        let mut p = Peer::new(ConnId(1), PeerKey(0), true, at(0));
+        let mut p = Peer::new(ConnId(1), PeerKey(0), at(0));
         p.on_opened(at(0), IH, US);
         let other = Handshake::swarmdrop(InfoHash([9; 20]), THEM);
         assert_eq!(

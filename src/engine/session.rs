@@ -20,8 +20,9 @@ use crate::engine::choker::{Choker, ChokerConfig, PeerSnapshot};
 use crate::engine::client::ClientConfig;
 use crate::engine::event::{DropReason, Event, PauseReason, Progress};
 use crate::engine::ids::{InfoHash, PeerId};
-use crate::engine::lengths::{BlockInfo, Lengths, BLOCK_SIZE};
+use crate::engine::lengths::{BlockInfo, Lengths, PieceIndex, BLOCK_SIZE};
 use crate::engine::limiter::{Direction, Limiter, RateEstimator};
+use crate::engine::loads::Loads;
 use crate::engine::metafetch::{MetadataFetch, MetadataSource};
 use crate::engine::metainfo::Info;
 use crate::engine::peer::{OurExtensionIds, Peer, PeerEvent, PeerHas, Stage, MAX_QUEUED_REQUESTS};
@@ -42,9 +43,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 pub const WEB_SEED_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often outstanding requests are checked for timeouts.
 pub const REQUEST_CHECK: Duration = Duration::from_secs(5);
-/// Verified pieces handed to storage and not yet confirmed, in bytes: above
-/// this no new block is requested (storage is the bottleneck).
-pub const MAX_STORING_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The ids of our extensions, as our extension handshake announces them.
 const OUR_EXTENSIONS: OurExtensionIds = OurExtensionIds {
@@ -111,6 +109,32 @@ impl Ready {
     fn lengths(&self) -> &Lengths {
         &self.info.lengths
     }
+
+    /// Up to `want` blocks for `key`, only in `only` if given (allowed-fast
+    /// pieces while choked). While pieces being assembled hold
+    /// `max_partial` bytes, only those pieces are picked from, so memory
+    /// stays bounded even with 16 MiB pieces and many peers.
+    fn pick(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: PeerKey,
+        want: usize,
+        only: Option<&[PieceIndex]>,
+    ) -> Vec<BlockInfo> {
+        let (now, rng) = (ctx.now, &mut *ctx.rng);
+        if self.assembly.partial_bytes() >= ctx.config.max_partial_bytes {
+            let open: Vec<PieceIndex> = self
+                .assembly
+                .partial_pieces()
+                .filter(|p| only.is_none_or(|o| o.contains(p)))
+                .collect();
+            return self.picker.pick_allowed_fast(key, &open, want, now, rng);
+        }
+        match only {
+            Some(allowed) => self.picker.pick_allowed_fast(key, allowed, want, now, rng),
+            None => self.picker.pick(key, want, now, rng),
+        }
+    }
 }
 
 /// Byte counters and rates.
@@ -168,7 +192,7 @@ pub struct Session {
     pub(crate) announcers: BTreeMap<String, Announcer>,
     banned: BTreeSet<PeerId>,
     /// Blocks being loaded from storage, with the peers waiting for them.
-    pending_loads: BTreeMap<BlockInfo, Vec<ConnId>>,
+    loads: Loads,
     choker: Choker,
     stats: Stats,
     timers: TimerTable<SessionTimer>,
@@ -260,7 +284,7 @@ impl Session {
             trackers: trackers_all,
             announcers,
             banned: BTreeSet::new(),
-            pending_loads: BTreeMap::new(),
+            loads: Loads::default(),
             choker: Choker::new(ChokerConfig::default()),
             stats: Stats::default(),
             timers: TimerTable::default(),
@@ -310,11 +334,6 @@ impl Session {
     /// Peer connections, open or being set up.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
-    }
-
-    /// Whether every wanted piece is stored.
-    pub fn is_complete(&self) -> bool {
-        self.ready.as_ref().is_some_and(|r| r.picker.is_complete())
     }
 
     /// The bundle's figures now.
@@ -485,7 +504,7 @@ impl Session {
         for conn in seeds {
             self.remove_peer(ctx, conn, DropReason::BundlePaused, true);
         }
-        self.pending_loads.clear();
+        self.loads.clear();
         self.timers.stop(SessionTimer::Choke);
         self.timers.stop(SessionTimer::Wake);
         self.flush(ctx);
@@ -567,11 +586,11 @@ impl Session {
     // ----- peer connections -----
 
     /// A connection being signalled for this bundle.
-    pub fn add_peer(&mut self, now: Instant, conn: ConnId, outgoing: bool) {
+    pub fn add_peer(&mut self, now: Instant, conn: ConnId) {
         let key = PeerKey(self.next_key);
         self.next_key = self.next_key.wrapping_add(1);
         self.keys.insert(key, conn);
-        let mut peer = Peer::new(conn, key, outgoing, now);
+        let mut peer = Peer::new(conn, key, now);
         if let Some(ready) = self.ready.as_deref() {
             // No bitfield longer than this bundle needs is buffered.
             let limits = peer
@@ -1092,10 +1111,7 @@ impl Session {
             self.load_failed(ctx, piece, offset, &reason);
             return;
         }
-        let Some(waiters) = self.pending_loads.remove(&block) else {
-            return;
-        };
-        for conn in waiters {
+        for conn in self.loads.finish(block) {
             let Some(peer) = self.peers.get_mut(&conn) else {
                 continue;
             };
@@ -1114,7 +1130,7 @@ impl Session {
         let Some(block) = self.pending_load(piece, offset) else {
             return;
         };
-        for conn in self.pending_loads.remove(&block).unwrap_or_default() {
+        for conn in self.loads.finish(block) {
             if let Some(peer) = self.peers.get_mut(&conn) {
                 if peer.take_loaded(block) && peer.fast() {
                     peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
@@ -1131,13 +1147,7 @@ impl Session {
     /// The load asked for at `piece`/`offset`, if one is pending.
     fn pending_load(&self, piece: u32, offset: u32) -> Option<BlockInfo> {
         let piece = self.ready.as_ref()?.lengths().validate_piece(piece)?;
-        let from = BlockInfo {
-            piece,
-            offset,
-            len: 0,
-        };
-        let (&block, _) = self.pending_loads.range(from..).next()?;
-        (block.piece == piece && block.offset == offset).then_some(block)
+        self.loads.find(piece, offset)
     }
 
     /// Storage persisted a piece: we have it.
@@ -1435,7 +1445,9 @@ impl Session {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
+        if ready.picker.is_complete()
+            || ready.assembly.storing_bytes() >= ctx.config.max_storing_bytes
+        {
             return;
         }
         let n = self.peers.len();
@@ -1471,14 +1483,8 @@ impl Session {
                 break;
             }
             let want = target - outstanding;
-            let blocks = if choked {
-                let allowed = peer.allowed_fast_in.clone();
-                ready
-                    .picker
-                    .pick_allowed_fast(peer.key, &allowed, want, ctx.now, ctx.rng)
-            } else {
-                ready.picker.pick(peer.key, want, ctx.now, ctx.rng)
-            };
+            let only = choked.then_some(peer.allowed_fast_in.as_slice());
+            let blocks = ready.pick(ctx, peer.key, want, only);
             let blocks = within_caps(
                 ctx,
                 &mut self.timers,
@@ -1497,7 +1503,9 @@ impl Session {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
+        if ready.picker.is_complete()
+            || ready.assembly.storing_bytes() >= ctx.config.max_storing_bytes
+        {
             return;
         }
         let lengths = *ready.lengths();
@@ -1507,7 +1515,7 @@ impl Session {
                 if !may_download(ctx, &mut self.timers, self.info_hash) {
                     break;
                 }
-                let blocks = ready.picker.pick(seed.key, per_fetch, ctx.now, ctx.rng);
+                let blocks = ready.pick(ctx, seed.key, per_fetch, None);
                 let blocks = within_caps(
                     ctx,
                     &mut self.timers,
@@ -1568,8 +1576,7 @@ impl Session {
                 }
                 peer.serve_queue.pop_front();
                 peer.loading.push(block);
-                let waiters = self.pending_loads.entry(block).or_default();
-                if waiters.is_empty() {
+                if self.loads.wait_for(block, conn) {
                     ctx.out.push_back(Output::LoadBlock {
                         info_hash: self.info_hash,
                         piece: block.piece.get(),
@@ -1577,7 +1584,6 @@ impl Session {
                         len: block.len,
                     });
                 }
-                waiters.push(conn);
             }
         }
     }
@@ -1820,6 +1826,17 @@ mod tests {
         }
     }
 
+    impl Session {
+        /// Answers every pending load with zeros, as storage would.
+        fn block_loaded_all(&mut self, env: &mut Env) {
+            let loads: Vec<BlockInfo> = self.loads.blocks().collect();
+            for b in loads {
+                let data = vec![0u8; b.len as usize];
+                self.block_loaded(&mut env.ctx(), b.piece.get(), b.offset, &data);
+            }
+        }
+    }
+
     /// Four 32 KiB pieces in one file, and the bytes.
     fn bundle() -> (Metainfo, Vec<u8>) {
         let content: Vec<u8> = (0..4 * 32 * 1024u32).map(|i| (i * 7 % 253) as u8).collect();
@@ -1849,7 +1866,7 @@ mod tests {
     }
 
     fn connect_seed(env: &mut Env, s: &mut Session, conn: ConnId, id: PeerId) {
-        s.add_peer(env.now, conn, true);
+        s.add_peer(env.now, conn);
         s.peer_opened(&mut env.ctx(), conn);
         let mut bytes = Handshake::swarmdrop(s.info_hash(), id).encode().to_vec();
         Message::HaveAll.encode_into(&mut bytes);
@@ -1863,6 +1880,14 @@ mod tests {
                 Sent::Request(r) => Some(*r),
                 _ => None,
             })
+            .collect()
+    }
+
+    /// The requests for the first requested piece.
+    fn first_piece(reqs: &[BlockRequest]) -> Vec<BlockRequest> {
+        reqs.iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
             .collect()
     }
 
@@ -1932,11 +1957,7 @@ mod tests {
             crate::engine::peer::MIN_PIPELINE,
             "a new peer's pipeline"
         );
-        let piece: Vec<BlockRequest> = reqs
-            .iter()
-            .filter(|r| r.index == reqs[0].index)
-            .copied()
-            .collect();
+        let piece = first_piece(&reqs);
         answer(&mut env, &mut s, conn, &piece, &content, false);
         let (_, other) = env.drain(conn);
         let stored: Vec<(u32, Vec<u8>)> = other
@@ -1967,11 +1988,7 @@ mod tests {
         let mut s = downloading(&mut env, &meta, conn);
         let (sent, _) = env.drain(conn);
         let reqs = requests(&sent);
-        let piece: Vec<BlockRequest> = reqs
-            .iter()
-            .filter(|r| r.index == reqs[0].index)
-            .copied()
-            .collect();
+        let piece = first_piece(&reqs);
         answer(&mut env, &mut s, conn, &piece, &content, true);
         let (_, other) = env.drain(conn);
         assert!(other.contains(&Output::ClosePeer {
@@ -2011,11 +2028,7 @@ mod tests {
         let mut s = downloading(&mut env, &meta, conn);
         let (sent, _) = env.drain(conn);
         let reqs = requests(&sent);
-        let piece: Vec<BlockRequest> = reqs
-            .iter()
-            .filter(|r| r.index == reqs[0].index)
-            .copied()
-            .collect();
+        let piece = first_piece(&reqs);
         answer(&mut env, &mut s, conn, &piece, &content, false);
         env.drain(conn);
         s.store_failed(&mut env.ctx(), reqs[0].index, StoreFailure::DiskFull);
@@ -2034,6 +2047,37 @@ mod tests {
         s.resume(&mut env.ctx());
         let (sent, _) = env.drain(conn);
         assert!(requests(&sent).iter().any(|r| r.index == reqs[0].index));
+    }
+
+    #[test]
+    fn no_new_piece_is_started_while_pieces_in_assembly_hold_their_budget() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        env.config.max_partial_bytes = 32 * 1024; // one piece
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let first = requests(&sent);
+        let started: BTreeSet<u32> = first.iter().map(|r| r.index).collect();
+        assert_eq!(started.len(), 2, "two pieces under way");
+        // One block arrives: its piece now takes the whole budget.
+        answer(&mut env, &mut s, conn, &first[..1], &content, false);
+        let (sent, _) = env.drain(conn);
+        assert!(
+            requests(&sent).iter().all(|r| started.contains(&r.index)),
+            "no third piece while the budget is held"
+        );
+        // Both pieces complete and go to storage: new pieces start.
+        answer(&mut env, &mut s, conn, &first[1..], &content, false);
+        let (sent, other) = env.drain(conn);
+        assert_eq!(
+            other
+                .iter()
+                .filter(|o| matches!(o, Output::StorePiece { .. }))
+                .count(),
+            2
+        );
+        assert!(requests(&sent).iter().any(|r| !started.contains(&r.index)));
     }
 
     #[test]
@@ -2057,5 +2101,172 @@ mod tests {
         assert!(!other
             .iter()
             .any(|o| matches!(o, Output::LoadBlock { .. } | Output::WebSeedFetch(_))));
+    }
+
+    mod fuzzish {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any message, with values in and out of range.
+        fn message() -> impl Strategy<Value = Vec<u8>> {
+            let req = (
+                0u32..6,
+                prop_oneof![Just(0u32), Just(16384), any::<u32>()],
+                prop_oneof![Just(16384u32), 1u32..20000],
+            )
+                .prop_map(|(index, begin, length)| BlockRequest {
+                    index,
+                    begin,
+                    length,
+                });
+            prop_oneof![
+                Just(Message::Choke.to_vec()),
+                Just(Message::Unchoke.to_vec()),
+                Just(Message::Interested.to_vec()),
+                Just(Message::NotInterested.to_vec()),
+                Just(Message::HaveAll.to_vec()),
+                Just(Message::HaveNone.to_vec()),
+                Just(Message::KeepAlive.to_vec()),
+                (0u32..6).prop_map(|i| Message::Have(i).to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..3)
+                    .prop_map(|b| Message::Bitfield(&b).to_vec()),
+                req.clone().prop_map(|r| Message::Request(r).to_vec()),
+                req.clone().prop_map(|r| Message::Cancel(r).to_vec()),
+                req.prop_map(|r| Message::Reject(r).to_vec()),
+                (0u32..6).prop_map(|i| Message::AllowedFast(i).to_vec()),
+                (
+                    0u32..5,
+                    prop_oneof![Just(0u32), Just(16384)],
+                    proptest::collection::vec(any::<u8>(), 0..16385)
+                )
+                    .prop_map(|(index, begin, block)| Message::Piece {
+                        index,
+                        begin,
+                        block: &block
+                    }
+                    .to_vec()),
+                (0u8..4, proptest::collection::vec(any::<u8>(), 0..64)).prop_map(
+                    |(id, payload)| Message::Extended {
+                        id,
+                        payload: &payload
+                    }
+                    .to_vec()
+                ),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ]
+        }
+
+        /// A seeding or downloading session with an incoming peer whose
+        /// channel just opened.
+        fn with_incoming_peer(seeding: bool) -> (Env, Session, ConnId) {
+            let (meta, _) = bundle();
+            let mut env = Env::new();
+            let have = if seeding {
+                Bitfield::full(4)
+            } else {
+                Bitfield::new(4)
+            };
+            let role = if seeding { Role::Seed } else { Role::Download };
+            let mut s = Session::new(&mut env.ctx(), add(&meta, role, have)).unwrap();
+            let conn = ConnId(1);
+            s.add_peer(env.now, conn);
+            s.peer_opened(&mut env.ctx(), conn);
+            (env, s, conn)
+        }
+
+        /// Messages a well-behaved peer may send (blocks carry random data,
+        /// so a complete piece of them fails its hash).
+        fn valid_message() -> impl Strategy<Value = Vec<u8>> {
+            let block = (0u32..4, 0u32..2).prop_map(|(index, b)| BlockRequest {
+                index,
+                begin: b * BLOCK_SIZE,
+                length: BLOCK_SIZE,
+            });
+            prop_oneof![
+                Just(Message::Choke.to_vec()),
+                Just(Message::Unchoke.to_vec()),
+                Just(Message::Interested.to_vec()),
+                Just(Message::NotInterested.to_vec()),
+                Just(Message::KeepAlive.to_vec()),
+                (0u32..4).prop_map(|i| Message::Have(i).to_vec()),
+                (0u32..4).prop_map(|i| Message::AllowedFast(i).to_vec()),
+                block.clone().prop_map(|r| Message::Request(r).to_vec()),
+                block.clone().prop_map(|r| Message::Cancel(r).to_vec()),
+                block.clone().prop_map(|r| Message::Reject(r).to_vec()),
+                (block, any::<u8>()).prop_map(|(r, fill)| {
+                    let data = vec![fill; r.length as usize];
+                    Message::Piece {
+                        index: r.index,
+                        begin: r.begin,
+                        block: &data,
+                    }
+                    .to_vec()
+                }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// A peer that keeps to the protocol is never dropped for it,
+            /// whatever the order of its messages: only for bad data (its
+            /// blocks are random) or because both sides are seeds.
+            #[test]
+            fn a_peer_keeping_to_the_protocol_is_only_dropped_for_bad_data(
+                first in prop_oneof![Just(Message::HaveAll.to_vec()), Just(Message::HaveNone.to_vec())],
+                msgs in proptest::collection::vec(valid_message(), 0..60),
+                seeding in any::<bool>(),
+            ) {
+                let (mut env, mut s, conn) = with_incoming_peer(seeding);
+                let mut stream = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
+                stream.extend_from_slice(&first);
+                s.peer_data(&mut env.ctx(), conn, &stream);
+                for m in &msgs {
+                    s.peer_data(&mut env.ctx(), conn, m);
+                    env.now += Duration::from_millis(50);
+                    s.handle_timeout(&mut env.ctx());
+                    s.block_loaded_all(&mut env);
+                }
+                let (_, other) = env.drain(conn);
+                for o in other {
+                    if let Output::ClosePeer { reason, .. } = o {
+                        prop_assert!(
+                            matches!(reason, DropReason::BadData | DropReason::NotUseful),
+                            "dropped for {reason:?}"
+                        );
+                    }
+                }
+            }
+
+            /// Whatever a peer sends after its handshake, cut anywhere, the
+            /// session neither panics nor loses track: the peer is either
+            /// still there or was dropped with a close.
+            #[test]
+            fn anything_a_peer_sends_is_handled_without_panic(
+                msgs in proptest::collection::vec(message(), 0..40),
+                cuts in proptest::collection::vec(1usize..5000, 1..20),
+                seeding in any::<bool>(),
+            ) {
+                let (mut env, mut s, conn) = with_incoming_peer(seeding);
+                let mut stream = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
+                for m in &msgs {
+                    stream.extend_from_slice(m);
+                }
+                let mut rest = &stream[..];
+                for cut in cuts.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (head, tail) = rest.split_at((*cut).min(rest.len()));
+                    s.peer_data(&mut env.ctx(), conn, head);
+                    rest = tail;
+                    env.now += Duration::from_millis(7);
+                    s.handle_timeout(&mut env.ctx());
+                }
+                let (_, other) = env.drain(conn);
+                let closed = other.iter().any(|o| matches!(o, Output::ClosePeer { conn: c, .. } if *c == conn));
+                prop_assert_eq!(closed, !s.has_conn(conn));
+            }
+        }
     }
 }

@@ -455,13 +455,7 @@ impl Sim {
             if done(self) {
                 return;
             }
-            let next_event = self.queue.peek().map(|Reverse((t, _))| *t);
-            let next_timer = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.client.poll_timeout())
-                .min();
-            let Some(next) = [next_event, next_timer].into_iter().flatten().min() else {
+            let Some(next) = self.next_time() else {
                 panic!(
                     "the swarm went idle before reaching its goal at {:?}",
                     self.now
@@ -480,18 +474,23 @@ impl Sim {
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         loop {
-            let next_event = self.queue.peek().map(|Reverse((t, _))| *t);
-            let next_timer = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.client.poll_timeout())
-                .min();
-            match [next_event, next_timer].into_iter().flatten().min() {
+            match self.next_time() {
                 Some(next) if next <= end => self.step(next),
                 _ => break,
             }
         }
         self.now = end;
+    }
+
+    /// The next event or client timeout.
+    fn next_time(&self) -> Option<Instant> {
+        let next_event = self.queue.peek().map(|Reverse((t, _))| *t);
+        let next_timer = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.client.poll_timeout())
+            .min();
+        [next_event, next_timer].into_iter().flatten().min()
     }
 
     fn step(&mut self, next: Instant) {
