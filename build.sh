@@ -300,7 +300,7 @@ cmd_test() {
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
   step "cargo fmt --check" cargo fmt --all --check
   step "cargo clippy (host)" cargo clippy --workspace --all-targets -- -D warnings
-  step "cargo clippy (wasm32)" cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+  step "cargo clippy (wasm32)" cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
   step "cargo test" cargo test --workspace
   step "build (wasm, dist, web-ext lint)" cmd_build
   rm -rf target/e2e # profiles, downloads and files of earlier runs
