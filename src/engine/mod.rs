@@ -22,5 +22,6 @@ pub mod session;
 pub mod time;
 pub mod timer;
 pub mod tracker;
+pub mod upload;
 pub mod webseed;
 pub mod wire;
