@@ -14,6 +14,7 @@ pub mod hash;
 pub mod ids;
 pub mod lengths;
 pub mod limiter;
+pub mod link;
 pub mod magnet;
 pub mod metainfo;
 pub mod peer;
