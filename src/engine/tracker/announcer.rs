@@ -1,43 +1,4 @@
 //! Announce scheduling for one torrent on one tracker connection, in virtual time.
-//!
-//! An [`Announcer`] decides when to announce, with which event and how many
-//! offers; the caller makes the offers (asynchronously: WebRTC offers take
-//! seconds to gather their candidates) and gets back the JSON to send.
-//!
-//! Its methods fall in three groups, in the style of quinn-proto:
-//!
-//! - inputs: [`on_connected`](Announcer::on_connected),
-//!   [`on_disconnected`](Announcer::on_disconnected),
-//!   [`start`](Announcer::start), [`complete`](Announcer::complete),
-//!   [`stop`](Announcer::stop),
-//!   [`set_offers_wanted`](Announcer::set_offers_wanted),
-//!   [`on_response`](Announcer::on_response),
-//!   [`on_failure`](Announcer::on_failure);
-//! - outputs: [`poll`](Announcer::poll) (an [`AnnounceNeed`] when an announce
-//!   is due) and [`poll_timeout`](Announcer::poll_timeout) (when to call
-//!   `poll` next);
-//! - the answer to a need: [`announce`](Announcer::announce), which returns
-//!   the frame to send.
-//!
-//! The run loop: after any input, call `poll(now)`; for each need, create
-//! `offers_wanted` offers (possibly zero, then answer at once), record them in
-//! an [`OfferBook`](super::OfferBook), and call `announce` with the offers that
-//! could be made (a failed or slow offer is simply left out: every need must
-//! be answered by one `announce` call, or `poll` stays quiet). Arm a timer at
-//! `poll_timeout()`.
-//!
-//! Rules: the first announce on a connection is `started` (the tracker forgets
-//! a peer whose socket closes, so every reconnect starts again); then a
-//! regular announce every `interval` (the tracker's, clamped to
-//! [`MIN_INTERVAL`]..=[`MAX_INTERVAL`], [`DEFAULT_INTERVAL`] until it says);
-//! `completed` once, at once, when the download finishes (not needed if a
-//! `started` goes out after it: its `left` says we are complete); `stopped`
-//! on stop, only if the tracker holds us. A failure for this torrent while
-//! an announce awaits its response backs off exponentially and retries with
-//! `started`; a reconnect resets the backoff. Responses and failures that
-//! arrive while no announce of ours awaits one (aquatic_ws also answers the
-//! announces that carry our answers, and reports failures about them) are
-//! ignored, so they can neither postpone nor fail our schedule.
 
 use std::time::Duration;
 
@@ -67,8 +28,8 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(10 * 60);
 /// Exponential backoff: `base`, `2 × base`, `4 × base`, … up to `cap`.
 ///
 /// Used by the [`Announcer`] after tracker failures, and meant for the
-/// tracker socket's reconnects too (with [`next_delay_jittered`]
-/// (Self::next_delay_jittered), so clients that lost the same tracker do not
+/// tracker socket's reconnects too (with
+/// [`next_delay_jittered`](Self::next_delay_jittered), so clients that lost the same tracker do not
 /// all come back at once).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backoff {
@@ -164,8 +125,46 @@ enum Completion {
     Done,
 }
 
-/// Announce scheduling for one torrent on one tracker connection. See the
-/// [module documentation](self) for the run loop and the rules.
+/// Announce scheduling for one torrent on one tracker connection.
+///
+/// It decides when to announce, with which event and how many
+/// offers; the caller makes the offers (asynchronously: WebRTC offers take
+/// seconds to gather their candidates) and gets back the JSON to send.
+///
+/// Its methods fall in three groups, in the style of quinn-proto:
+///
+/// - inputs: [`on_connected`](Announcer::on_connected),
+///   [`on_disconnected`](Announcer::on_disconnected),
+///   [`start`](Announcer::start), [`complete`](Announcer::complete),
+///   [`stop`](Announcer::stop),
+///   [`set_offers_wanted`](Announcer::set_offers_wanted),
+///   [`on_response`](Announcer::on_response),
+///   [`on_failure`](Announcer::on_failure);
+/// - outputs: [`poll`](Announcer::poll) (an [`AnnounceNeed`] when an announce
+///   is due) and [`poll_timeout`](Announcer::poll_timeout) (when to call
+///   `poll` next);
+/// - the answer to a need: [`announce`](Announcer::announce), which returns
+///   the frame to send.
+///
+/// The run loop: after any input, call `poll(now)`; for each need, create
+/// `offers_wanted` offers (possibly zero, then answer at once), record them in
+/// an [`OfferBook`](super::OfferBook), and call `announce` with the offers that
+/// could be made (a failed or slow offer is simply left out: every need must
+/// be answered by one `announce` call, or `poll` stays quiet). Arm a timer at
+/// `poll_timeout()`.
+///
+/// Rules: the first announce on a connection is `started` (the tracker forgets
+/// a peer whose socket closes, so every reconnect starts again); then a
+/// regular announce every `interval` (the tracker's, clamped to
+/// [`MIN_INTERVAL`]..=[`MAX_INTERVAL`], [`DEFAULT_INTERVAL`] until it says);
+/// `completed` once, at once, when the download finishes (not needed if a
+/// `started` goes out after it: its `left` says we are complete); `stopped`
+/// on stop, only if the tracker holds us. A failure for this torrent while
+/// an announce awaits its response backs off exponentially and retries with
+/// `started`; a reconnect resets the backoff. Responses and failures that
+/// arrive while no announce of ours awaits one (aquatic_ws also answers the
+/// announces that carry our answers, and reports failures about them) are
+/// ignored, so they can neither postpone nor fail our schedule.
 #[derive(Clone, Debug)]
 pub struct Announcer {
     info_hash: InfoHash,
@@ -319,8 +318,9 @@ impl Announcer {
     }
 
     /// The tracker answered an announce for this torrent, asking for
-    /// `interval` (unclamped, as [`FromTracker::AnnounceResponse`]
-    /// (super::FromTracker::AnnounceResponse) carries it). Returns whether it
+    /// `interval` (unclamped, as
+    /// [`FromTracker::AnnounceResponse`](super::FromTracker::AnnounceResponse)
+    /// carries it). Returns whether it
     /// was taken as the response to our last announce (`false`: none awaited
     /// one, and it changed nothing).
     pub fn on_response(&mut self, now: Instant, interval: Option<Duration>) -> bool {
@@ -467,3 +467,6 @@ impl Announcer {
         self.due = None;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -424,3 +424,6 @@ pub fn encode_scrape(info_hashes: &[InfoHash]) -> String {
 pub fn encode_to_client(message: &OutMessage) -> String {
     to_json(message)
 }
+
+#[cfg(test)]
+mod tests;

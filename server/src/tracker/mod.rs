@@ -1,0 +1,137 @@
+//! WebTorrent WebSocket tracker: the `/announce` endpoint over the [`core::Tracker`].
+//!
+//! Each connection gets a bounded outgoing queue drained by its own writer
+//! task; a connection too slow to drain it loses messages rather than memory.
+//! Nothing about a client's address is recorded.
+
+pub mod core;
+pub mod protocol;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use self::core::{ConnId, Outgoing, Tracker};
+use self::protocol::parse_request;
+use crate::app::AppState;
+
+/// Largest frame and message accepted from a client (ten offers with full
+/// SDPs fit): the engine codec's limit for frames sent to a tracker.
+pub const MAX_FRAME_BYTES: usize = swarmdrop::engine::tracker::MAX_TO_TRACKER_LEN;
+/// Frames queued for one connection before further ones are dropped.
+pub const OUTGOING_QUEUE: usize = 64;
+/// A connection silent for this long is closed (clients re-announce every 120 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 60);
+
+/// The tracker shared by every connection.
+#[derive(Debug)]
+pub struct Hub {
+    tracker: Mutex<Tracker>,
+    senders: Mutex<HashMap<ConnId, mpsc::Sender<Utf8Bytes>>>,
+}
+
+impl Hub {
+    /// A hub with an empty tracker seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Hub {
+            tracker: Mutex::new(Tracker::new(seed)),
+            senders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Locks the tracker (a panic elsewhere never poisons it for good).
+    pub fn tracker(&self) -> MutexGuard<'_, Tracker> {
+        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn senders(&self) -> MutexGuard<'_, HashMap<ConnId, mpsc::Sender<Utf8Bytes>>> {
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dispatch(&self, out: Vec<Outgoing>) {
+        if out.is_empty() {
+            return;
+        }
+        let senders = self.senders();
+        for o in out {
+            if let Some(tx) = senders.get(&o.to) {
+                if tx.try_send(Utf8Bytes::from(o.text)).is_err() {
+                    tracing::debug!(conn = o.to.0, "tracker queue full, frame dropped");
+                }
+            }
+        }
+    }
+}
+
+/// `GET /announce`: upgrades to a WebSocket tracker connection.
+pub async fn announce(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| serve_connection(state.hub.clone(), socket))
+}
+
+async fn serve_connection(hub: Arc<Hub>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(OUTGOING_QUEUE);
+    let conn = hub.tracker().connect();
+    hub.senders().insert(conn, tx.clone());
+
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(Message::Text(text)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    loop {
+        let next = tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await;
+        let text = match next {
+            Err(_) => {
+                let _ = tx
+                    .send(Utf8Bytes::from(
+                        Tracker::failure(conn, "idle timeout", None, None).text,
+                    ))
+                    .await;
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                // Oversized frames end here; tell the client why if it still listens.
+                tracing::debug!(conn = conn.0, error = %e, "tracker connection error");
+                let reason = Tracker::failure(conn, format!("connection error: {e}"), None, None);
+                let _ = tx.try_send(Utf8Bytes::from(reason.text));
+                break;
+            }
+            Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
+            Ok(Some(Ok(Message::Binary(bytes)))) => match String::from_utf8(bytes.to_vec()) {
+                Ok(text) => text,
+                Err(_) => {
+                    let f = Tracker::failure(conn, "binary frame is not utf-8 json", None, None);
+                    hub.dispatch(vec![f]);
+                    continue;
+                }
+            },
+            Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+        };
+        let out = match parse_request(&text) {
+            Ok(request) => hub.tracker().handle(conn, request, Instant::now()),
+            Err(e) => vec![Tracker::failure(conn, e.to_string(), e.action(), None)],
+        };
+        hub.dispatch(out);
+    }
+
+    hub.tracker().disconnect(conn);
+    hub.senders().remove(&conn);
+    drop(tx);
+    // Let the writer flush what is queued (a failure reason, say), then close.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
