@@ -326,26 +326,23 @@ impl<'a> Decoder<'a> {
             .iter()
             .take(21)
             .position(|&b| b == b'e')
-            .ok_or_else(|| {
-                if rest.len() < 21 {
-                    DecodeError::Truncated {
-                        what: "integer",
-                        at: self.input.len(),
-                    }
-                } else {
-                    DecodeError::BadInteger { at }
+            .ok_or(if rest.len() < 21 {
+                DecodeError::Truncated {
+                    what: "integer",
+                    at: self.input.len(),
                 }
+            } else {
+                DecodeError::BadInteger { at }
             })?;
         let digits = &rest[..end];
         let (neg, body) = match digits.split_first() {
             Some((b'-', body)) => (true, body),
             _ => (false, digits),
         };
-        let valid = !body.is_empty()
-            && body.iter().all(u8::is_ascii_digit)
-            && !(body.len() > 1 && body[0] == b'0')
-            && !(neg && body == b"0");
-        if !valid {
+        let leading_zero = body.len() > 1 && body[0] == b'0';
+        let negative_zero = neg && body == b"0";
+        let digits_only = !body.is_empty() && body.iter().all(u8::is_ascii_digit);
+        if !digits_only || leading_zero || negative_zero {
             return Err(DecodeError::BadInteger { at });
         }
         // Digits only, so the text is ASCII; parse handles the range check.

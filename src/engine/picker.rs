@@ -50,11 +50,14 @@
 //!   entries scanned. The scan of a bucket starts at a random position and
 //!   stops at the first piece the peer has: `O(1)` for a peer that has every
 //!   piece (seeds, web seeds), about `1/f` entries for a peer holding a
-//!   fraction `f` of the pieces, and at most the size of the bucket. Nothing
-//!   is ever sorted, and no call walks all `n` pieces unless the peer has
-//!   almost none of the pieces we want.
+//!   fraction `f` of the pieces, and at most the size of the bucket. A
+//!   search that finds nothing is remembered per peer and class, and not
+//!   repeated until a piece is (re)opened or the peer announces a piece, so
+//!   asking again a peer that has nothing left to offer costs `O(A + P)`.
+//!   Nothing is ever sorted.
 //! - `peer_have`, `request_*`, `block_received`: `O(log)` plus `O(1)` bucket
 //!   moves; `piece_verified`, `piece_failed`: `O(b + peers)`.
+//! - `set_priority`: `O(len · peers)` for a range of `len` pieces.
 //! - `peer_bitfield` and `peer_removed`: `O(n)` for a peer with a bitfield
 //!   (one bucket move per piece), `O(R)` for a have-all peer.
 //! - `timed_out`: `O(R log P)`; `next_timeout`: `O(P·b)`.
@@ -206,6 +209,10 @@ struct PeerState {
     interesting: u32,
     /// Outstanding requests as `(piece, block index)`.
     requests: BTreeSet<(u32, u32)>,
+    /// Per class, the `open_gen` at which a search for an open piece this
+    /// peer has found none: until a piece is opened again or the peer gets a
+    /// piece, the search is skipped.
+    open_miss: [Option<u64>; CLASSES],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -269,6 +276,9 @@ pub struct Picker {
     remaining: Remaining,
     /// Bucket entries examined by `pick` so far (a cost measure for tests).
     scanned: u64,
+    /// Bumped whenever a piece enters a bucket other than by an availability
+    /// change (it may be a new candidate for any peer).
+    open_gen: u64,
 }
 
 impl Picker {
@@ -305,6 +315,7 @@ impl Picker {
             peers: BTreeMap::new(),
             remaining: Remaining::default(),
             scanned: 0,
+            open_gen: 0,
         };
         for p in lengths.pieces() {
             if picker.is_wanted(p.get()) {
@@ -424,6 +435,7 @@ impl Picker {
         let st = self.peer_entry(peer);
         st.has = PeerHas::Some(bitfield.clone());
         st.interesting = 0;
+        st.open_miss = [None; CLASSES];
         for p in bitfield.iter_ones() {
             self.add_availability(peer, p);
         }
@@ -437,6 +449,9 @@ impl Picker {
             PeerHas::All => false,
             PeerHas::Some(bf) => bf.set(piece.get(), true),
         };
+        if added {
+            st.open_miss = [None; CLASSES];
+        }
         if added {
             self.add_availability(peer, piece.get());
         }
@@ -457,6 +472,7 @@ impl Picker {
         let st = self.peer_entry(peer);
         st.has = PeerHas::All;
         st.interesting = 0;
+        st.open_miss = [None; CLASSES];
         self.have_all_peers += 1;
     }
 
@@ -773,6 +789,7 @@ impl Picker {
             has: PeerHas::Some(Bitfield::new(self.lengths.num_pieces())),
             interesting: 0,
             requests: BTreeSet::new(),
+            open_miss: [None; CLASSES],
         })
     }
 
@@ -821,7 +838,7 @@ impl Picker {
         let a = &mut self.availability[p as usize];
         *a = if up { *a + 1 } else { a.saturating_sub(1) };
         if in_bucket {
-            self.bucket_insert(p);
+            self.bucket_place(p);
         }
     }
 
@@ -852,7 +869,14 @@ impl Picker {
         }
     }
 
+    /// Puts an open wanted piece in its bucket as a possible new candidate.
     fn bucket_insert(&mut self, p: u32) {
+        self.open_gen += 1;
+        self.bucket_place(p);
+    }
+
+    /// Puts an open wanted piece in the bucket of its class and availability.
+    fn bucket_place(&mut self, p: u32) {
         let Some(class) = self.priority[p as usize].class() else {
             return;
         };
@@ -992,9 +1016,13 @@ impl Picker {
             // Then new pieces, rarest first.
             while out.len() < max {
                 let next = match only {
+                    None if st.open_miss[class] == Some(self.open_gen) => None,
                     None => {
                         let (next, scanned) = self.find_open(&st.has, class, rng);
                         self.scanned += scanned;
+                        if next.is_none() {
+                            st.open_miss[class] = Some(self.open_gen);
+                        }
                         next
                     }
                     Some(list) => list.iter().map(|a| a.get()).find(|&p| {
@@ -1687,6 +1715,44 @@ mod tests {
         );
     }
 
+    #[test]
+    fn asking_again_a_peer_with_nothing_to_offer_scans_nothing() {
+        // A peer whose only piece is taken costs one bucket scan, not one per
+        // pick; a piece that opens again is found at once.
+        let n = 4_096u32;
+        let lengths = Lengths::new(n as u64 * 2 * KIB16, 2 * KIB16).unwrap();
+        let mut p = Picker::new(
+            lengths,
+            Bitfield::new(n),
+            vec![Priority::Normal; n as usize],
+        )
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(14);
+        p.peer_have_all(A);
+        // Every other piece is held by one more peer, so B's searches have a
+        // full bucket to look through.
+        p.peer_bitfield(PeerKey(4), &bits(n, (0..n).filter(|&i| i != 77)))
+            .unwrap();
+        p.peer_bitfield(B, &bits(n, [77])).unwrap();
+        p.peer_have(C, piece(&p, 77));
+        let c = p.pick(C, 1, t(0), &mut rng);
+        assert_eq!(pieces_of(&c), vec![77]);
+        // B gets the other block of piece 77 from the partial table.
+        assert_eq!(p.pick(B, 1, t(0), &mut rng).len(), 1);
+        let before = p.scanned;
+        assert!(p.pick(B, 4, t(0), &mut rng).is_empty() || p.in_endgame());
+        let first = p.scanned - before;
+        assert_eq!(first, n as u64 - 1, "one full scan of the bucket");
+        for _ in 0..100 {
+            p.pick(B, 4, t(0), &mut rng);
+        }
+        assert_eq!(p.scanned - before, first, "the failed search was repeated");
+        p.peer_removed(C);
+        let again = p.pick(B, 4, t(1), &mut rng);
+        assert_eq!(again, c);
+        check_invariants(&p);
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Bitfield(u32, Vec<bool>),
@@ -1766,6 +1832,19 @@ mod tests {
                             prop_assert!(!had.contains(b), "block picked twice for one peer");
                         }
                         prop_assert!(!removed.contains(&PeerKey(k)) || got.is_empty());
+                        if got.len() < max && !removed.contains(&PeerKey(k)) {
+                            // Nothing this peer could have been given was left out.
+                            for q in 0..9 {
+                                let wanted = p.priority[q as usize] != Priority::Skip;
+                                if !wanted || !p.peer_has(PeerKey(k), piece(&p, q)) {
+                                    continue;
+                                }
+                                prop_assert!(!p.is_open(q) || p.have.get(q), "open piece {} missed", q);
+                                if let Some(part) = p.partials.get(&q) {
+                                    prop_assert_eq!(part.free, 0, "free block of piece {} missed", q);
+                                }
+                            }
+                        }
                     }
                     Op::Receive(k, i) => {
                         let reqs = p.requests(PeerKey(k));

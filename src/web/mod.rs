@@ -1,6 +1,22 @@
 //! Browser glue: owns every JavaScript object and drives the engine.
+//!
+//! The extension's engine host loads this module (`wasm-bindgen --target
+//! web`) and calls its exports. Everything here converts between JavaScript
+//! values and engine types at the boundary; decisions stay in the engine.
+//!
+//! Exports so far (JavaScript names):
+//! - `pieceLengthFor(totalLength)`: the piece length the engine picks for a bundle;
+//! - `createTorrent(spec, pieceHashes)`: the `.torrent` of a bundle whose
+//!   pieces the extension hashed (WebCrypto, in workers), with its info hash
+//!   and magnet link;
+//! - `inspectTorrent(bytes)`: a validated `.torrent` described for the UI.
+//!
+//! The network client (tracker sockets, peer connections, web seeds) plugs in
+//! here as one `#[wasm_bindgen]` handle owned by the engine host.
 
 mod api;
+mod bundle;
+mod error;
 mod host;
 mod js;
 pub mod net;
@@ -9,3 +25,14 @@ mod storage;
 mod uploader;
 
 pub use api::SwarmHost;
+pub use bundle::{create_torrent, inspect_torrent, piece_length_for, CreatedTorrent};
+pub use error::GlueError;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// Runs once when the module is instantiated: panics are reported to the
+/// console with their message instead of an opaque `unreachable`.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}

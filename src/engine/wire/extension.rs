@@ -249,13 +249,17 @@ fn decode_m(m: &Dict<'_>) -> Result<BTreeMap<String, u8>, ExtensionError> {
     Ok(out)
 }
 
-/// The client name as text, cut to [`MAX_CLIENT_LEN`] bytes.
+/// The client name as text (invalid UTF-8 replaced), cut at a character
+/// boundary to at most [`MAX_CLIENT_LEN`] bytes. Applying it to its own
+/// output changes nothing, so handshakes round-trip.
 fn client_name(v: &[u8]) -> String {
-    let cut = &v[..v.len().min(MAX_CLIENT_LEN)];
-    let mut name = String::from_utf8_lossy(cut).into_owned();
-    if cut.len() < v.len() {
-        // The cut may have split a character: drop a trailing replacement.
-        name = name.trim_end_matches('\u{FFFD}').to_owned();
+    let mut name = String::from_utf8_lossy(v).into_owned();
+    if name.len() > MAX_CLIENT_LEN {
+        let cut = (0..=MAX_CLIENT_LEN)
+            .rev()
+            .find(|&i| name.is_char_boundary(i))
+            .unwrap_or(0);
+        name.truncate(cut);
     }
     name
 }
@@ -443,6 +447,11 @@ mod tests {
         assert_eq!(h.client.as_deref(), Some("é".repeat(64).as_str()));
         let h = ExtendedHandshake::decode(b"d1:v3:a\xffbe").unwrap();
         assert_eq!(h.client.as_deref(), Some("a\u{FFFD}b"));
+        // 100 invalid bytes become 100 three-byte replacements, cut to 42.
+        let payload = [&b"d1:v100:"[..], &[0xff; 100], b"e"].concat();
+        let h = ExtendedHandshake::decode(&payload).unwrap();
+        assert_eq!(h.client.as_deref(), Some("\u{FFFD}".repeat(42).as_str()));
+        assert_eq!(ExtendedHandshake::decode(&h.encode()), Ok(h));
     }
 
     #[test]
@@ -459,7 +468,8 @@ mod tests {
         (
             proptest::collection::btree_map("[a-z_]{1,16}", any::<u8>(), 0..12),
             proptest::option::of(1..=MAX_METADATA_SIZE),
-            proptest::option::of("[ -~]{0,40}"),
+            // At most 32 characters: never more than MAX_CLIENT_LEN bytes.
+            proptest::option::of("\\PC{0,32}"),
             proptest::option::of(any::<u32>()),
         )
             .prop_map(|(m, metadata_size, client, reqq)| ExtendedHandshake {

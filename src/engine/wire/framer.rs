@@ -225,7 +225,8 @@ impl Framer {
     }
 
     /// Changes the limits (e.g. the bitfield cap once the piece count is
-    /// known); applies to lengths not yet checked.
+    /// known); applies to every frame not yet yielded, including one that
+    /// is partly buffered.
     pub fn set_limits(&mut self, limits: FrameLimits) {
         self.limits = limits;
     }

@@ -1,0 +1,14 @@
+// The message types the engine host answers; the background forwards exactly these.
+export const HOST_TYPES = Object.freeze([
+  'host.ping',
+  'transfers.list',
+  'transfer.get',
+  'transfer.pause',
+  'transfer.resume',
+  'transfer.cancel',
+  'transfers.pauseAll',
+  'transfers.resumeAll',
+  'transfer.torrent',
+  'bundle.get',
+  'torrent.inspect',
+]);

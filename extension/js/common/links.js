@@ -1,0 +1,34 @@
+// Links to a bundle: the share link, the server's tracker, the extension's bundle page.
+//
+// The server's routes are defined with the server (issue 4); every URL the
+// extension derives from the server address is made here and nowhere else.
+
+/** The share link for a bundle: the server's landing page for it. */
+export function shareLink(serverUrl, infoHash) {
+  return `${trimSlash(serverUrl)}/b/${infoHash}`;
+}
+
+/** The server's WebTorrent tracker, derived from its address (http -> ws, https -> wss). */
+export function serverTracker(serverUrl) {
+  const url = new URL(trimSlash(serverUrl));
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${trimSlash(url.href)}/announce`;
+}
+
+/** A magnet link (BEP 9): info hash, name, trackers and web seeds. */
+export function magnetLink({ infoHash, name, trackers = [], webSeeds = [] }) {
+  const parts = [`xt=urn:btih:${infoHash}`];
+  if (name) parts.push(`dn=${encodeURIComponent(name)}`);
+  for (const t of trackers) parts.push(`tr=${encodeURIComponent(t)}`);
+  for (const w of webSeeds) parts.push(`ws=${encodeURIComponent(w)}`);
+  return `magnet:?${parts.join('&')}`;
+}
+
+/** Path (relative to the extension root) of the bundle page for a transfer. */
+export function bundlePage(id) {
+  return `bundle.html?id=${encodeURIComponent(id)}`;
+}
+
+function trimSlash(s) {
+  return String(s).replace(/\/+$/, '');
+}

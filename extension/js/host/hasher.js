@@ -1,0 +1,91 @@
+// Piece hashing on every core: a pool of workers (js/host/hash-worker.js), each
+// reading its pieces lazily and hashing them with WebCrypto SHA-1, fed
+// batches of piece indices so that pausing takes effect within one batch.
+
+/** Bytes handed to a worker at a time (at least one piece). */
+const BATCH_BYTES = 32 * 1024 * 1024;
+const MAX_BATCH_PIECES = 256;
+
+export function workerCount() {
+  return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 2));
+}
+
+/**
+ * Hashes the pieces not yet marked in `done`, writing each SHA-1 into
+ * `hashes` (20 bytes per piece) and marking it.
+ *
+ * @param {object} job
+ * @param {{blob: Blob}[]} job.files the bundle's files in torrent order
+ * @param {number} job.pieceLength
+ * @param {number} job.pieceCount
+ * @param {Uint8Array} job.hashes 20 * pieceCount bytes
+ * @param {Uint8Array} job.done one byte per piece, 1 once hashed
+ * @param {(bytes: number) => void} job.onProgress called after each piece
+ * @param {() => Promise<void>} job.gate resolves when work may go on (pause waits here)
+ * @param {AbortSignal} job.signal aborts the job (the bundle was cancelled)
+ */
+export async function hashPieces(job) {
+  const { files, pieceLength, pieceCount, hashes, done, onProgress, gate, signal } = job;
+  const perBatch = Math.max(1, Math.min(MAX_BATCH_PIECES, Math.floor(BATCH_BYTES / pieceLength)));
+  const todo = [];
+  for (let i = 0; i < pieceCount; i++) if (!done[i]) todo.push(i);
+  let cursor = 0;
+  const nextBatch = () => {
+    const batch = todo.slice(cursor, cursor + perBatch);
+    cursor += batch.length;
+    return batch;
+  };
+
+  const workers = [];
+  const stop = () => workers.forEach((w) => w.terminate());
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    await Promise.all(
+      Array.from({ length: Math.min(workerCount(), Math.ceil(todo.length / perBatch)) }, async () => {
+        const worker = new Worker(new URL('./hash-worker.js', import.meta.url), { type: 'module' });
+        workers.push(worker);
+        worker.postMessage({ type: 'init', files, pieceLength });
+        for (;;) {
+          await gate();
+          if (signal.aborted) throw new DOMException('cancelled', 'AbortError');
+          const pieces = nextBatch();
+          if (pieces.length === 0) return;
+          await runBatch(worker, pieces, signal, (index, hash, bytes) => {
+            hashes.set(hash, index * 20);
+            done[index] = 1;
+            onProgress(bytes);
+          });
+        }
+      }),
+    );
+  } finally {
+    signal.removeEventListener('abort', stop);
+    stop();
+  }
+}
+
+let batchIds = 0;
+
+function runBatch(worker, pieces, signal, onPiece) {
+  const batch = ++batchIds;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => finish(reject, new DOMException('cancelled', 'AbortError'));
+    const finish = (settle, value) => {
+      worker.removeEventListener('message', onMessage);
+      worker.removeEventListener('error', onError);
+      signal.removeEventListener('abort', onAbort);
+      settle(value);
+    };
+    const onMessage = ({ data }) => {
+      if (data.batch !== batch) return;
+      if (data.type === 'hashed') onPiece(data.index, data.hash, data.bytes);
+      else if (data.type === 'done') finish(resolve);
+      else if (data.type === 'error') finish(reject, new Error(data.message));
+    };
+    const onError = (e) => finish(reject, new Error(e.message || 'the hashing worker failed'));
+    worker.addEventListener('message', onMessage);
+    worker.addEventListener('error', onError);
+    signal.addEventListener('abort', onAbort, { once: true });
+    worker.postMessage({ type: 'hash', batch, pieces });
+  });
+}

@@ -1,0 +1,108 @@
+// The engine host: holds every transfer and the wasm engine. Chrome runs it in
+// the offscreen document (host.html), Firefox in the background page.
+//
+// Requests arrive as runtime messages forwarded by the background (a table
+// keyed by type, below) and, for files, on the file channel
+// (js/common/channel.js). What the host tells the background (status for
+// the badge, idleness) goes through the `emit` function it is started with.
+import { serve } from '../common/channel.js';
+import { HOST_TYPES } from '../common/host-types.js';
+import { getSettings } from '../common/settings.js';
+import { engine } from './engine.js';
+import { Transfers } from './transfers.js';
+
+/** After this long with nothing running and no request, the host may be closed. */
+const IDLE_AFTER_MS = 60_000;
+
+function toBase64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(b64) {
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+/**
+ * Starts the engine host.
+ * @param {(msg: object) => void} emit sends a message to the background
+ * @returns {{handle: (msg: object) => Promise<any>}}
+ */
+export function startHost(emit) {
+  let lastRequest = Date.now();
+  let statusTimer = null;
+  const sendStatus = () => {
+    statusTimer = null;
+    emit({
+      type: 'host.status',
+      running: transfers.runningCount(),
+      progress: transfers.overallProgress(),
+    });
+  };
+  const transfers = new Transfers({
+    settings: getSettings,
+    onChange: () => {
+      statusTimer ??= setTimeout(sendStatus, 250);
+    },
+  });
+  const ready = Promise.all([transfers.load(), engine()]).then(sendStatus);
+
+  const handlers = {
+    'host.ping': () => ({ running: transfers.runningCount() }),
+    'transfers.list': () => transfers.list(),
+    'transfer.get': ({ id }) => transfers.view(id),
+    'transfer.pause': ({ id }) => transfers.pause(id),
+    'transfer.resume': ({ id }) => transfers.resume(id),
+    'transfer.cancel': ({ id }) => transfers.cancel(id),
+    'transfers.pauseAll': () => transfers.pauseAll(),
+    'transfers.resumeAll': () => transfers.resumeAll(),
+    'transfer.torrent': ({ id }) => {
+      const { name, bytes } = transfers.torrent(id);
+      return { name, base64: toBase64(bytes) };
+    },
+    'bundle.get': ({ id }) => transfers.detail(id),
+    'torrent.inspect': async ({ base64 }) => (await engine()).inspectTorrent(fromBase64(base64)),
+  };
+
+  // The background forwards HOST_TYPES: the table must answer exactly those.
+  const missing = HOST_TYPES.filter((t) => !Object.hasOwn(handlers, t));
+  const extra = Object.keys(handlers).filter((t) => !HOST_TYPES.includes(t));
+  if (missing.length || extra.length) {
+    throw new Error(`host handler table out of step: missing ${missing}, extra ${extra}`);
+  }
+
+  serve({
+    'bundle.create': async ({ entries, handles }) => {
+      await ready;
+      lastRequest = Date.now();
+      return transfers.createSend(entries, handles ?? []);
+    },
+    'file.get': async ({ transfer, path }) => {
+      await ready;
+      lastRequest = Date.now();
+      return transfers.file(transfer, path);
+    },
+  });
+
+  // Tell the background when the host has been idle for a while, so that it
+  // can close it (Chrome); a running transfer keeps it open.
+  setInterval(() => {
+    if (transfers.runningCount() === 0 && Date.now() - lastRequest > IDLE_AFTER_MS) {
+      emit({ type: 'host.idle' });
+    }
+  }, IDLE_AFTER_MS / 2);
+
+  return {
+    async handle(msg) {
+      await ready;
+      lastRequest = Date.now();
+      const handler = Object.hasOwn(handlers, msg?.type) ? handlers[msg.type] : null;
+      if (!handler) throw new Error(`unknown message type: ${String(msg?.type)}`);
+      return handler(msg);
+    },
+  };
+}

@@ -1,0 +1,449 @@
+// The engine host's transfers: every send and download, their state machine,
+// their persistence, and what the popup and the bundle page are shown.
+//
+// A record (persisted in IndexedDB, js/host/store.js) is what survives a
+// restart; a transfer's live part (its files, its hashing job, its rates)
+// lives here only while the engine host runs. The network (issue 4) plugs in
+// as another live part: it reads the same records, reports peers, bytes and
+// rates through `report()`, and honours pause and resume.
+import * as S from '../common/states.js';
+import { magnetLink, serverTracker, shareLink } from '../common/links.js';
+import { layout, withManifest, MANIFEST_PATH } from './create.js';
+import { hashPieces } from './hasher.js';
+import { engine } from './engine.js';
+import * as store from './store.js';
+
+const CREATED_BY = 'Swarmdrop/0.1.0';
+/** How often progress is written to IndexedDB while a transfer runs. */
+const PERSIST_EVERY_MS = 2000;
+
+/** Bytes per second over a sliding window. */
+class RateMeter {
+  #samples = [];
+  constructor(windowMs = 3000) {
+    this.windowMs = windowMs;
+  }
+  add(bytes, now) {
+    this.#samples.push([now, bytes]);
+    this.#trim(now);
+  }
+  rate(now) {
+    this.#trim(now);
+    if (this.#samples.length === 0) return 0;
+    const total = this.#samples.reduce((s, [, b]) => s + b, 0);
+    const span = Math.max(1000, now - this.#samples[0][0]);
+    return (total * 1000) / span;
+  }
+  #trim(now) {
+    while (this.#samples.length && now - this.#samples[0][0] > this.windowMs) this.#samples.shift();
+  }
+}
+
+/** Opens and closes the way for work: pause closes it, resume opens it. */
+class Gate {
+  #open = true;
+  #waiters = [];
+  get isOpen() {
+    return this.#open;
+  }
+  close() {
+    this.#open = false;
+  }
+  open() {
+    this.#open = true;
+    this.#waiters.splice(0).forEach((w) => w());
+  }
+  wait() {
+    return this.#open ? Promise.resolve() : new Promise((r) => this.#waiters.push(r));
+  }
+}
+
+export class Transfers {
+  /** id -> persisted record */
+  #records = new Map();
+  /** id -> live part: {files, gate, abort, hashRate, up, down, peers, job} */
+  #live = new Map();
+  #emit;
+  #settings;
+  #now;
+  #persistTimers = new Map();
+
+  /**
+   * @param {object} deps
+   * @param {() => void} deps.onChange called when the set or states of transfers change
+   * @param {() => Promise<object>} deps.settings the user's settings
+   * @param {() => number} [deps.now] wall clock in ms (tests may pass their own)
+   */
+  constructor({ onChange, settings, now = () => Date.now() }) {
+    this.#emit = onChange;
+    this.#settings = settings;
+    this.#now = now;
+  }
+
+  /** Loads the records; what was running when the host stopped comes back in the right state. */
+  async load() {
+    for (const r of await store.allBundles()) {
+      if (r.role === 'send' && (r.state === S.HASHING || r.state === S.SHARING)) {
+        // The files were known to the page that is gone: the user must grant
+        // them again (issue 5 re-grants file system handles in one click).
+        r.needsFilesFor = r.state;
+        r.state = S.NEEDS_FILES;
+        await store.putBundle(r);
+      }
+      this.#records.set(r.id, r);
+    }
+  }
+
+  // ------------------------------------------------------------ getters
+
+  /** Number of transfers doing work (for the badge and the host's lifetime). */
+  runningCount() {
+    let n = 0;
+    for (const r of this.#records.values()) if (S.isRunning(r.state)) n++;
+    return n;
+  }
+
+  /** Overall progress of running transfers, 0..1, or null when none runs. */
+  overallProgress() {
+    let done = 0;
+    let total = 0;
+    for (const r of this.#records.values()) {
+      if (!S.isRunning(r.state)) continue;
+      const p = this.#progress(r);
+      done += p.done;
+      total += p.total;
+    }
+    return total > 0 ? done / total : null;
+  }
+
+  /** Every transfer as the popup shows it, newest first. */
+  list() {
+    return [...this.#records.values()]
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .map((r) => this.view(r.id));
+  }
+
+  /** One transfer as the popup shows it. */
+  view(id) {
+    const r = this.#get(id);
+    const live = this.#live.get(id);
+    const now = this.#now();
+    const { done, total } = this.#progress(r);
+    const hashRate = live?.hashRate.rate(now) ?? 0;
+    const up = live?.up.rate(now) ?? 0;
+    const down = live?.down.rate(now) ?? 0;
+    let eta = null;
+    if (r.state === S.HASHING && hashRate > 0) eta = (total - done) / hashRate;
+    if (r.state === S.DOWNLOADING && down > 0) eta = (total - done) / down;
+    return {
+      id: r.id,
+      role: r.role,
+      state: r.state,
+      resumeState: r.resumeState ?? null,
+      phase: r.phase ?? null,
+      error: r.error ?? null,
+      name: r.name,
+      size: r.size,
+      fileCount: r.fileCount,
+      totalLength: r.totalLength ?? null,
+      progress: total > 0 ? done / total : 0,
+      progressBytes: done,
+      progressTotal: total,
+      hashRate,
+      upSpeed: up,
+      downSpeed: down,
+      eta,
+      peers: live?.peers ?? 0,
+      uploaded: r.stats.uploaded,
+      downloaded: r.stats.downloaded,
+      fromServer: r.stats.fromServer,
+      fromPeers: r.stats.fromPeers,
+      infoHash: r.infoHash ?? null,
+      link: r.link ?? null,
+      magnet: r.magnet ?? null,
+      createdAt: r.createdAt,
+    };
+  }
+
+  /** A transfer with its files, thumbnails and per-file progress, for the bundle page. */
+  detail(id) {
+    const r = this.#get(id);
+    const files = (r.manifest?.files ?? r.files.filter((f) => !f.manifest)).map((f) => ({
+      path: f.path,
+      size: f.size ?? f.length,
+      type: f.type ?? 'application/octet-stream',
+      thumbnail: f.thumbnail ?? null,
+      width: f.width ?? null,
+      height: f.height ?? null,
+    }));
+    const offsets = new Map(r.files.map((f) => [f.path, f]));
+    const prefix = this.#contiguousBytes(r);
+    for (const f of files) {
+      const placed = offsets.get(f.path);
+      if (!placed || f.size === 0) {
+        f.progress = placed && prefix >= placed.offset ? 1 : 0;
+      } else {
+        f.progress = Math.min(1, Math.max(0, (prefix - placed.offset) / f.size));
+      }
+      f.available = this.#live.get(id)?.files != null || (r.role === 'receive' && f.progress >= 1);
+    }
+    return { ...this.view(id), files, selection: r.selection ?? null };
+  }
+
+  /** The `.torrent` of a transfer. */
+  torrent(id) {
+    const r = this.#get(id);
+    if (!r.torrent) throw new Error('The bundle is still being prepared: its .torrent is not ready yet.');
+    return { name: r.name, bytes: r.torrent };
+  }
+
+  /** A file of a transfer, as a Blob, when the host can reach its bytes. */
+  file(id, path) {
+    const r = this.#get(id);
+    const files = this.#live.get(id)?.files;
+    if (!files) {
+      throw new Error(
+        r.role === 'send'
+          ? 'The files of this bundle are not reachable any more: pick them again to share them.'
+          : 'This file has not been downloaded yet.',
+      );
+    }
+    const f = files.find((f) => f.parts.join('/') === path || (f.manifest && path === MANIFEST_PATH));
+    if (!f) throw new Error(`No file ${path} in this bundle.`);
+    return f.blob;
+  }
+
+  // ------------------------------------------------------------ commands
+
+  /**
+   * Starts a send from entries `{file, path}` (files by reference, never
+   * copied); returns its id at once, before hashing ends.
+   */
+  async createSend(entries, handles = []) {
+    const bundle = layout(entries);
+    const id = crypto.randomUUID();
+    const now = this.#now();
+    const record = {
+      id,
+      role: 'send',
+      state: S.HASHING,
+      phase: 'thumbnails',
+      name: bundle.name,
+      size: bundle.files.reduce((s, f) => s + f.blob.size, 0),
+      fileCount: bundle.files.length,
+      files: bundle.files.map((f) => ({ path: f.parts.join('/'), length: f.blob.size, type: f.type })),
+      createdAt: now,
+      updatedAt: now,
+      stats: { uploaded: 0, downloaded: 0, fromServer: 0, fromPeers: 0 },
+    };
+    this.#records.set(id, record);
+    const live = {
+      files: null,
+      gate: new Gate(),
+      abort: new AbortController(),
+      hashRate: new RateMeter(),
+      up: new RateMeter(),
+      down: new RateMeter(),
+      peers: 0,
+      hashedBytes: 0,
+      job: null,
+    };
+    this.#live.set(id, live);
+    await store.putBundle(record);
+    if (handles.length) await store.putHandles(id, handles).catch(() => {});
+    this.#emit();
+    live.job = this.#runSend(record, live, bundle).catch((err) => this.#fail(record, err));
+    return id;
+  }
+
+  /** Pauses a running transfer; the state survives restarts. */
+  async pause(id) {
+    const r = this.#get(id);
+    if (!S.canPause(r.state)) throw new Error(`A ${S.LABELS[r.state].toLowerCase()} transfer cannot be paused.`);
+    r.resumeState = r.state;
+    r.state = S.PAUSED;
+    this.#live.get(id)?.gate.close();
+    await this.#save(r);
+    return this.view(id);
+  }
+
+  /** Resumes a paused transfer where it was. */
+  async resume(id) {
+    const r = this.#get(id);
+    if (!S.canResume(r.state)) throw new Error(`A ${S.LABELS[r.state].toLowerCase()} transfer cannot be resumed.`);
+    const live = this.#live.get(id);
+    const before = r.resumeState ?? (r.role === 'send' ? S.SHARING : S.DOWNLOADING);
+    if (r.role === 'send' && !live?.files) {
+      // Paused before a restart: the files must be granted again first.
+      r.needsFilesFor = before;
+      r.state = S.NEEDS_FILES;
+    } else {
+      r.state = before;
+    }
+    delete r.resumeState;
+    live?.gate.open();
+    await this.#save(r);
+    return this.view(id);
+  }
+
+  /** Stops a transfer and forgets it (its record and stored data). */
+  async cancel(id) {
+    this.#get(id);
+    const live = this.#live.get(id);
+    if (live) {
+      live.abort.abort();
+      live.gate.open();
+    }
+    this.#live.delete(id);
+    this.#records.delete(id);
+    clearTimeout(this.#persistTimers.get(id));
+    this.#persistTimers.delete(id);
+    await store.deleteBundle(id);
+    this.#emit();
+    return { id };
+  }
+
+  async pauseAll() {
+    for (const r of [...this.#records.values()]) if (S.canPause(r.state)) await this.pause(r.id);
+    return this.list();
+  }
+
+  async resumeAll() {
+    for (const r of [...this.#records.values()]) if (S.canResume(r.state)) await this.resume(r.id);
+    return this.list();
+  }
+
+  // ------------------------------------------------------------ the send pipeline
+
+  async #runSend(record, live, bundle) {
+    const settings = await this.#settings();
+    const { signal } = live.abort;
+    const { files, manifest } = await withManifest(bundle, {
+      now: record.createdAt,
+      signal,
+      onThumb: (done, total) => {
+        record.thumbs = { done, total };
+      },
+    });
+    if (signal.aborted) return;
+    live.files = files;
+    const wasm = await engine();
+    const totalLength = files.reduce((s, f) => s + f.blob.size, 0);
+    const pieceLength = wasm.pieceLengthFor(totalLength);
+    const pieceCount = Math.ceil(totalLength / pieceLength);
+    let offset = 0;
+    record.files = files.map((f) => {
+      const placed = { path: f.parts.join('/'), length: f.blob.size, offset, type: f.type };
+      if (f.manifest) placed.manifest = true;
+      offset += f.blob.size;
+      return placed;
+    });
+    Object.assign(record, { manifest, totalLength, pieceLength, pieceCount, phase: 'hashing' });
+    delete record.thumbs;
+    live.hashes = new Uint8Array(pieceCount * 20);
+    live.done = new Uint8Array(pieceCount);
+    await this.#save(record);
+
+    await hashPieces({
+      files: files.map((f) => ({ blob: f.blob })),
+      pieceLength,
+      pieceCount,
+      hashes: live.hashes,
+      done: live.done,
+      gate: () => live.gate.wait(),
+      signal,
+      onProgress: (bytes) => {
+        live.hashedBytes += bytes;
+        live.hashRate.add(bytes, this.#now());
+        this.#persistSoon(record);
+      },
+    });
+    if (signal.aborted) return;
+
+    const trackers = [serverTracker(settings.serverUrl), ...settings.trackers];
+    const created = wasm.createTorrent(
+      {
+        name: record.name,
+        pieceLength,
+        files: files.map((f) => ({ path: f.parts, length: f.blob.size })),
+        trackers,
+        webSeeds: [],
+        createdBy: CREATED_BY,
+        creationDate: Math.floor(record.createdAt / 1000),
+      },
+      live.hashes,
+    );
+    record.torrent = created.bytes;
+    record.infoHash = created.infoHash;
+    created.free();
+    record.link = shareLink(settings.serverUrl, record.infoHash);
+    record.magnet = magnetLink({ infoHash: record.infoHash, name: record.name, trackers });
+    record.phase = null;
+    if (record.state === S.PAUSED) record.resumeState = S.SHARING;
+    else record.state = S.SHARING;
+    await this.#save(record);
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  #get(id) {
+    const r = this.#records.get(id);
+    if (!r) throw new Error('No such transfer (it may have been cancelled).');
+    return r;
+  }
+
+  /** Bytes done and to do, for the progress bar of the current phase. */
+  #progress(r) {
+    const live = this.#live.get(r.id);
+    const phase = r.state === S.PAUSED ? r.resumeState : r.state;
+    if (phase === S.HASHING) {
+      return { done: live?.hashedBytes ?? 0, total: r.totalLength ?? r.size };
+    }
+    if (r.role === 'send') {
+      // A send has every byte; its progress is the upload to the server (issue 4).
+      const total = r.totalLength ?? r.size;
+      return r.torrent ? { done: total, total } : { done: live?.hashedBytes ?? 0, total };
+    }
+    return { done: r.stats.downloaded, total: r.totalLength ?? r.size };
+  }
+
+  /** Bytes of the stream covered by the pieces done from the start, for per-file progress. */
+  #contiguousBytes(r) {
+    if (r.role === 'send' && r.torrent) return r.totalLength;
+    const live = this.#live.get(r.id);
+    if (!live?.done || !r.pieceLength) return 0;
+    let i = 0;
+    while (i < live.done.length && live.done[i]) i++;
+    return Math.min(r.totalLength, i * r.pieceLength);
+  }
+
+  async #save(record) {
+    record.updatedAt = this.#now();
+    clearTimeout(this.#persistTimers.get(record.id));
+    this.#persistTimers.delete(record.id);
+    if (!this.#records.has(record.id)) return; // Cancelled meanwhile.
+    await store.putBundle(record);
+    this.#emit();
+  }
+
+  #persistSoon(record) {
+    if (this.#persistTimers.has(record.id)) return;
+    this.#persistTimers.set(
+      record.id,
+      setTimeout(() => {
+        this.#persistTimers.delete(record.id);
+        if (this.#records.has(record.id)) store.putBundle(record).catch(() => {});
+        this.#emit();
+      }, PERSIST_EVERY_MS),
+    );
+  }
+
+  async #fail(record, err) {
+    if (err?.name === 'AbortError' || !this.#records.has(record.id)) return;
+    console.error('swarmdrop: transfer failed', err);
+    record.state = S.ERROR;
+    record.error = err?.message ?? String(err);
+    this.#live.get(record.id)?.abort.abort();
+    await this.#save(record).catch(() => {});
+  }
+}

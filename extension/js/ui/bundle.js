@@ -1,0 +1,210 @@
+// The bundle page: a bundle's files as a mosaic of thumbnails (made by the
+// sender and carried in the bundle's manifest), a click enlarges an image,
+// checkboxes choose files, progress per file, and saving to disk through the
+// downloads API (Blob URLs, files fetched from the engine host by reference).
+import { fetchFile } from '../common/channel.js';
+import { ext } from '../common/ext.js';
+import { kind } from '../common/filetypes.js';
+import * as fmt from '../common/format.js';
+import { call } from '../common/messages.js';
+import * as S from '../common/states.js';
+import { copyText } from './clipboard.js';
+import { el, icon } from './icons.js';
+
+const $ = (id) => document.getElementById(id);
+const id = new URLSearchParams(location.search).get('id');
+const tiles = new Map(); // path -> {root, bar, pct, box}
+const selected = new Set();
+let bundle = null;
+let refreshTimer = null;
+let lightboxUrl = null;
+
+function message(text, bad = false) {
+  $('message').hidden = !text;
+  $('message').className = bad ? 'bad' : '';
+  $('message').textContent = text ?? '';
+}
+
+async function refresh() {
+  clearTimeout(refreshTimer);
+  try {
+    bundle = await call('bundle.get', { id });
+  } catch (err) {
+    message(err.message, true);
+    return;
+  }
+  render();
+  if (S.isRunning(bundle.state) || bundle.state === S.PAUSED) refreshTimer = setTimeout(refresh, 1000);
+}
+
+function render() {
+  document.title = `${bundle.name} · Swarmdrop`;
+  $('summary').hidden = false;
+  $('toolbar').hidden = false;
+  $('name').textContent = bundle.name;
+  const created = new Date(bundle.createdAt).toLocaleString();
+  $('meta').textContent = `${fmt.files(bundle.fileCount)} · ${fmt.bytes(bundle.size)} · ${bundle.role === 'send' ? 'sent' : 'received'} ${created}`;
+  $('state').className = `chip ${bundle.state}`;
+  $('state').textContent = S.LABELS[bundle.state] ?? bundle.state;
+  $('bar').className = `bar ${bundle.state === S.PAUSED ? 'paused' : bundle.link ? 'done' : ''}`;
+  $('bar').firstElementChild.style.width = `${bundle.progress * 100}%`;
+  if (bundle.link) {
+    $('link').value = bundle.link;
+    $('link-row').hidden = false;
+  }
+
+  for (const f of bundle.files) {
+    let t = tiles.get(f.path);
+    if (!t) {
+      t = makeTile(f);
+      tiles.set(f.path, t);
+      selected.add(f.path);
+      $('mosaic').append(t.root);
+    }
+    t.bar.firstElementChild.style.width = `${f.progress * 100}%`;
+    t.bar.className = `bar ${f.progress >= 1 ? 'done' : ''}`;
+    t.pct.textContent = f.progress >= 1 ? fmt.bytes(f.size) : `${fmt.percent(f.progress)} of ${fmt.bytes(f.size)}`;
+    t.file = f;
+  }
+  updateSelection();
+}
+
+function makeTile(f) {
+  const name = f.path.split('/').pop();
+  const k = kind(f.type);
+  const box = el('input', { type: 'checkbox', class: 'pick', checked: true, title: 'Include in "Save selected"' });
+  const visual = f.thumbnail
+    ? el('button', { class: 'visual image', title: `Enlarge ${name}` }, el('img', { src: f.thumbnail, alt: name, loading: 'lazy' }))
+    : el('div', { class: 'visual' }, icon(k));
+  const extLabel = f.thumbnail ? null : el('span', { class: 'ext' }, name.includes('.') ? name.split('.').pop().slice(0, 5) : '');
+  const bar = el('div', { class: 'bar' }, el('span'));
+  const pct = el('span');
+  const root = el(
+    'article',
+    { class: 'tile', dataset: { path: f.path, kind: k } },
+    visual,
+    extLabel,
+    box,
+    el(
+      'div',
+      { class: 'info' },
+      el('span', { class: 'fname ellipsis', title: f.path }, name),
+      el('div', { class: 'fsub' }, el('span', { class: 'ellipsis' }, folderOf(f.path)), pct),
+      bar,
+    ),
+  );
+  const t = { root, bar, pct, box, file: f };
+  box.addEventListener('change', () => {
+    if (box.checked) selected.add(f.path);
+    else selected.delete(f.path);
+    updateSelection();
+  });
+  if (f.thumbnail) visual.addEventListener('click', () => enlarge(t.file));
+  return t;
+}
+
+function folderOf(path) {
+  const parts = path.split('/');
+  return parts.length > 1 ? parts.slice(0, -1).join('/') : '';
+}
+
+function updateSelection() {
+  for (const [path, t] of tiles) {
+    t.box.checked = selected.has(path);
+    t.root.classList.toggle('unselected', !selected.has(path));
+  }
+  const n = selected.size;
+  const size = bundle.files.filter((f) => selected.has(f.path)).reduce((s, f) => s + f.size, 0);
+  $('selected-count').textContent = `${n} of ${fmt.files(bundle.files.length)} selected · ${fmt.bytes(size)}`;
+  $('select-all').checked = n === bundle.files.length;
+  $('select-all').indeterminate = n > 0 && n < bundle.files.length;
+  $('save').disabled = n === 0;
+}
+
+$('select-all').addEventListener('change', () => {
+  if ($('select-all').checked) bundle.files.forEach((f) => selected.add(f.path));
+  else selected.clear();
+  updateSelection();
+});
+
+// ------------------------------------------------------------ lightbox
+
+async function enlarge(f) {
+  const name = f.path.split('/').pop();
+  $('lb-img').src = f.thumbnail;
+  $('lb-img').dataset.full = '';
+  $('lb-caption').textContent = `${name}${f.width ? ` · ${f.width} × ${f.height}` : ''}`;
+  $('lightbox').hidden = false;
+  try {
+    const blob = await fetchFile(id, f.path);
+    if ($('lightbox').hidden) return;
+    if (lightboxUrl) URL.revokeObjectURL(lightboxUrl);
+    lightboxUrl = URL.createObjectURL(blob);
+    $('lb-img').src = lightboxUrl;
+    $('lb-img').dataset.full = '1';
+  } catch {
+    // Not downloaded yet (or not reachable): the thumbnail, enlarged, stays.
+  }
+}
+
+function closeLightbox() {
+  $('lightbox').hidden = true;
+  $('lb-img').removeAttribute('src');
+  if (lightboxUrl) URL.revokeObjectURL(lightboxUrl);
+  lightboxUrl = null;
+}
+
+$('lb-close').append(icon('x'));
+$('lightbox').addEventListener('click', closeLightbox);
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && !$('lightbox').hidden) closeLightbox();
+});
+
+// ------------------------------------------------------------ actions
+
+$('copy').addEventListener('click', async () => {
+  const ok = await copyText($('link').value, $('link'));
+  $('copy').textContent = ok ? 'Copied' : 'Copy failed';
+  setTimeout(() => ($('copy').textContent = 'Copy link'), 1500);
+});
+
+$('torrent').addEventListener('click', async () => {
+  try {
+    const { name, base64 } = await call('transfer.torrent', { id });
+    const bytes = Uint8Array.from(atob(base64), (ch) => ch.charCodeAt(0));
+    await download(new Blob([bytes], { type: 'application/x-bittorrent' }), `${name}.torrent`);
+  } catch (err) {
+    message(err.message, true);
+  }
+});
+
+$('save').addEventListener('click', async () => {
+  const chosen = bundle.files.filter((f) => selected.has(f.path));
+  let saved = 0;
+  const failed = [];
+  $('save').disabled = true;
+  for (const f of chosen) {
+    try {
+      await download(await fetchFile(id, f.path), `${bundle.name}/${f.path}`);
+      saved++;
+    } catch (err) {
+      failed.push(`${f.path}: ${err.message}`);
+    }
+  }
+  $('save').disabled = false;
+  if (failed.length) message(`Saved ${fmt.files(saved)}. Not saved: ${failed.join('; ')}`, true);
+  else message(`Saved ${fmt.files(saved)} to your downloads folder, in “${bundle.name}”.`);
+});
+
+async function download(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  try {
+    await ext.downloads.download({ url, filename, saveAs: false, conflictAction: 'uniquify' });
+  } finally {
+    // The download holds its own reference once started; free ours a bit later.
+    setTimeout(() => URL.revokeObjectURL(url), 120_000);
+  }
+}
+
+if (!id) message('No bundle given: open this page from the Swarmdrop popup or a share link.', true);
+else refresh();

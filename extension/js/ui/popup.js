@@ -1,0 +1,287 @@
+// The toolbar popup: every transfer with its progress, speeds, peers and the
+// server/peer split; pause, resume, cancel, copy link, bundle page, .torrent;
+// pause all; sending files; settings. The engine host is the source of truth:
+// the popup asks it for the list and renders it.
+import { sendFiles } from '../common/channel.js';
+import { ext } from '../common/ext.js';
+import * as fmt from '../common/format.js';
+import { bundlePage } from '../common/links.js';
+import { call } from '../common/messages.js';
+import { getSettings, setSettings } from '../common/settings.js';
+import * as S from '../common/states.js';
+import { pickerInPopup } from '../platform/ui.js';
+import { copyText } from './clipboard.js';
+import { collectInput } from './collect.js';
+import { el, icon } from './icons.js';
+
+const REFRESH_MS = 700;
+const $ = (id) => document.getElementById(id);
+const cards = new Map(); // id -> {root, parts...}
+let refreshTimer = null;
+
+ext.tabs?.getCurrent?.().then((tab) => {
+  if (tab) document.documentElement.classList.add('tab');
+});
+
+// ------------------------------------------------------------ sending
+
+for (const [label, input] of [
+  [$('send-files'), $('pick-files')],
+  [$('send-folder'), $('pick-folder')],
+]) {
+  label.addEventListener('click', (e) => {
+    if (pickerInPopup || e.target === input) return;
+    e.preventDefault();
+    ext.tabs.create({ url: ext.runtime.getURL('drop.html') });
+    window.close();
+  });
+  input.addEventListener('change', async () => {
+    const { entries, handles } = collectInput(input.files);
+    input.value = '';
+    if (!entries.length) return;
+    try {
+      notice('Preparing the bundle…', 'info');
+      await sendFiles(entries, handles);
+      notice(null);
+      refresh();
+    } catch (err) {
+      notice(err.message);
+    }
+  });
+}
+
+$('pick-torrent').addEventListener('change', async () => {
+  const file = $('pick-torrent').files[0];
+  $('pick-torrent').value = '';
+  if (!file) return;
+  try {
+    if (file.size > 16 * 1024 * 1024) throw new Error('This file is too large to be a .torrent.');
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let s = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    const info = await call('torrent.inspect', { base64: btoa(s) });
+    notice(`${info.name}: ${fmt.files(info.files.length)}, ${fmt.bytes(info.totalLength)}. Downloading comes with the network release.`, 'info');
+  } catch (err) {
+    notice(`Not a usable .torrent: ${err.message}`);
+  }
+});
+
+// ------------------------------------------------------------ transfers
+
+function notice(text, kind = '') {
+  const n = $('notice');
+  n.hidden = !text;
+  n.className = kind;
+  n.textContent = text ?? '';
+}
+
+async function refresh() {
+  clearTimeout(refreshTimer);
+  try {
+    render(await call('transfers.list'));
+  } catch (err) {
+    notice(`Swarmdrop's engine is not answering: ${err.message}`);
+  }
+  refreshTimer = setTimeout(refresh, REFRESH_MS);
+}
+
+function render(list) {
+  $('empty').hidden = list.length > 0;
+  const seen = new Set();
+  let previous = null;
+  for (const t of list) {
+    seen.add(t.id);
+    let card = cards.get(t.id);
+    if (!card) {
+      card = makeCard(t);
+      cards.set(t.id, card);
+    }
+    // Keep the order of the list (newest first) without rebuilding cards.
+    const anchor = previous ? previous.root.nextSibling : $('list').firstChild;
+    if (card.root !== anchor) $('list').insertBefore(card.root, anchor);
+    update(card, t);
+    previous = card;
+  }
+  for (const [id, card] of cards) {
+    if (!seen.has(id)) {
+      card.root.remove();
+      cards.delete(id);
+    }
+  }
+  const running = list.filter((t) => S.isRunning(t.state)).length;
+  const paused = list.filter((t) => t.state === S.PAUSED).length;
+  const all = $('pause-all');
+  all.hidden = running === 0 && paused === 0;
+  all.replaceChildren(icon(running ? 'pause' : 'play'), running ? 'Pause all' : 'Resume all');
+  all.dataset.action = running ? 'pause-all' : 'resume-all';
+}
+
+function button(name, title, action, onclick) {
+  return el('button', { class: 'btn ghost small icon', title, 'aria-label': title, dataset: { action }, onclick }, icon(name));
+}
+
+function makeCard(t) {
+  const c = { id: t.id };
+  c.kind = el('div', { class: 't-kind' }, icon(t.role === 'send' ? 'upload' : 'download'));
+  c.name = el('span', { class: 't-name ellipsis' });
+  c.meta = el('span', { class: 't-meta ellipsis' });
+  c.chip = el('span', { class: 'chip' });
+  c.bar = el('div', { class: 'bar' }, el('span'));
+  c.progress = el('span', { class: 'grow' });
+  c.eta = el('span', { class: 'stat', title: 'Time left' });
+  c.up = el('span', { class: 'stat', title: 'Upload speed' });
+  c.down = el('span', { class: 'stat', title: 'Download speed' });
+  c.peers = el('span', { class: 'stat', title: 'Connected peers' });
+  c.split = el('span', { class: 'stat', title: 'Bytes from the server and from peers' });
+  c.error = el('div', { class: 't-error' });
+  c.toggle = button('pause', 'Pause', 'pause', () => act(t.id, c.toggle.dataset.action === 'pause' ? 'transfer.pause' : 'transfer.resume'));
+  c.copy = button('link', 'Copy link', 'copy', async () => {
+    if (await copyText(c.link)) flash(c.copy, 'check');
+  });
+  c.open = button('open', 'Open bundle page', 'open', () => ext.tabs.create({ url: ext.runtime.getURL(bundlePage(t.id)) }));
+  c.torrent = button('torrent', 'Export .torrent', 'torrent', () => exportTorrent(t.id, c.torrent));
+  c.cancel = button('x', 'Cancel', 'cancel', () => {
+    if (c.cancel.dataset.armed) {
+      act(t.id, 'transfer.cancel');
+    } else {
+      c.cancel.dataset.armed = '1';
+      c.cancel.replaceChildren('Cancel?');
+      c.cancel.classList.remove('icon');
+      setTimeout(() => {
+        delete c.cancel.dataset.armed;
+        c.cancel.replaceChildren(icon('x'));
+        c.cancel.classList.add('icon');
+      }, 3000);
+    }
+  });
+  c.root = el(
+    'article',
+    { class: 'transfer', dataset: { id: t.id } },
+    el('div', { class: 't-head' }, c.kind, el('div', { class: 't-title' }, c.name, c.meta), c.chip),
+    c.bar,
+    el('div', { class: 't-line' }, c.progress, c.eta),
+    el('div', { class: 't-line' }, c.up, c.down, c.peers, el('span', { class: 'grow' }), c.split),
+    c.error,
+    el('div', { class: 't-actions' }, c.toggle, c.copy, c.open, c.torrent, el('span', { class: 'sep' }), c.cancel),
+  );
+  return c;
+}
+
+function update(c, t) {
+  c.name.textContent = t.name;
+  c.name.title = t.name;
+  c.meta.textContent = `${fmt.files(t.fileCount)} · ${fmt.bytes(t.size)}`;
+  c.chip.className = `chip ${t.state}`;
+  c.chip.dataset.state = t.state;
+  c.chip.textContent = S.LABELS[t.state] ?? t.state;
+  c.root.dataset.state = t.state;
+  const bar = c.bar.firstElementChild;
+  bar.style.width = `${Math.round(t.progress * 1000) / 10}%`;
+  c.bar.className = `bar ${t.state === S.PAUSED ? 'paused' : t.link || t.state === S.COMPLETE ? 'done' : ''}`;
+
+  let progress;
+  const base = t.state === S.PAUSED ? t.resumeState : t.state;
+  if (base === S.HASHING) {
+    progress = t.phase === 'thumbnails' ? 'Making thumbnails…' : `Hashing ${fmt.percent(t.progress)} · ${fmt.speed(t.hashRate)}`;
+  } else if (t.role === 'send' && base === S.SHARING) {
+    progress = 'Ready to share · waiting for peers';
+  } else if (base === S.DOWNLOADING) {
+    progress = `${fmt.percent(t.progress)} · ${fmt.bytes(t.progressBytes)} of ${fmt.bytes(t.progressTotal)}`;
+  } else if (t.state === S.NEEDS_FILES) {
+    progress = 'Choose the same files again to keep sharing';
+  } else {
+    progress = fmt.percent(t.progress);
+  }
+  if (t.state === S.PAUSED) progress = `Paused · ${progress}`;
+  c.progress.textContent = progress;
+  c.eta.replaceChildren(t.eta !== null && t.state !== S.PAUSED ? `${fmt.duration(t.eta)} left` : '');
+  c.up.replaceChildren(icon('arrowUp'), fmt.speed(t.upSpeed));
+  c.down.replaceChildren(icon('arrowDown'), fmt.speed(t.downSpeed));
+  c.peers.replaceChildren(icon('users'), String(t.peers));
+  c.split.replaceChildren(icon('server'), fmt.bytes(t.fromServer), ' · ', icon('users'), fmt.bytes(t.fromPeers));
+  c.error.hidden = !t.error;
+  c.error.textContent = t.error ?? '';
+
+  const canToggle = S.canPause(t.state) || S.canResume(t.state);
+  const pausing = !S.canResume(t.state);
+  if (c.toggle.dataset.action !== (pausing ? 'pause' : 'resume')) {
+    c.toggle.dataset.action = pausing ? 'pause' : 'resume';
+    c.toggle.title = pausing ? 'Pause' : 'Resume';
+    c.toggle.setAttribute('aria-label', c.toggle.title);
+    c.toggle.replaceChildren(icon(pausing ? 'pause' : 'play'));
+  }
+  c.toggle.disabled = !canToggle;
+  c.link = t.link;
+  c.copy.disabled = !t.link;
+  c.torrent.disabled = !t.infoHash;
+}
+
+function flash(btn, name) {
+  btn.replaceChildren(icon(name));
+  setTimeout(() => btn.replaceChildren(icon(btn.dataset.action === 'copy' ? 'link' : 'torrent')), 1200);
+}
+
+async function act(id, type) {
+  try {
+    await call(type, { id });
+  } catch (err) {
+    notice(err.message);
+  }
+  refresh();
+}
+
+async function exportTorrent(id, btn) {
+  try {
+    const { name, base64 } = await call('transfer.torrent', { id });
+    const bytes = Uint8Array.from(atob(base64), (ch) => ch.charCodeAt(0));
+    const url = URL.createObjectURL(new Blob([bytes], { type: 'application/x-bittorrent' }));
+    await ext.downloads.download({ url, filename: `${name}.torrent`, saveAs: false, conflictAction: 'uniquify' });
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    flash(btn, 'check');
+  } catch (err) {
+    notice(`Could not export the .torrent: ${err.message}`);
+  }
+}
+
+$('pause-all').addEventListener('click', () =>
+  act(null, $('pause-all').dataset.action === 'pause-all' ? 'transfers.pauseAll' : 'transfers.resumeAll'),
+);
+
+// ------------------------------------------------------------ settings
+
+$('settings-btn').append(icon('gear'));
+$('settings-btn').addEventListener('click', async () => {
+  const panel = $('settings');
+  if (!panel.hidden) {
+    panel.hidden = true;
+    return;
+  }
+  const s = await getSettings();
+  $('s-server').value = s.serverUrl;
+  $('s-up').value = s.uploadLimitKBps || '';
+  $('s-down').value = s.downloadLimitKBps || '';
+  $('s-trackers').value = s.trackers.join('\n');
+  $('s-zone').checked = s.dropZone;
+  $('s-msg').textContent = '';
+  panel.hidden = false;
+});
+$('s-cancel').addEventListener('click', () => ($('settings').hidden = true));
+$('s-save').addEventListener('click', async () => {
+  try {
+    await setSettings({
+      serverUrl: $('s-server').value,
+      uploadLimitKBps: $('s-up').value || 0,
+      downloadLimitKBps: $('s-down').value || 0,
+      trackers: $('s-trackers').value.split(/\s+/).filter(Boolean),
+      dropZone: $('s-zone').checked,
+    });
+    $('s-msg').className = 'muted';
+    $('s-msg').textContent = 'Saved';
+    setTimeout(() => ($('settings').hidden = true), 600);
+  } catch (err) {
+    $('s-msg').className = 'bad';
+    $('s-msg').textContent = err.message;
+  }
+});
+
+refresh();
