@@ -234,7 +234,7 @@ cmd_demo() {
   say "building the server"
   if cargo build -q -p swarmdrop-server 2>/dev/null; then
     say "starting the server on $DEMO_SERVER_ADDR"
-    cargo run -q -p swarmdrop-server -- --listen "$DEMO_SERVER_ADDR" &
+    cargo run -q -p swarmdrop-server -- --listen "$DEMO_SERVER_ADDR" --data-dir target/demo-data &
     pids+=($!)
     for _ in $(seq 50); do
       port_open "$DEMO_SERVER_ADDR" && break

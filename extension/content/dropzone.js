@@ -13,7 +13,8 @@
 
   const ext = globalThis.browser ?? globalThis.chrome;
   const FRAME_URL = ext.runtime.getURL('drop.html');
-  const FRAME_ORIGIN = new URL(FRAME_URL).origin;
+  // scheme://host of the extension (URL#origin is "null" for moz-extension:).
+  const FRAME_ORIGIN = FRAME_URL.slice(0, FRAME_URL.indexOf('/', FRAME_URL.indexOf('//') + 2));
   /** Browsers fire dragover every few hundred ms during a drag; silence this long means it ended. */
   const SILENCE_MS = 1200;
   const WIDTH = 360;
@@ -136,12 +137,16 @@
   window.addEventListener('dragend', hide, opts);
 
   window.addEventListener('message', (e) => {
-    if (!frame || e.source !== frame.contentWindow || e.origin !== FRAME_ORIGIN) return;
+    // Only an extension-origin document can send with this origin (the page
+    // cannot forge it); Firefox's wrappers make comparing e.source unreliable.
+    if (!frame || e.origin !== FRAME_ORIGIN) return;
     const type = e.data?.swarmdrop === true ? e.data.type : null;
     if (type === 'over') {
       // The drag is over the zone itself (the page sees no dragover then).
       stillDragging();
     } else if (type === 'pinned') {
+      // Files were dropped on the zone: it stays, as the bundle's panel, until closed.
+      show();
       pinned = true;
       clearTimeout(silence);
     } else if (type === 'close') {

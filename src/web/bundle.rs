@@ -1,32 +1,27 @@
-//! Bundle exports: the piece length, the `.torrent` of a bundle hashed in
-//! JavaScript, and a validated `.torrent` described for the UI.
+//! Bundle exports: the plan and the `.torrent` of a bundle hashed in
+//! JavaScript (built by the engine's `TorrentBuilder`), and `.torrent` files
+//! and magnet links described for the UI.
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
-use crate::engine::bencode::OwnedValue;
-use crate::engine::lengths::Lengths;
+use crate::engine::create::TorrentBuilder;
+use crate::engine::magnet::Magnet;
 use crate::engine::metainfo::Metainfo;
 
 use super::error::GlueError;
 
-/// The piece length the engine picks for a bundle of `total_length` bytes.
-#[wasm_bindgen(js_name = pieceLengthFor)]
-pub fn piece_length_for(total_length: f64) -> Result<u32, JsValue> {
-    let total = length_from_js(total_length)?;
-    Ok(Lengths::auto_piece_length(total))
-}
-
-/// What JavaScript describes when it asks for a torrent.
+/// What JavaScript describes when it plans or creates a torrent.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BundleSpec {
     /// Directory name of the bundle.
     name: String,
-    /// Piece length in bytes (from `pieceLengthFor`).
-    piece_length: u32,
     /// Files in stream order; each path is a list of components.
     files: Vec<FileSpec>,
+    /// Piece length in bytes; the engine picks one when absent.
+    #[serde(default)]
+    piece_length: Option<u32>,
     /// Tracker URLs, each its own tier.
     #[serde(default)]
     trackers: Vec<String>,
@@ -50,6 +45,65 @@ struct FileSpec {
     length: f64,
 }
 
+impl BundleSpec {
+    fn from_js(spec: JsValue) -> Result<BundleSpec, GlueError> {
+        serde_wasm_bindgen::from_value(spec)
+            .map_err(|e| GlueError::Argument(format!("bundle description: {e}")))
+    }
+
+    fn builder(&self) -> Result<TorrentBuilder, GlueError> {
+        let mut files = Vec::with_capacity(self.files.len());
+        for f in &self.files {
+            files.push((f.path.clone(), length_from_js(f.length)?));
+        }
+        let mut b = TorrentBuilder::new(self.name.clone())
+            .files(files)
+            .created_by(self.created_by.clone());
+        if let Some(p) = self.piece_length {
+            b = b.piece_length(p);
+        }
+        for t in &self.trackers {
+            b = b.tracker(t.clone());
+        }
+        for w in &self.web_seeds {
+            b = b.web_seed(w.clone());
+        }
+        if let Some(c) = self.comment.as_ref().filter(|c| !c.is_empty()) {
+            b = b.comment(c.clone());
+        }
+        if let Some(d) = self.creation_date {
+            b = b.creation_date(d as i64);
+        }
+        Ok(b)
+    }
+}
+
+/// The lengths a bundle will be hashed with.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Plan {
+    piece_length: u32,
+    piece_count: u32,
+    total_length: f64,
+}
+
+/// Validates a bundle's names and paths before any hashing, and returns the
+/// piece length the engine picks, the piece count and the total length.
+#[wasm_bindgen(js_name = planTorrent)]
+pub fn plan_torrent(spec: JsValue) -> Result<JsValue, JsValue> {
+    let lengths = BundleSpec::from_js(spec)?
+        .builder()?
+        .lengths()
+        .map_err(GlueError::from)?;
+    let plan = Plan {
+        piece_length: lengths.piece_length(),
+        piece_count: lengths.num_pieces(),
+        total_length: lengths.total_length() as f64,
+    };
+    serde_wasm_bindgen::to_value(&plan)
+        .map_err(|e| GlueError::Argument(format!("plan: {e}")).into())
+}
+
 /// A torrent made by [`create_torrent`].
 #[wasm_bindgen(getter_with_clone)]
 pub struct CreatedTorrent {
@@ -58,60 +112,39 @@ pub struct CreatedTorrent {
     /// The info hash, 40 lower-case hex digits.
     #[wasm_bindgen(js_name = infoHash)]
     pub info_hash: String,
+    /// The magnet link: info hash, name, trackers, web seeds.
+    pub magnet: String,
 }
 
-/// Builds the `.torrent` of a multi-file bundle from its description and its
-/// piece hashes (20 bytes per piece, in order). The result is validated by
-/// parsing it back, so a torrent that leaves here is one the engine accepts.
+/// Builds the `.torrent` of a bundle from its description and its piece
+/// hashes (20 bytes per piece, in order, hashed with the plan's lengths).
 #[wasm_bindgen(js_name = createTorrent)]
 pub fn create_torrent(spec: JsValue, piece_hashes: &[u8]) -> Result<CreatedTorrent, JsValue> {
-    let spec: BundleSpec = serde_wasm_bindgen::from_value(spec)
-        .map_err(|e| GlueError::Argument(format!("bundle description: {e}")))?;
-    Ok(build(spec, piece_hashes)?)
+    Ok(build(BundleSpec::from_js(spec)?, piece_hashes)?)
 }
 
 fn build(spec: BundleSpec, piece_hashes: &[u8]) -> Result<CreatedTorrent, GlueError> {
-    let mut files = Vec::with_capacity(spec.files.len());
-    let mut total: u64 = 0;
-    for f in &spec.files {
-        let length = length_from_js(f.length)?;
-        total = total
-            .checked_add(length)
-            .ok_or_else(|| GlueError::Argument("total length overflows".into()))?;
-        files.push(
-            OwnedValue::dict()
-                .with("length", OwnedValue::Int(to_i64(length)?))
-                .with(
-                    "path",
-                    OwnedValue::List(f.path.iter().map(OwnedValue::bytes).collect()),
-                ),
-        );
-    }
-    let lengths = Lengths::new(total, u64::from(spec.piece_length))?;
+    let builder = spec.builder()?;
+    let lengths = builder.lengths()?;
     if piece_hashes.len() != lengths.num_pieces() as usize * 20 {
         return Err(GlueError::PieceHashes {
             expected: lengths.num_pieces(),
             got: piece_hashes.len(),
         });
     }
-    let info = OwnedValue::dict()
-        .with("name", OwnedValue::bytes(&spec.name))
-        .with(
-            "piece length",
-            OwnedValue::Int(i64::from(spec.piece_length)),
-        )
-        .with("pieces", OwnedValue::bytes(piece_hashes))
-        .with("files", OwnedValue::List(files));
-    let mut metainfo = Metainfo::from_info(info.encode(), spec.trackers, spec.web_seeds)?;
-    metainfo.comment = spec.comment.filter(|c| !c.is_empty());
-    metainfo.created_by = spec.created_by;
-    metainfo.creation_date = spec.creation_date.map(|d| d as i64);
-    let bytes = metainfo.to_torrent_bytes();
-    // What leaves here must be a torrent the engine itself accepts.
-    let check = Metainfo::from_torrent_bytes(&bytes)?;
+    let hashes = piece_hashes
+        .chunks_exact(20)
+        .map(|c| {
+            let mut h = [0u8; 20];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect();
+    let metainfo = builder.build(hashes)?;
     Ok(CreatedTorrent {
-        bytes,
-        info_hash: check.info_hash.to_hex(),
+        bytes: metainfo.to_torrent_bytes(),
+        info_hash: metainfo.info_hash.to_hex(),
+        magnet: metainfo.magnet().to_uri(),
     })
 }
 
@@ -182,6 +215,26 @@ fn length_from_js(n: f64) -> Result<u64, GlueError> {
     Ok(n as u64)
 }
 
-fn to_i64(n: u64) -> Result<i64, GlueError> {
-    i64::try_from(n).map_err(|_| GlueError::Argument(format!("length too large: {n}")))
+/// A magnet link described for the UI.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MagnetView {
+    info_hash: String,
+    name: Option<String>,
+    trackers: Vec<String>,
+    web_seeds: Vec<String>,
+}
+
+/// Parses a magnet link: info hash, name, trackers and web seeds.
+#[wasm_bindgen(js_name = inspectMagnet)]
+pub fn inspect_magnet(uri: &str) -> Result<JsValue, JsValue> {
+    let m = Magnet::parse(uri).map_err(GlueError::from)?;
+    let view = MagnetView {
+        info_hash: m.info_hash.to_hex(),
+        name: m.display_name,
+        trackers: m.trackers,
+        web_seeds: m.web_seeds,
+    };
+    serde_wasm_bindgen::to_value(&view)
+        .map_err(|e| GlueError::Argument(format!("magnet description: {e}")).into())
 }

@@ -2,7 +2,8 @@
 
 use wasm_bindgen::JsValue;
 
-use crate::engine::lengths::LengthsError;
+use crate::engine::create::CreateError;
+use crate::engine::magnet::MagnetError;
 use crate::engine::metainfo::MetainfoError;
 
 /// Why a call from JavaScript could not be served.
@@ -19,12 +20,15 @@ pub enum GlueError {
         /// Bytes of hashes received.
         got: usize,
     },
-    /// The total length and piece length do not make a valid torrent.
-    #[error("invalid lengths: {0}")]
-    Lengths(#[from] LengthsError),
     /// The torrent is not valid.
     #[error("invalid torrent: {0}")]
     Metainfo(#[from] MetainfoError),
+    /// The bundle cannot be made into a torrent (names, paths, lengths).
+    #[error("cannot create the torrent: {0}")]
+    Create(#[from] CreateError),
+    /// The magnet link is not valid.
+    #[error("invalid magnet link: {0}")]
+    Magnet(#[from] MagnetError),
 }
 
 impl From<GlueError> for JsValue {

@@ -5,11 +5,13 @@
 //! values and engine types at the boundary; decisions stay in the engine.
 //!
 //! Exports so far (JavaScript names):
-//! - `pieceLengthFor(totalLength)`: the piece length the engine picks for a bundle;
+//! - `planTorrent(spec)`: validates a bundle's names and paths before
+//!   hashing and gives its piece length, piece count and total length;
 //! - `createTorrent(spec, pieceHashes)`: the `.torrent` of a bundle whose
 //!   pieces the extension hashed (WebCrypto, in workers), with its info hash
-//!   and magnet link;
-//! - `inspectTorrent(bytes)`: a validated `.torrent` described for the UI.
+//!   and magnet link, built by the engine's `TorrentBuilder`;
+//! - `inspectTorrent(bytes)`, `inspectMagnet(uri)`: a validated `.torrent`
+//!   or magnet link described for the UI.
 //!
 //! The network client (tracker sockets, peer connections, web seeds) plugs in
 //! here as one `#[wasm_bindgen]` handle owned by the engine host.
@@ -25,7 +27,7 @@ mod storage;
 mod uploader;
 
 pub use api::SwarmHost;
-pub use bundle::{create_torrent, inspect_torrent, piece_length_for, CreatedTorrent};
+pub use bundle::{create_torrent, inspect_magnet, inspect_torrent, plan_torrent, CreatedTorrent};
 pub use error::GlueError;
 
 use wasm_bindgen::prelude::wasm_bindgen;

@@ -11,4 +11,5 @@ export const HOST_TYPES = Object.freeze([
   'transfer.torrent',
   'bundle.get',
   'torrent.inspect',
+  'bundle.open',
 ]);

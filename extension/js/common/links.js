@@ -15,15 +15,6 @@ export function serverTracker(serverUrl) {
   return `${trimSlash(url.href)}/announce`;
 }
 
-/** A magnet link (BEP 9): info hash, name, trackers and web seeds. */
-export function magnetLink({ infoHash, name, trackers = [], webSeeds = [] }) {
-  const parts = [`xt=urn:btih:${infoHash}`];
-  if (name) parts.push(`dn=${encodeURIComponent(name)}`);
-  for (const t of trackers) parts.push(`tr=${encodeURIComponent(t)}`);
-  for (const w of webSeeds) parts.push(`ws=${encodeURIComponent(w)}`);
-  return `magnet:?${parts.join('&')}`;
-}
-
 /** Path (relative to the extension root) of the bundle page for a transfer. */
 export function bundlePage(id) {
   return `bundle.html?id=${encodeURIComponent(id)}`;

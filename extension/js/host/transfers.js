@@ -7,7 +7,8 @@
 // as another live part: it reads the same records, reports peers, bytes and
 // rates through `report()`, and honours pause and resume.
 import * as S from '../common/states.js';
-import { magnetLink, serverTracker, shareLink } from '../common/links.js';
+import { serverTracker, shareLink } from '../common/links.js';
+import { mimeType } from '../common/filetypes.js';
 import { layout, withManifest, MANIFEST_PATH } from './create.js';
 import { hashPieces } from './hasher.js';
 import { engine } from './engine.js';
@@ -168,7 +169,7 @@ export class Transfers {
   /** A transfer with its files, thumbnails and per-file progress, for the bundle page. */
   detail(id) {
     const r = this.#get(id);
-    const files = (r.manifest?.files ?? r.files.filter((f) => !f.manifest)).map((f) => ({
+    const files = (r.manifest?.files ?? r.files.filter((f) => !f.manifest && !f.padding)).map((f) => ({
       path: f.path,
       size: f.size ?? f.length,
       type: f.type ?? 'application/octet-stream',
@@ -193,7 +194,13 @@ export class Transfers {
   /** The `.torrent` of a transfer. */
   torrent(id) {
     const r = this.#get(id);
-    if (!r.torrent) throw new Error('The bundle is still being prepared: its .torrent is not ready yet.');
+    if (!r.torrent) {
+      throw new Error(
+        r.role === 'send'
+          ? 'The bundle is still being prepared: its .torrent is not ready yet.'
+          : 'The bundle\'s metadata has not arrived yet.',
+      );
+    }
     return { name: r.name, bytes: r.torrent };
   }
 
@@ -254,6 +261,52 @@ export class Transfers {
     this.#emit();
     live.job = this.#runSend(record, live, bundle).catch((err) => this.#fail(record, err));
     return id;
+  }
+
+  /**
+   * Opens a bundle to download from its `.torrent` (bytes) or a magnet link;
+   * returns the id of its transfer (the existing one if the bundle is known).
+   * The network (issue 4) fetches the manifest, then the selected files.
+   */
+  async addReceive({ torrent = null, magnet = null }) {
+    const wasm = await engine();
+    const info = torrent ? wasm.inspectTorrent(torrent) : wasm.inspectMagnet(String(magnet));
+    for (const r of this.#records.values()) if (r.infoHash === info.infoHash) return r.id;
+    const settings = await this.#settings();
+    const files = (info.files ?? []).map((f) => ({
+      path: f.path,
+      length: f.length,
+      offset: f.offset,
+      type: mimeType(f.path),
+      ...(f.path === MANIFEST_PATH ? { manifest: true } : {}),
+      ...(f.padding ? { padding: true } : {}),
+    }));
+    const visible = files.filter((f) => !f.manifest && !f.padding);
+    const now = this.#now();
+    const record = {
+      id: crypto.randomUUID(),
+      role: 'receive',
+      state: S.DOWNLOADING,
+      phase: torrent ? null : 'metadata',
+      name: info.name ?? `Bundle ${info.infoHash.slice(0, 8)}`,
+      size: visible.reduce((s, f) => s + f.length, 0),
+      fileCount: visible.length,
+      files,
+      totalLength: info.totalLength ?? null,
+      pieceLength: info.pieceLength ?? null,
+      pieceCount: info.pieceCount ?? null,
+      infoHash: info.infoHash,
+      torrent: torrent ?? null,
+      magnet: torrent ? null : String(magnet),
+      link: shareLink(settings.serverUrl, info.infoHash),
+      selection: visible.map((f) => f.path),
+      createdAt: now,
+      updatedAt: now,
+      stats: { uploaded: 0, downloaded: 0, fromServer: 0, fromPeers: 0 },
+    };
+    this.#records.set(record.id, record);
+    await this.#save(record);
+    return record.id;
   }
 
   /** Pauses a running transfer; the state survives restarts. */
@@ -328,9 +381,16 @@ export class Transfers {
     if (signal.aborted) return;
     live.files = files;
     const wasm = await engine();
-    const totalLength = files.reduce((s, f) => s + f.blob.size, 0);
-    const pieceLength = wasm.pieceLengthFor(totalLength);
-    const pieceCount = Math.ceil(totalLength / pieceLength);
+    const trackers = [serverTracker(settings.serverUrl), ...settings.trackers];
+    const spec = {
+      name: record.name,
+      files: files.map((f) => ({ path: f.parts, length: f.blob.size })),
+      trackers,
+      createdBy: CREATED_BY,
+      creationDate: Math.floor(record.createdAt / 1000),
+    };
+    // The engine checks names and paths and picks the piece length before any hashing.
+    const { pieceLength, pieceCount, totalLength } = wasm.planTorrent(spec);
     let offset = 0;
     record.files = files.map((f) => {
       const placed = { path: f.parts.join('/'), length: f.blob.size, offset, type: f.type };
@@ -360,24 +420,12 @@ export class Transfers {
     });
     if (signal.aborted) return;
 
-    const trackers = [serverTracker(settings.serverUrl), ...settings.trackers];
-    const created = wasm.createTorrent(
-      {
-        name: record.name,
-        pieceLength,
-        files: files.map((f) => ({ path: f.parts, length: f.blob.size })),
-        trackers,
-        webSeeds: [],
-        createdBy: CREATED_BY,
-        creationDate: Math.floor(record.createdAt / 1000),
-      },
-      live.hashes,
-    );
+    const created = wasm.createTorrent({ ...spec, pieceLength }, live.hashes);
     record.torrent = created.bytes;
     record.infoHash = created.infoHash;
+    record.magnet = created.magnet;
     created.free();
     record.link = shareLink(settings.serverUrl, record.infoHash);
-    record.magnet = magnetLink({ infoHash: record.infoHash, name: record.name, trackers });
     record.phase = null;
     if (record.state === S.PAUSED) record.resumeState = S.SHARING;
     else record.state = S.SHARING;

@@ -43,7 +43,7 @@ function render() {
   $('toolbar').hidden = false;
   $('name').textContent = bundle.name;
   const created = new Date(bundle.createdAt).toLocaleString();
-  $('meta').textContent = `${fmt.files(bundle.fileCount)} · ${fmt.bytes(bundle.size)} · ${bundle.role === 'send' ? 'sent' : 'received'} ${created}`;
+  $('meta').textContent = `${fmt.files(bundle.fileCount)} · ${fmt.bytes(bundle.size)} · ${bundle.role === 'send' ? 'sent' : 'added'} ${created}`;
   $('state').className = `chip ${bundle.state}`;
   $('state').textContent = S.LABELS[bundle.state] ?? bundle.state;
   $('bar').className = `bar ${bundle.state === S.PAUSED ? 'paused' : bundle.link ? 'done' : ''}`;
@@ -53,6 +53,11 @@ function render() {
     $('link-row').hidden = false;
   }
 
+  if (bundle.files.length === 0 && bundle.phase === 'metadata') {
+    message('Fetching the list of files from peers and the server…');
+  } else if ($('message').textContent.startsWith('Fetching the list')) {
+    message(null);
+  }
   for (const f of bundle.files) {
     let t = tiles.get(f.path);
     if (!t) {
@@ -179,7 +184,11 @@ $('torrent').addEventListener('click', async () => {
 });
 
 $('save').addEventListener('click', async () => {
-  const chosen = bundle.files.filter((f) => selected.has(f.path));
+  const chosen = bundle.files.filter((f) => selected.has(f.path) && f.available);
+  if (chosen.length === 0) {
+    message('None of the selected files has been downloaded yet.', true);
+    return;
+  }
   let saved = 0;
   const failed = [];
   $('save').disabled = true;
@@ -206,5 +215,15 @@ async function download(blob, filename) {
   }
 }
 
-if (!id) message('No bundle given: open this page from the Swarmdrop popup or a share link.', true);
-else refresh();
+const params = new URLSearchParams(location.search);
+if (id) {
+  refresh();
+} else if (params.has('magnet')) {
+  // Opened from a magnet link: make (or find) its transfer, then show it.
+  call('bundle.open', { magnet: params.get('magnet') }).then(
+    (opened) => location.replace(`bundle.html?id=${encodeURIComponent(opened)}`),
+    (err) => message(`This magnet link cannot be opened: ${err.message}`, true),
+  );
+} else {
+  message('No bundle given: open this page from the Swarmdrop popup or a share link.', true);
+}

@@ -55,12 +55,13 @@ $('pick-torrent').addEventListener('change', async () => {
   $('pick-torrent').value = '';
   if (!file) return;
   try {
-    if (file.size > 16 * 1024 * 1024) throw new Error('This file is too large to be a .torrent.');
+    if (file.size > 16 * 1024 * 1024) throw new Error('this file is too large to be a .torrent');
     const bytes = new Uint8Array(await file.arrayBuffer());
     let s = '';
     for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-    const info = await call('torrent.inspect', { base64: btoa(s) });
-    notice(`${info.name}: ${fmt.files(info.files.length)}, ${fmt.bytes(info.totalLength)}. Downloading comes with the network release.`, 'info');
+    const id = await call('bundle.open', { base64: btoa(s) });
+    await ext.tabs.create({ url: ext.runtime.getURL(bundlePage(id)) });
+    refresh();
   } catch (err) {
     notice(`Not a usable .torrent: ${err.message}`);
   }
@@ -185,6 +186,10 @@ function update(c, t) {
     progress = t.phase === 'thumbnails' ? 'Making thumbnails…' : `Hashing ${fmt.percent(t.progress)} · ${fmt.speed(t.hashRate)}`;
   } else if (t.role === 'send' && base === S.SHARING) {
     progress = 'Ready to share · waiting for peers';
+  } else if (base === S.DOWNLOADING && t.phase === 'metadata') {
+    progress = 'Fetching the file list…';
+  } else if (base === S.DOWNLOADING && t.peers === 0 && t.progressBytes === 0) {
+    progress = 'Looking for peers…';
   } else if (base === S.DOWNLOADING) {
     progress = `${fmt.percent(t.progress)} · ${fmt.bytes(t.progressBytes)} of ${fmt.bytes(t.progressTotal)}`;
   } else if (t.state === S.NEEDS_FILES) {
