@@ -245,6 +245,7 @@ impl SwarmHost {
                     Role::Seed,
                     Some(info.name.clone()),
                     Some(info.clone()),
+                    Some(Bitfield::full(pieces)),
                     Some(torrent.clone()),
                     Some(fileset),
                 );
@@ -304,6 +305,7 @@ impl SwarmHost {
                         Role::Download,
                         Some(info.name.clone()),
                         Some(info),
+                        Some(have.clone()),
                         Some(Rc::new(bytes)),
                         None,
                     );
@@ -320,6 +322,7 @@ impl SwarmHost {
                     let bundle = new_bundle(
                         Role::Download,
                         magnet.display_name.clone(),
+                        None,
                         None,
                         None,
                         None,
@@ -553,4 +556,12 @@ impl SwarmHost {
             .with(|host| host.feed(Input::Command(command)))?
             .map_err(|e| NetError::from(e).into())
     }
+}
+
+/// Where the `.torrent` of a link is: the server's torrent URL for a share
+/// link (`http(s)://SERVER/b/<info hash>`), the link itself for another
+/// http(s) URL, `null` for anything else.
+#[wasm_bindgen(js_name = torrentUrl)]
+pub fn torrent_url_of(link: &str) -> Option<String> {
+    torrent_url(link)
 }

@@ -19,6 +19,7 @@ use wasm_bindgen_futures::spawn_local;
 use web_sys::{AbortController, RtcDataChannel};
 
 use crate::engine::api::{ConnId, Input, Output, Role, StoreFailure, WebSeedFetch};
+use crate::engine::bitfield::Bitfield;
 use crate::engine::client::Client;
 use crate::engine::event::{Event, Progress};
 use crate::engine::ids::InfoHash;
@@ -216,6 +217,8 @@ pub struct Bundle {
     pub name: Option<String>,
     /// The info dictionary, once known.
     pub info: Option<Rc<Info>>,
+    /// Pieces held (stored or, for a send, in the files), once the info is known.
+    pub have: Option<Bitfield>,
     /// The `.torrent`, when the host has it (sends, and downloads added from one).
     pub torrent: Option<Rc<Vec<u8>>>,
     /// A send's files.
@@ -699,8 +702,19 @@ impl Host {
                 if let Some(b) = self.bundles.get_mut(info_hash) {
                     if let Ok((info, _)) = Info::from_info_bytes(info_bytes) {
                         b.name = Some(info.name.clone());
+                        b.have = Some(Bitfield::new(info.lengths.num_pieces()));
+                        b.torrent = Some(Rc::new(torrent_of(info_bytes)));
                         b.info = Some(Rc::new(info));
                     }
+                }
+            }
+            Event::PieceVerified { info_hash, piece } => {
+                if let Some(have) = self
+                    .bundles
+                    .get_mut(info_hash)
+                    .and_then(|b| b.have.as_mut())
+                {
+                    have.set(*piece, true);
                 }
             }
             Event::Progress(p) => {
@@ -883,11 +897,22 @@ impl PieceCache {
     }
 }
 
+/// The `.torrent` of a bundle known from its info dictionary alone (a
+/// magnet link's, once the metadata came): `{"info": ...}`.
+fn torrent_of(info_bytes: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(info_bytes.len() + 10);
+    t.extend_from_slice(b"d4:info");
+    t.extend_from_slice(info_bytes);
+    t.push(b'e');
+    t
+}
+
 /// A bundle entry for a send or a download.
 pub fn new_bundle(
     role: Role,
     name: Option<String>,
     info: Option<Rc<Info>>,
+    have: Option<Bitfield>,
     torrent: Option<Rc<Vec<u8>>>,
     files: Option<FileSet>,
 ) -> Bundle {
@@ -895,6 +920,7 @@ pub fn new_bundle(
         role,
         name,
         info,
+        have,
         torrent,
         files,
         progress: None,

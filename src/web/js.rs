@@ -5,8 +5,10 @@ use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::JsValue;
 
 use crate::engine::api::Role;
+use crate::engine::bitfield::Bitfield;
 use crate::engine::event::{Event, PauseReason, Progress};
 use crate::engine::ids::InfoHash;
+use crate::engine::metainfo::Info;
 use crate::engine::upload::{UploadPhase, UploadProgress};
 
 use super::host::Bundle;
@@ -158,6 +160,25 @@ pub fn upload_event(info_hash: InfoHash, p: &UploadProgress) -> JsValue {
     ])
 }
 
+/// Bytes of file `index` covered by pieces in `have`.
+fn file_have_bytes(info: &Info, have: &Bitfield, index: usize) -> u64 {
+    let Some(f) = info.files.get(index) else {
+        return 0;
+    };
+    let lengths = info.lengths;
+    let end = f.offset + f.length;
+    lengths
+        .pieces_for_range(f.offset, f.length)
+        .filter(|&p| have.get(p))
+        .filter_map(|p| lengths.validate_piece(p))
+        .map(|p| {
+            let a = lengths.piece_offset(p);
+            let b = a + u64::from(lengths.piece_len(p));
+            b.min(end) - a.max(f.offset)
+        })
+        .sum()
+}
+
 /// One transfer as the popup shows it.
 pub fn transfer(info_hash: InfoHash, b: &Bundle, progress: Option<&Progress>) -> JsValue {
     let state = if b.error.is_some() && b.progress.is_none() {
@@ -177,11 +198,17 @@ pub fn transfer(info_hash: InfoHash, b: &Bundle, progress: Option<&Progress>) ->
             if f.padding {
                 continue;
             }
+            let have_bytes = b
+                .have
+                .as_ref()
+                .map_or(0, |have| file_have_bytes(info, have, i));
             files.push(&object(&[
                 ("index", JsValue::from(i as u32)),
                 ("path", JsValue::from_str(&f.path.join("/"))),
                 ("length", num(f.length)),
                 ("offset", num(f.offset)),
+                ("haveBytes", num(have_bytes)),
+                ("complete", JsValue::from_bool(have_bytes == f.length)),
             ]));
         }
     }

@@ -29,19 +29,15 @@ window.harness = {
   /** Hashes the picked files and sends them; resolves to {infoHash, torrent}. */
   async send({ name, trackers, server, upload }) {
     const files = [...document.getElementById('files').files];
-    const total = files.reduce((s, f) => s + f.size, 0);
-    const pieceLength = wasm.pieceLengthFor(total);
-    const pieceCount = Math.ceil(total / pieceLength);
+    const spec = { name, files: files.map((f) => ({ path: [f.name], length: f.size })), trackers, webSeeds: [] };
+    const { pieceLength, pieceCount, totalLength: total } = wasm.planTorrent(spec);
     const hashes = new Uint8Array(pieceCount * 20);
     const whole = new Blob(files);
     for (let i = 0; i < pieceCount; i++) {
       const bytes = await whole.slice(i * pieceLength, Math.min(total, (i + 1) * pieceLength)).arrayBuffer();
       hashes.set(await sha1(bytes), i * 20);
     }
-    const created = wasm.createTorrent(
-      { name, pieceLength, files: files.map((f) => ({ path: [f.name], length: f.size })), trackers, webSeeds: [] },
-      hashes,
-    );
+    const created = wasm.createTorrent({ ...spec, pieceLength }, hashes);
     const torrent = created.bytes;
     const infoHash = created.infoHash;
     created.free();
