@@ -33,7 +33,7 @@ use super::net::http;
 use super::net::rtc::{PeerLink, RtcSettings};
 use super::net::tracker::TrackerSocket;
 use super::pieces::FileSet;
-use super::storage::Storage;
+use super::storage::{PieceToStore, Storage};
 use super::uploader::{self, UploadJob, UploadOutcome};
 
 /// A weak reference to the host, held by every callback.
@@ -42,6 +42,8 @@ pub type Weak = std::rc::Weak<Shared>;
 /// Most bytes of pieces kept in memory to serve blocks from (a piece is read
 /// once from the files or from storage, then its blocks come from here).
 const PIECE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Most bytes of pieces written in one storage transaction.
+const STORE_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// A finished signalling step.
 #[derive(Debug)]
@@ -92,10 +94,9 @@ pub enum Work {
         piece: u32,
         result: Result<Rc<[u8]>, String>,
     },
-    /// A piece was persisted, or not.
-    PieceStored {
-        info_hash: InfoHash,
-        piece: u32,
+    /// A batch of pieces was persisted, or not.
+    PiecesStored {
+        pieces: Vec<(InfoHash, u32)>,
         result: Result<(), StoreFailure>,
     },
     /// A web seed fetch finished.
@@ -255,6 +256,10 @@ pub struct Host {
     cache: PieceCache,
     /// Block loads waiting for their piece to be read.
     loading: HashMap<(InfoHash, u32), Vec<(u32, u32)>>,
+    /// Verified pieces waiting for the next storage transaction.
+    store_queue: VecDeque<PieceToStore>,
+    /// A storage transaction is under way.
+    storing: bool,
     timer: Option<(Instant, Timeout)>,
     /// Events for the page, delivered after the turn.
     pub events: Vec<JsValue>,
@@ -275,6 +280,8 @@ impl Host {
             bundles: BTreeMap::new(),
             cache: PieceCache::new(PIECE_CACHE_BYTES),
             loading: HashMap::new(),
+            store_queue: VecDeque::new(),
+            storing: false,
             timer: None,
             events: Vec::new(),
         }
@@ -383,19 +390,19 @@ impl Host {
                 piece,
                 result,
             } => self.piece_read(info_hash, piece, result),
-            Work::PieceStored {
-                info_hash,
-                piece,
-                result,
-            } => {
-                let _ = match result {
-                    Ok(()) => self.feed(Input::PieceStored { info_hash, piece }),
-                    Err(failure) => self.feed(Input::StoreFailed {
-                        info_hash,
-                        piece,
-                        failure,
-                    }),
-                };
+            Work::PiecesStored { pieces, result } => {
+                self.storing = false;
+                for (info_hash, piece) in pieces {
+                    let _ = match &result {
+                        Ok(()) => self.feed(Input::PieceStored { info_hash, piece }),
+                        Err(failure) => self.feed(Input::StoreFailed {
+                            info_hash,
+                            piece,
+                            failure: failure.clone(),
+                        }),
+                    };
+                }
+                self.flush_stores();
             }
             Work::WebSeed {
                 conn,
@@ -631,19 +638,36 @@ impl Host {
         let bytes: Rc<[u8]> = Rc::from(data);
         // Peers told of this piece ask for it soon: serve them from memory.
         self.cache.insert((info_hash, piece), bytes.clone());
+        self.store_queue.push_back(PieceToStore {
+            info_hash,
+            piece,
+            num_pieces,
+            data: bytes,
+        });
+        self.flush_stores();
+    }
+
+    /// Writes the queued pieces in one transaction, unless one is under way
+    /// (the pieces that come meanwhile go in the next: a group commit).
+    fn flush_stores(&mut self) {
+        if self.storing || self.store_queue.is_empty() {
+            return;
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some(p) = self.store_queue.front() {
+            if !batch.is_empty() && bytes + p.data.len() > STORE_BATCH_BYTES {
+                break;
+            }
+            bytes += p.data.len();
+            batch.extend(self.store_queue.pop_front());
+        }
+        self.storing = true;
         let (me, storage) = (self.me.clone(), self.storage.clone());
         spawn_local(async move {
-            let result = storage
-                .store_piece(info_hash, piece, num_pieces, &bytes)
-                .await;
-            post(
-                &me,
-                Work::PieceStored {
-                    info_hash,
-                    piece,
-                    result,
-                },
-            );
+            let result = storage.store_pieces(&batch).await;
+            let pieces = batch.iter().map(|p| (p.info_hash, p.piece)).collect();
+            post(&me, Work::PiecesStored { pieces, result });
         });
     }
 
@@ -680,6 +704,7 @@ impl Host {
     pub fn forget_pieces(&mut self, info_hash: InfoHash) {
         self.cache.remove_bundle(info_hash);
         self.loading.retain(|(h, _), _| *h != info_hash);
+        self.store_queue.retain(|p| p.info_hash != info_hash);
     }
 
     // ----- events -----

@@ -35,6 +35,19 @@ const PIECES: &str = "pieces";
 const HAVE: &str = "have";
 const UPLOADS: &str = "uploads";
 
+/// A verified piece on its way to storage.
+#[derive(Clone, Debug)]
+pub struct PieceToStore {
+    /// The bundle.
+    pub info_hash: InfoHash,
+    /// The piece.
+    pub piece: u32,
+    /// Pieces of the bundle (the have-bitfield's length).
+    pub num_pieces: u32,
+    /// The bytes.
+    pub data: std::rc::Rc<[u8]>,
+}
+
 /// The open database.
 #[derive(Clone)]
 pub struct Storage {
@@ -88,43 +101,57 @@ impl Storage {
         })
     }
 
-    /// Stores a verified piece and sets its bit in the bundle's
-    /// have-bitfield, in one transaction: a bit never exists without its
-    /// piece.
-    pub async fn store_piece(
-        &self,
-        info_hash: InfoHash,
-        piece: u32,
-        num_pieces: u32,
-        data: &[u8],
-    ) -> Result<(), StoreFailure> {
-        let parts = Array::new();
-        parts.push(&Uint8Array::from(data));
-        let blob = Blob::new_with_u8_array_sequence(&parts)
-            .map_err(|e| StoreFailure::Other(js_message(&e)))?;
+    /// Stores verified pieces and sets their bits in their bundles'
+    /// have-bitfields, all in one transaction: a bit never exists without its
+    /// piece, and many pieces cost one commit.
+    pub async fn store_pieces(&self, batch: &[PieceToStore]) -> Result<(), StoreFailure> {
+        let mut blobs = Vec::with_capacity(batch.len());
+        for p in batch {
+            let parts = Array::new();
+            parts.push(&Uint8Array::from(&p.data[..]));
+            let blob = Blob::new_with_u8_array_sequence(&parts)
+                .map_err(|e| StoreFailure::Other(js_message(&e)))?;
+            blobs.push(blob);
+        }
         let tx = self
             .db
             .transaction(&[PIECES, HAVE], TransactionMode::ReadWrite)
             .map_err(failure)?;
         let pieces = tx.store(PIECES).map_err(failure)?;
         let have = tx.store(HAVE).map_err(failure)?;
-        pieces
-            .put(&blob, Some(&piece_key(info_hash, piece)))
-            .await
-            .map_err(failure)?;
-        // Read inside the transaction: what earlier transactions committed.
-        let current = have.get(bundle_key(info_hash)).await.map_err(failure)?;
-        let mut bits = current
-            .as_ref()
-            .and_then(|v| decode_have(v, num_pieces))
-            .unwrap_or_else(|| Bitfield::new(num_pieces));
-        bits.set(piece, true);
-        have.put(&encode_have(&bits), Some(&bundle_key(info_hash)))
-            .await
-            .map_err(failure)?;
+        for (p, blob) in batch.iter().zip(&blobs) {
+            pieces
+                .put(blob, Some(&piece_key(p.info_hash, p.piece)))
+                .await
+                .map_err(failure)?;
+        }
+        let mut bundles: Vec<InfoHash> = batch.iter().map(|p| p.info_hash).collect();
+        bundles.sort_unstable();
+        bundles.dedup();
+        for info_hash in bundles {
+            let mine = batch.iter().filter(|p| p.info_hash == info_hash);
+            let Some(num_pieces) = mine.clone().map(|p| p.num_pieces).next() else {
+                continue;
+            };
+            // Read inside the transaction: what earlier transactions committed.
+            let current = have.get(bundle_key(info_hash)).await.map_err(failure)?;
+            let mut bits = current
+                .as_ref()
+                .and_then(|v| decode_have(v, num_pieces))
+                .unwrap_or_else(|| Bitfield::new(num_pieces));
+            for p in mine {
+                bits.set(p.piece, true);
+            }
+            have.put(&encode_have(&bits), Some(&bundle_key(info_hash)))
+                .await
+                .map_err(failure)?;
+        }
         match tx.done().await {
             Ok(r) if r.is_committed() => Ok(()),
-            Ok(_) => Err(aborted_failure(data.len()).await),
+            Ok(_) => {
+                let bytes = batch.iter().map(|p| p.data.len()).sum();
+                Err(aborted_failure(bytes).await)
+            }
             Err(e) => Err(failure(e)),
         }
     }
@@ -338,7 +365,7 @@ fn failure(e: rexie::Error) -> StoreFailure {
 /// A transaction aborted without a request error: browsers abort a write
 /// that does not fit in the quota this way. Asks the storage manager how
 /// much room is left to tell a full disk from another abort.
-async fn aborted_failure(piece_len: usize) -> StoreFailure {
+async fn aborted_failure(bytes: usize) -> StoreFailure {
     let estimate = async {
         let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
         let storage = Reflect::get(&navigator, &"storage".into()).ok()?;
@@ -353,7 +380,7 @@ async fn aborted_failure(piece_len: usize) -> StoreFailure {
         Some(quota - usage)
     };
     match estimate.await {
-        Some(room) if room < 2.0 * piece_len as f64 => StoreFailure::DiskFull,
+        Some(room) if room < 2.0 * bytes as f64 => StoreFailure::DiskFull,
         _ => StoreFailure::Other("the storage transaction was aborted".into()),
     }
 }
