@@ -780,13 +780,8 @@ impl Client {
                 let Some(session) = self.sessions.get_mut(&info_hash) else {
                     break;
                 };
-                let in_rounds: usize = self
-                    .rounds
-                    .iter()
-                    .filter(|((h, _), _)| *h == info_hash)
-                    .map(|(_, r)| r.waiting.len() + r.offers.len())
-                    .sum();
-                let room = session.wanted_offers(max).saturating_sub(in_rounds);
+                // Connections being signalled already count as peers.
+                let room = session.wanted_offers(max);
                 let Some(announcer) = session.announcers.get_mut(&url) else {
                     continue;
                 };

@@ -215,4 +215,7 @@ pub enum DropReason {
     /// The bundle was removed.
     #[error("bundle removed")]
     BundleRemoved,
+    /// The bundle was paused (web seeds are let go; peers stay connected).
+    #[error("bundle paused")]
+    BundlePaused,
 }

@@ -4,6 +4,7 @@
 //! reachable from this tree (they are wasm32-only dependencies).
 
 pub mod api;
+pub mod assembly;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
@@ -16,6 +17,7 @@ pub mod lengths;
 pub mod limiter;
 pub mod link;
 pub mod magnet;
+pub mod metafetch;
 pub mod metainfo;
 pub mod peer;
 pub mod picker;

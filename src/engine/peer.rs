@@ -128,8 +128,6 @@ pub enum PeerEvent<'a> {
     InterestChanged,
     /// A valid request was queued (serve it when possible).
     Request,
-    /// The peer withdrew a request (already removed from the queue).
-    Cancel(BlockInfo),
     /// A block arrived (the session checks it was requested).
     Block {
         /// Where it belongs.
@@ -176,8 +174,9 @@ pub struct Peer {
     pub has: PeerHas,
     /// Requests the peer made of us, waiting to be served, oldest first.
     pub serve_queue: VecDeque<BlockInfo>,
-    /// Blocks being loaded from storage for this peer.
-    pub loading: usize,
+    /// Requests taken from the queue whose blocks storage is loading; a
+    /// block that comes back is sent only if it is still here.
+    pub loading: Vec<BlockInfo>,
     /// Pieces the peer lets us request while it chokes us.
     pub allowed_fast_in: Vec<PieceIndex>,
     /// Pieces we let the peer request while we choke it.
@@ -223,7 +222,7 @@ impl Peer {
             peer_interested: false,
             has: PeerHas::Unknown,
             serve_queue: VecDeque::new(),
-            loading: 0,
+            loading: Vec::new(),
             allowed_fast_in: Vec::new(),
             allowed_fast_out: Vec::new(),
             down: RateEstimator::default(),
@@ -490,7 +489,8 @@ impl Peer {
                     return Ok(PeerEvent::Nothing);
                 };
                 self.serve_queue.retain(|b| *b != block);
-                PeerEvent::Cancel(block)
+                self.loading.retain(|b| *b != block);
+                PeerEvent::Nothing
             }
             Message::Piece {
                 index,
@@ -723,9 +723,9 @@ impl Peer {
         self.up.record(data.len() as u64, now);
     }
 
-    /// Chokes the peer. Under Fast, every queued request not in an
-    /// allowed-fast piece is rejected; without it they are dropped silently
-    /// (the peer knows they are void). Returns the dropped requests.
+    /// Chokes the peer. Under Fast, every queued (or loading) request not in
+    /// an allowed-fast piece is rejected; without it they are dropped
+    /// silently (the peer knows they are void). Returns the dropped requests.
     pub fn choke(&mut self, now: Instant) -> Vec<BlockInfo> {
         if self.am_choking {
             return Vec::new();
@@ -733,13 +733,22 @@ impl Peer {
         self.am_choking = true;
         self.choked_at = Some(now);
         self.send(&Message::Choke);
-        let allowed = std::mem::take(&mut self.allowed_fast_out);
-        let (keep, dropped): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.serve_queue)
-            .into_iter()
-            .partition(|b| allowed.contains(&b.piece));
-        let dropped: Vec<BlockInfo> = dropped.into();
-        self.allowed_fast_out = allowed;
-        self.serve_queue = keep;
+        let allowed = &self.allowed_fast_out;
+        let mut dropped: Vec<BlockInfo> = Vec::new();
+        self.serve_queue.retain(|b| {
+            let keep = allowed.contains(&b.piece);
+            if !keep {
+                dropped.push(*b);
+            }
+            keep
+        });
+        self.loading.retain(|b| {
+            let keep = allowed.contains(&b.piece);
+            if !keep {
+                dropped.push(*b);
+            }
+            keep
+        });
         if self.fast() {
             for b in &dropped {
                 self.send(&Message::Reject(request_of(*b)));
@@ -842,10 +851,23 @@ impl Peer {
         false
     }
 
-    /// Whether the budget lets more piece data be prepared (loads in flight
-    /// counted at `pending` bytes).
-    pub fn has_send_room(&self, budget: usize, pending: usize) -> bool {
-        self.queued_bytes() + pending < budget
+    /// Whether the budget lets another block be loaded for this peer
+    /// (blocks being loaded count as queued).
+    pub fn has_send_room(&self, budget: usize) -> bool {
+        let loading: usize = self.loading.iter().map(|b| b.len as usize).sum();
+        self.queued_bytes() + loading < budget
+    }
+
+    /// Takes a loaded block off the loading list; whether the peer still
+    /// wants it (it may have cancelled, or been choked, meanwhile).
+    pub fn take_loaded(&mut self, block: BlockInfo) -> bool {
+        match self.loading.iter().position(|b| *b == block) {
+            Some(i) => {
+                self.loading.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The glue reports the channel drained to the low-water mark.
@@ -914,4 +936,357 @@ fn valid_request(
             offset: r.begin,
             len: r.length,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::wire::Frame;
+
+    const IH: InfoHash = InfoHash([1; 20]);
+    const US: PeerId = PeerId([2; 20]);
+    const THEM: PeerId = PeerId([3; 20]);
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_duration(Duration::from_millis(ms))
+    }
+
+    /// 8 pieces of 32 KiB.
+    fn lengths() -> Lengths {
+        Lengths::new(8 * 32 * 1024, 32 * 1024).unwrap()
+    }
+
+    /// A peer past both handshakes; the remote speaks Fast if `fast`.
+    fn active(fast: bool) -> Peer {
+        let mut p = Peer::new(ConnId(1), PeerKey(0), true, at(0));
+        p.on_opened(at(0), IH, US);
+        let mut h = Handshake::swarmdrop(IH, THEM);
+        h.set_fast(fast);
+        p.on_handshake(at(0), &h, IH, US).unwrap();
+        p
+    }
+
+    fn msg<'a>(p: &mut Peer, m: Message<'a>, have: &Bitfield) -> Result<PeerEvent<'a>, DropReason> {
+        p.on_message(
+            at(10),
+            m,
+            Some(&lengths()),
+            Some(have),
+            OurExtensionIds::default(),
+        )
+    }
+
+    /// The messages the peer queued, by name, after its handshake.
+    fn sent(p: &mut Peer) -> Vec<(&'static str, Option<BlockRequest>)> {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = p.poll_send(at(10), usize::MAX) {
+            bytes.extend(chunk);
+        }
+        let mut framer = Framer::default();
+        if bytes.first() != Some(&19) {
+            // Past the handshake: put one in front for the framer.
+            let mut with = Handshake::swarmdrop(IH, US).encode().to_vec();
+            with.extend(bytes);
+            bytes = with;
+        }
+        let mut frames = framer.feed(&bytes);
+        let mut out = Vec::new();
+        while let Some(frame) = frames.next() {
+            match frame.unwrap() {
+                Frame::Handshake(_) => {}
+                Frame::Message(m) => out.push((
+                    m.name(),
+                    match m {
+                        Message::Request(r) | Message::Reject(r) | Message::Cancel(r) => Some(r),
+                        _ => None,
+                    },
+                )),
+            }
+        }
+        out
+    }
+
+    fn req(index: u32) -> BlockRequest {
+        BlockRequest {
+            index,
+            begin: 0,
+            length: BLOCK_SIZE,
+        }
+    }
+
+    #[test]
+    fn a_handshake_for_another_bundle_or_from_ourselves_is_refused() {
+        let mut p = Peer::new(ConnId(1), PeerKey(0), true, at(0));
+        p.on_opened(at(0), IH, US);
+        let other = Handshake::swarmdrop(InfoHash([9; 20]), THEM);
+        assert_eq!(
+            p.on_handshake(at(1), &other, IH, US),
+            Err(DropReason::WrongInfoHash)
+        );
+        let me = Handshake::swarmdrop(IH, US);
+        assert_eq!(
+            p.on_handshake(at(1), &me, IH, US),
+            Err(DropReason::SelfConnection)
+        );
+        assert!(!p.is_active());
+    }
+
+    #[test]
+    fn a_bitfield_with_spare_bits_or_sent_twice_drops_the_peer() {
+        let have = Bitfield::new(8);
+        let mut p = active(false);
+        // 8 pieces fit one byte exactly; a second byte is a wrong length.
+        assert_eq!(
+            msg(&mut p, Message::Bitfield(&[0xff, 0x80]), &have),
+            Err(DropReason::BadBitfield)
+        );
+        let mut p = active(false);
+        assert_eq!(
+            msg(&mut p, Message::Bitfield(&[0x81]), &have),
+            Ok(PeerEvent::HasReplaced)
+        );
+        assert!(p.has_piece(lengths().validate_piece(7).unwrap()));
+        assert_eq!(
+            msg(&mut p, Message::Bitfield(&[0x81]), &have),
+            Err(DropReason::BadBitfield)
+        );
+    }
+
+    #[test]
+    fn a_have_past_the_last_piece_drops_the_peer() {
+        let mut p = active(false);
+        assert_eq!(
+            msg(&mut p, Message::Have(8), &Bitfield::new(8)),
+            Err(DropReason::InvalidPiece(8))
+        );
+    }
+
+    #[test]
+    fn fast_messages_from_a_peer_without_fast_drop_it() {
+        let mut p = active(false);
+        assert_eq!(
+            msg(&mut p, Message::HaveAll, &Bitfield::new(8)),
+            Err(DropReason::FastNotNegotiated)
+        );
+        let mut p = active(true);
+        assert_eq!(
+            msg(&mut p, Message::HaveAll, &Bitfield::new(8)),
+            Ok(PeerEvent::HasReplaced)
+        );
+        assert!(p.is_seed());
+    }
+
+    #[test]
+    fn a_request_while_choked_is_rejected_under_fast() {
+        let have = Bitfield::full(8);
+        let mut p = active(true);
+        sent(&mut p);
+        assert_eq!(
+            msg(&mut p, Message::Request(req(2)), &have),
+            Ok(PeerEvent::Nothing)
+        );
+        assert!(p.serve_queue.is_empty());
+        assert_eq!(sent(&mut p), vec![("reject", Some(req(2)))]);
+    }
+
+    #[test]
+    fn a_request_while_choked_without_fast_drops_the_peer_unless_a_choke_crossed_it() {
+        let have = Bitfield::full(8);
+        let mut p = active(false);
+        assert_eq!(
+            msg(&mut p, Message::Request(req(2)), &have),
+            Err(DropReason::RequestWhileChoked)
+        );
+        let mut p = active(false);
+        p.unchoke();
+        assert_eq!(
+            msg(&mut p, Message::Request(req(2)), &have),
+            Ok(PeerEvent::Request)
+        );
+        p.choke(at(5));
+        assert!(p.serve_queue.is_empty(), "a choke voids queued requests");
+        // Sent before our choke arrived: ignored, not held against the peer.
+        assert_eq!(
+            msg(&mut p, Message::Request(req(3)), &have),
+            Ok(PeerEvent::Nothing)
+        );
+    }
+
+    #[test]
+    fn requests_for_pieces_we_lack_or_bad_ranges_are_refused() {
+        let mut have = Bitfield::new(8);
+        have.set(1, true);
+        let mut p = active(true);
+        p.unchoke();
+        sent(&mut p);
+        assert_eq!(
+            msg(&mut p, Message::Request(req(0)), &have),
+            Ok(PeerEvent::Nothing)
+        );
+        assert_eq!(sent(&mut p), vec![("reject", Some(req(0)))]);
+        let too_long = BlockRequest {
+            length: 2 * BLOCK_SIZE,
+            ..req(1)
+        };
+        assert!(matches!(
+            msg(&mut p, Message::Request(too_long), &have),
+            Err(DropReason::InvalidBlock { .. })
+        ));
+    }
+
+    #[test]
+    fn more_queued_requests_than_the_limit_drop_the_peer() {
+        let have = Bitfield::full(8);
+        let mut p = active(true);
+        p.unchoke();
+        // Any sub-range of a piece may be requested: 1-byte requests are distinct.
+        let tiny = |begin: u32| BlockRequest {
+            index: 0,
+            begin,
+            length: 1,
+        };
+        for begin in 0..MAX_QUEUED_REQUESTS as u32 {
+            assert_eq!(
+                msg(&mut p, Message::Request(tiny(begin)), &have),
+                Ok(PeerEvent::Request)
+            );
+        }
+        let result = msg(
+            &mut p,
+            Message::Request(tiny(MAX_QUEUED_REQUESTS as u32)),
+            &have,
+        );
+        assert_eq!(
+            result,
+            Err(DropReason::TooManyRequests(MAX_QUEUED_REQUESTS))
+        );
+    }
+
+    #[test]
+    fn a_block_that_is_not_a_valid_block_drops_the_peer() {
+        let mut p = active(true);
+        let data = [0u8; 100];
+        let r = msg(
+            &mut p,
+            Message::Piece {
+                index: 0,
+                begin: 0,
+                block: &data,
+            },
+            &Bitfield::new(8),
+        );
+        assert_eq!(
+            r,
+            Err(DropReason::InvalidBlock {
+                piece: 0,
+                offset: 0,
+                len: 100
+            })
+        );
+    }
+
+    #[test]
+    fn the_pipeline_follows_the_measured_rate_within_its_bounds() {
+        let mut p = active(true);
+        assert_eq!(p.pipeline_target(at(0)), MIN_PIPELINE);
+        // 1.6 MB/s: about a hundred 16 KiB blocks per second.
+        for ms in 0..1000 {
+            p.down.record(1_600, at(ms));
+        }
+        let t = p.pipeline_target(at(1000));
+        assert!((90..=110).contains(&t), "{t}");
+        for ms in 1000..2000 {
+            p.down.record(100_000, at(ms));
+        }
+        assert_eq!(p.pipeline_target(at(2000)), MAX_PIPELINE);
+        p.extensions = Some(ExtendedHandshake {
+            reqq: Some(50),
+            ..Default::default()
+        });
+        assert_eq!(p.pipeline_target(at(2000)), 50);
+        p.snubbed = true;
+        assert_eq!(p.pipeline_target(at(2000)), 1);
+    }
+
+    #[test]
+    fn silence_sends_a_keep_alive_and_longer_silence_drops_the_peer() {
+        let mut p = active(true);
+        sent(&mut p);
+        let quiet = at(10) + KEEPALIVE_INTERVAL;
+        assert_eq!(p.handle_timeout(quiet), Ok(()));
+        assert_eq!(sent(&mut p), vec![("keep-alive", None)]);
+        assert_eq!(
+            p.handle_timeout(at(0) + IDLE_TIMEOUT),
+            Err(DropReason::Timeout)
+        );
+    }
+
+    #[test]
+    fn the_send_budget_holds_bytes_back_until_the_channel_drains() {
+        let mut p = active(true);
+        let budget = 100;
+        let first = p.poll_send(at(1), budget).unwrap();
+        assert_eq!(first.len(), 68, "the handshake");
+        for _ in 0..10 {
+            p.send(&Message::Have(1));
+        }
+        assert!(
+            p.poll_send(at(1), budget).is_some(),
+            "68 < 100: one more chunk"
+        );
+        p.send(&Message::Have(2));
+        assert_eq!(p.poll_send(at(1), budget), None);
+        assert!(p.wants_watch(budget));
+        assert!(!p.wants_watch(budget), "asked once");
+        p.on_writable(0);
+        assert!(p.poll_send(at(2), budget).is_some());
+    }
+
+    #[test]
+    fn what_a_peer_said_before_the_metadata_is_checked_once_it_is_known() {
+        let mut p = active(true);
+        let r = p.on_message(
+            at(1),
+            Message::Bitfield(&[0xff, 0xff]),
+            None,
+            None,
+            OurExtensionIds::default(),
+        );
+        assert_eq!(r, Ok(PeerEvent::Nothing));
+        assert_eq!(
+            p.resolve_early_has(&lengths()),
+            Err(DropReason::BadBitfield)
+        );
+        let mut p = active(true);
+        p.on_message(
+            at(1),
+            Message::Have(3),
+            None,
+            None,
+            OurExtensionIds::default(),
+        )
+        .unwrap();
+        assert_eq!(p.resolve_early_has(&lengths()), Ok(true));
+        assert!(p.has_piece(lengths().validate_piece(3).unwrap()));
+    }
+
+    #[test]
+    fn choking_under_fast_rejects_every_queued_request() {
+        let have = Bitfield::full(8);
+        let mut p = active(true);
+        p.unchoke();
+        msg(&mut p, Message::Request(req(4)), &have).unwrap();
+        msg(&mut p, Message::Request(req(5)), &have).unwrap();
+        sent(&mut p);
+        let dropped = p.choke(at(20));
+        assert_eq!(dropped.len(), 2);
+        assert_eq!(
+            sent(&mut p),
+            vec![
+                ("choke", None),
+                ("reject", Some(req(4))),
+                ("reject", Some(req(5)))
+            ]
+        );
+    }
 }

@@ -14,14 +14,15 @@ use std::time::Duration;
 use crate::engine::api::{
     AddBundle, BundleSource, CommandError, ConnId, Output, Role, StoreFailure,
 };
+use crate::engine::assembly::{Assembly, Source, Verdict};
 use crate::engine::bitfield::Bitfield;
 use crate::engine::choker::{Choker, ChokerConfig, PeerSnapshot};
 use crate::engine::client::ClientConfig;
 use crate::engine::event::{DropReason, Event, PauseReason, Progress};
-use crate::engine::hash::verify_piece;
 use crate::engine::ids::{InfoHash, PeerId};
-use crate::engine::lengths::{BlockInfo, Lengths, PieceIndex, BLOCK_SIZE};
+use crate::engine::lengths::{BlockInfo, Lengths, BLOCK_SIZE};
 use crate::engine::limiter::{Direction, Limiter, RateEstimator};
+use crate::engine::metafetch::{MetadataFetch, MetadataSource};
 use crate::engine::metainfo::Info;
 use crate::engine::peer::{OurExtensionIds, Peer, PeerEvent, PeerHas, Stage, MAX_QUEUED_REQUESTS};
 use crate::engine::picker::{priorities_from_files, BlockOutcome, PeerKey, Picker, Priority};
@@ -30,25 +31,20 @@ use crate::engine::timer::{timer_enum, TimerTable};
 use crate::engine::tracker::{AnnounceStats, Announcer};
 use crate::engine::webseed::{assemble_fetch, WebSeed};
 use crate::engine::wire::extension::{LOCAL_LT_DONTHAVE_ID, LOCAL_UT_METADATA_ID};
-use crate::engine::wire::{
-    metadata_piece, ExtendedHandshake, Frame, Message, MetadataAssembler, MetadataMessage,
-    MetadataProgress,
-};
+use crate::engine::wire::{metadata_piece, ExtendedHandshake, Frame, Message, MetadataMessage};
 
-/// Choke rounds run this often.
-pub const CHOKE_INTERVAL: Duration = Duration::from_secs(10);
 /// Progress events go out this often while the bundle is active.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// A request unanswered this long is released to other peers.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-/// A metadata piece request unanswered this long is asked of another peer.
-pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// A web seed fetch unanswered this long is abandoned (a whole range, up to
+/// [`MAX_FETCH_LEN`](crate::engine::webseed::MAX_FETCH_LEN), per request).
+pub const WEB_SEED_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often outstanding requests are checked for timeouts.
+pub const REQUEST_CHECK: Duration = Duration::from_secs(5);
 /// Verified pieces handed to storage and not yet confirmed, in bytes: above
 /// this no new block is requested (storage is the bottleneck).
 pub const MAX_STORING_BYTES: u64 = 64 * 1024 * 1024;
-/// Failed pieces kept to find out, once the piece verifies, which peer sent
-/// the bad blocks.
-const MAX_SUSPECT_PIECES: usize = 8;
 
 /// The ids of our extensions, as our extension handshake announces them.
 const OUR_EXTENSIONS: OurExtensionIds = OurExtensionIds {
@@ -65,7 +61,7 @@ timer_enum! {
         Progress,
         /// Retry what was held back: rate-limit tokens, a web seed's backoff.
         Wake,
-        /// The oldest outstanding block request times out.
+        /// Check outstanding requests for timeouts.
         Requests,
         /// The oldest metadata request times out.
         Metadata,
@@ -101,70 +97,13 @@ impl Ctx<'_> {
     }
 }
 
-/// Who sent a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
-    /// A peer, by connection and id.
-    Peer(ConnId, PeerId),
-    /// A web seed.
-    WebSeed(ConnId),
-}
-
-impl Source {
-    fn conn(self) -> ConnId {
-        match self {
-            Source::Peer(c, _) | Source::WebSeed(c) => c,
-        }
-    }
-}
-
-/// A piece being assembled from blocks.
-#[derive(Debug)]
-struct PartialPiece {
-    data: Vec<u8>,
-    /// Per block: who sent it.
-    sources: Vec<Option<Source>>,
-}
-
-impl PartialPiece {
-    fn new(len: u32, blocks: u32) -> Self {
-        PartialPiece {
-            data: vec![0; len as usize],
-            sources: vec![None; blocks as usize],
-        }
-    }
-
-    fn put(&mut self, block: BlockInfo, data: &[u8], source: Source) {
-        let start = block.offset as usize;
-        self.data[start..start + data.len()].copy_from_slice(data);
-        if let Some(slot) = self.sources.get_mut(block.index_in_piece() as usize) {
-            *slot = Some(source);
-        }
-    }
-
-    /// The distinct senders.
-    fn senders(&self) -> Vec<Source> {
-        let mut out: Vec<Source> = Vec::new();
-        for s in self.sources.iter().flatten() {
-            if !out.contains(s) {
-                out.push(*s);
-            }
-        }
-        out
-    }
-}
-
 /// The part of a session that exists once the metadata is known.
 #[derive(Debug)]
 struct Ready {
     info: Info,
     info_bytes: Vec<u8>,
     picker: Picker,
-    partial: BTreeMap<PieceIndex, PartialPiece>,
-    /// Verified pieces handed to storage, by length.
-    storing: BTreeMap<PieceIndex, u32>,
-    /// Pieces that failed their hash, kept to blame the right sender later.
-    suspects: BTreeMap<PieceIndex, PartialPiece>,
+    assembly: Assembly,
     completed: bool,
 }
 
@@ -172,18 +111,6 @@ impl Ready {
     fn lengths(&self) -> &Lengths {
         &self.info.lengths
     }
-
-    fn storing_bytes(&self) -> u64 {
-        self.storing.values().map(|&l| l as u64).sum()
-    }
-}
-
-/// The metadata fetch of a bundle started from a magnet link.
-#[derive(Debug, Default)]
-struct MetadataFetch {
-    assembler: Option<MetadataAssembler>,
-    /// Piece → (asked peer, when).
-    requested: BTreeMap<u32, (ConnId, Instant)>,
 }
 
 /// Byte counters and rates.
@@ -209,6 +136,9 @@ pub struct Session {
     /// metadata is known.
     early_have: Bitfield,
     selection: Option<Vec<usize>>,
+    /// A magnet link's `so=` (BEP 53), applied once the file list is known
+    /// unless the add command chose files itself.
+    magnet_select: Vec<std::ops::RangeInclusive<u32>>,
     peers: BTreeMap<ConnId, Peer>,
     keys: BTreeMap<PeerKey, ConnId>,
     next_key: u32,
@@ -228,6 +158,8 @@ pub struct Session {
     rotate: usize,
     /// Peers came, went or changed interest: the choker should look again.
     choke_dirty: bool,
+    /// The figures last sent to the UI.
+    last_progress: Option<Progress>,
 }
 
 impl Session {
@@ -241,6 +173,10 @@ impl Session {
             paused,
         } = add;
         let info_hash = source.info_hash();
+        let magnet_select = match &source {
+            BundleSource::Magnet(m) => m.select_only.clone(),
+            BundleSource::Metainfo(_) => Vec::new(),
+        };
         let (name, trackers, web_seed_urls, ready) = match source {
             BundleSource::Metainfo(m) => {
                 let m = *m;
@@ -292,9 +228,10 @@ impl Session {
             name,
             paused: None,
             ready: ready.map(Box::new),
-            metadata: MetadataFetch::default(),
+            metadata: MetadataFetch::new(info_hash),
             early_have: have,
             selection,
+            magnet_select,
             peers: BTreeMap::new(),
             keys: BTreeMap::new(),
             next_key: 0,
@@ -309,6 +246,7 @@ impl Session {
             timers: TimerTable::default(),
             rotate: 0,
             choke_dirty: false,
+            last_progress: None,
         };
         ctx.event(Event::BundleAdded {
             info_hash,
@@ -400,6 +338,16 @@ impl Session {
         }
     }
 
+    /// Tells the UI the bundle's figures, unless they did not change since
+    /// the last time.
+    fn emit_progress(&mut self, ctx: &mut Ctx<'_>) {
+        let progress = self.progress(ctx.now);
+        if self.last_progress.as_ref() != Some(&progress) {
+            self.last_progress = Some(progress.clone());
+            ctx.event(Event::Progress(progress));
+        }
+    }
+
     /// What the next announce reports.
     pub fn announce_stats(&self) -> AnnounceStats {
         let left = self.ready.as_ref().map(|r| {
@@ -486,36 +434,27 @@ impl Session {
         for a in self.announcers.values_mut() {
             a.stop(ctx.now);
         }
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for conn in conns {
-            let Some(peer) = self.peers.get_mut(&conn) else {
-                continue;
-            };
+        for peer in self.peers.values_mut() {
             if peer.is_active() {
+                // Every request is refused, allowed-fast ones included.
+                peer.allowed_fast_out.clear();
                 peer.choke(ctx.now);
-                peer.serve_queue.clear();
                 peer.set_interested(false);
             }
-            let key = peer.key;
             if let Some(ready) = self.ready.as_mut() {
-                for block in ready.picker.requests(key) {
-                    ready.picker.request_cancelled(key, block);
+                for block in ready.picker.requests(peer.key) {
+                    ready.picker.request_cancelled(peer.key, block);
                     peer.cancel(block);
                 }
             }
         }
+        // The choker starts over on resume (its unchoked set is void now).
+        self.choker = Choker::new(ChokerConfig::default());
         let seeds: Vec<ConnId> = self.web_seeds.keys().copied().collect();
         for conn in seeds {
-            self.abort_web_seed_fetches(conn);
-            ctx.out.push_back(Output::ClosePeer {
-                conn,
-                reason: DropReason::Closed,
-            });
+            self.remove_peer(ctx, conn, DropReason::BundlePaused, true);
         }
         self.pending_loads.clear();
-        for peer in self.peers.values_mut() {
-            peer.loading = 0;
-        }
         self.timers.stop(SessionTimer::Choke);
         self.timers.stop(SessionTimer::Wake);
         self.flush(ctx);
@@ -523,8 +462,7 @@ impl Session {
             info_hash: self.info_hash,
             reason,
         });
-        let progress = self.progress(ctx.now);
-        ctx.event(Event::Progress(progress));
+        self.emit_progress(ctx);
     }
 
     /// Undoes a pause.
@@ -641,25 +579,25 @@ impl Session {
                     reason: reason.clone(),
                 });
             }
-            ctx.event(Event::PeerDropped {
-                info_hash: self.info_hash,
-                conn,
-                peer_id: None,
-                reason,
-            });
+            if !matches!(reason, DropReason::BundlePaused | DropReason::BundleRemoved) {
+                ctx.event(Event::PeerDropped {
+                    info_hash: self.info_hash,
+                    conn,
+                    peer_id: None,
+                    reason,
+                });
+            }
             return;
         }
         let Some(peer) = self.peers.remove(&conn) else {
             return;
         };
+        self.choke_dirty = true;
         self.keys.remove(&peer.key);
         if let Some(ready) = self.ready.as_mut() {
             ready.picker.peer_removed(peer.key);
         }
-        for waiters in self.pending_loads.values_mut() {
-            waiters.retain(|c| *c != conn);
-        }
-        self.metadata.requested.retain(|_, (c, _)| *c != conn);
+        self.metadata.peer_failed(conn);
         if close {
             ctx.out.push_back(Output::ClosePeer {
                 conn,
@@ -749,6 +687,7 @@ impl Session {
         };
         peer.on_handshake(ctx.now, h, self.info_hash, ctx.config.peer_id)?;
         peer.start(Some(&ext), have);
+        self.choke_dirty = true;
         ctx.event(Event::PeerConnected {
             info_hash: self.info_hash,
             conn,
@@ -775,11 +714,15 @@ impl Session {
         match event {
             PeerEvent::Nothing | PeerEvent::Request | PeerEvent::AllowedFast => {}
             PeerEvent::Unchoked => {}
-            PeerEvent::HasReplaced => self.peer_has_replaced(conn)?,
+            PeerEvent::HasReplaced => {
+                self.peer_has_replaced(conn)?;
+                self.check_useful(conn)?;
+            }
             PeerEvent::Have(piece) => {
                 if let Some(ready) = self.ready.as_mut() {
                     ready.picker.peer_have(key, piece);
                 }
+                self.check_useful(conn)?;
             }
             PeerEvent::DontHave(piece) => {
                 if let Some(ready) = self.ready.as_mut() {
@@ -796,11 +739,6 @@ impl Session {
                 }
             }
             PeerEvent::InterestChanged => self.choke_dirty = true,
-            PeerEvent::Cancel(block) => {
-                if let Some(waiters) = self.pending_loads.get_mut(&block) {
-                    waiters.retain(|c| *c != conn);
-                }
-            }
             PeerEvent::Rejected(block) => {
                 if let Some(ready) = self.ready.as_mut() {
                     ready.picker.request_rejected(key, block);
@@ -814,6 +752,18 @@ impl Session {
             }
             PeerEvent::Extensions => self.request_metadata(ctx),
             PeerEvent::Metadata(payload) => self.on_metadata_message(ctx, conn, payload)?,
+        }
+        Ok(())
+    }
+
+    /// Two seeds have nothing to exchange: the connection is dropped.
+    fn check_useful(&self, conn: ConnId) -> Result<(), DropReason> {
+        let seed = self
+            .ready
+            .as_ref()
+            .is_some_and(|r| r.picker.have().is_full());
+        if seed && self.peers.get(&conn).is_some_and(Peer::is_seed) {
+            return Err(DropReason::NotUseful);
         }
         Ok(())
     }
@@ -869,74 +819,29 @@ impl Session {
                 self.stats.down_server.record(len, ctx.now);
             }
         }
-        let lengths = *ready.lengths();
-        ready
-            .partial
-            .entry(block.piece)
-            .or_insert_with(|| {
-                PartialPiece::new(
-                    lengths.piece_len(block.piece),
-                    lengths.blocks_in_piece(block.piece),
-                )
-            })
-            .put(block, data, source);
-        if piece_complete {
-            self.verify(ctx, block.piece);
+        ready.assembly.put(&ready.info.lengths, block, data, source);
+        if !piece_complete {
+            return;
         }
-    }
-
-    /// Hashes a complete piece: hands it to storage, or refetches it and
-    /// finds whom to blame.
-    fn verify(&mut self, ctx: &mut Ctx<'_>, piece: PieceIndex) {
-        let Some(ready) = self.ready.as_mut() else {
-            return;
-        };
-        let Some(assembled) = ready.partial.remove(&piece) else {
-            return;
-        };
-        if verify_piece(ready.info.piece_hash(piece), &assembled.data) {
-            let mut culprits = Vec::new();
-            if let Some(failed) = ready.suspects.remove(&piece) {
-                // The blocks that differ from the good piece were the bad ones.
-                for (i, source) in failed.sources.iter().enumerate() {
-                    let (Some(source), Some(block)) =
-                        (source, ready.lengths().block(piece, i as u32))
-                    else {
-                        continue;
-                    };
-                    let range = block.offset as usize..(block.offset + block.len) as usize;
-                    if failed.data[range.clone()] != assembled.data[range]
-                        && !culprits.contains(source)
-                    {
-                        culprits.push(*source);
-                    }
+        match ready.assembly.verify(&ready.info, block.piece) {
+            Some(Verdict::Good { data, culprits }) => {
+                ctx.out.push_back(Output::StorePiece {
+                    info_hash: self.info_hash,
+                    piece: block.piece.get(),
+                    data,
+                });
+                for source in culprits {
+                    self.ban(ctx, source);
                 }
             }
-            ready
-                .storing
-                .insert(piece, ready.info.lengths.piece_len(piece));
-            ctx.out.push_back(Output::StorePiece {
-                info_hash: self.info_hash,
-                piece: piece.get(),
-                data: assembled.data,
-            });
-            for source in culprits {
-                self.ban(ctx, source);
-            }
-        } else {
-            // Every block is free again; the picker refetches the piece.
-            let _ = ready.picker.piece_failed(piece);
-            let senders = assembled.senders();
-            if let [only] = senders[..] {
-                self.ban(ctx, only);
-            } else {
-                if ready.suspects.len() >= MAX_SUSPECT_PIECES {
-                    if let Some(&oldest) = ready.suspects.keys().next() {
-                        ready.suspects.remove(&oldest);
-                    }
+            Some(Verdict::Bad { culprit }) => {
+                // Every block is free again; the picker refetches the piece.
+                let _ = ready.picker.piece_failed(block.piece);
+                if let Some(source) = culprit {
+                    self.ban(ctx, source);
                 }
-                ready.suspects.insert(piece, assembled);
             }
+            None => {}
         }
     }
 
@@ -957,60 +862,39 @@ impl Session {
 
     // ----- metadata (magnet links) -----
 
-    /// Starts or continues fetching the metadata from peers that have it.
+    /// Starts a metadata attempt if none runs and a peer can serve it.
     fn request_metadata(&mut self, ctx: &mut Ctx<'_>) {
         if self.ready.is_some() {
             return;
         }
-        if self.metadata.assembler.is_none() {
-            let size = self
-                .peers
-                .values()
-                .filter_map(|p| p.extensions.as_ref())
-                .filter(|e| e.ut_metadata().is_some())
-                .find_map(|e| e.metadata_size);
-            let Some(size) = size else {
-                return;
-            };
-            match MetadataAssembler::new(self.info_hash, size) {
-                Ok(a) => self.metadata.assembler = Some(a),
-                Err(_) => return,
-            }
-        }
-        let Some(assembler) = self.metadata.assembler.as_ref() else {
-            return;
-        };
-        let size = assembler.total_size();
-        let mut candidates: Vec<(ConnId, u8)> = self
+        let sources: Vec<MetadataSource> = self
             .peers
             .values()
             .filter(|p| p.is_active())
             .filter_map(|p| {
                 let e = p.extensions.as_ref()?;
-                (e.metadata_size == Some(size)).then_some((p.conn, e.ut_metadata()?))
+                Some(MetadataSource {
+                    conn: p.conn,
+                    ut_metadata: e.ut_metadata()?,
+                    size: e.metadata_size?,
+                })
             })
             .collect();
-        if candidates.is_empty() {
+        let Some(req) = self.metadata.poll(ctx.now, &sources, ctx.rng) else {
             return;
-        }
-        ctx.rng.shuffle(&mut candidates);
-        let missing: Vec<u32> = assembler
-            .missing()
-            .filter(|i| !self.metadata.requested.contains_key(i))
-            .collect();
-        for (n, piece) in missing.into_iter().enumerate() {
-            let (conn, id) = candidates[n % candidates.len()];
-            if let Some(peer) = self.peers.get_mut(&conn) {
+        };
+        if let Some(peer) = self.peers.get_mut(&req.conn) {
+            for piece in req.pieces {
                 let payload = MetadataMessage::Request { piece }.to_vec();
                 peer.send(&Message::Extended {
-                    id,
+                    id: req.ut_metadata,
                     payload: &payload,
                 });
-                self.metadata.requested.insert(piece, (conn, ctx.now));
             }
         }
-        self.timers
-            .set_earliest(SessionTimer::Metadata, ctx.now + METADATA_TIMEOUT);
+        if let Some(at) = self.metadata.deadline() {
+            self.timers.set(SessionTimer::Metadata, at);
+        }
     }
 
     fn on_metadata_message(
@@ -1046,8 +930,9 @@ impl Session {
                     payload: &reply,
                 });
             }
-            MetadataMessage::Reject { piece } => {
-                self.metadata.requested.remove(&piece);
+            MetadataMessage::Reject { .. } => {
+                self.metadata.peer_failed(conn);
+                self.request_metadata(ctx);
             }
             MetadataMessage::Data {
                 piece,
@@ -1057,25 +942,13 @@ impl Session {
                 if self.ready.is_some() {
                     return Ok(());
                 }
-                let asked = self.metadata.requested.get(&piece).map(|(c, _)| *c);
-                if asked != Some(conn) {
-                    // Unrequested metadata is ignored, not trusted.
-                    return Ok(());
-                }
-                self.metadata.requested.remove(&piece);
-                let Some(assembler) = self.metadata.assembler.as_mut() else {
-                    return Ok(());
-                };
-                match assembler.add_piece(piece, total_size, data) {
-                    Ok(MetadataProgress::Incomplete { .. }) => {}
-                    Ok(MetadataProgress::Complete(bytes)) => self.metadata_complete(ctx, bytes),
-                    Err(crate::engine::wire::MetadataError::HashMismatch) => {
-                        self.metadata.requested.clear();
-                        return Err(DropReason::BadMetadata(
-                            "metadata does not hash to the info hash".into(),
-                        ));
-                    }
-                    Err(e) => return Err(DropReason::BadMetadata(e.to_string())),
+                if let Some(bytes) = self
+                    .metadata
+                    .on_data(ctx.now, conn, piece, total_size, data)?
+                {
+                    self.metadata_complete(ctx, bytes);
+                } else if let Some(at) = self.metadata.deadline() {
+                    self.timers.set(SessionTimer::Metadata, at);
                 }
             }
         }
@@ -1091,12 +964,18 @@ impl Session {
                     info_hash: Some(self.info_hash),
                     message: "metadata from peers is not a usable torrent".into(),
                 });
-                self.metadata = MetadataFetch::default();
+                // Not usable although it hashed right: nothing to retry.
                 return;
             }
         };
         let have = std::mem::take(&mut self.early_have);
         let n = info.lengths.num_pieces();
+        if self.selection.is_none() && !self.magnet_select.is_empty() {
+            let chosen = (0..info.files.len())
+                .filter(|&i| self.magnet_select.iter().any(|r| r.contains(&(i as u32))))
+                .collect();
+            self.selection = Some(chosen);
+        }
         let ready = match Ready::new(info.clone(), bytes.clone(), have, self.selection.as_deref()) {
             Ok(r) => r,
             Err(e) => {
@@ -1118,7 +997,6 @@ impl Session {
                 }
             }
         };
-        self.metadata = MetadataFetch::default();
         self.timers.stop(SessionTimer::Metadata);
         if self.name.is_none() {
             self.name = Some(ready.info.name.clone());
@@ -1176,10 +1054,7 @@ impl Session {
             let Some(peer) = self.peers.get_mut(&conn) else {
                 continue;
             };
-            peer.loading = peer.loading.saturating_sub(1);
-            if self.paused.is_some()
-                || (peer.am_choking && !peer.allowed_fast_out.contains(&block.piece))
-            {
+            if !peer.take_loaded(block) || self.paused.is_some() {
                 continue;
             }
             peer.send_block(ctx.now, block, data);
@@ -1200,8 +1075,7 @@ impl Session {
         for block in keys {
             for conn in self.pending_loads.remove(&block).unwrap_or_default() {
                 if let Some(peer) = self.peers.get_mut(&conn) {
-                    peer.loading = peer.loading.saturating_sub(1);
-                    if peer.fast() {
+                    if peer.take_loaded(block) && peer.fast() {
                         peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
                     }
                 }
@@ -1222,7 +1096,7 @@ impl Session {
         let Some(piece) = ready.lengths().validate_piece(piece) else {
             return;
         };
-        if ready.storing.remove(&piece).is_none() {
+        if !ready.assembly.storage_done(piece) {
             return;
         }
         if ready.picker.piece_verified(piece).is_err() {
@@ -1245,8 +1119,16 @@ impl Session {
             ctx.event(Event::Completed {
                 info_hash: self.info_hash,
             });
-            let progress = self.progress(ctx.now);
-            ctx.event(Event::Progress(progress));
+            let useless: Vec<ConnId> = self
+                .peers
+                .keys()
+                .copied()
+                .filter(|&c| self.check_useful(c).is_err())
+                .collect();
+            for conn in useless {
+                self.drop_peer(ctx, conn, DropReason::NotUseful);
+            }
+            self.emit_progress(ctx);
         }
         self.pump(ctx);
     }
@@ -1260,7 +1142,7 @@ impl Session {
         let Some(piece) = ready.lengths().validate_piece(piece) else {
             return;
         };
-        if ready.storing.remove(&piece).is_none() {
+        if !ready.assembly.storage_done(piece) {
             return;
         }
         let _ = ready.picker.piece_failed(piece);
@@ -1341,19 +1223,6 @@ impl Session {
         self.pump(ctx);
     }
 
-    fn abort_web_seed_fetches(&mut self, conn: ConnId) {
-        let Some(seed) = self.web_seeds.get_mut(&conn) else {
-            return;
-        };
-        for fetch in std::mem::take(&mut seed.fetches) {
-            if let Some(ready) = self.ready.as_mut() {
-                for block in fetch.blocks {
-                    ready.picker.request_cancelled(seed.key, block);
-                }
-            }
-        }
-    }
-
     // ----- time -----
 
     /// Fires due timers.
@@ -1377,8 +1246,7 @@ impl Session {
             match timer {
                 SessionTimer::Choke => self.choke_dirty = true,
                 SessionTimer::Progress => {
-                    let progress = self.progress(now);
-                    ctx.event(Event::Progress(progress));
+                    self.emit_progress(ctx);
                     if self.paused.is_none() {
                         self.timers
                             .set(SessionTimer::Progress, now + PROGRESS_INTERVAL);
@@ -1387,9 +1255,7 @@ impl Session {
                 SessionTimer::Wake => {}
                 SessionTimer::Requests => self.request_timeouts(ctx),
                 SessionTimer::Metadata => {
-                    self.metadata
-                        .requested
-                        .retain(|_, (_, at)| now.saturating_since(*at) < METADATA_TIMEOUT);
+                    self.metadata.handle_timeout(now);
                     self.request_metadata(ctx);
                 }
             }
@@ -1397,22 +1263,39 @@ impl Session {
         self.pump(ctx);
     }
 
-    /// Requests unanswered for [`REQUEST_TIMEOUT`] go back to the picker;
-    /// their peers are snubbed (one request at a time) until a block comes.
+    /// Requests unanswered for [`REQUEST_TIMEOUT`] go back to the picker
+    /// (with a cancel); their peers are snubbed (one request at a time)
+    /// until a block comes. A web seed's fetch gets [`WEB_SEED_TIMEOUT`],
+    /// then it is abandoned and counts as a failure.
     fn request_timeouts(&mut self, ctx: &mut Ctx<'_>) {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        for (key, block) in ready.picker.timed_out(ctx.now, REQUEST_TIMEOUT) {
-            let Some(conn) = self.keys.get(&key) else {
-                continue;
-            };
-            if let Some(peer) = self.peers.get_mut(conn) {
+        for peer in self.peers.values_mut() {
+            let late = ready
+                .picker
+                .peer_timed_out(peer.key, ctx.now, REQUEST_TIMEOUT);
+            if !late.is_empty() {
                 peer.snubbed = true;
+            }
+            for block in late {
                 peer.cancel(block);
-            } else if let Some(seed) = self.web_seeds.get_mut(conn) {
-                // A web seed's fetch is one unit: let it finish or fail.
-                let _ = seed;
+            }
+        }
+        for seed in self.web_seeds.values_mut() {
+            let late = ready
+                .picker
+                .peer_timed_out(seed.key, ctx.now, WEB_SEED_TIMEOUT);
+            if late.is_empty() {
+                continue;
+            }
+            for block in seed.abandon_fetches_with(&late) {
+                ready.picker.request_cancelled(seed.key, block);
+            }
+            // A hung server backs off like a failing one (never dropped for it).
+            seed.on_failure(ctx.now);
+            if let Some(at) = seed.retry_at {
+                self.timers.set_earliest(SessionTimer::Wake, at);
             }
         }
     }
@@ -1438,6 +1321,7 @@ impl Session {
             })
             .collect();
         let decision = self.choker.tick(ctx.now, &snapshots, seeding, ctx.rng);
+
         for key in decision.unchoke {
             if let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) {
                 peer.unchoke();
@@ -1447,11 +1331,7 @@ impl Session {
             let Some(peer) = self.keys.get(&key).and_then(|c| self.peers.get_mut(c)) else {
                 continue;
             };
-            for block in peer.choke(ctx.now) {
-                if let Some(waiters) = self.pending_loads.get_mut(&block) {
-                    waiters.retain(|c| *c != peer.conn);
-                }
-            }
+            peer.choke(ctx.now);
         }
         // A peer with nothing, kept choked, may still fetch a few pieces.
         if let Some(ready) = self.ready.as_deref() {
@@ -1480,12 +1360,9 @@ impl Session {
             self.fill_requests(ctx);
             self.fill_web_seeds(ctx);
             self.serve(ctx);
-            if let Some(at) = self
-                .ready
-                .as_ref()
-                .and_then(|r| r.picker.next_timeout(REQUEST_TIMEOUT))
-            {
-                self.timers.set(SessionTimer::Requests, at);
+            if self.ready.as_ref().is_some_and(|r| !r.picker.is_complete()) {
+                self.timers
+                    .set_earliest(SessionTimer::Requests, ctx.now + REQUEST_CHECK);
             }
         }
         self.flush(ctx);
@@ -1504,7 +1381,7 @@ impl Session {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        if ready.picker.is_complete() || ready.storing_bytes() >= MAX_STORING_BYTES {
+        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
             return;
         }
         let n = self.peers.len();
@@ -1566,7 +1443,7 @@ impl Session {
         let Some(ready) = self.ready.as_mut() else {
             return;
         };
-        if ready.picker.is_complete() || ready.storing_bytes() >= MAX_STORING_BYTES {
+        if ready.picker.is_complete() || ready.assembly.storing_bytes() >= MAX_STORING_BYTES {
             return;
         }
         let lengths = *ready.lengths();
@@ -1601,9 +1478,9 @@ impl Session {
     /// Serves queued requests: loads blocks from storage within each peer's
     /// send budget and the upload caps.
     fn serve(&mut self, ctx: &mut Ctx<'_>) {
-        let Some(ready) = self.ready.as_ref() else {
+        if self.ready.is_none() {
             return;
-        };
+        }
         let budget = ctx.config.send_budget;
         let n = self.peers.len();
         if n == 0 {
@@ -1622,8 +1499,7 @@ impl Session {
                 continue;
             };
             while let Some(&block) = peer.serve_queue.front() {
-                let pending = peer.loading * BLOCK_SIZE as usize;
-                if !peer.has_send_room(budget, pending) {
+                if !peer.has_send_room(budget) {
                     break;
                 }
                 let len = block.len as u64;
@@ -1633,10 +1509,7 @@ impl Session {
                     break 'peers;
                 }
                 peer.serve_queue.pop_front();
-                if !ready.picker.have().get(block.piece.get()) {
-                    continue;
-                }
-                peer.loading += 1;
+                peer.loading.push(block);
                 let waiters = self.pending_loads.entry(block).or_default();
                 if waiters.is_empty() {
                     ctx.out.push_back(Output::LoadBlock {
@@ -1769,9 +1642,7 @@ impl Ready {
             info,
             info_bytes,
             picker,
-            partial: BTreeMap::new(),
-            storing: BTreeMap::new(),
-            suspects: BTreeMap::new(),
+            assembly: Assembly::default(),
             completed,
         })
     }
@@ -1804,4 +1675,329 @@ fn file_priorities(
             )
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::create::TorrentBuilder;
+    use crate::engine::hash::PieceHasher;
+    use crate::engine::limiter::Limits;
+    use crate::engine::metainfo::Metainfo;
+    use crate::engine::wire::{BlockRequest, Framer, Handshake};
+
+    const THEM: PeerId = PeerId([3; 20]);
+
+    /// What a test sees of the session's outputs.
+    struct Env {
+        now: Instant,
+        out: VecDeque<Output>,
+        rng: fastrand::Rng,
+        limiter: Limiter,
+        config: ClientConfig,
+        next_conn: u64,
+        /// The stream each connection received from the session so far.
+        framers: BTreeMap<ConnId, Framer>,
+    }
+
+    /// A message the session sent: its name and, for requests and haves,
+    /// what it names.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Sent {
+        Msg(&'static str),
+        Request(BlockRequest),
+        Have(u32),
+    }
+
+    impl Env {
+        fn new() -> Self {
+            Env {
+                now: Instant::ZERO,
+                out: VecDeque::new(),
+                rng: fastrand::Rng::with_seed(5),
+                limiter: Limiter::new(Limits::default()),
+                config: ClientConfig::new(PeerId([2; 20]), 5),
+                next_conn: 100,
+                framers: BTreeMap::new(),
+            }
+        }
+
+        fn ctx(&mut self) -> Ctx<'_> {
+            Ctx {
+                now: self.now,
+                out: &mut self.out,
+                rng: &mut self.rng,
+                limiter: &mut self.limiter,
+                config: &self.config,
+                next_conn: &mut self.next_conn,
+            }
+        }
+
+        /// Drains the outputs: messages sent to `conn` are decoded, the rest
+        /// returned.
+        fn drain(&mut self, conn: ConnId) -> (Vec<Sent>, Vec<Output>) {
+            let mut sent = Vec::new();
+            let mut other = Vec::new();
+            while let Some(o) = self.out.pop_front() {
+                let Output::PeerSend { conn: c, data } = o else {
+                    other.push(o);
+                    continue;
+                };
+                if c != conn {
+                    continue;
+                }
+                let framer = self.framers.entry(c).or_default();
+                let mut frames = framer.feed(&data);
+                while let Some(f) = frames.next() {
+                    if let Ok(Frame::Message(m)) = f {
+                        sent.push(match m {
+                            Message::Request(r) => Sent::Request(r),
+                            Message::Have(i) => Sent::Have(i),
+                            m => Sent::Msg(m.name()),
+                        });
+                    }
+                }
+            }
+            (sent, other)
+        }
+    }
+
+    /// Four 32 KiB pieces in one file, and the bytes.
+    fn bundle() -> (Metainfo, Vec<u8>) {
+        let content: Vec<u8> = (0..4 * 32 * 1024u32).map(|i| (i * 7 % 253) as u8).collect();
+        let builder = TorrentBuilder::new("f.bin")
+            .file(vec!["f.bin".into()], content.len() as u64)
+            .piece_length(32 * 1024);
+        let hashes = PieceHasher::hash_all(builder.lengths().unwrap(), &content).unwrap();
+        (builder.build(hashes).unwrap(), content)
+    }
+
+    fn add(meta: &Metainfo, role: Role, have: Bitfield) -> AddBundle {
+        AddBundle {
+            source: BundleSource::Metainfo(Box::new(meta.clone())),
+            role,
+            have,
+            selection: None,
+            paused: false,
+        }
+    }
+
+    /// A downloading session with one seed peer at `conn` that unchoked us.
+    fn downloading(env: &mut Env, meta: &Metainfo, conn: ConnId) -> Session {
+        let mut s =
+            Session::new(&mut env.ctx(), add(meta, Role::Download, Bitfield::new(0))).unwrap();
+        connect_seed(env, &mut s, conn, THEM);
+        s
+    }
+
+    fn connect_seed(env: &mut Env, s: &mut Session, conn: ConnId, id: PeerId) {
+        s.add_peer(env.now, conn, true);
+        s.peer_opened(&mut env.ctx(), conn);
+        let mut bytes = Handshake::swarmdrop(s.info_hash(), id).encode().to_vec();
+        Message::HaveAll.encode_into(&mut bytes);
+        Message::Unchoke.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+    }
+
+    fn requests(sent: &[Sent]) -> Vec<BlockRequest> {
+        sent.iter()
+            .filter_map(|m| match m {
+                Sent::Request(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Answers requests with blocks of `content` (or garbage).
+    fn answer(
+        env: &mut Env,
+        s: &mut Session,
+        conn: ConnId,
+        reqs: &[BlockRequest],
+        content: &[u8],
+        corrupt: bool,
+    ) {
+        let mut bytes = Vec::new();
+        for r in reqs {
+            let start = r.index as usize * 32 * 1024 + r.begin as usize;
+            let mut block = content[start..start + r.length as usize].to_vec();
+            if corrupt {
+                block[0] ^= 0xff;
+            }
+            Message::Piece {
+                index: r.index,
+                begin: r.begin,
+                block: &block,
+            }
+            .encode_into(&mut bytes);
+        }
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+    }
+
+    #[test]
+    fn adds_that_contradict_the_torrent_are_refused() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let seed = Session::new(&mut env.ctx(), add(&meta, Role::Seed, Bitfield::new(4)));
+        assert_eq!(
+            seed.err(),
+            Some(CommandError::SeedIncomplete { have: 0, total: 4 })
+        );
+        let wrong = Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(5)));
+        assert_eq!(
+            wrong.err(),
+            Some(CommandError::HaveLength {
+                expected: 4,
+                got: 5
+            })
+        );
+        let mut a = add(&meta, Role::Download, Bitfield::new(4));
+        a.selection = Some(vec![1]);
+        let bad = Session::new(&mut env.ctx(), a);
+        assert_eq!(
+            bad.err(),
+            Some(CommandError::BadFileIndex { index: 1, files: 1 })
+        );
+    }
+
+    #[test]
+    fn blocks_from_a_peer_become_a_stored_piece_and_then_a_have() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        assert!(sent.contains(&Sent::Msg("interested")));
+        let reqs = requests(&sent);
+        assert_eq!(
+            reqs.len(),
+            crate::engine::peer::MIN_PIPELINE,
+            "a new peer's pipeline"
+        );
+        let piece: Vec<BlockRequest> = reqs
+            .iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect();
+        answer(&mut env, &mut s, conn, &piece, &content, false);
+        let (_, other) = env.drain(conn);
+        let stored: Vec<(u32, Vec<u8>)> = other
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::StorePiece { piece, data, .. } => Some((piece, data)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored.len(), 1);
+        let (index, data) = &stored[0];
+        let start = *index as usize * 32 * 1024;
+        assert!(data[..] == content[start..start + 32 * 1024]);
+        // Stored: now it is ours, and the peer hears of it.
+        s.piece_stored(&mut env.ctx(), *index);
+        let (sent, other) = env.drain(conn);
+        assert!(sent.contains(&Sent::Have(*index)));
+        assert!(other.iter().any(
+            |o| matches!(o, Output::Event(Event::PieceVerified { piece, .. }) if piece == index)
+        ));
+    }
+
+    #[test]
+    fn a_peer_that_sends_a_corrupt_piece_alone_is_dropped_and_not_let_back() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let reqs = requests(&sent);
+        let piece: Vec<BlockRequest> = reqs
+            .iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect();
+        answer(&mut env, &mut s, conn, &piece, &content, true);
+        let (_, other) = env.drain(conn);
+        assert!(other.contains(&Output::ClosePeer {
+            conn,
+            reason: DropReason::BadData
+        }));
+        assert!(!other.iter().any(|o| matches!(o, Output::StorePiece { .. })));
+        // The same peer id on a new connection is refused at its handshake.
+        let again = ConnId(2);
+        connect_seed(&mut env, &mut s, again, THEM);
+        let (_, other) = env.drain(again);
+        assert!(other.contains(&Output::ClosePeer {
+            conn: again,
+            reason: DropReason::BadData
+        }));
+    }
+
+    #[test]
+    fn a_second_connection_to_the_same_peer_is_dropped() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let mut s = downloading(&mut env, &meta, ConnId(1));
+        connect_seed(&mut env, &mut s, ConnId(2), THEM);
+        let (_, other) = env.drain(ConnId(2));
+        assert!(other.contains(&Output::ClosePeer {
+            conn: ConnId(2),
+            reason: DropReason::DuplicatePeer
+        }));
+        assert_eq!(s.peer_count(), 1);
+    }
+
+    #[test]
+    fn a_full_disk_pauses_the_bundle_instead_of_failing_it() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let reqs = requests(&sent);
+        let piece: Vec<BlockRequest> = reqs
+            .iter()
+            .filter(|r| r.index == reqs[0].index)
+            .copied()
+            .collect();
+        answer(&mut env, &mut s, conn, &piece, &content, false);
+        env.drain(conn);
+        s.store_failed(&mut env.ctx(), reqs[0].index, StoreFailure::DiskFull);
+        let (sent, other) = env.drain(conn);
+        assert!(s.is_paused());
+        assert!(other.contains(&Output::Event(Event::Paused {
+            info_hash: s.info_hash(),
+            reason: PauseReason::DiskFull
+        })));
+        assert!(sent.contains(&Sent::Msg("not interested")));
+        assert!(
+            sent.iter().filter(|m| **m == Sent::Msg("cancel")).count() >= 1,
+            "outstanding requests cancelled"
+        );
+        // Resumed, the piece that could not be stored is fetched again.
+        s.resume(&mut env.ctx());
+        let (sent, _) = env.drain(conn);
+        assert!(requests(&sent).iter().any(|r| r.index == reqs[0].index));
+    }
+
+    #[test]
+    fn a_paused_bundle_serves_nothing_and_asks_for_nothing() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        env.drain(conn);
+        s.pause(&mut env.ctx(), PauseReason::User);
+        env.drain(conn);
+        // The peer unchokes us again and asks for a piece: nothing moves.
+        let mut bytes = Vec::new();
+        Message::Choke.encode_into(&mut bytes);
+        Message::Unchoke.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+        env.now += Duration::from_secs(30);
+        s.handle_timeout(&mut env.ctx());
+        let (sent, other) = env.drain(conn);
+        assert!(requests(&sent).is_empty(), "{sent:?}");
+        assert!(!other
+            .iter()
+            .any(|o| matches!(o, Output::LoadBlock { .. } | Output::WebSeedFetch(_))));
+    }
 }

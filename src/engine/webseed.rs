@@ -19,7 +19,7 @@ use crate::engine::time::Instant;
 /// Fetches in flight towards one web seed at a time.
 pub const MAX_FETCHES: usize = 2;
 /// Largest single fetch (a piece or a contiguous part of one).
-pub const MAX_FETCH_LEN: u32 = 4 * 1024 * 1024;
+pub const MAX_FETCH_LEN: u32 = 1024 * 1024;
 /// Consecutive failures after which a web seed is dropped.
 pub const MAX_FAILURES: u32 = 5;
 /// First wait after a failure; doubles with each consecutive one.
@@ -129,6 +129,20 @@ impl WebSeed {
             .iter()
             .position(|f| f.piece.get() == piece && f.offset == offset)?;
         Some(self.fetches.swap_remove(i))
+    }
+
+    /// Abandons every fetch holding one of `blocks` (timed out); returns
+    /// their other blocks, still requested, to release.
+    pub fn abandon_fetches_with(&mut self, blocks: &[BlockInfo]) -> Vec<BlockInfo> {
+        let mut rest = Vec::new();
+        self.fetches.retain(|f| {
+            let hit = f.blocks.iter().any(|b| blocks.contains(b));
+            if hit {
+                rest.extend(f.blocks.iter().filter(|b| !blocks.contains(b)));
+            }
+            !hit
+        });
+        rest
     }
 
     /// Counts a failure; returns whether the web seed should be dropped.

@@ -15,11 +15,14 @@ use swarmdrop::engine::tracker::wire::outgoing::{
 };
 use swarmdrop::engine::tracker::{encode_to_client, parse_to_tracker};
 
+/// A swarm's members: peer id → (node, seeding).
+type Members = BTreeMap<[u8; 20], (usize, bool)>;
+
 /// The tracker's state.
 pub struct Hub {
     rng: fastrand::Rng,
-    /// Swarm → member peer ids → (node, seeding).
-    swarms: BTreeMap<[u8; 20], BTreeMap<[u8; 20], (usize, bool)>>,
+    /// Swarm (info hash) → its members.
+    swarms: BTreeMap<[u8; 20], Members>,
     /// Offers relayed: (offer id, the peer it went to) → the offerer.
     relayed: BTreeSet<([u8; 20], [u8; 20], [u8; 20])>,
     /// Frames received, for assertions.

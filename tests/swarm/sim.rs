@@ -427,7 +427,7 @@ impl Sim {
 
     /// Steps the swarm until `done` holds; panics if it goes idle first, or
     /// takes more than `limit` of virtual time.
-    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) {
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Sim) -> bool) {
         let deadline = self.now + limit;
         loop {
             if done(self) {
