@@ -44,6 +44,20 @@ pub fn share_link(server: &str, info_hash: InfoHash) -> String {
     format!("{}/b/{}", server.trim_end_matches('/'), info_hash.to_hex())
 }
 
+/// The bundle API's status URL for a web seed URL of a Swarmdrop server
+/// (`SERVER/seed/<info hash>/...` → `SERVER/api/bundles/<info hash>`), where
+/// the server tells which pieces it holds; `None` for another web seed.
+pub fn bundle_status_url(web_seed: &str, info_hash: InfoHash) -> Option<String> {
+    let hex = info_hash.to_hex();
+    let marker = format!("/seed/{hex}");
+    let at = web_seed.find(&marker)?;
+    let rest = &web_seed[at + marker.len()..];
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    Some(format!("{}/api/bundles/{hex}", &web_seed[..at]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +109,30 @@ mod tests {
         let link = share_link("http://127.0.0.1:8750/", h);
         assert_eq!(link, format!("http://127.0.0.1:8750/b/{HASH}"));
         assert_eq!(parse_share_link(&link).map(|(x, _)| x), Some(h));
+    }
+
+    #[test]
+    fn a_swarmdrop_web_seed_tells_where_its_server_lists_its_pieces() {
+        let h = InfoHash::from_hex(HASH).expect("hex");
+        let status = format!("http://127.0.0.1:8750/api/bundles/{HASH}");
+        for seed in [
+            format!("http://127.0.0.1:8750/seed/{HASH}/"),
+            format!("http://127.0.0.1:8750/seed/{HASH}/a%20b.bin"),
+        ] {
+            assert_eq!(
+                bundle_status_url(&seed, h).as_deref(),
+                Some(status.as_str())
+            );
+        }
+        assert_eq!(
+            bundle_status_url(&format!("https://x.org/drop/seed/{HASH}/"), h).as_deref(),
+            Some(format!("https://x.org/drop/api/bundles/{HASH}").as_str())
+        );
+        assert_eq!(bundle_status_url("https://cdn.example.org/files/", h), None);
+        assert_eq!(
+            bundle_status_url(&format!("http://x.org/seed/{HASH}0/"), h),
+            None,
+            "another hash that starts the same"
+        );
     }
 }

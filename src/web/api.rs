@@ -294,7 +294,7 @@ impl SwarmHost {
                     .collect::<Vec<_>>()
             });
             let storage = shared.with(|h| h.storage.clone())?;
-            let (bundle, add) = match resolve(source).await? {
+            let (bundle, add, web_seeds) = match resolve(source).await? {
                 Source::Torrent(bytes) => {
                     let metainfo = Metainfo::from_torrent_bytes(&bytes).map_err(NetError::from)?;
                     let info = Rc::new(metainfo.info.clone());
@@ -309,6 +309,12 @@ impl SwarmHost {
                         Some(Rc::new(bytes)),
                         None,
                     );
+                    // A complete download needs no word from the servers.
+                    let web_seeds = if have.is_full() {
+                        Vec::new()
+                    } else {
+                        metainfo.url_list.clone()
+                    };
                     let add = AddBundle {
                         source: BundleSource::Metainfo(Box::new(metainfo)),
                         role: Role::Download,
@@ -316,7 +322,7 @@ impl SwarmHost {
                         selection,
                         paused,
                     };
-                    (bundle, add)
+                    (bundle, add, web_seeds)
                 }
                 Source::Magnet(magnet) => {
                     let bundle = new_bundle(
@@ -327,6 +333,7 @@ impl SwarmHost {
                         None,
                         None,
                     );
+                    let web_seeds = magnet.web_seeds.clone();
                     let add = AddBundle {
                         source: BundleSource::Magnet(magnet),
                         role: Role::Download,
@@ -334,7 +341,7 @@ impl SwarmHost {
                         selection,
                         paused,
                     };
-                    (bundle, add)
+                    (bundle, add, web_seeds)
                 }
             };
             let info_hash = add.source.info_hash();
@@ -349,6 +356,7 @@ impl SwarmHost {
                     host.bundles.remove(&info_hash);
                     return Err(e.into());
                 }
+                host.watch_web_seeds(info_hash, &web_seeds);
                 Ok(())
             })??;
             Ok(JsValue::from_str(&info_hash.to_hex()))

@@ -23,6 +23,7 @@ use crate::engine::bitfield::Bitfield;
 use crate::engine::client::Client;
 use crate::engine::event::{Event, Progress};
 use crate::engine::ids::InfoHash;
+use crate::engine::link::bundle_status_url;
 use crate::engine::metainfo::Info;
 use crate::engine::time::Instant;
 use crate::engine::upload::Upload;
@@ -42,6 +43,8 @@ pub type Weak = std::rc::Weak<Shared>;
 /// Most bytes of pieces kept in memory to serve blocks from (a piece is read
 /// once from the files or from storage, then its blocks come from here).
 const PIECE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// How often a server still receiving a bundle is asked what it holds.
+const SEED_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most bytes of pieces written in one storage transaction.
 const STORE_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
@@ -105,6 +108,12 @@ pub enum Work {
         piece: u32,
         offset: u32,
         result: Result<Vec<u8>, String>,
+    },
+    /// A Swarmdrop server answered which pieces its web seed holds.
+    SeedStatus {
+        info_hash: InfoHash,
+        url: String,
+        result: Result<Bitfield, String>,
     },
     /// A request of a bundle's upload to the server finished.
     Upload {
@@ -260,6 +269,8 @@ pub struct Host {
     store_queue: VecDeque<PieceToStore>,
     /// A storage transaction is under way.
     storing: bool,
+    /// Web seeds of availability servers that do not hold every piece yet.
+    watches: Vec<SeedWatch>,
     timer: Option<(Instant, Timeout)>,
     /// Events for the page, delivered after the turn.
     pub events: Vec<JsValue>,
@@ -282,6 +293,7 @@ impl Host {
             loading: HashMap::new(),
             store_queue: VecDeque::new(),
             storing: false,
+            watches: Vec::new(),
             timer: None,
             events: Vec::new(),
         }
@@ -322,6 +334,7 @@ impl Host {
                 for h in due {
                     self.drive_upload(h);
                 }
+                self.drive_watches();
             }
             Work::TrackerOpened { url, generation } => {
                 if self.tracker_current(&url, generation) {
@@ -425,6 +438,11 @@ impl Host {
                     }),
                 };
             }
+            Work::SeedStatus {
+                info_hash,
+                url,
+                result,
+            } => self.seed_status(info_hash, url, result),
             Work::Upload { info_hash, outcome } => {
                 self.upload_outcome(info_hash, outcome);
             }
@@ -700,11 +718,92 @@ impl Host {
         });
     }
 
+    // ----- availability servers still receiving a bundle -----
+
+    /// Watches the web seeds of a download that are Swarmdrop servers: until
+    /// a server holds every piece, the engine is told which it holds.
+    pub fn watch_web_seeds(&mut self, info_hash: InfoHash, urls: &[String]) {
+        let at = now();
+        for url in urls {
+            let Some(status) = bundle_status_url(url, info_hash) else {
+                continue;
+            };
+            if self
+                .watches
+                .iter()
+                .any(|w| w.info_hash == info_hash && w.url == *url)
+            {
+                continue;
+            }
+            self.watches.push(SeedWatch {
+                info_hash,
+                url: url.clone(),
+                status,
+                next: at,
+                busy: false,
+            });
+        }
+        self.drive_watches();
+    }
+
+    fn drive_watches(&mut self) {
+        let at = now();
+        for w in self.watches.iter_mut().filter(|w| !w.busy && w.next <= at) {
+            w.busy = true;
+            let (me, info_hash, url, status) = (
+                self.me.clone(),
+                w.info_hash,
+                w.url.clone(),
+                w.status.clone(),
+            );
+            spawn_local(async move {
+                let result = fetch_server_have(&status).await;
+                post(
+                    &me,
+                    Work::SeedStatus {
+                        info_hash,
+                        url,
+                        result,
+                    },
+                );
+            });
+        }
+    }
+
+    fn seed_status(&mut self, info_hash: InfoHash, url: String, result: Result<Bitfield, String>) {
+        let Some(i) = self
+            .watches
+            .iter()
+            .position(|w| w.info_hash == info_hash && w.url == url)
+        else {
+            return;
+        };
+        let done = match &result {
+            Ok(have) => {
+                let _ = self.feed(Input::WebSeedHave {
+                    info_hash,
+                    url: &url,
+                    have,
+                });
+                have.is_full()
+            }
+            // Not there yet (or unreachable): ask again later.
+            Err(_) => false,
+        };
+        if done || !self.bundles.contains_key(&info_hash) {
+            self.watches.remove(i);
+        } else if let Some(w) = self.watches.get_mut(i) {
+            w.busy = false;
+            w.next = now() + SEED_POLL_INTERVAL;
+        }
+    }
+
     /// Forgets a bundle's cached pieces.
     pub fn forget_pieces(&mut self, info_hash: InfoHash) {
         self.cache.remove_bundle(info_hash);
         self.loading.retain(|(h, _), _| *h != info_hash);
         self.store_queue.retain(|p| p.info_hash != info_hash);
+        self.watches.retain(|w| w.info_hash != info_hash);
     }
 
     // ----- events -----
@@ -751,6 +850,7 @@ impl Host {
                 if let Some(b) = self.bundles.get_mut(info_hash) {
                     b.completed = true;
                 }
+                self.watches.retain(|w| w.info_hash != *info_hash);
             }
             Event::Paused { info_hash, reason } => {
                 if let Some(b) = self.bundles.get_mut(info_hash) {
@@ -847,7 +947,13 @@ impl Host {
             .values()
             .filter_map(|b| b.upload.as_ref().and_then(|u| u.plan.poll_timeout()))
             .min();
-        let Some(deadline) = [self.client.poll_timeout(), uploads]
+        let watches = self
+            .watches
+            .iter()
+            .filter(|w| !w.busy)
+            .map(|w| w.next)
+            .min();
+        let Some(deadline) = [self.client.poll_timeout(), uploads, watches]
             .into_iter()
             .flatten()
             .min()
@@ -866,6 +972,41 @@ impl Host {
         let timeout = Timeout::new(delay, move || post(&me, Work::Timeout));
         self.timer = Some((deadline, timeout));
     }
+}
+
+/// A Swarmdrop server's web seed of a bundle it does not fully hold yet.
+struct SeedWatch {
+    info_hash: InfoHash,
+    /// The web seed URL (as in `url-list`).
+    url: String,
+    /// Its bundle API status URL.
+    status: String,
+    /// When to ask next.
+    next: Instant,
+    /// A request is out.
+    busy: bool,
+}
+
+/// The pieces a server holds, from its bundle API.
+async fn fetch_server_have(status: &str) -> Result<Bitfield, String> {
+    let answer = http::request("GET", status, &[], None, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if answer.status != 200 {
+        return Err(format!("HTTP {}", answer.status));
+    }
+    let body = http::json(&answer).map_err(|e| e.to_string())?;
+    let pieces = body
+        .get("num_pieces")
+        .and_then(|n| n.as_u64())
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or("no num_pieces")?;
+    let bytes = body
+        .get("have")
+        .and_then(|h| h.as_str())
+        .and_then(http::base64_decode)
+        .ok_or("no have-bitfield")?;
+    Bitfield::from_bytes(&bytes, pieces).ok_or_else(|| "a bitfield of the wrong length".to_owned())
 }
 
 /// Recently read or stored pieces, to serve blocks without reading again.
