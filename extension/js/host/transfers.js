@@ -469,10 +469,14 @@ export class Transfers {
   /** Hands a download to the network (at once, or after a restart). */
   #startReceive(record) {
     if (!record.torrent && !record.magnet) return;
+    // A selection is passed only when it leaves files out (a magnet's file
+    // list is unknown until its metadata comes: everything, then).
     const names = new Set(record.selection ?? []);
-    const selectionIndices = record.selection
-      ? record.files.flatMap((f, i) => (f.manifest || names.has(f.path) ? [i] : []))
-      : null;
+    const visible = record.files.filter((f) => !f.manifest && !f.padding);
+    const everything = !record.selection || visible.every((f) => names.has(f.path));
+    const selectionIndices = everything
+      ? null
+      : record.files.flatMap((f, i) => (f.manifest || names.has(f.path) ? [i] : []));
     this.#net
       .receive({ ...record, selectionIndices, paused: record.state === S.PAUSED })
       .catch((err) => this.#fail(record, err));
