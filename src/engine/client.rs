@@ -486,6 +486,15 @@ impl Client {
             return;
         };
         let key = (info_hash, url.clone());
+        let alive = self
+            .sessions
+            .get(&info_hash)
+            .is_some_and(|s| s.has_conn(conn));
+        if !alive {
+            // Closed meanwhile (the bundle paused or went away).
+            self.signal_gone(now, conn);
+            return;
+        }
         let Some(round) = self.rounds.get_mut(&key) else {
             // The announce left without this offer: nobody will answer it.
             self.signals.remove(&conn);
@@ -879,5 +888,289 @@ impl Client {
             .find(|(_, s)| s.has_conn(conn))
             .map(|(h, _)| *h)?;
         self.with_session(now, info_hash, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::api::{AddBundle, BundleSource, Role};
+    use crate::engine::bitfield::Bitfield;
+    use crate::engine::create::TorrentBuilder;
+    use crate::engine::hash::PieceHasher;
+    use crate::engine::metainfo::Metainfo;
+    use crate::engine::tracker::wire::common::InfoHash as WireInfoHash;
+    use crate::engine::tracker::wire::common::{
+        AnnounceAction, OfferId as WireOfferId, PeerId as WirePeerId, RtcAnswer, RtcAnswerType,
+        RtcOffer, RtcOfferType,
+    };
+    use crate::engine::tracker::wire::incoming::InMessage;
+    use crate::engine::tracker::wire::outgoing::{AnswerOutMessage, OfferOutMessage, OutMessage};
+    use crate::engine::tracker::{encode_to_client, parse_to_tracker};
+
+    const T: &str = "wss://tracker.example/announce";
+
+    fn at(s: u64) -> Instant {
+        Instant::from_duration(Duration::from_secs(s))
+    }
+
+    fn torrent(name: &str) -> Metainfo {
+        let content = vec![7u8; 40_000];
+        let b = TorrentBuilder::new(name)
+            .file(vec![name.into()], content.len() as u64)
+            .tracker(T);
+        let hashes = PieceHasher::hash_all(b.lengths().unwrap(), &content).unwrap();
+        b.build(hashes).unwrap()
+    }
+
+    fn add(meta: &Metainfo) -> Input<'static> {
+        Input::Command(Command::AddBundle(Box::new(AddBundle {
+            source: BundleSource::Metainfo(Box::new(meta.clone())),
+            role: Role::Seed,
+            have: Bitfield::full(meta.info.lengths.num_pieces()),
+            selection: None,
+            paused: false,
+        })))
+    }
+
+    fn drain(c: &mut Client) -> Vec<Output> {
+        std::iter::from_fn(|| c.poll_output()).collect()
+    }
+
+    fn client() -> Client {
+        Client::new(ClientConfig::new(PeerId([2; 20]), 1))
+    }
+
+    /// Makes every offer asked for; returns the announces sent.
+    fn make_offers(c: &mut Client, now: Instant, outs: &[Output]) -> Vec<Output> {
+        let conns: Vec<ConnId> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::CreateOffer { conn, .. } => Some(*conn),
+                _ => None,
+            })
+            .collect();
+        let mut sent = Vec::new();
+        for conn in conns {
+            let sdp = format!("sdp of {conn}");
+            c.handle_input(now, Input::OfferCreated { conn, sdp: &sdp })
+                .unwrap();
+            sent.extend(drain(c));
+        }
+        sent
+    }
+
+    fn announces(outs: &[Output]) -> Vec<crate::engine::tracker::wire::incoming::AnnounceRequest> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::TrackerSend { text, .. } => match parse_to_tracker(text) {
+                    Ok(InMessage::AnnounceRequest(a)) => Some(a),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bundles_on_the_same_tracker_share_one_socket_until_the_last_leaves() {
+        let mut c = client();
+        let (a, b) = (torrent("a"), torrent("b"));
+        c.handle_input(at(0), add(&a)).unwrap();
+        c.handle_input(at(0), add(&b)).unwrap();
+        let outs = drain(&mut c);
+        let connects = outs
+            .iter()
+            .filter(|o| matches!(o, Output::TrackerConnect { .. }))
+            .count();
+        assert_eq!(connects, 1);
+        c.handle_input(at(1), Input::TrackerOpened { url: T })
+            .unwrap();
+        let outs = drain(&mut c);
+        let sent = make_offers(&mut c, at(1), &outs);
+        let started = announces(&sent);
+        assert_eq!(
+            started.len(),
+            2,
+            "one started announce per bundle on the one socket"
+        );
+        assert!(started
+            .iter()
+            .all(|a| a.offers.as_ref().is_some_and(|o| o.len() == DEFAULT_OFFERS)));
+        c.handle_input(at(2), Input::Command(Command::Remove(a.info_hash)))
+            .unwrap();
+        let outs = drain(&mut c);
+        let stopped = announces(&outs);
+        assert_eq!(stopped.len(), 1);
+        assert_eq!(stopped[0].info_hash.0, a.info_hash.0);
+        assert!(
+            !outs
+                .iter()
+                .any(|o| matches!(o, Output::TrackerClose { .. })),
+            "b still uses it"
+        );
+        assert!(
+            outs.iter()
+                .filter(|o| matches!(o, Output::ClosePeer { .. }))
+                .count()
+                >= DEFAULT_OFFERS
+        );
+        c.handle_input(at(3), Input::Command(Command::Remove(b.info_hash)))
+            .unwrap();
+        let outs = drain(&mut c);
+        assert!(outs.contains(&Output::TrackerClose { url: T.into() }));
+    }
+
+    #[test]
+    fn a_tracker_answer_reaches_the_connection_of_its_offer() {
+        let mut c = client();
+        let a = torrent("a");
+        c.handle_input(at(0), add(&a)).unwrap();
+        drain(&mut c);
+        c.handle_input(at(1), Input::TrackerOpened { url: T })
+            .unwrap();
+        let outs = drain(&mut c);
+        let sent = make_offers(&mut c, at(1), &outs);
+        let announce = &announces(&sent)[0];
+        let offer = &announce.offers.as_ref().unwrap()[2];
+        let answer = encode_to_client(&OutMessage::AnswerOutMessage(AnswerOutMessage {
+            action: AnnounceAction::Announce,
+            peer_id: WirePeerId([9; 20]),
+            info_hash: WireInfoHash(a.info_hash.0),
+            answer: RtcAnswer {
+                t: RtcAnswerType::Answer,
+                sdp: "their answer".into(),
+            },
+            offer_id: offer.offer_id,
+        }));
+        c.handle_input(
+            at(2),
+            Input::TrackerText {
+                url: T,
+                text: &answer,
+            },
+        )
+        .unwrap();
+        let outs = drain(&mut c);
+        let conn = outs.iter().find_map(|o| match o {
+            Output::AcceptAnswer { conn, answer_sdp } if answer_sdp == "their answer" => {
+                Some(*conn)
+            }
+            _ => None,
+        });
+        let conn = conn.expect("the answer is applied");
+        assert_eq!(
+            offer.offer.sdp,
+            format!("sdp of {conn}"),
+            "to the offer it answers"
+        );
+        // The same answer again is not applied twice.
+        c.handle_input(
+            at(2),
+            Input::TrackerText {
+                url: T,
+                text: &answer,
+            },
+        )
+        .unwrap();
+        assert!(!drain(&mut c)
+            .iter()
+            .any(|o| matches!(o, Output::AcceptAnswer { .. })));
+    }
+
+    #[test]
+    fn a_relayed_offer_is_answered_through_the_tracker_to_its_sender() {
+        let mut c = client();
+        let a = torrent("a");
+        c.handle_input(at(0), add(&a)).unwrap();
+        c.handle_input(at(1), Input::TrackerOpened { url: T })
+            .unwrap();
+        drain(&mut c);
+        let offer = encode_to_client(&OutMessage::OfferOutMessage(OfferOutMessage {
+            action: AnnounceAction::Announce,
+            peer_id: WirePeerId([9; 20]),
+            info_hash: WireInfoHash(a.info_hash.0),
+            offer: RtcOffer {
+                t: RtcOfferType::Offer,
+                sdp: "their offer".into(),
+            },
+            offer_id: WireOfferId([4; 20]),
+        }));
+        c.handle_input(
+            at(2),
+            Input::TrackerText {
+                url: T,
+                text: &offer,
+            },
+        )
+        .unwrap();
+        let conn = drain(&mut c)
+            .iter()
+            .find_map(|o| match o {
+                Output::CreateAnswer {
+                    conn, offer_sdp, ..
+                } if offer_sdp == "their offer" => Some(*conn),
+                _ => None,
+            })
+            .expect("an answer is asked for");
+        c.handle_input(
+            at(3),
+            Input::AnswerCreated {
+                conn,
+                sdp: "our answer",
+            },
+        )
+        .unwrap();
+        let outs = drain(&mut c);
+        let answer = &announces(&outs)[0];
+        assert_eq!(answer.answer_to_peer_id.map(|p| p.0), Some([9; 20]));
+        assert_eq!(answer.answer_offer_id.map(|o| o.0), Some([4; 20]));
+        assert_eq!(
+            answer.answer.as_ref().map(|a| a.sdp.as_str()),
+            Some("our answer")
+        );
+    }
+
+    #[test]
+    fn offers_nobody_answers_are_closed_after_their_timeout() {
+        let mut c = client();
+        c.handle_input(at(0), add(&torrent("a"))).unwrap();
+        c.handle_input(at(1), Input::TrackerOpened { url: T })
+            .unwrap();
+        let outs = drain(&mut c);
+        make_offers(&mut c, at(1), &outs);
+        let deadline = c.poll_timeout().expect("a timer is armed");
+        assert!(deadline <= at(1) + crate::engine::tracker::OFFER_TIMEOUT);
+        c.handle_timeout(at(1) + crate::engine::tracker::OFFER_TIMEOUT);
+        let expired = drain(&mut c)
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::ClosePeer {
+                        reason: DropReason::OfferExpired,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(expired, DEFAULT_OFFERS);
+    }
+
+    #[test]
+    fn commands_that_cannot_apply_fail_and_change_nothing() {
+        let mut c = client();
+        let a = torrent("a");
+        let unknown = InfoHash([5; 20]);
+        assert_eq!(
+            c.handle_input(at(0), Input::Command(Command::Pause(unknown))),
+            Err(CommandError::UnknownBundle(unknown))
+        );
+        c.handle_input(at(0), add(&a)).unwrap();
+        assert_eq!(
+            c.handle_input(at(0), add(&a)),
+            Err(CommandError::DuplicateBundle(a.info_hash))
+        );
+        assert_eq!(c.bundles().count(), 1);
     }
 }

@@ -387,13 +387,16 @@ impl Peer {
     /// is. Returns true when the peer's possessions are now known (tell the
     /// picker).
     pub fn resolve_early_has(&mut self, lengths: &Lengths) -> Result<bool, DropReason> {
+        if !matches!(self.has, PeerHas::Early { .. }) {
+            return Ok(!matches!(self.has, PeerHas::Unknown));
+        }
         let PeerHas::Early {
             bitfield,
             all,
             haves,
         } = std::mem::replace(&mut self.has, PeerHas::Unknown)
         else {
-            return Ok(!matches!(self.has, PeerHas::Unknown));
+            return Ok(false);
         };
         let n = lengths.num_pieces();
         let mut bits = if all {

@@ -124,7 +124,25 @@ struct Stats {
     up: RateEstimator,
 }
 
-/// One bundle. Crate-internal: driven by [`Client`](crate::engine::client::Client).
+/// One bundle, driven by the [`Client`](crate::engine::client::Client).
+///
+/// Like the client it is a state machine whose methods fall in groups:
+///
+/// - **getters**: [`info_hash`](Self::info_hash), [`is_paused`](Self::is_paused),
+///   [`progress`](Self::progress), [`announce_stats`](Self::announce_stats),
+///   [`next_timeout`](Self::next_timeout)…;
+/// - **commands**: [`pause`](Self::pause), [`resume`](Self::resume),
+///   [`remove`](Self::remove), [`set_selection`](Self::set_selection);
+/// - **inputs**, one per kind of [`Input`](crate::engine::api::Input):
+///   `add_peer` and `peer_*` for connections, `block_loaded`,
+///   `load_failed`, `piece_stored`, `store_failed` for storage,
+///   `web_seed_data`, `web_seed_failed`, and `handle_timeout`.
+///
+/// It has no `poll_*` of its own: every method takes a [`Ctx`] and appends
+/// its outputs to the client's queue, in order. Each input ends with a
+/// [`pump`](Self::pump), which does what the new state allows (choke round,
+/// interest, requests, web seed fetches, uploads) and flushes the peers'
+/// queued bytes within their send budgets.
 #[derive(Debug)]
 pub struct Session {
     info_hash: InfoHash,
@@ -180,16 +198,17 @@ impl Session {
             BundleSource::Magnet(m) => m.select_only.clone(),
             BundleSource::Metainfo(_) => Vec::new(),
         };
-        let (name, trackers, web_seed_urls, ready) = match source {
+        let (name, trackers, web_seed_urls, ready, early_have) = match source {
             BundleSource::Metainfo(m) => {
                 let m = *m;
                 let trackers = m.trackers();
-                let ready = Ready::new(m.info, m.info_bytes, have.clone(), selection.as_deref())?;
+                let ready = Ready::new(m.info, m.info_bytes, have, selection.as_deref())?;
                 (
                     Some(ready.info.name.clone()),
                     trackers,
                     m.url_list,
                     Some(ready),
+                    Bitfield::new(0),
                 )
             }
             BundleSource::Magnet(m) => {
@@ -201,6 +220,7 @@ impl Session {
                     m.trackers.clone(),
                     m.web_seeds.clone(),
                     None,
+                    have,
                 )
             }
         };
@@ -232,7 +252,7 @@ impl Session {
             paused: None,
             ready: ready.map(Box::new),
             metadata: MetadataFetch::new(info_hash),
-            early_have: have,
+            early_have,
             selection,
             magnet_select,
             peers: BTreeMap::new(),
@@ -509,6 +529,17 @@ impl Session {
                 }
             }
         }
+        // Connections still being set up are let go: they would only open
+        // to sit idle.
+        let signalling: Vec<ConnId> = self
+            .peers
+            .values()
+            .filter(|p| p.stage == Stage::Signalling)
+            .map(|p| p.conn)
+            .collect();
+        for conn in signalling {
+            self.remove_peer(ctx, conn, DropReason::BundlePaused, true);
+        }
         // The choker starts over on resume (its unchoked set is void now).
         self.choker = Choker::new(ChokerConfig::default());
         let seeds: Vec<ConnId> = self.web_seeds.keys().copied().collect();
@@ -582,7 +613,14 @@ impl Session {
             }
         }
         self.selection = files;
+        let was = ready.completed;
         ready.completed = ready.picker.is_complete();
+        if ready.completed && !was {
+            // Fewer files chosen, and every one of them is here already.
+            ctx.event(Event::Completed {
+                info_hash: self.info_hash,
+            });
+        }
         self.pump(ctx);
         Ok(())
     }
@@ -594,7 +632,16 @@ impl Session {
         let key = PeerKey(self.next_key);
         self.next_key = self.next_key.wrapping_add(1);
         self.keys.insert(key, conn);
-        self.peers.insert(conn, Peer::new(conn, key, outgoing, now));
+        let mut peer = Peer::new(conn, key, outgoing, now);
+        if let Some(ready) = self.ready.as_deref() {
+            // No bitfield longer than this bundle needs is buffered.
+            let limits = peer
+                .framer
+                .limits()
+                .with_piece_count(ready.lengths().num_pieces());
+            peer.framer.set_limits(limits);
+        }
+        self.peers.insert(conn, peer);
     }
 
     /// The data channel opened: send our handshake.
@@ -1098,16 +1145,14 @@ impl Session {
 
     /// Storage read a block for upload.
     pub fn block_loaded(&mut self, ctx: &mut Ctx<'_>, piece: u32, offset: u32, data: &[u8]) {
-        let Some(ready) = self.ready.as_ref() else {
+        let Some(block) = self.pending_load(piece, offset) else {
             return;
         };
-        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        let Some(block) = ready
-            .lengths()
-            .validate_range(piece, offset, len, len.max(1))
-        else {
+        if data.len() != block.len as usize {
+            let reason = format!("{} bytes read, {} asked", data.len(), block.len);
+            self.load_failed(ctx, piece, offset, &reason);
             return;
-        };
+        }
         let Some(waiters) = self.pending_loads.remove(&block) else {
             return;
         };
@@ -1127,18 +1172,13 @@ impl Session {
 
     /// Storage could not read a block: the bundle's data is gone or changed.
     pub fn load_failed(&mut self, ctx: &mut Ctx<'_>, piece: u32, offset: u32, reason: &str) {
-        let keys: Vec<BlockInfo> = self
-            .pending_loads
-            .keys()
-            .filter(|b| b.piece.get() == piece && b.offset == offset)
-            .copied()
-            .collect();
-        for block in keys {
-            for conn in self.pending_loads.remove(&block).unwrap_or_default() {
-                if let Some(peer) = self.peers.get_mut(&conn) {
-                    if peer.take_loaded(block) && peer.fast() {
-                        peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
-                    }
+        let Some(block) = self.pending_load(piece, offset) else {
+            return;
+        };
+        for conn in self.pending_loads.remove(&block).unwrap_or_default() {
+            if let Some(peer) = self.peers.get_mut(&conn) {
+                if peer.take_loaded(block) && peer.fast() {
+                    peer.send(&Message::Reject(crate::engine::peer::request_of(block)));
                 }
             }
         }
@@ -1147,6 +1187,18 @@ impl Session {
             message: format!("could not read piece {piece}: {reason}"),
         });
         self.pump(ctx);
+    }
+
+    /// The load asked for at `piece`/`offset`, if one is pending.
+    fn pending_load(&self, piece: u32, offset: u32) -> Option<BlockInfo> {
+        let piece = self.ready.as_ref()?.lengths().validate_piece(piece)?;
+        let from = BlockInfo {
+            piece,
+            offset,
+            len: 0,
+        };
+        let (&block, _) = self.pending_loads.range(from..).next()?;
+        (block.piece == piece && block.offset == offset).then_some(block)
     }
 
     /// Storage persisted a piece: we have it.
@@ -1237,14 +1289,16 @@ impl Session {
         let key = seed.key;
         let start = ready.lengths().piece_offset(fetch.piece) + fetch.offset as u64;
         let Some(bytes) = assemble_fetch(&ready.info, start, fetch.len as u64, data) else {
-            self.web_seed_failed(ctx, conn, piece, offset, "wrong length");
+            if let Some(ready) = self.ready.as_mut() {
+                for block in fetch.blocks {
+                    ready.picker.request_rejected(key, block);
+                }
+            }
+            let reason = format!("{} bytes for a {}-byte range", data.len(), fetch.len);
+            self.web_seed_failed(ctx, conn, piece, offset, &reason);
             return;
         };
         seed.on_success();
-        seed.down.record(bytes.len() as u64, ctx.now);
-        if self.paused.is_some() {
-            return;
-        }
         for block in fetch.blocks {
             let from = (block.offset - fetch.offset) as usize;
             let slice = &bytes[from..from + block.len as usize];

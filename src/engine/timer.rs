@@ -15,7 +15,7 @@ pub trait TimerKind: Copy + 'static {
     fn index(self) -> usize;
 }
 
-/// Most timers one table holds (checked at compile time by [`timer_enum!`]).
+/// Most timers one table holds (checked at compile time by `timer_enum!`).
 pub const MAX_TIMERS: usize = 8;
 
 /// One optional deadline per timer of kind `T`.

@@ -6,12 +6,12 @@
 //! the picker for about a piece's worth of blocks at a time and turns each
 //! contiguous run of them into one [`WebSeedFetch`].
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::engine::api::{ConnId, UrlRange, WebSeedFetch};
 use crate::engine::ids::InfoHash;
 use crate::engine::lengths::{BlockInfo, PieceIndex};
-use crate::engine::limiter::RateEstimator;
 use crate::engine::metainfo::Info;
 use crate::engine::picker::PeerKey;
 use crate::engine::time::Instant;
@@ -68,8 +68,6 @@ pub struct WebSeed {
     pub failures: u32,
     /// No fetch before this instant (after a failure).
     pub retry_at: Option<Instant>,
-    /// Payload received.
-    pub down: RateEstimator,
     /// Fetches allowed in flight ([`fetch_slots`]).
     pub slots: usize,
 }
@@ -84,7 +82,6 @@ impl WebSeed {
             fetches: Vec::new(),
             failures: 0,
             retry_at: None,
-            down: RateEstimator::default(),
             slots: MAX_FETCHES,
         }
     }
@@ -220,9 +217,20 @@ pub fn url_ranges(info: &Info, base: &str, start: u64, len: u64) -> Vec<UrlRange
 }
 
 /// Rebuilds the bytes of a fetch from what the glue returned (the ranges'
-/// bytes concatenated), re-inserting padding zeros. `None` if the length
-/// does not match.
-pub fn assemble_fetch(info: &Info, start: u64, len: u64, fetched: &[u8]) -> Option<Vec<u8>> {
+/// bytes concatenated), re-inserting padding zeros (borrowed as is when the
+/// range has no padding). `None` if the length does not match.
+pub fn assemble_fetch<'a>(
+    info: &Info,
+    start: u64,
+    len: u64,
+    fetched: &'a [u8],
+) -> Option<Cow<'a, [u8]>> {
+    let padded = info
+        .file_spans(start, len)
+        .any(|span| info.files.get(span.file_index).is_some_and(|f| f.padding));
+    if !padded {
+        return (fetched.len() as u64 == len).then_some(Cow::Borrowed(fetched));
+    }
     let mut out = Vec::with_capacity(len as usize);
     let mut rest = fetched;
     for span in info.file_spans(start, len) {
@@ -238,7 +246,7 @@ pub fn assemble_fetch(info: &Info, start: u64, len: u64, fetched: &[u8]) -> Opti
             rest = tail;
         }
     }
-    (rest.is_empty() && out.len() as u64 == len).then_some(out)
+    (rest.is_empty() && out.len() as u64 == len).then_some(Cow::Owned(out))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -260,6 +268,103 @@ pub fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::bencode::OwnedValue;
+    use crate::engine::lengths::BLOCK_SIZE;
+
+    /// `dir/a` (10 bytes), a padding file up to 16 KiB, `dir/sub dir/b`
+    /// (16,000 bytes): two pieces.
+    fn padded_info() -> Info {
+        let file = |path: &[&str], length: i64, pad: bool| {
+            let mut f = OwnedValue::dict()
+                .with("length", OwnedValue::Int(length))
+                .with(
+                    "path",
+                    OwnedValue::List(path.iter().map(OwnedValue::bytes).collect()),
+                );
+            if pad {
+                f = f.with("attr", OwnedValue::bytes("p"));
+            }
+            f
+        };
+        let info = OwnedValue::dict()
+            .with("name", OwnedValue::bytes("dir"))
+            .with("piece length", OwnedValue::Int(16384))
+            .with("pieces", OwnedValue::Bytes(vec![0; 40]))
+            .with(
+                "files",
+                OwnedValue::List(vec![
+                    file(&["a"], 10, false),
+                    file(&[".pad", "16374"], 16374, true),
+                    file(&["sub dir", "b"], 16_000, false),
+                ]),
+            );
+        Info::from_info_bytes(&info.encode()).unwrap().0
+    }
+
+    #[test]
+    fn a_range_across_files_maps_to_one_range_per_file_without_padding() {
+        let info = padded_info();
+        let ranges = url_ranges(&info, "https://s/ws", 5, 16384);
+        assert_eq!(
+            ranges,
+            vec![
+                UrlRange {
+                    url: "https://s/ws/dir/a".into(),
+                    start: 5,
+                    end: 10
+                },
+                UrlRange {
+                    url: "https://s/ws/dir/sub%20dir/b".into(),
+                    start: 0,
+                    end: 5
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn fetched_bytes_get_their_padding_zeros_back() {
+        let info = padded_info();
+        // The two ranges' bytes, concatenated: a[5..10] then b[0..5].
+        let fetched: Vec<u8> = (1..=10).collect();
+        let whole = assemble_fetch(&info, 5, 16384, &fetched).unwrap();
+        assert_eq!(whole.len(), 16384);
+        assert_eq!(&whole[..5], &[1, 2, 3, 4, 5]);
+        assert!(whole[5..16379].iter().all(|&b| b == 0));
+        assert_eq!(&whole[16379..], &[6, 7, 8, 9, 10]);
+        assert!(
+            assemble_fetch(&info, 5, 16384, &fetched[..9]).is_none(),
+            "short answer"
+        );
+        // No padding in the range: the bytes are used as they came.
+        let plain = [7u8; 100];
+        assert!(matches!(
+            assemble_fetch(&info, 16384, 100, &plain),
+            Some(Cow::Borrowed(_))
+        ));
+    }
+
+    #[test]
+    fn picked_blocks_become_one_fetch_per_contiguous_run_in_a_piece() {
+        let info = padded_info();
+        let l = info.lengths;
+        let p0 = l.validate_piece(0).unwrap();
+        let p1 = l.validate_piece(1).unwrap();
+        let mut seed = WebSeed::new(ConnId(9), PeerKey(1), "https://s/ws".into());
+        let blocks = vec![l.block(p1, 0).unwrap(), l.block(p0, 0).unwrap()];
+        let fetches = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
+        assert_eq!(fetches.len(), 2);
+        assert_eq!(
+            (fetches[0].piece, fetches[0].offset, fetches[0].len),
+            (0, 0, BLOCK_SIZE)
+        );
+        assert_eq!(fetches[1].piece, 1);
+        assert_eq!(fetches[1].len, 16_000);
+        assert_eq!(fetches[1].ranges.len(), 1);
+        assert_eq!(seed.fetches.len(), 2);
+        assert!(seed.take_fetch(1, 0).is_some());
+        assert!(seed.take_fetch(1, 0).is_none());
+    }
 
     #[test]
     fn small_pieces_get_more_fetches_in_flight_up_to_the_browsers_connections() {

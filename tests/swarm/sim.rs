@@ -39,7 +39,7 @@ const MAX_STEPS: u64 = 5_000_000;
 pub struct LinkSpec {
     /// One-way latency.
     pub latency: Duration,
-    /// Upload bandwidth in bytes per second.
+    /// Upload bandwidth in bytes per second, shared by all the node's links.
     pub bandwidth: u64,
 }
 
@@ -156,6 +156,8 @@ pub struct Node {
     pub disk_full: bool,
     /// Bytes this node put on peer links.
     pub bytes_sent: u64,
+    /// When its uplink, shared by all its links, has sent all it was given.
+    uplink_busy_until: Instant,
     /// Every output it produced, counted by kind (for assertions).
     pub outputs: BTreeMap<&'static str, u64>,
 }
@@ -287,7 +289,8 @@ impl OwnedInput {
     }
 }
 
-/// One direction of a peer link.
+/// One direction of a peer link (its bandwidth is the sender's uplink,
+/// shared with the sender's other links).
 #[derive(Debug)]
 struct Pipe {
     to: (usize, ConnId),
@@ -370,6 +373,7 @@ impl Sim {
             corrupt: false,
             disk_full: false,
             bytes_sent: 0,
+            uplink_busy_until: Instant::ZERO,
             outputs: BTreeMap::new(),
         });
         i
@@ -738,10 +742,13 @@ impl Sim {
         let Some(pipe) = self.pipes.get_mut(&(node, conn)) else {
             return;
         };
-        self.nodes[node].bytes_sent += data.len() as u64;
-        let start = pipe.busy_until.max(now);
+        let sender = &mut self.nodes[node];
+        sender.bytes_sent += data.len() as u64;
+        // One uplink per node: its links share the bandwidth.
+        let start = sender.uplink_busy_until.max(now);
         let secs = data.len() as f64 / pipe.bandwidth.max(1) as f64;
-        pipe.busy_until = start + Duration::from_secs_f64(secs);
+        sender.uplink_busy_until = start + Duration::from_secs_f64(secs);
+        pipe.busy_until = sender.uplink_busy_until;
         let (to, latency, bandwidth) = (pipe.to, pipe.latency, pipe.bandwidth);
         let mut offset = 0;
         while offset < data.len() {
