@@ -6,7 +6,7 @@
 #   ./build.sh demo     build, start the server on loopback, open Chromium with the extension
 #   ./build.sh test     every check: fmt, clippy (host and wasm32), cargo test,
 #                       the wasm build, and the browser end-to-end tests
-#   ./build.sh bench    benchmarks (not written yet)
+#   ./build.sh bench    the benchmarks (bench/run.sh; arguments go to it)
 #
 # Each command installs what it needs when it is missing (the wasm32 target,
 # wasm-bindgen-cli at the version in Cargo.lock, the npm build and test
@@ -159,8 +159,6 @@ check_wasm_imports() {
   ' "$WASM_OUT/swarmdrop_bg.wasm"
 }
 
-VERSION=$(node -p 'require("./manifest.json").version' 2>/dev/null || echo 0.0.0)
-
 # dist/<browser>: the shared extension files, the browser's own platform
 # files (same names, same exports), the wasm, and the derived manifest.
 assemble() {
@@ -187,7 +185,8 @@ if (browser === "chrome") {
 }
 writeFileSync(dest, JSON.stringify(m, null, 2) + "\n");
 EOF
-  local zip=dist/swarmdrop-$browser-$VERSION.zip
+  local zip
+  zip=dist/swarmdrop-$browser-$(node -p 'require("./manifest.json").version').zip
   python3 - "$out" "$zip" <<'EOF'
 import os, sys, zipfile
 src, dest = sys.argv[1], sys.argv[2]
@@ -207,8 +206,7 @@ EOF
 
 lint_firefox() {
   say "web-ext lint dist/firefox"
-  node_modules/.bin/web-ext lint --source-dir dist/firefox --no-config-discovery --output text \
-    --self-hosted --warnings-as-errors=false
+  node_modules/.bin/web-ext lint --source-dir dist/firefox --no-config-discovery --output text
 }
 
 cmd_build() {
@@ -228,11 +226,13 @@ port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null; }
 cmd_demo() {
   ensure_browsers
   cmd_build
-  local pids=() url
-  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT INT TERM
-  url=""
+  local server=""
+  # Globals, so that the exit trap still sees them after this function returns.
+  pids=()
+  profile=$(mktemp -d -t swarmdrop-demo-XXXXXX)
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$profile"' EXIT INT TERM
   say "building the server"
-  if cargo build -q -p swarmdrop-server 2>/dev/null; then
+  if cargo build -q -p swarmdrop-server; then
     say "starting the server on $DEMO_SERVER_ADDR"
     cargo run -q -p swarmdrop-server -- --listen "$DEMO_SERVER_ADDR" --data-dir target/demo-data &
     pids+=($!)
@@ -242,22 +242,19 @@ cmd_demo() {
       sleep 0.2
     done
     if port_open "$DEMO_SERVER_ADDR"; then
-      url=http://$DEMO_SERVER_ADDR/
-      ok "server listening at $url"
+      server=http://$DEMO_SERVER_ADDR
+      ok "server (tracker, bundle store, web seed) at $server"
     else
-      say "the server did not start (it is being written); using the local drop page instead"
+      say "the server did not start; the extension works without it, sharing waits for it"
     fi
   else
-    say "the server does not build yet; using the local drop page instead"
+    say "the server does not build; the extension works without it, sharing waits for it"
   fi
   local page=http://127.0.0.1:$DEMO_PAGE_PORT/
   python3 -m http.server --bind 127.0.0.1 --directory tests/e2e/site "$DEMO_PAGE_PORT" >/dev/null 2>&1 &
   pids+=($!)
-  ok "drop page at $page"
-  [[ -n $url ]] || url=$page
+  ok "a page to drop files on at $page"
 
-  local profile
-  profile=$(mktemp -d -t swarmdrop-demo-XXXXXX)
   if [[ -z ${DISPLAY:-}${WAYLAND_DISPLAY:-} ]]; then
     cat >&2 <<EOF
 
@@ -267,7 +264,7 @@ To try Swarmdrop on a machine with a display:
   - open chrome://extensions, turn on Developer mode, "Load unpacked" and pick
     $ROOT/dist/chrome  (Firefox: about:debugging, "Load Temporary Add-on",
     pick dist/firefox/manifest.json).
-The drop page keeps running at $page ${url:+and $url }until you press Ctrl-C.
+The drop page ($page)${server:+ and the server ($server)} keep running until you press Ctrl-C.
 EOF
     wait
     return
@@ -275,8 +272,8 @@ EOF
   say "opening Chromium with the extension (fresh profile in $profile)"
   chromium --user-data-dir="$profile" --no-first-run --no-default-browser-check \
     --disable-extensions-except="$ROOT/dist/chrome" --load-extension="$ROOT/dist/chrome" \
-    --disable-features=DisableLoadExtensionCommandLineSwitch \
-    "$url" "$page" &
+    --disable-features=DisableLoadExtensionCommandLineSwitch,WebRtcHideLocalIpsWithMdns \
+    "$page" &
   pids+=($!)
   ok "Chromium is open: drag files onto the page, or use the Swarmdrop button in the toolbar. Ctrl-C stops the demo."
   wait "${pids[-1]}" || true
@@ -306,6 +303,7 @@ cmd_test() {
   step "cargo clippy (wasm32)" cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
   step "cargo test" cargo test --workspace
   step "build (wasm, dist, web-ext lint)" cmd_build
+  rm -rf target/e2e # profiles, downloads and files of earlier runs
   step "browser end-to-end tests" node --test --test-concurrency=1 tests/e2e/
   printf '\n%sTimings%s\n' "$BOLD" "$RESET" >&2
   printf '  %s\n' "${TIMINGS[@]}" >&2
@@ -313,6 +311,9 @@ cmd_test() {
 }
 
 cmd_bench() {
+  if [[ -x bench/run.sh ]]; then
+    exec bench/run.sh "$@"
+  fi
   say "benchmarks are not written yet (they come with their own issue)"
 }
 
@@ -324,7 +325,10 @@ case ${1:-build} in
 build) cmd_build ;;
 demo) cmd_demo ;;
 test) cmd_test ;;
-bench) cmd_bench ;;
+bench)
+  shift
+  cmd_bench "$@"
+  ;;
 -h | --help | help) usage ;;
 *)
   usage

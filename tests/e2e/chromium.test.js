@@ -1,7 +1,7 @@
 // End-to-end: Chromium with the built extension, a fresh profile, a local test page.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { transmissionShow, verifyWithHashlib } from './lib/checks.js';
 import { launchChromium } from './lib/chromium.js';
@@ -10,6 +10,8 @@ import { ROOT, SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
 import { serveSite } from './lib/site.js';
 
 const BUNDLE_NAME = 'sunset and 2 more';
+// Poll on a timer: requestAnimationFrame (Playwright's default) stops in background tabs.
+const POLL = { polling: 100 };
 
 /** Evaluates an async function in `page` until it returns something truthy. */
 async function until(page, fn, arg, timeout = 30_000) {
@@ -48,10 +50,11 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
   const extension = builtExtension('chrome');
   const site = await serveSite();
   const downloads = join(WORK, `chromium-downloads-${Date.now()}`);
-  const { context, base } = await launchChromium(extension, { downloads });
+  const { context, base, profile } = await launchChromium(extension, { downloads });
   t.after(async () => {
     await context.close();
     await site.close();
+    rmSync(profile, { recursive: true, force: true });
   });
   const errors = [];
   context.on('weberror', (e) => errors.push(String(e.error())));
@@ -117,6 +120,12 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     await page.waitForTimeout(1500);
     assert.ok(await page.locator('swarmdrop-zone').isVisible(), 'the panel stays after the drop');
     await page.screenshot({ path: join(SCREENSHOTS, 'chromium-drop-zone-link.png') });
+    // The panel's button opens the bundle page in a new tab.
+    const [opened] = await Promise.all([context.waitForEvent('page'), frame.locator('#b-open').click()]);
+    await opened.waitForURL(/bundle\.html\?id=/);
+    await opened.locator('#name').waitFor();
+    assert.equal(await opened.locator('#name').textContent(), BUNDLE_NAME);
+    await opened.close();
   });
 
   const popup = await context.newPage();
@@ -135,7 +144,7 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
       totalSize,
     );
     assert.equal(meta, `3 files · ${expectedSize}`);
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
     assert.equal(await card.locator('.chip').textContent(), 'Sharing');
     const worker = context.serviceWorkers().find((w) => w.url().startsWith(base));
     await until(worker, () => chrome.action.getBadgeText({}).then((text) => text === '1'));
@@ -192,7 +201,7 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     assert.equal(await bundle.locator('article.tile').count(), 3);
     const thumb = tile.locator('.visual img');
     assert.match(await thumb.getAttribute('src'), /^data:image\/jpeg;base64,/);
-    await bundle.waitForFunction(() => document.querySelector('.visual img')?.naturalWidth > 0);
+    await bundle.waitForFunction(() => document.querySelector('.visual img')?.naturalWidth > 0, null, POLL);
     assert.equal(await bundle.locator('article.tile[data-path="data.bin"] .visual img').count(), 0, 'a type icon, not an image');
     await bundle.screenshot({ path: join(SCREENSHOTS, 'chromium-bundle-page.png') });
     await thumb.click();
@@ -200,7 +209,7 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     await bundle.waitForFunction(() => {
       const img = document.getElementById('lb-img');
       return img.dataset.full === '1' && img.complete && img.naturalWidth === 1200;
-    });
+    }, null, POLL);
     const shown = await bundle.locator('#lb-img').boundingBox();
     assert.ok(shown.width > 600, `the enlarged image is ${shown.width}px wide`);
     await bundle.waitForTimeout(300); // the fade-in
@@ -227,23 +236,23 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
   await t.test('pause and resume change the state, and it survives reopening the popup and the engine host', async () => {
     const state = () => popup.locator('article.transfer .chip');
     await card.locator('[data-action=pause]').click();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
     assert.equal(await state().textContent(), 'Paused');
     await popup.reload();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
     await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'chromium-popup-paused.png') });
     await card.locator('[data-action=resume]').click();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
     await popup.reload();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
 
     // Paused, then the engine host closed: the record comes back from IndexedDB, still paused.
     await card.locator('[data-action=pause]').click();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
     const worker = context.serviceWorkers().find((w) => w.url().startsWith(base));
     await worker.evaluate(() => chrome.offscreen.closeDocument());
     await popup.reload();
-    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused');
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
     assert.equal(await state().textContent(), 'Paused');
   });
 
@@ -259,8 +268,10 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     assert.equal(await bundle.locator('#name').textContent(), 'bundle');
     assert.equal(await bundle.locator('#state').textContent(), 'Downloading');
     assert.ok(await bundle.locator('article.tile[data-path="photos/2024/img 1.jpg"][data-kind=image]').count());
+    await bundle.setViewportSize({ width: 1100, height: 760 });
+    await bundle.screenshot({ path: join(SCREENSHOTS, 'chromium-bundle-download.png') });
     await bundle.close();
-    await popup.waitForFunction(() => document.querySelectorAll('article.transfer').length === 2);
+    await popup.waitForFunction(() => document.querySelectorAll('article.transfer').length === 2, null, POLL);
     const line = await popup.locator('article.transfer[data-state=downloading] .t-line').first().textContent();
     assert.match(line, /Looking for peers/);
   });
@@ -274,6 +285,156 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
     assert.equal(await bundle.locator('#name').textContent(), 'Holiday photos');
     assert.match(await bundle.locator('#message').textContent(), /Fetching the list of files/);
     await bundle.close();
+  });
+
+  await t.test('a folder chosen in the popup keeps its structure', async () => {
+    const folder = join(WORK, `chromium-folder-${Date.now()}`, 'Trip');
+    mkdirSync(join(folder, 'day 1'), { recursive: true });
+    mkdirSync(join(folder, 'day 2/evening'), { recursive: true });
+    copyFileSync(files[0].path, join(folder, 'day 1/sunset.jpg'));
+    copyFileSync(files[1].path, join(folder, 'day 2/evening/notes.txt'));
+    writeFileSync(join(folder, 'readme.md'), '# Trip\n');
+    await popup.locator('#pick-folder').setInputFiles(folder);
+    const trip = popup.locator('article.transfer', { has: popup.locator('.t-name', { hasText: /^Trip$/ }) });
+    await trip.waitFor();
+    assert.equal(await popup.locator('article.transfer').first().getAttribute('data-id'), await trip.getAttribute('data-id'), 'newest first');
+    assert.equal(await trip.locator('.t-meta').textContent(), `3 files · ${await popup.evaluate(
+      async (n) => (await import('./js/common/format.js')).bytes(n),
+      files[0].size + files[1].size + 7,
+    )}`);
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
+    const id = await trip.getAttribute('data-id');
+    const { base64 } = await popup.evaluate(
+      async (id) => (await import('./js/common/messages.js')).call('transfer.torrent', { id }),
+      id,
+    );
+    const torrent = join(WORK, `trip-${Date.now()}.torrent`);
+    writeFileSync(torrent, Buffer.from(base64, 'base64'));
+    const shown = transmissionShow(torrent);
+    assert.equal(shown.name, 'Trip');
+    assert.deepEqual(
+      shown.files.map((f) => f.replace('Trip/', '')).sort(),
+      ['.swarmdrop/manifest.json', 'day 1/sunset.jpg', 'day 2/evening/notes.txt', 'readme.md'],
+    );
+  });
+
+  await t.test('cancel removes a transfer after a confirming second click', async () => {
+    const magnetCard = popup.locator('article.transfer', { hasText: 'Holiday photos' });
+    await magnetCard.waitFor();
+    await magnetCard.locator('[data-action=cancel]').click();
+    assert.equal(await magnetCard.locator('[data-action=cancel]').textContent(), 'Cancel?');
+    await magnetCard.locator('[data-action=cancel]').click();
+    await magnetCard.waitFor({ state: 'detached' });
+    await popup.reload();
+    await popup.locator('article.transfer').first().waitFor();
+    assert.equal(await magnetCard.count(), 0, 'gone for good');
+  });
+
+  await t.test('pause all and resume all; a send paused across an engine restart asks for its files', async () => {
+    const states = () =>
+      popup.evaluate(() =>
+        Object.fromEntries([...document.querySelectorAll('article.transfer')].map((a) => [a.querySelector('.t-name').textContent, a.dataset.state])),
+      );
+    await popup.locator('#pause-all[data-action=pause-all]').click();
+    await popup.waitForFunction(() => [...document.querySelectorAll('article.transfer')].every((a) => a.dataset.state === 'paused'), null, POLL);
+    await popup.locator('#pause-all[data-action=resume-all]').click();
+    await popup.waitForFunction(() => ![...document.querySelectorAll('article.transfer')].some((a) => a.dataset.state === 'paused'), null, POLL);
+    assert.deepEqual(await states(), {
+      Trip: 'sharing',
+      bundle: 'downloading',
+      // Its files were known to the engine host that was closed: they must be chosen again.
+      [BUNDLE_NAME]: 'needs-files',
+    });
+    assert.equal(
+      await popup.locator('article.transfer[data-state=needs-files] .t-line').first().textContent(),
+      'Choose the same files again to keep sharing',
+    );
+  });
+
+  await t.test('hashing a large file shows progress, and pausing really stops it', async () => {
+    // 512 MiB of zeros (a sparse file: instant to make, hashed like any other).
+    const big = join(WORK, `chromium-big-${Date.now()}`, 'video.bin');
+    mkdirSync(dirname(big), { recursive: true });
+    closeSync(openSync(big, 'w'));
+    truncateSync(big, 512 * 1024 * 1024);
+    await popup.locator('#pick-files').setInputFiles(big);
+    const card = popup.locator('article.transfer', { has: popup.locator('.t-name', { hasText: /^video$/ }) });
+    await card.waitFor();
+    const id = await card.getAttribute('data-id');
+    const view = () =>
+      popup.evaluate(async (id) => (await import('./js/common/messages.js')).call('transfer.get', { id }), id);
+    await until(popup, async (id) => {
+      const v = await (await import('./js/common/messages.js')).call('transfer.get', { id });
+      return v.progressBytes > 0;
+    }, id);
+    await popup.waitForFunction(() => /Hashing [1-9]\d* % · [1-9]/.test(document.querySelector('article.transfer .t-line')?.textContent), null, POLL);
+    await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'chromium-popup-hashing.png') });
+
+    await card.locator('[data-action=pause]').click();
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, POLL);
+    await popup.waitForTimeout(1500); // batches already handed to workers finish
+    const p1 = (await view()).progressBytes;
+    await popup.waitForTimeout(2000);
+    const p2 = (await view()).progressBytes;
+    assert.equal(p2, p1, 'no hashing while paused');
+    assert.ok(p1 < 512 * 1024 * 1024, 'paused before the end');
+    assert.match(await card.locator('.t-line').first().textContent(), /Paused while preparing, at \d+ %/);
+
+    await card.locator('[data-action=resume]').click();
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, { ...POLL, timeout: 180_000 });
+    // The hashes made before and after the pause verify (Python hashlib).
+    const { base64 } = await popup.evaluate(
+      async (id) => (await import('./js/common/messages.js')).call('transfer.torrent', { id }),
+      id,
+    );
+    const torrent = join(WORK, `video-${Date.now()}.torrent`);
+    writeFileSync(torrent, Buffer.from(base64, 'base64'));
+    const manifest = Buffer.from(
+      await popup.evaluate(async (id) => {
+        const blob = await (await import('./js/common/channel.js')).fetchFile(id, '.swarmdrop/manifest.json');
+        return Array.from(new Uint8Array(await blob.arrayBuffer()));
+      }, id),
+    );
+    const report = verifyWithHashlib(torrent, 'video', [{ name: 'video.bin', path: big }], manifest, join(WORK, `chromium-verify-big-${Date.now()}`));
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.verified, report.pieces);
+    rmSync(dirname(big), { recursive: true, force: true });
+  });
+
+  await t.test('settings are validated, saved, and used for new bundles', async () => {
+    await popup.locator('article.transfer').first().waitFor();
+    await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'chromium-popup-transfers.png') });
+    await popup.locator('#settings-btn').click();
+    await popup.locator('#settings').waitFor();
+    assert.equal(await popup.locator('#s-server').inputValue(), 'http://127.0.0.1:8750');
+    await popup.locator('#s-server').fill('ftp://example.org');
+    await popup.locator('#s-save').click();
+    assert.match(await popup.locator('#s-msg').textContent(), /must start with http/);
+    await popup.locator('#s-server').fill('http://localhost:9000/');
+    await popup.locator('#s-up').fill('500');
+    await popup.locator('#s-trackers').fill('wss://tracker.example.org');
+    await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'chromium-popup-settings.png') });
+    await popup.locator('#s-save').click();
+    await popup.locator('#settings').waitFor({ state: 'hidden' });
+    await popup.reload();
+    await popup.locator('#settings-btn').click();
+    assert.equal(await popup.locator('#s-server').inputValue(), 'http://localhost:9000');
+    assert.equal(await popup.locator('#s-up').inputValue(), '500');
+    assert.equal(await popup.locator('#s-trackers').inputValue(), 'wss://tracker.example.org');
+    await popup.locator('#s-cancel').click();
+
+    // A new bundle announces to the server's tracker and the extra one, and links to the server.
+    await popup.locator('#pick-files').setInputFiles(files[1].path);
+    const card = popup.locator('article.transfer', { has: popup.locator('.t-name', { hasText: /^notes$/ }) });
+    await card.waitFor();
+    await popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'sharing', null, POLL);
+    const view = await popup.evaluate(
+      async (id) => (await import('./js/common/messages.js')).call('transfer.get', { id }),
+      await card.getAttribute('data-id'),
+    );
+    assert.match(view.link, /^http:\/\/localhost:9000\/b\/[0-9a-f]{40}$/);
+    assert.match(view.magnet, /tr=ws%3A%2F%2Flocalhost%3A9000%2Fannounce/);
+    assert.match(view.magnet, /tr=wss%3A%2F%2Ftracker\.example\.org/);
   });
 
   assert.deepEqual(errors, [], 'no uncaught errors in extension pages');

@@ -41,6 +41,9 @@ test('Firefox ESR: drop zone, bundle, popup, .torrent, bundle page, pause/resume
     'browser.download.start_downloads_in_tmp_dir': false,
     'browser.download.always_ask_before_handling_new_types': false,
     'media.peerconnection.ice.obfuscate_host_addresses': false,
+    // Unload an idle event page after 8 s instead of 30 s, to prove the engine
+    // host keeps itself alive while transfers run.
+    'extensions.background.idle.timeout': 8000,
   });
   t.after(async () => {
     await ff.close();
@@ -133,6 +136,16 @@ test('Firefox ESR: drop zone, bundle, popup, .torrent, bundle page, pause/resume
 
   let torrentPath;
   let manifestBytes;
+  await t.test('the event page hosting the engine stays alive while a transfer runs', async () => {
+    // Were the page unloaded, the engine host would restart without the files
+    // and the send would need them again; it stays "sharing". No extension
+    // page is open meanwhile (their requests would count as activity).
+    await ff.goto('about:blank');
+    await new Promise((r) => setTimeout(r, 20_000));
+    await ff.goto(`${BASE}popup.html`);
+    await ff.until(CARD_STATE, ['sharing']);
+  });
+
   await t.test('the exported .torrent is read correctly by transmission-show', async () => {
     await ff.click(await ff.find('article.transfer [data-action=torrent]'));
     torrentPath = await ff.until(`async () => {
@@ -231,8 +244,18 @@ test('Firefox ESR: drop zone, bundle, popup, .torrent, bundle page, pause/resume
 
   await t.test("the send page's file picker makes a bundle (send keys to the file input)", async () => {
     // Firefox closes the toolbar popup when a file picker opens, so the
-    // popup's "Send files…" opens this page; here the picker gets real paths.
-    await ff.goto(`${BASE}drop.html`);
+    // popup's "Send files…" opens the send page in a tab; there the picker
+    // gets real paths.
+    const before = await ff.handles();
+    await ff.click(await ff.find('#send-files'));
+    let sendTab;
+    for (let i = 0; i < 100 && !sendTab; i++) {
+      sendTab = (await ff.handles()).find((h) => !before.includes(h));
+      if (!sendTab) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(sendTab, 'the send page opened in a new tab');
+    await ff.switchTo(sendTab);
+    await ff.until(`() => location.href === '${BASE}drop.html' && document.readyState === 'complete'`);
     const input = await ff.find('#pick-files');
     await ff.sendKeys(input, files.map((f) => f.path).join('\n'));
     const link = await ff.until(

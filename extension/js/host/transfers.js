@@ -7,11 +7,14 @@
 // the wasm SwarmHost) is another live part: a send goes to it once its
 // .torrent is made, a download as soon as it is opened (and again after a
 // restart); it reports figures and state changes through `#onNet`.
+// `observe()`, `pieces()` and `report()` let other parts watch transfers,
+// read a send's pieces and add to its figures.
 import * as S from '../common/states.js';
 import { serverTracker, shareLink } from '../common/links.js';
 import { mimeType } from '../common/filetypes.js';
 import { layout, withManifest, MANIFEST_PATH } from './create.js';
 import { hashPieces } from './hasher.js';
+import { PieceSource } from './pieces.js';
 import { engine } from './engine.js';
 import { Network } from './network.js';
 import * as store from './store.js';
@@ -71,6 +74,9 @@ export class Transfers {
   #now;
   #persistTimers = new Map();
   #net;
+  #observers = new Set();
+  /** id -> the state observers were last told */
+  #notified = new Map();
 
   /**
    * @param {object} deps
@@ -243,6 +249,48 @@ export class Transfers {
     return f.blob;
   }
 
+  // ------------------------------------------------------------ for the network
+
+  /**
+   * Calls `fn({id, state, role})` whenever a transfer changes state (and once
+   * per transfer now); returns a function that stops the calls.
+   */
+  observe(fn) {
+    this.#observers.add(fn);
+    for (const r of this.#records.values()) fn({ id: r.id, state: r.state, role: r.role });
+    return () => this.#observers.delete(fn);
+  }
+
+  /** A send's pieces: a lazy reader over its files and the piece hashes, or null without files. */
+  pieces(id) {
+    const r = this.#get(id);
+    const live = this.#live.get(id);
+    if (!live?.files || !r.pieceLength || !r.torrent) return null;
+    return {
+      source: new PieceSource(live.files.map((f) => ({ blob: f.blob })), r.pieceLength),
+      hashes: live.hashes,
+      torrent: r.torrent,
+    };
+  }
+
+  /**
+   * What the network did for a transfer since its last report: bytes up and
+   * down (and how many came from the server), and the peers connected now.
+   */
+  report(id, { uploaded = 0, downloaded = 0, fromServer = 0, peers } = {}) {
+    const r = this.#get(id);
+    const live = this.#liveFor(id);
+    const now = this.#now();
+    r.stats.uploaded += uploaded;
+    r.stats.downloaded += downloaded;
+    r.stats.fromServer += fromServer;
+    r.stats.fromPeers += downloaded - fromServer;
+    if (uploaded) live.up.add(uploaded, now);
+    if (downloaded) live.down.add(downloaded, now);
+    if (peers !== undefined) live.peers = peers;
+    this.#persistSoon(r);
+  }
+
   // ------------------------------------------------------------ commands
 
   /**
@@ -267,18 +315,7 @@ export class Transfers {
       stats: { uploaded: 0, downloaded: 0, fromServer: 0, fromPeers: 0 },
     };
     this.#records.set(id, record);
-    const live = {
-      files: null,
-      gate: new Gate(),
-      abort: new AbortController(),
-      hashRate: new RateMeter(),
-      up: new RateMeter(),
-      down: new RateMeter(),
-      peers: 0,
-      hashedBytes: 0,
-      job: null,
-    };
-    this.#live.set(id, live);
+    const live = this.#liveFor(id);
     await store.putBundle(record);
     if (handles.length) await store.putHandles(id, handles).catch(() => {});
     this.#emit();
@@ -383,6 +420,8 @@ export class Transfers {
     clearTimeout(this.#persistTimers.get(id));
     this.#persistTimers.delete(id);
     await store.deleteBundle(id);
+    this.#notified.delete(id);
+    this.#notify({ id, state: 'cancelled', role: null });
     this.#emit();
     return { id };
   }
@@ -501,11 +540,7 @@ export class Transfers {
   #onNet(infoHash, { event, figures }) {
     const r = [...this.#records.values()].find((x) => x.infoHash === infoHash);
     if (!r) return;
-    let live = this.#live.get(r.id);
-    if (!live) {
-      live = { files: null, gate: new Gate(), abort: new AbortController(), hashRate: new RateMeter(), up: new RateMeter(), down: new RateMeter(), peers: 0, hashedBytes: 0, job: null };
-      this.#live.set(r.id, live);
-    }
+    const live = this.#liveFor(r.id);
     if (figures) {
       live.net = figures;
       const p = figures.progress;
@@ -582,6 +617,36 @@ export class Transfers {
 
   // ------------------------------------------------------------ helpers
 
+  /** The live part of a transfer, made on first use. */
+  #liveFor(id) {
+    let live = this.#live.get(id);
+    if (!live) {
+      live = {
+        files: null,
+        gate: new Gate(),
+        abort: new AbortController(),
+        hashRate: new RateMeter(),
+        up: new RateMeter(),
+        down: new RateMeter(),
+        peers: 0,
+        hashedBytes: 0,
+        job: null,
+      };
+      this.#live.set(id, live);
+    }
+    return live;
+  }
+
+  #notify(r) {
+    for (const fn of this.#observers) {
+      try {
+        fn({ id: r.id, state: r.state, role: r.role });
+      } catch (err) {
+        console.error('swarmdrop: observer', err);
+      }
+    }
+  }
+
   #get(id) {
     const r = this.#records.get(id);
     if (!r) throw new Error('No such transfer (it may have been cancelled).');
@@ -622,6 +687,10 @@ export class Transfers {
     this.#persistTimers.delete(record.id);
     if (!this.#records.has(record.id)) return; // Cancelled meanwhile.
     await store.putBundle(record);
+    if (this.#notified.get(record.id) !== record.state) {
+      this.#notified.set(record.id, record.state);
+      this.#notify(record);
+    }
     this.#emit();
   }
 

@@ -76,14 +76,19 @@ function notice(text, kind = '') {
   n.textContent = text ?? '';
 }
 
-async function refresh() {
+let refreshing = null;
+
+/** Asks the engine host for the list and renders it; one request at a time, then every REFRESH_MS. */
+function refresh() {
   clearTimeout(refreshTimer);
-  try {
-    render(await call('transfers.list'));
-  } catch (err) {
-    notice(`Swarmdrop's engine is not answering: ${err.message}`);
-  }
-  refreshTimer = setTimeout(refresh, REFRESH_MS);
+  refreshing ??= call('transfers.list')
+    .then(render, (err) => notice(`Swarmdrop's engine is not answering: ${err.message}`))
+    .finally(() => {
+      refreshing = null;
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(refresh, REFRESH_MS);
+    });
+  return refreshing;
 }
 
 function render(list) {
@@ -204,7 +209,11 @@ function update(c, t) {
   } else {
     progress = fmt.percent(t.progress);
   }
-  if (t.state === S.PAUSED) progress = `Paused · ${progress}`;
+  if (t.state === S.PAUSED) {
+    if (base === S.HASHING) progress = `Paused while preparing, at ${fmt.percent(t.progress)}`;
+    else if (t.role === 'send') progress = 'Paused · not sharing until resumed';
+    else progress = `Paused at ${fmt.percent(t.progress)} · ${fmt.bytes(t.progressBytes)} of ${fmt.bytes(t.progressTotal)}`;
+  }
   c.progress.textContent = progress;
   c.eta.replaceChildren(t.eta !== null && t.state !== S.PAUSED ? `${fmt.duration(t.eta)} left` : '');
   c.up.replaceChildren(icon('arrowUp'), fmt.speed(t.upSpeed));

@@ -30,10 +30,12 @@ export async function closeHostIfIdle() {
   return false;
 }
 
-// An event page is unloaded after about 30 s without extension events. While
-// transfers run, a storage.session write every 20 s fires storage.onChanged
-// here, which counts as activity and keeps the page (and the engine) alive.
-const KEEPALIVE_MS = 20_000;
+// An event page is unloaded after 30 s (extensions.background.idle.timeout)
+// without extension events, and the engine host with it. While transfers run,
+// a storage.session write every 5 s fires storage.onChanged here, which counts
+// as activity and keeps the page alive (tests/e2e/firefox.test.js proves it
+// with the timeout lowered to 8 s).
+const KEEPALIVE_MS = 5_000;
 let keepAliveTimer = null;
 browser.storage.onChanged.addListener(() => {});
 

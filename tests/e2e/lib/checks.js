@@ -1,7 +1,7 @@
 // Independent checks of what the extension produced: transmission-show reads
 // the .torrent, and Python's hashlib verifies the files against its pieces.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ROOT } from './paths.js';
 
@@ -34,7 +34,7 @@ export function verifyWithHashlib(torrentPath, name, files, manifestBytes, dir) 
   writeFileSync(join(root, '.swarmdrop/manifest.json'), manifestBytes);
   for (const f of files) {
     mkdirSync(dirname(join(root, f.name)), { recursive: true });
-    copyFileSync(f.path, join(root, f.name));
+    symlinkSync(f.path, join(root, f.name)); // the very bytes that were dropped
   }
   try {
     const out = execFileSync('python3', [join(ROOT, 'tests/e2e/verify_torrent.py'), torrentPath, dir], {

@@ -1,6 +1,6 @@
 // A small W3C WebDriver client (fetch) for geckodriver and Firefox ESR.
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { WORK } from './paths.js';
@@ -19,10 +19,11 @@ async function freePort() {
 export class WebDriverError extends Error {}
 
 export class Session {
-  constructor(base, id, driver) {
+  constructor(base, id, driver, profile) {
     this.base = base;
     this.id = id;
     this.driver = driver;
+    this.profile = profile;
   }
 
   async cmd(method, path, body) {
@@ -116,6 +117,7 @@ export class Session {
       await fetch(`${this.base}/session/${this.id}`, { method: 'DELETE' });
     } finally {
       this.driver.kill();
+      rmSync(this.profile, { recursive: true, force: true });
     }
   }
 }
@@ -166,5 +168,5 @@ export async function startFirefox(prefs = {}) {
     driver.kill();
     throw new WebDriverError(`new session: ${JSON.stringify(json.value)}\n${log}`);
   }
-  return new Session(base, json.value.sessionId, driver);
+  return new Session(base, json.value.sessionId, driver, profile);
 }
