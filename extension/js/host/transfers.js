@@ -661,10 +661,8 @@ export class Transfers {
       return { done: live?.hashedBytes ?? 0, total: r.totalLength ?? r.size };
     }
     if (r.role === 'send') {
-      // A send has every byte; its progress is the upload to the server.
+      // A send has every byte (its upload to the server is shown apart).
       const total = r.totalLength ?? r.size;
-      const upload = live?.net?.upload ?? r.upload;
-      if (r.torrent && upload) return { done: upload.bytesDone, total: upload.bytesTotal };
       return r.torrent ? { done: total, total } : { done: live?.hashedBytes ?? 0, total };
     }
     if (r.stats.wantedBytes) return { done: r.stats.haveBytes, total: r.stats.wantedBytes };

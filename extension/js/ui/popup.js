@@ -192,7 +192,7 @@ function update(c, t) {
   } else if (t.role === 'send' && base === S.SHARING) {
     const up = t.upload;
     if (up && up.phase !== 'done' && up.phase !== 'failed') {
-      progress = `Uploading to the server · ${fmt.percent(t.progress)}`;
+      progress = `Uploading to the server · ${fmt.percent(up.bytesTotal > 0 ? up.bytesDone / up.bytesTotal : 0)}`;
     } else if (t.peers > 0) {
       progress = `Sharing with ${t.peers} peer${t.peers === 1 ? '' : 's'}${up?.phase === 'done' ? ' · on the server' : ''}`;
     } else {
