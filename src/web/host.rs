@@ -541,8 +541,8 @@ impl Host {
     }
 
     fn signal_failed_now(&mut self, conn: ConnId, reason: String) {
-        // The engine expects a failure as an input, not inside its drain:
-        // queue it behind the outputs.
+        // Fed at once: the engine takes inputs while outputs are queued, and
+        // what it decides goes behind them.
         let _ = self.client.handle_input(
             now(),
             Input::SignalFailed {
