@@ -303,6 +303,7 @@ cmd_test() {
   step "cargo clippy (wasm32)" cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
   step "cargo test" cargo test --workspace
   step "build (wasm, dist, web-ext lint)" cmd_build
+  step "build the server for the network tests" cargo build --release -p swarmdrop-server
   rm -rf target/e2e # profiles, downloads and files of earlier runs
   step "extension tests (pure modules in Node, then Chromium and Firefox end-to-end)" node --test --test-concurrency=1 tests/e2e/
   printf '\n%sTimings%s\n' "$BOLD" "$RESET" >&2

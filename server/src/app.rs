@@ -327,6 +327,13 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     ));
     let app = router(state.clone());
     let task = tokio::spawn(async move {
+        // Small writes (headers, then a piece) must not wait for the
+        // client's delayed ACK (Nagle): about 40 ms per request otherwise.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;

@@ -237,6 +237,18 @@ pub enum Input<'a> {
         /// The bytes.
         data: &'a [u8],
     },
+    /// What a web seed holds, when it is known to hold only part of the
+    /// bundle (an availability server still receiving the upload says so in
+    /// its bundle API): it is asked only for those pieces. A full bitfield
+    /// means every piece again. Ignored for a URL the bundle does not use.
+    WebSeedHave {
+        /// The bundle.
+        info_hash: InfoHash,
+        /// The web seed's URL, as in `url-list` or `ws=`.
+        url: &'a str,
+        /// Its pieces.
+        have: &'a Bitfield,
+    },
     /// An [`Output::WebSeedFetch`] failed (HTTP error, network, bad range).
     WebSeedFailed {
         /// The web seed connection.

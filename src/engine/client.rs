@@ -291,6 +291,13 @@ impl Client {
                     s.web_seed_data(ctx, conn, piece, offset, data)
                 });
             }
+            Input::WebSeedHave {
+                info_hash,
+                url,
+                have,
+            } => {
+                self.with_session(now, info_hash, |s, ctx| s.web_seed_have(ctx, url, have));
+            }
             Input::WebSeedFailed {
                 conn,
                 piece,

@@ -30,7 +30,7 @@ use crate::engine::picker::{priorities_from_files, BlockOutcome, PeerKey, Picker
 use crate::engine::time::Instant;
 use crate::engine::timer::{timer_enum, TimerTable};
 use crate::engine::tracker::{AnnounceStats, Announcer};
-use crate::engine::webseed::{assemble_fetch, WebSeed};
+use crate::engine::webseed::{assemble_fetch, fetch_slots, WebSeed};
 use crate::engine::wire::extension::{LOCAL_LT_DONTHAVE_ID, LOCAL_UT_METADATA_ID};
 use crate::engine::wire::{metadata_piece, ExtendedHandshake, Frame, Message, MetadataMessage};
 
@@ -186,6 +186,9 @@ pub struct Session {
     next_key: u32,
     web_seeds: BTreeMap<ConnId, WebSeed>,
     web_seed_urls: Vec<String>,
+    /// Web seeds known to hold only some pieces (an availability server still
+    /// receiving its upload), by URL; absent means every piece.
+    web_seed_have: BTreeMap<String, Bitfield>,
     /// Tracker URLs of this bundle.
     pub(crate) trackers: Vec<String>,
     /// One announcer per tracker URL.
@@ -281,6 +284,7 @@ impl Session {
             next_key: 0,
             web_seeds: BTreeMap::new(),
             web_seed_urls,
+            web_seed_have: BTreeMap::new(),
             trackers: trackers_all,
             announcers,
             banned: BTreeSet::new(),
@@ -451,15 +455,72 @@ impl Session {
         if !self.web_seeds.is_empty() {
             return;
         }
+        let slots = fetch_slots(ready.lengths().piece_length());
         for url in &self.web_seed_urls {
             let conn = ctx.new_conn();
             let key = PeerKey(self.next_key);
             self.next_key = self.next_key.wrapping_add(1);
-            ready.picker.peer_have_all(key);
+            match self.web_seed_have.get(url) {
+                // Checked against the bundle when it was recorded.
+                Some(have) => {
+                    let _ = ready.picker.peer_bitfield(key, have);
+                }
+                None => ready.picker.peer_have_all(key),
+            }
             self.keys.insert(key, conn);
-            self.web_seeds
-                .insert(conn, WebSeed::new(conn, key, url.clone()));
+            let mut seed = WebSeed::new(conn, key, url.clone());
+            seed.slots = slots;
+            self.web_seeds.insert(conn, seed);
         }
+    }
+
+    /// What a web seed holds (an availability server that has part of the
+    /// bundle): the picker asks it only for those pieces, so it is not
+    /// tried, and dropped, for pieces it does not have yet. A web seed
+    /// dropped after failures comes back. A full bitfield means every piece.
+    pub fn web_seed_have(&mut self, ctx: &mut Ctx<'_>, url: &str, have: &Bitfield) {
+        if !self.web_seed_urls.iter().any(|u| u == url) {
+            return;
+        }
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        if have.len() != ready.lengths().num_pieces() {
+            return;
+        }
+        if have.is_full() {
+            self.web_seed_have.remove(url);
+        } else {
+            self.web_seed_have.insert(url.to_owned(), have.clone());
+        }
+        let mut present = false;
+        for seed in self.web_seeds.values_mut().filter(|s| s.url == url) {
+            present = true;
+            if have.is_full() {
+                ready.picker.peer_have_all(seed.key);
+            } else {
+                // Same length as the bundle: cannot be refused.
+                let _ = ready.picker.peer_bitfield(seed.key, have);
+            }
+            // Its failures were for pieces it did not have.
+            seed.failures = 0;
+            seed.retry_at = None;
+        }
+        if !present && self.paused.is_none() && !ready.picker.is_complete() {
+            let conn = ctx.new_conn();
+            let key = PeerKey(self.next_key);
+            self.next_key = self.next_key.wrapping_add(1);
+            if have.is_full() {
+                ready.picker.peer_have_all(key);
+            } else {
+                let _ = ready.picker.peer_bitfield(key, have);
+            }
+            self.keys.insert(key, conn);
+            let mut seed = WebSeed::new(conn, key, url.to_owned());
+            seed.slots = fetch_slots(ready.lengths().piece_length());
+            self.web_seeds.insert(conn, seed);
+        }
+        self.pump(ctx);
     }
 
     /// Pauses: chokes everyone, withdraws interest and requests, stops
@@ -1744,6 +1805,7 @@ fn file_priorities(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::api::WebSeedFetch;
     use crate::engine::create::TorrentBuilder;
     use crate::engine::hash::PieceHasher;
     use crate::engine::limiter::Limits;
@@ -1915,6 +1977,84 @@ mod tests {
             .encode_into(&mut bytes);
         }
         s.peer_data(&mut env.ctx(), conn, &bytes);
+    }
+
+    /// The pieces of the web seed fetches among `outputs`.
+    fn fetched(outputs: &[Output]) -> Vec<u32> {
+        let mut pieces: Vec<u32> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::WebSeedFetch(f) => Some(f.piece),
+                _ => None,
+            })
+            .collect();
+        pieces.sort_unstable();
+        pieces.dedup();
+        pieces
+    }
+
+    #[test]
+    fn a_web_seed_holding_part_of_the_bundle_is_asked_only_for_those_pieces() {
+        let mut env = Env::new();
+        let (mut meta, _) = bundle();
+        meta.url_list = vec!["http://server/seed/f.bin".into()];
+        let mut start = add(&meta, Role::Download, Bitfield::new(0));
+        start.paused = true;
+        let mut s = Session::new(&mut env.ctx(), start).unwrap();
+        let mut partial = Bitfield::new(4);
+        partial.set(1, true);
+        s.web_seed_have(&mut env.ctx(), "http://server/seed/f.bin", &partial);
+        s.web_seed_have(&mut env.ctx(), "http://elsewhere/f.bin", &Bitfield::new(4));
+        let _ = env.drain(ConnId(0));
+        s.resume(&mut env.ctx());
+        let (_, out) = env.drain(ConnId(0));
+        assert_eq!(fetched(&out), vec![1], "only the piece the server holds");
+        s.web_seed_have(
+            &mut env.ctx(),
+            "http://server/seed/f.bin",
+            &Bitfield::full(4),
+        );
+        let (_, out) = env.drain(ConnId(0));
+        assert_eq!(
+            fetched(&out),
+            vec![0, 2, 3],
+            "the rest once it holds everything"
+        );
+    }
+
+    #[test]
+    fn a_web_seed_dropped_for_failures_comes_back_when_its_pieces_are_known() {
+        let mut env = Env::new();
+        let (mut meta, _) = bundle();
+        meta.url_list = vec!["http://server/seed/f.bin".into()];
+        let mut s =
+            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
+        s.pump(&mut env.ctx());
+        // The server has nothing yet: every fetch fails until it is dropped.
+        for _ in 0..100 {
+            let (_, out) = env.drain(ConnId(0));
+            let fetches: Vec<WebSeedFetch> = out
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::WebSeedFetch(f) => Some(f),
+                    _ => None,
+                })
+                .collect();
+            if fetches.is_empty() && s.web_seeds.is_empty() {
+                break;
+            }
+            for f in fetches {
+                s.web_seed_failed(&mut env.ctx(), f.conn, f.piece, f.offset, "HTTP 503");
+            }
+            env.now += Duration::from_secs(600);
+            s.handle_timeout(&mut env.ctx());
+        }
+        assert!(s.web_seeds.is_empty(), "dropped after repeated failures");
+        let mut partial = Bitfield::new(4);
+        partial.set(2, true);
+        s.web_seed_have(&mut env.ctx(), "http://server/seed/f.bin", &partial);
+        let (_, out) = env.drain(ConnId(0));
+        assert_eq!(fetched(&out), vec![2]);
     }
 
     #[test]

@@ -16,8 +16,23 @@ use crate::engine::metainfo::Info;
 use crate::engine::picker::PeerKey;
 use crate::engine::time::Instant;
 
-/// Fetches in flight towards one web seed at a time.
+/// Fetches in flight towards one web seed at a time, at least.
 pub const MAX_FETCHES: usize = 2;
+/// Most fetches in flight towards one web seed: browsers open at most six
+/// HTTP/1.1 connections to a host.
+pub const MAX_FETCH_SLOTS: usize = 6;
+/// Bytes a web seed should have in flight to hide the per-request latency:
+/// small pieces get more fetches at once (up to [`MAX_FETCH_SLOTS`]).
+pub const IN_FLIGHT_TARGET: u64 = 2 * 1024 * 1024;
+
+/// Fetches in flight for pieces of `piece_length` bytes: enough to keep
+/// about [`IN_FLIGHT_TARGET`] bytes in flight, between [`MAX_FETCHES`] and
+/// [`MAX_FETCH_SLOTS`].
+pub fn fetch_slots(piece_length: u32) -> usize {
+    let per = u64::from(piece_length.max(1));
+    let wanted = usize::try_from(IN_FLIGHT_TARGET.div_ceil(per)).unwrap_or(MAX_FETCH_SLOTS);
+    wanted.clamp(MAX_FETCHES, MAX_FETCH_SLOTS)
+}
 /// Largest single fetch (a piece or a contiguous part of one).
 pub const MAX_FETCH_LEN: u32 = 1024 * 1024;
 /// Consecutive failures after which a web seed is dropped.
@@ -53,6 +68,8 @@ pub struct WebSeed {
     pub failures: u32,
     /// No fetch before this instant (after a failure).
     pub retry_at: Option<Instant>,
+    /// Fetches allowed in flight ([`fetch_slots`]).
+    pub slots: usize,
 }
 
 impl WebSeed {
@@ -65,12 +82,13 @@ impl WebSeed {
             fetches: Vec::new(),
             failures: 0,
             retry_at: None,
+            slots: MAX_FETCHES,
         }
     }
 
     /// Whether another fetch may start at `now`.
     pub fn can_fetch(&self, now: Instant) -> bool {
-        self.fetches.len() < MAX_FETCHES && self.retry_at.is_none_or(|t| t <= now)
+        self.fetches.len() < self.slots.max(1) && self.retry_at.is_none_or(|t| t <= now)
     }
 
     /// Groups picked blocks into fetches (contiguous runs inside one piece,
@@ -382,6 +400,14 @@ mod tests {
         let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
         assert_eq!(fetches.len(), 1);
         assert_eq!(leftover, vec![l.block(p1, 0).unwrap()]);
+    }
+
+    #[test]
+    fn small_pieces_get_more_fetches_in_flight_up_to_the_browsers_connections() {
+        assert_eq!(fetch_slots(16 * 1024), MAX_FETCH_SLOTS);
+        assert_eq!(fetch_slots(512 * 1024), 4);
+        assert_eq!(fetch_slots(1024 * 1024), MAX_FETCHES);
+        assert_eq!(fetch_slots(16 * 1024 * 1024), MAX_FETCHES);
     }
 
     #[test]

@@ -16,9 +16,17 @@
 //! The network client (tracker sockets, peer connections, web seeds) plugs in
 //! here as one `#[wasm_bindgen]` handle owned by the engine host.
 
+mod api;
 mod bundle;
 mod error;
+mod host;
+mod js;
+pub mod net;
+mod pieces;
+mod storage;
+mod uploader;
 
+pub use api::SwarmHost;
 pub use bundle::{create_torrent, inspect_magnet, inspect_torrent, plan_torrent, CreatedTorrent};
 pub use error::GlueError;
 

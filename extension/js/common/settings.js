@@ -15,6 +15,8 @@ export const DEFAULTS = Object.freeze({
   downloadLimitKBps: 0,
   /** Show the drop zone when files are dragged over a web page. */
   dropZone: true,
+  /** Keep a copy of each sent bundle on the server (false: peer-to-peer only). */
+  uploadToServer: true,
 });
 
 const KEY = 'settings';
@@ -58,6 +60,7 @@ export function validate(input) {
     uploadLimitKBps: cap(s.uploadLimitKBps, 'upload'),
     downloadLimitKBps: cap(s.downloadLimitKBps, 'download'),
     dropZone: Boolean(s.dropZone),
+    uploadToServer: Boolean(s.uploadToServer),
   };
 }
 

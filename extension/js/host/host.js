@@ -66,8 +66,8 @@ export function startHost(emit) {
     },
     'bundle.get': ({ id }) => transfers.detail(id),
     'torrent.inspect': async ({ base64 }) => (await engine()).inspectTorrent(fromBase64(base64)),
-    'bundle.open': ({ base64, magnet }) =>
-      transfers.addReceive(base64 ? { torrent: fromBase64(base64) } : { magnet }),
+    'bundle.open': ({ base64, magnet, link }) =>
+      transfers.addReceive(base64 ? { torrent: fromBase64(base64) } : link ? { link } : { magnet }),
   };
 
   // The background forwards HOST_TYPES: the table must answer exactly those.

@@ -3,10 +3,12 @@
 //
 // A record (persisted in IndexedDB, js/host/store.js) is what survives a
 // restart; a transfer's live part (its files, its hashing job, its rates)
-// lives here only while the engine host runs. The network (issue 4) plugs in
-// beside them: `observe()` tells it when a transfer starts sharing, pauses,
-// resumes or is cancelled; `pieces()` gives it a send's piece reader and
-// hashes; `report()` feeds back peers and bytes, which the popup shows.
+// lives here only while the engine host runs. The network (js/host/network.js,
+// the wasm SwarmHost) is another live part: a send goes to it once its
+// .torrent is made, a download as soon as it is opened (and again after a
+// restart); it reports figures and state changes through `#onNet`.
+// `observe()`, `pieces()` and `report()` let other parts watch transfers,
+// read a send's pieces and add to its figures.
 import * as S from '../common/states.js';
 import { serverTracker, shareLink } from '../common/links.js';
 import { mimeType } from '../common/filetypes.js';
@@ -14,6 +16,7 @@ import { layout, withManifest, MANIFEST_PATH } from './create.js';
 import { hashPieces } from './hasher.js';
 import { PieceSource } from './pieces.js';
 import { engine } from './engine.js';
+import { Network } from './network.js';
 import * as store from './store.js';
 
 const CREATED_BY = 'Swarmdrop/0.1.0';
@@ -70,6 +73,7 @@ export class Transfers {
   #settings;
   #now;
   #persistTimers = new Map();
+  #net;
   #observers = new Set();
   /** id -> the state observers were last told */
   #notified = new Map();
@@ -84,6 +88,7 @@ export class Transfers {
     this.#emit = onChange;
     this.#settings = settings;
     this.#now = now;
+    this.#net = new Network({ settings, onReport: (infoHash, report) => this.#onNet(infoHash, report) });
   }
 
   /** Loads the records; what was running when the host stopped comes back in the right state. */
@@ -97,6 +102,10 @@ export class Transfers {
         await store.putBundle(r);
       }
       this.#records.set(r.id, r);
+    }
+    // Downloads carry on from the pieces stored before the restart.
+    for (const r of this.#records.values()) {
+      if (r.role === 'receive' && r.state !== S.ERROR) this.#startReceive(r);
     }
   }
 
@@ -136,8 +145,9 @@ export class Transfers {
     const now = this.#now();
     const { done, total } = this.#progress(r);
     const hashRate = live?.hashRate.rate(now) ?? 0;
-    const up = live?.up.rate(now) ?? 0;
-    const down = live?.down.rate(now) ?? 0;
+    const net = live?.net?.progress;
+    const up = net ? net.upRate : (live?.up.rate(now) ?? 0);
+    const down = net ? net.downRatePeers + net.downRateServer : (live?.down.rate(now) ?? 0);
     let eta = null;
     if (r.state === S.HASHING && hashRate > 0) eta = (total - done) / hashRate;
     if (r.state === S.DOWNLOADING && down > 0) eta = (total - done) / down;
@@ -164,6 +174,7 @@ export class Transfers {
       downloaded: r.stats.downloaded,
       fromServer: r.stats.fromServer,
       fromPeers: r.stats.fromPeers,
+      upload: live?.net?.upload ?? r.upload ?? null,
       infoHash: r.infoHash ?? null,
       link: r.link ?? null,
       magnet: r.magnet ?? null,
@@ -184,14 +195,19 @@ export class Transfers {
     }));
     const offsets = new Map(r.files.map((f) => [f.path, f]));
     const prefix = this.#contiguousBytes(r);
+    const netFiles = new Map((this.#live.get(id)?.net?.files ?? []).map((f) => [f.path, f]));
     for (const f of files) {
       const placed = offsets.get(f.path);
-      if (!placed || f.size === 0) {
+      const got = netFiles.get(f.path);
+      if (r.role === 'receive' && got) {
+        f.progress = got.length > 0 ? got.haveBytes / got.length : got.complete ? 1 : 0;
+      } else if (!placed || f.size === 0) {
         f.progress = placed && prefix >= placed.offset ? 1 : 0;
       } else {
         f.progress = Math.min(1, Math.max(0, (prefix - placed.offset) / f.size));
       }
       f.available = this.#live.get(id)?.files != null || (r.role === 'receive' && f.progress >= 1);
+      if (r.role === 'receive' && got) f.available = got.complete;
     }
     return { ...this.view(id), files, selection: r.selection ?? null };
   }
@@ -210,8 +226,16 @@ export class Transfers {
   }
 
   /** A file of a transfer, as a Blob, when the host can reach its bytes. */
-  file(id, path) {
+  async file(id, path) {
     const r = this.#get(id);
+    if (r.role === 'receive') {
+      // A Blob composed of the stored pieces: nothing is copied into memory.
+      const index = r.files.findIndex((f) => f.path === path);
+      if (index < 0) throw new Error(`No file ${path} in this bundle.`);
+      const t = this.#net.figures(r.infoHash)?.files?.find((f) => f.index === index);
+      if (t && !t.complete) throw new Error('This file has not been downloaded yet.');
+      return this.#net.fileBlob(r.infoHash, index, r.files[index].type);
+    }
     const files = this.#live.get(id)?.files;
     if (!files) {
       throw new Error(
@@ -304,8 +328,9 @@ export class Transfers {
    * returns the id of its transfer (the existing one if the bundle is known).
    * The network (issue 4) fetches the manifest, then the selected files.
    */
-  async addReceive({ torrent = null, magnet = null }) {
+  async addReceive({ torrent = null, magnet = null, link = null }) {
     const wasm = await engine();
+    if (link) torrent = await this.#fetchTorrent(link);
     const info = torrent ? wasm.inspectTorrent(torrent) : wasm.inspectMagnet(String(magnet));
     for (const r of this.#records.values()) if (r.infoHash === info.infoHash) return r.id;
     const settings = await this.#settings();
@@ -342,6 +367,7 @@ export class Transfers {
     };
     this.#records.set(record.id, record);
     await this.#save(record);
+    this.#startReceive(record);
     return record.id;
   }
 
@@ -352,6 +378,7 @@ export class Transfers {
     r.resumeState = r.state;
     r.state = S.PAUSED;
     this.#live.get(id)?.gate.close();
+    if (r.infoHash) this.#net.pause(r.infoHash);
     await this.#save(r);
     return this.view(id);
   }
@@ -371,13 +398,18 @@ export class Transfers {
     }
     delete r.resumeState;
     live?.gate.open();
+    if (r.infoHash && r.state !== S.NEEDS_FILES) this.#net.resume(r.infoHash);
     await this.#save(r);
     return this.view(id);
   }
 
   /** Stops a transfer and forgets it (its record and stored data). */
   async cancel(id) {
-    this.#get(id);
+    const r = this.#get(id);
+    if (r.infoHash) {
+      // A download's stored pieces go with it; a send's files are the user's.
+      await this.#net.remove(r.infoHash, r.role === 'receive').catch((err) => console.warn('swarmdrop:', err));
+    }
     const live = this.#live.get(id);
     if (live) {
       live.abort.abort();
@@ -468,6 +500,119 @@ export class Transfers {
     if (record.state === S.PAUSED) record.resumeState = S.SHARING;
     else record.state = S.SHARING;
     await this.#save(record);
+    await this.#net.send({ ...record, paused: record.state === S.PAUSED }, files);
+  }
+
+  // ------------------------------------------------------------ the network
+
+  /** Hands a download to the network (at once, or after a restart). */
+  #startReceive(record) {
+    if (!record.torrent && !record.magnet) return;
+    // A selection is passed only when it leaves files out (a magnet's file
+    // list is unknown until its metadata comes: everything, then).
+    const names = new Set(record.selection ?? []);
+    const visible = record.files.filter((f) => !f.manifest && !f.padding);
+    const everything = !record.selection || visible.every((f) => names.has(f.path));
+    const selectionIndices = everything
+      ? null
+      : record.files.flatMap((f, i) => (f.manifest || names.has(f.path) ? [i] : []));
+    this.#net
+      .receive({ ...record, selectionIndices, paused: record.state === S.PAUSED })
+      .catch((err) => this.#fail(record, err));
+  }
+
+  /** The .torrent behind a share link (the server's landing page) or a .torrent URL. */
+  async #fetchTorrent(link) {
+    const url = await this.#net.torrentUrl(String(link));
+    if (!url) throw new Error('This is not a Swarmdrop link, a magnet link or a .torrent URL.');
+    const response = await fetch(url, { cache: 'no-store' });
+    if (!response.ok) {
+      throw new Error(
+        response.status === 404
+          ? 'The server does not have this bundle (it may have expired).'
+          : `The server answered ${response.status} for the bundle's .torrent.`,
+      );
+    }
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
+  /** Figures and news from the network for the bundle `infoHash`. */
+  #onNet(infoHash, { event, figures }) {
+    const r = [...this.#records.values()].find((x) => x.infoHash === infoHash);
+    if (!r) return;
+    const live = this.#liveFor(r.id);
+    if (figures) {
+      live.net = figures;
+      const p = figures.progress;
+      if (p) {
+        live.peers = p.peers;
+        const toServer = figures.upload?.bytesDone ?? 0;
+        r.stats =
+          r.role === 'send'
+            ? { uploaded: p.uploadedPeers + toServer, downloaded: 0, fromServer: toServer, fromPeers: p.uploadedPeers }
+            : {
+                uploaded: p.uploadedPeers,
+                downloaded: p.downloadedPeers + p.downloadedServer,
+                fromServer: p.downloadedServer,
+                fromPeers: p.downloadedPeers,
+                haveBytes: p.haveBytes,
+                wantedBytes: p.wantedBytes,
+              };
+      }
+      if (figures.upload) r.upload = figures.upload;
+    }
+    let save = false;
+    switch (event?.type) {
+      case 'completed':
+        if (r.role === 'receive' && r.state === S.DOWNLOADING) {
+          r.state = S.COMPLETE;
+          save = true;
+        }
+        break;
+      case 'metadata': {
+        const torrent = this.#net.torrent(infoHash);
+        if (torrent) r.torrent = torrent;
+        if (figures?.files?.length && !r.files.length) {
+          // A magnet's file list, now known.
+          r.files = figures.files.map((f) => ({
+            path: f.path,
+            length: f.length,
+            offset: f.offset,
+            type: mimeType(f.path),
+            ...(f.path === MANIFEST_PATH ? { manifest: true } : {}),
+          }));
+          const visible = r.files.filter((f) => !f.manifest);
+          r.name = figures.name ?? r.name;
+          r.size = visible.reduce((n, f) => n + f.length, 0);
+          r.fileCount = visible.length;
+          r.totalLength = figures.progress?.totalBytes ?? r.size;
+          r.selection = visible.map((f) => f.path);
+        }
+        r.phase = null;
+        save = true;
+        break;
+      }
+      case 'paused':
+        if (event.reason === 'diskFull' && S.canPause(r.state)) {
+          r.resumeState = r.state;
+          r.state = S.PAUSED;
+          r.error = 'The disk is full: free some space, then resume.';
+          save = true;
+        }
+        break;
+      case 'upload':
+        if (event.upload?.phase === 'failed') {
+          r.error = `Upload to the server stopped: ${event.upload.error}`;
+          save = true;
+        } else if (event.upload?.phase === 'done') {
+          save = true;
+        }
+        break;
+      default:
+        break;
+    }
+    if (save) this.#save(r).catch(() => {});
+    else this.#persistSoon(r);
   }
 
   // ------------------------------------------------------------ helpers
@@ -516,11 +661,12 @@ export class Transfers {
       return { done: live?.hashedBytes ?? 0, total: r.totalLength ?? r.size };
     }
     if (r.role === 'send') {
-      // A send has every byte; its progress is the upload to the server (issue 4).
+      // A send has every byte (its upload to the server is shown apart).
       const total = r.totalLength ?? r.size;
       return r.torrent ? { done: total, total } : { done: live?.hashedBytes ?? 0, total };
     }
-    return { done: r.stats.downloaded, total: r.totalLength ?? r.size };
+    if (r.stats.wantedBytes) return { done: r.stats.haveBytes, total: r.stats.wantedBytes };
+    return { done: r.stats.downloaded ?? 0, total: r.totalLength ?? r.size };
   }
 
   /** Bytes of the stream covered by the pieces done from the start, for per-file progress. */

@@ -224,6 +224,13 @@ if (id) {
     (opened) => location.replace(`bundle.html?id=${encodeURIComponent(opened)}`),
     (err) => message(`This magnet link cannot be opened: ${err.message}`, true),
   );
+} else if (params.has('link')) {
+  // Opened from a share link (the server's page for the bundle) or a .torrent URL.
+  message('Opening the bundle…');
+  call('bundle.open', { link: params.get('link') }).then(
+    (opened) => location.replace(`bundle.html?id=${encodeURIComponent(opened)}`),
+    (err) => message(`This link cannot be opened: ${err.message}`, true),
+  );
 } else {
   message('No bundle given: open this page from the Swarmdrop popup or a share link.', true);
 }

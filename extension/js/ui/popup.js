@@ -190,7 +190,14 @@ function update(c, t) {
   if (base === S.HASHING) {
     progress = t.phase === 'thumbnails' ? 'Making thumbnails…' : `Hashing ${fmt.percent(t.progress)} · ${fmt.speed(t.hashRate)}`;
   } else if (t.role === 'send' && base === S.SHARING) {
-    progress = 'Ready to share · waiting for peers';
+    const up = t.upload;
+    if (up && up.phase !== 'done' && up.phase !== 'failed') {
+      progress = `Uploading to the server · ${fmt.percent(up.bytesTotal > 0 ? up.bytesDone / up.bytesTotal : 0)}`;
+    } else if (t.peers > 0) {
+      progress = `Sharing with ${t.peers} peer${t.peers === 1 ? '' : 's'}${up?.phase === 'done' ? ' · on the server' : ''}`;
+    } else {
+      progress = up?.phase === 'done' ? 'On the server · ready to share' : 'Ready to share · waiting for peers';
+    }
   } else if (base === S.DOWNLOADING && t.phase === 'metadata') {
     progress = 'Fetching the file list…';
   } else if (base === S.DOWNLOADING && t.peers === 0 && t.progressBytes === 0) {
@@ -276,6 +283,7 @@ $('settings-btn').addEventListener('click', async () => {
   $('s-down').value = s.downloadLimitKBps || '';
   $('s-trackers').value = s.trackers.join('\n');
   $('s-zone').checked = s.dropZone;
+  $('s-upload').checked = s.uploadToServer;
   $('s-msg').textContent = '';
   panel.hidden = false;
 });
@@ -288,6 +296,7 @@ $('s-save').addEventListener('click', async () => {
       downloadLimitKBps: $('s-down').value || 0,
       trackers: $('s-trackers').value.split(/\s+/).filter(Boolean),
       dropZone: $('s-zone').checked,
+      uploadToServer: $('s-upload').checked,
     });
     $('s-msg').className = 'muted';
     $('s-msg').textContent = 'Saved';

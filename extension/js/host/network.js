@@ -1,0 +1,149 @@
+// The network side of the engine host: one SwarmHost (the wasm glue in
+// src/web: tracker sockets, WebRTC peers, the web seed, the upload to the
+// server, pieces in IndexedDB) that sends and downloads every bundle, and
+// what it reports, in the terms the transfers and the popup use.
+//
+// Transfers call it when a send is ready (its .torrent made), when a
+// download is opened or comes back after a restart, and for pause, resume,
+// cancel and saving files; it calls back with each bundle's figures and
+// state changes, keyed by info hash.
+import { serverTracker } from '../common/links.js';
+import { engine } from './engine.js';
+
+/** How often figures are pushed to transfers while bundles run. */
+const REPORT_EVERY_MS = 1000;
+
+export class Network {
+  #settings;
+  #onReport;
+  #host = null;
+  #starting = null;
+  #timer = null;
+
+  /**
+   * @param {object} deps
+   * @param {() => Promise<object>} deps.settings the user's settings
+   * @param {(infoHash: string, report: object) => void} deps.onReport figures and state of one bundle:
+   *   `{event?, figures?, error?}` where figures are SwarmHost's transfer view
+   */
+  constructor({ settings, onReport }) {
+    this.#settings = settings;
+    this.#onReport = onReport;
+  }
+
+  /** The SwarmHost, created on first use with the user's server, trackers and caps. */
+  async #swarm() {
+    if (this.#host) return this.#host;
+    this.#starting ??= (async () => {
+      const wasm = await engine();
+      const s = await this.#settings();
+      const host = await wasm.SwarmHost.create({
+        trackers: [serverTracker(s.serverUrl), ...s.trackers],
+        uploadLimit: s.uploadLimitKBps ? s.uploadLimitKBps * 1000 : null,
+        downloadLimit: s.downloadLimitKBps ? s.downloadLimitKBps * 1000 : null,
+        onEvent: (e) => this.#onEvent(e),
+      });
+      this.#host = host;
+      this.#timer = setInterval(() => this.#reportAll(), REPORT_EVERY_MS);
+      return host;
+    })();
+    return this.#starting;
+  }
+
+  /** Whether the bundle is in the engine. */
+  has(infoHash) {
+    return this.#host?.transfer(infoHash) != null;
+  }
+
+  /**
+   * Starts sharing a bundle whose .torrent is made: seeding to peers and,
+   * unless the user chose peer-to-peer only, uploading it to the server.
+   * @param {{torrent: Uint8Array, infoHash: string, paused?: boolean}} record
+   * @param {{blob: Blob, parts: string[]}[]} files in torrent order
+   */
+  async send(record, files) {
+    const host = await this.#swarm();
+    if (this.has(record.infoHash)) return;
+    const s = await this.#settings();
+    const upload = record.upload ?? s.uploadToServer !== false;
+    await host.addSend(
+      record.torrent,
+      files.map((f) => ({ path: f.parts.join('/'), file: f.blob })),
+      { server: s.serverUrl, upload, paused: Boolean(record.paused) },
+    );
+    this.#report(record.infoHash);
+  }
+
+  /**
+   * Starts (or, after a restart, resumes) a download from the record's
+   * .torrent or magnet link; pieces stored earlier are kept.
+   * @param {{torrent?: Uint8Array, magnet?: string, infoHash: string, selection?: number[], paused?: boolean}} record
+   */
+  async receive(record) {
+    const host = await this.#swarm();
+    if (this.has(record.infoHash)) return;
+    await host.addDownload(record.torrent ?? record.magnet, {
+      selection: record.selectionIndices ?? null,
+      paused: Boolean(record.paused),
+    });
+    this.#report(record.infoHash);
+  }
+
+  pause(infoHash) {
+    if (this.has(infoHash)) this.#host.pause(infoHash);
+  }
+
+  resume(infoHash) {
+    if (this.has(infoHash)) this.#host.resume(infoHash);
+  }
+
+  /** Stops a bundle; with `deleteData` its stored pieces go too. */
+  async remove(infoHash, deleteData) {
+    if (this.has(infoHash)) await this.#host.remove(infoHash, deleteData);
+  }
+
+  /** Chooses the files to download (torrent file indices, or null for all). */
+  select(infoHash, indices) {
+    if (this.has(infoHash)) this.#host.setSelection(infoHash, indices);
+  }
+
+  /** SwarmHost's view of a bundle, or null. */
+  figures(infoHash) {
+    return this.#host?.transfer(infoHash) ?? null;
+  }
+
+  /** A downloaded file as a Blob composed of its stored pieces. */
+  async fileBlob(infoHash, index, type) {
+    const host = await this.#swarm();
+    return host.fileBlob(infoHash, index, type ?? null);
+  }
+
+  /** The .torrent the engine has for a bundle (a magnet's, once its metadata came). */
+  torrent(infoHash) {
+    return this.#host?.torrent(infoHash) ?? null;
+  }
+
+  /** Where the .torrent behind a share link is (the server's), or the URL itself. */
+  async torrentUrl(link) {
+    const wasm = await engine();
+    return wasm.torrentUrl(link);
+  }
+
+  #onEvent(e) {
+    if (!e?.infoHash) {
+      if (e?.type === 'error') console.warn('swarmdrop:', e.message);
+      return;
+    }
+    // Frequent events only refresh figures; the others are news.
+    if (e.type === 'piece' || e.type === 'progress') return;
+    this.#report(e.infoHash, e);
+  }
+
+  #report(infoHash, event = null) {
+    this.#onReport(infoHash, { event, figures: this.figures(infoHash) });
+  }
+
+  #reportAll() {
+    for (const t of this.#host?.transfers() ?? []) this.#onReport(t.infoHash, { event: null, figures: t });
+  }
+}
