@@ -409,7 +409,29 @@ impl Info {
             .get(file_index)
             .map_or(0..0, |f| self.lengths.pieces_for_range(f.offset, f.length))
     }
+
+    /// Index of the Swarmdrop bundle manifest (the file list with thumbnails,
+    /// [`BUNDLE_MANIFEST_PATH`]), if this torrent has one of a plausible size.
+    pub fn bundle_manifest(&self) -> Option<usize> {
+        self.files.iter().position(|f| {
+            !f.padding
+                && f.length > 0
+                && f.length <= MAX_BUNDLE_MANIFEST_LEN
+                && f.path
+                    .iter()
+                    .map(String::as_str)
+                    .eq(BUNDLE_MANIFEST_PATH.iter().copied())
+        })
+    }
 }
+
+/// Where a Swarmdrop bundle keeps its manifest (file list, types and
+/// thumbnails made by the sender): fetched before every other piece so a
+/// recipient sees the mosaic at once. Other clients see an ordinary small file.
+pub const BUNDLE_MANIFEST_PATH: [&str; 2] = [".swarmdrop", "manifest.json"];
+
+/// A "manifest" larger than this is treated as an ordinary file.
+pub const MAX_BUNDLE_MANIFEST_LEN: u64 = 8 * 1024 * 1024;
 
 fn file_entry(entry: &Node<'_>, offset: u64) -> Result<FileEntry, MetainfoError> {
     let d = entry.as_dict().ok_or(MetainfoError::WrongType {

@@ -1774,7 +1774,9 @@ impl Ready {
 }
 
 /// Per-piece priorities for a file selection (`None`: every file). Pieces
-/// shared with a selected file are fetched whole.
+/// shared with a selected file are fetched whole; the bundle manifest comes
+/// before everything else, whatever the selection (the recipient's mosaic
+/// is made from it).
 fn file_priorities(
     info: &Info,
     selection: Option<&[usize]>,
@@ -1786,20 +1788,63 @@ fn file_priorities(
         }
     }
     let n = info.lengths.num_pieces();
+    let manifest = info.bundle_manifest();
     Ok(priorities_from_files(
         n,
         (0..files).filter(|i| !info.files[*i].padding).map(|i| {
-            let wanted = selection.is_none_or(|s| s.contains(&i));
-            (
-                info.file_piece_range(i),
-                if wanted {
-                    Priority::Normal
-                } else {
-                    Priority::Skip
-                },
-            )
+            let priority = if Some(i) == manifest {
+                Priority::Highest
+            } else if selection.is_none_or(|s| s.contains(&i)) {
+                Priority::Normal
+            } else {
+                Priority::Skip
+            };
+            (info.file_piece_range(i), priority)
         }),
     ))
+}
+
+#[cfg(test)]
+mod manifest_priority_tests {
+    use super::*;
+    use crate::engine::create::TorrentBuilder;
+
+    fn bundle() -> Info {
+        let b = TorrentBuilder::new("photos")
+            .piece_length(16384)
+            .file(vec![".swarmdrop".into(), "manifest.json".into()], 20_000)
+            .file(vec!["a.jpg".into()], 40_000)
+            .file(vec!["b.bin".into()], 50_000);
+        let pieces = b.lengths().unwrap().num_pieces() as usize;
+        b.build(vec![[0; 20]; pieces]).unwrap().info
+    }
+
+    #[test]
+    fn the_bundle_manifest_is_fetched_before_everything_even_when_not_selected() {
+        let info = bundle();
+        assert_eq!(info.bundle_manifest(), Some(0));
+        let prios = file_priorities(&info, Some(&[2])).unwrap();
+        // Manifest: bytes 0..20_000 → pieces 0 and 1 (piece 1 shared with a.jpg).
+        assert_eq!(&prios[..2], &[Priority::Highest, Priority::Highest]);
+        // a.jpg (20_000..60_000) is not selected: its own pieces are skipped.
+        assert_eq!(prios[2], Priority::Skip);
+        // b.bin (60_000..110_000) is selected; piece 3 is shared with a.jpg.
+        assert!(prios[3..].iter().all(|&p| p == Priority::Normal));
+    }
+
+    #[test]
+    fn an_ordinary_file_named_like_a_manifest_elsewhere_gets_no_priority() {
+        let b = TorrentBuilder::new("x")
+            .piece_length(16384)
+            .file(vec!["manifest.json".into()], 100)
+            .file(vec!["y".into()], 100);
+        let info = b.build(vec![[0; 20]]).unwrap().info;
+        assert_eq!(info.bundle_manifest(), None);
+        assert_eq!(
+            file_priorities(&info, None).unwrap(),
+            vec![Priority::Normal]
+        );
+    }
 }
 
 #[cfg(test)]
