@@ -1592,6 +1592,10 @@ impl Session {
                 for block in leftover {
                     ready.picker.request_cancelled(seed.key, block);
                 }
+                if fetches.is_empty() {
+                    // No free slot after all: never spin on picks that go nowhere.
+                    break;
+                }
                 for fetch in fetches {
                     ctx.out.push_back(Output::WebSeedFetch(fetch));
                 }

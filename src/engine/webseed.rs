@@ -92,8 +92,8 @@ impl WebSeed {
     }
 
     /// Groups picked blocks into fetches (contiguous runs inside one piece,
-    /// at most [`MAX_FETCH_LEN`] each), records as many as [`MAX_FETCHES`]
-    /// allows and returns what the glue must fetch, with the blocks that
+    /// at most [`MAX_FETCH_LEN`] each), records as many as its free
+    /// [`slots`](Self::slots) allow and returns what the glue must fetch, with the blocks that
     /// did not fit (to give back to the picker).
     pub fn start_fetches(
         &mut self,
@@ -121,7 +121,7 @@ impl WebSeed {
                 }),
             }
         }
-        let slots = MAX_FETCHES.saturating_sub(self.fetches.len());
+        let slots = self.slots.max(1).saturating_sub(self.fetches.len());
         let leftover = runs
             .split_off(slots.min(runs.len()))
             .into_iter()
@@ -400,6 +400,26 @@ mod tests {
         let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
         assert_eq!(fetches.len(), 1);
         assert_eq!(leftover, vec![l.block(p1, 0).unwrap()]);
+    }
+
+    #[test]
+    fn every_free_slot_takes_a_fetch_when_a_web_seed_has_more_than_two() {
+        let builder = crate::engine::create::TorrentBuilder::new("f.bin")
+            .piece_length(16384)
+            .file(vec!["f.bin".into()], 4 * 16384);
+        let info = builder.build(vec![[0; 20]; 4]).unwrap().info;
+        let l = info.lengths;
+        let mut seed = WebSeed::new(ConnId(9), PeerKey(1), "https://s/ws".into());
+        seed.slots = 3;
+        // Pieces 0, 2 and 3: three runs (0 is not contiguous with 2).
+        let blocks: Vec<_> = [0, 2, 3]
+            .iter()
+            .filter_map(|&i| l.block(l.validate_piece(i)?, 0))
+            .collect();
+        assert_eq!(blocks.len(), 3);
+        let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
+        assert_eq!((fetches.len(), leftover.len()), (3, 0));
+        assert!(!seed.can_fetch(Instant::ZERO), "all three slots are busy");
     }
 
     #[test]
