@@ -52,7 +52,7 @@ if (zips.length === 0) {
         (wasm ? ` The engine's wasm is almost all of it, and in it the code section (${wasm}).` : '') +
         ' The release profile already has lto, codegen-units = 1 and panic = "abort", and build.sh runs wasm-opt -O3;' +
         ' wasm-opt -Oz on the built module made it no smaller (1,127,353 bytes against 1,130,741, 405,846 bytes gzipped' +
-        ' against 404,923; tried by hand on 2026-11-21), so wasm-opt's settings will not move it: what is compiled in must.' +
+        ' against 404,923; tried by hand on 2026-11-21), so wasm-opt\'s settings will not move it: what is compiled in must.' +
         ' A size profile of the module (twiggy top / dominators) is the next step, to see which crates and generic' +
         ' instantiations hold the code (the JSON and bencode (de)serialisation, formatting and panics are the usual weight),' +
         ' then opt-level = "s" or "z" for the wasm build and trimming what the profile points at.',
