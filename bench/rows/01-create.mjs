@@ -165,7 +165,7 @@ try {
         ` itself (see where the time goes: ${fmt(median(phases.map((p) => p.before)), 2)} s before the first piece,` +
         ` ${fmt(median(phases.map((p) => p.after)), 2)} s after the last), done by the extension's pool of workers` +
         ' (js/host/hasher.js: one per core, here 2, each reading its pieces from the files and hashing them with WebCrypto' +
-        ' SHA-1). Two workers on 2 cores give less than one sha1sum process: the issue\'s 1.7× for WebCrypto was measured on' +
+        ' SHA-1). Two workers on 2 cores give less than one sha1sum process: the issue\'s 1.7× for WebCrypto (whose setup this row does not know) would hold for' +
         ' pieces already in memory, so the reading of each piece from the file (PieceSource over the File blobs, a copy out of' +
         ' the browser process) and the hand-off per piece are the first suspects; this row has not profiled the workers,' +
         ` and the machine was shared (load average ${load} on 2 cores). A trace of one worker (CPU profile through CDP)` +
