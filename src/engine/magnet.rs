@@ -295,7 +295,7 @@ fn decode(raw: &str, param: &str, plus_is_space: bool) -> Result<String, MagnetE
 
 /// Appends `s` percent-encoded: everything but RFC 3986 unreserved
 /// characters becomes `%XX` (UTF-8 bytes, upper-case hex).
-fn encode_into(s: &str, out: &mut String) {
+pub(crate) fn encode_into(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
