@@ -36,6 +36,25 @@ test('piece hashes over many small files equal hashing the concatenation', async
   }
 });
 
+test('a run of consecutive pieces reads exactly their bytes, across files', async () => {
+  const parts = Array.from({ length: 23 }, (_, i) => 'y'.repeat(i * 7 + 3) + i);
+  const src = new PieceSource(parts.map((p) => ({ blob: blob(p) })), 32);
+  const whole = Buffer.from(parts.join(''));
+  for (const [first, count] of [[0, 1], [0, src.pieceCount], [3, 5], [src.pieceCount - 2, 2]]) {
+    const got = Buffer.from(await src.readRun(first, count));
+    const end = Math.min(whole.length, (first + count) * 32);
+    assert.ok(got.equals(whole.subarray(first * 32, end)), `pieces ${first}..${first + count - 1}`);
+  }
+  await assert.rejects(() => src.readRun(src.pieceCount - 1, 2), RangeError);
+  await assert.rejects(() => src.readRun(0, 0), RangeError);
+});
+
+test('a run over a file that shrank is reported, never read short', async () => {
+  const src = new PieceSource([{ blob: blob('abcdefgh') }], 4);
+  src.files[0].blob = { slice: (a, b) => blob('abcdef').slice(a, b), size: 8 };
+  await assert.rejects(() => src.readRun(0, 2), /read 6 bytes, expected 8/);
+});
+
 test('asking for a piece that does not exist is an error, not a short read', async () => {
   const src = new PieceSource([{ blob: blob('abc') }], 16);
   assert.throws(() => src.pieceLen(1), RangeError);

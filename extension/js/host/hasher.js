@@ -1,6 +1,7 @@
 // Piece hashing on every core: a pool of workers (js/host/hash-worker.js), each
-// reading its pieces lazily and hashing them with WebCrypto SHA-1, fed
-// batches of piece indices so that pausing takes effect within one batch.
+// reading its pieces lazily (several consecutive pieces per read) and hashing
+// them with WebCrypto SHA-1, fed batches of piece indices so that pausing
+// takes effect within one batch.
 
 /** Bytes handed to a worker at a time (at least one piece). */
 const BATCH_BYTES = 32 * 1024 * 1024;
@@ -78,7 +79,9 @@ function runBatch(worker, pieces, signal, onPiece) {
     };
     const onMessage = ({ data }) => {
       if (data.batch !== batch) return;
-      if (data.type === 'hashed') onPiece(data.index, data.hash, data.bytes);
+      if (data.type === 'hashed') {
+        data.pieces.forEach((index, i) => onPiece(index, data.hashes.subarray(20 * i, 20 * i + 20), data.lengths[i]));
+      }
       else if (data.type === 'done') finish(resolve);
       else if (data.type === 'error') finish(reject, new Error(data.message));
     };

@@ -46,6 +46,11 @@ export class PieceSource {
   /** The file slices that make up piece `index`, in order. */
   slices(index) {
     const [start, end] = this.pieceRange(index);
+    return this.#slicesOf(start, end);
+  }
+
+  /** The file slices that make up the stream's bytes `[start, end)`, in order. */
+  #slicesOf(start, end) {
     const out = [];
     for (const f of this.#filesFrom(start)) {
       if (f.offset >= end) break;
@@ -65,6 +70,30 @@ export class PieceSource {
     if (bytes.length !== this.pieceLen(index)) {
       // A file changed size (or vanished) after it was chosen.
       throw new Error(`piece ${index}: read ${bytes.length} bytes, expected ${this.pieceLen(index)}`);
+    }
+    return bytes;
+  }
+
+  /**
+   * Reads `count` consecutive pieces from `first` on in one read: exactly the
+   * sum of their lengths. One large read costs the browser far less than
+   * many small ones (each read of a file slice is a round trip to the
+   * browser process and a fresh buffer), so hashing reads several pieces
+   * at a time.
+   */
+  async readRun(first, count) {
+    if (!Number.isInteger(count) || count < 1) throw new RangeError(`invalid piece count: ${count}`);
+    this.#check(first);
+    this.#check(first + count - 1);
+    const start = first * this.pieceLength;
+    const end = Math.min(this.totalLength, (first + count) * this.pieceLength);
+    const slices = this.#slicesOf(start, end);
+    const bytes = new Uint8Array(
+      slices.length === 1 ? await slices[0].arrayBuffer() : await new Blob(slices).arrayBuffer(),
+    );
+    if (bytes.length !== end - start) {
+      // A file changed size (or vanished) after it was chosen.
+      throw new Error(`pieces ${first}..${first + count - 1}: read ${bytes.length} bytes, expected ${end - start}`);
     }
     return bytes;
   }
