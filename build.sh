@@ -128,12 +128,13 @@ build_wasm() {
   ensure_rust
   ensure_wasm_bindgen
   ensure_npm
-  say "building the engine for wasm32 (release)"
-  cargo build --lib --release --target wasm32-unknown-unknown
+  # The wasm-release profile (Cargo.toml): release, optimised for size.
+  say "building the engine for wasm32 (profile wasm-release)"
+  cargo build --lib --profile wasm-release --target wasm32-unknown-unknown
   say "wasm-bindgen --target web"
   rm -rf "$WASM_OUT"
   wasm-bindgen --target web --no-typescript --out-dir "$WASM_OUT" --out-name swarmdrop \
-    target/wasm32-unknown-unknown/release/swarmdrop.wasm
+    target/wasm32-unknown-unknown/wasm-release/swarmdrop.wasm
   say "wasm-opt -O3 (binaryen from npm)"
   # The features rustc enables by default for wasm32-unknown-unknown.
   node_modules/.bin/wasm-opt -O3 \
