@@ -430,12 +430,13 @@ if (!met) {
     ' (or with the generator on other machines)')
   reasons.push(`the server's own cost is ${fmt(oursUs, 1)} µs per offer, ${fmt(theirsUs / oursUs, 1)}× cheaper than bittorrent-tracker and not` +
     ` 10×${profile
-      ? `: the profile puts ${fmt(profile.alloc + profile.copy, 0)}% of it in allocation and copies and ${fmt(profile.json, 0)}% in JSON;` +
-        ' relaying each SDP as the raw JSON span it arrived in (no `Value` tree, no re-escaping), decoding frames without copying' +
-        ' them into a `String`, and writing the frames queued for a connection with one flush would move it' +
+      ? `: the profile puts ${fmt(profile.alloc + profile.copy, 0)}% of it in allocation and copies, ${fmt(profile.json, 0)}% in JSON` +
+        ` and ${fmt(profile.kernel, 0)}% in the kernel (socket reads and writes, and waking the task that writes to each recipient);` +
+        ' the tracker codec decodes each announce into a serde_json `Value` tree before the typed request (every key and SDP' +
+        ' allocated and unescaped) and re-escapes every SDP when it writes the offer out: relaying each SDP as the raw JSON span' +
+        ' it arrived in (no `Value` tree, no re-escaping) is what would move it most' +
         (profile.memset >= 3
-          ? `; the ${fmt(profile.memset, 0)}% in memset is tungstenite zero-filling its read buffer (128 KiB by default) before` +
-            ' every read, which axum\'s `WebSocketUpgrade::read_buffer_size` makes smaller'
+          ? `; ${fmt(profile.memset, 0)}% is memset, tungstenite zero-filling its read buffer (16 KiB here, READ_BUFFER_BYTES) before every read`
           : '')
       : ''}`)
   limit = reasons.join('; ') + '.'
