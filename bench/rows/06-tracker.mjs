@@ -321,7 +321,8 @@ async function profileSwarmdrop () {
     if (m) symbols.push({ pct: Number(m[1]), dso: m[2], kernel: m[3] === 'k', sym: m[4] })
   }
   const share = f => symbols.filter(f).reduce((a, s) => a + s.pct, 0)
-  const isAlloc = s => /^(_int_malloc|malloc|_int_free|free|cfree|realloc|_int_realloc|unlink_chunk|malloc_consolidate|calloc)\b/.test(s.sym)
+  // glibc's malloc, or mimalloc's (the server's global allocator: mi_*, _mi_*).
+  const isAlloc = s => /^(_int_malloc|malloc|_int_free|free|cfree|realloc|_int_realloc|unlink_chunk|malloc_consolidate|calloc)\b|^_?mi_/.test(s.sym)
   const isCopy = s => /^__(memmove|memcpy|memset)/.test(s.sym)
   const short = sym => sym.replace(/<[^<>]*(<[^<>]*>[^<>]*)*>/g, '<…>').slice(0, 70)
   return {
@@ -406,7 +407,7 @@ const details = [
 ]
 if (profile) {
   details.push(`Swarmdrop server profile (perf, one extra unmeasured window): ${fmt(profile.server, 0)}% in the server binary` +
-    ` (${fmt(profile.json, 0)}% JSON), ${fmt(profile.alloc, 0)}% in malloc/free, ${fmt(profile.copy, 0)}% in memmove/memset,` +
+    ` (${fmt(profile.json, 0)}% JSON), ${fmt(profile.alloc, 0)}% in the allocator, ${fmt(profile.copy, 0)}% in memmove/memset,` +
     ` ${fmt(profile.kernel, 0)}% in the kernel; top: ${profile.top.join('; ')}`)
 }
 
