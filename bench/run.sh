@@ -10,6 +10,8 @@
 # built first:
 #   npm     the npm packages of bench/ (npm ci from bench/package-lock.json)
 #   server  the release build of swarmdrop-server
+#   loadgen the release build of the tracker load generator (the example
+#           tracker_load of swarmdrop-server, next to the server binary)
 #   dist    the extension packages (./build.sh, once the repository has it)
 # --no-build uses what is already built. Results and logs of each invocation
 # are kept in bench/out/<date>/. Benchmarks are not tests: nothing here fails
@@ -123,8 +125,10 @@ if needs server; then
   target_dir=$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
   SERVER_BIN=$target_dir/release/swarmdrop-server
   if [[ $BUILD -eq 1 ]]; then
-    say "cargo build --release -p swarmdrop-server"
-    cargo build --release -p swarmdrop-server
+    build=(cargo build --release -p swarmdrop-server)
+    needs loadgen && build+=(--bins --example tracker_load)
+    say "${build[*]}"
+    "${build[@]}"
   fi
   [[ -x $SERVER_BIN ]] || die "$SERVER_BIN is missing (run without --no-build)"
 fi

@@ -1,6 +1,6 @@
 // Row 6, Tracker: offers relayed per second by the Swarmdrop server against
 // bittorrent-tracker (npm) on the same machine, under the same load generator.
-// bench-needs: npm server
+// bench-needs: npm server loadgen
 //
 // Each run measures both trackers one after the other (the order alternates
 // from run to run, so a burst of load from elsewhere does not always hit the
@@ -15,12 +15,14 @@
 // (4, split evenly over the generator processes), BENCH_TRACKER_PROCS (2),
 // BENCH_TRACKER_OFFERS (10 per announce), BENCH_TRACKER_DEPTH (2 announces
 // in flight per peer), BENCH_TRACKER_SDP (600: least SDP size in bytes),
-// BENCH_TRACKER_WARMUP (3 s), BENCH_TRACKER_WINDOW (10 s).
+// BENCH_TRACKER_WARMUP (3 s), BENCH_TRACKER_WINDOW (10 s), BENCH_TRACKER_GENERATOR
+// (rust, or node), BENCH_TRACKER_LOAD_BIN (the Rust generator's path).
 
-import { fork } from 'node:child_process'
+import { fork, spawn } from 'node:child_process'
 import { readFile, rm } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import path from 'node:path'
+import { createInterface } from 'node:readline'
 import { performance } from 'node:perf_hooks'
 import {
   ROOT, RUNS, WORK, fmt, log, median, processCpuSeconds, processSchedSeconds, removeDir, run, startChild, tempDir, writeResult
@@ -44,6 +46,14 @@ const WINDOW_S = env('BENCH_TRACKER_WINDOW', 10)
 const SERVER_BIN = process.env.BENCH_SERVER_BIN ||
   path.join(ROOT, 'target', 'release', 'swarmdrop-server')
 const LOAD = path.join(import.meta.dirname, '..', 'lib', 'tracker-load.mjs')
+// The load generator: `rust` (server/examples/tracker_load.rs, built next to
+// the server by run.sh) or `node` (bench/lib/tracker-load.mjs, with `ws`).
+// Both make the same frames; the Rust one costs a fraction of the CPU per
+// message, so on a small machine the trackers, not the generator, set the pace.
+const GENERATOR = process.env.BENCH_TRACKER_GENERATOR || 'rust'
+const RUST_LOAD = process.env.BENCH_TRACKER_LOAD_BIN ||
+  path.join(path.dirname(SERVER_BIN), 'examples', 'tracker_load')
+if (GENERATOR !== 'rust' && GENERATOR !== 'node') throw new Error(`BENCH_TRACKER_GENERATOR: rust or node, not ${GENERATOR}`)
 const BT_TRACKER = path.join(import.meta.dirname, '..', 'lib', 'bt-tracker.mjs')
 // Nothing here may run unbounded: every wait has a limit.
 const START_TIMEOUT_MS = 30_000
@@ -124,6 +134,11 @@ async function startBittorrentTracker () {
 
 /** One generator process, with a promise for its next message of a type. */
 function startGenerator (index, url) {
+  const waiters = []
+  const deliver = msg => {
+    const i = waiters.findIndex(w => w.type === msg.type || msg.type === 'error')
+    if (i >= 0) waiters.splice(i, 1)[0].resolve(msg)
+  }
   const perProc = Math.ceil(CLIENTS / PROCS)
   const clients = Math.min(perProc, CLIENTS - index * perProc)
   const config = {
@@ -138,12 +153,31 @@ function startGenerator (index, url) {
     connectTimeoutMs: 10_000,
     lifetimeMs: (WARMUP_S + WINDOW_S) * 1000 + JOIN_TIMEOUT_MS + 30_000
   }
-  const child = fork(LOAD, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const waiters = []
-  child.on('message', msg => {
-    const i = waiters.findIndex(w => w.type === msg.type || msg.type === 'error')
-    if (i >= 0) waiters.splice(i, 1)[0].resolve(msg)
-  })
+  let child
+  let send
+  if (GENERATOR === 'node') {
+    child = fork(LOAD, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    child.on('message', msg => deliver(msg))
+    send = msg => child.connected && child.send(msg)
+  } else {
+    // The SDP pools come with the configuration (as JSON string literals),
+    // made here by the same code as the Node generator's.
+    config.offerSdps = Array.from({ length: 32 }, () => JSON.stringify(makeSdp('offer', SDP_BYTES)))
+    config.answerSdps = Array.from({ length: 32 }, () => JSON.stringify(makeSdp('answer', SDP_BYTES)))
+    child = spawn(RUST_LOAD, [], { stdio: ['pipe', 'pipe', 'inherit'] })
+    child.stdin.on('error', () => {}) // a generator that died is reported by its exit
+    child.stdin.write(JSON.stringify(config) + '\n')
+    createInterface({ input: child.stdout }).on('line', line => {
+      let msg
+      try {
+        msg = JSON.parse(line)
+      } catch {
+        msg = { type: 'error', message: `generator printed: ${line.slice(0, 200)}` }
+      }
+      deliver(msg)
+    })
+    send = msg => child.stdin.writable && child.stdin.write(`${msg.cmd}\n`)
+  }
   const exited = new Promise(resolve => child.on('exit', resolve))
   exited.then(code => {
     for (const w of waiters.splice(0)) w.resolve({ type: 'error', message: `generator exited with ${code}` })
@@ -156,9 +190,9 @@ function startGenerator (index, url) {
     clients,
     pid: child.pid,
     next,
-    send: msg => child.connected && child.send(msg),
+    send,
     async stop () {
-      if (child.connected) child.send({ cmd: 'stop' })
+      send({ cmd: 'stop' })
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
       await exited
       clearTimeout(timer)
@@ -245,7 +279,7 @@ async function measureOne (name, start) {
   log(ROW, `${name}: ${fmt(r.offersPerSec)} offers/s received, ${fmt(r.answersPerSec)} answers/s,` +
     ` tracker ${fmt(r.serverCpuCores, 2)} cores (waiting for a CPU ${fmt(r.serverWaitCores, 2)}),` +
     ` generator ${fmt(sum(r.generatorCpuCores), 2)} cores (waiting ${fmt(r.generatorWaitCores, 2)})` +
-    ` (event loops ${r.generatorElu.map(e => fmt(e * 100) + '%').join(' ')})` +
+    ` (${LOOP}s ${r.generatorElu.map(e => fmt(e * 100) + '%').join(' ')})` +
     `${r.lostOffers ? `, ${fmt(r.lostOffers)} offers unanswered` : ''}${r.failures ? `, ${r.failures} failures (${r.firstFailure})` : ''}` +
     `${r.closed ? `, ${r.closed} connections closed early` : ''}${r.trackerWarnings && r.trackerWarnings !== '0' ? `, tracker warnings over its life, teardown included: ${r.trackerWarnings}` : ''}`)
   return r
@@ -287,7 +321,8 @@ async function profileSwarmdrop () {
     if (m) symbols.push({ pct: Number(m[1]), dso: m[2], kernel: m[3] === 'k', sym: m[4] })
   }
   const share = f => symbols.filter(f).reduce((a, s) => a + s.pct, 0)
-  const isAlloc = s => /^(_int_malloc|malloc|_int_free|free|cfree|realloc|_int_realloc|unlink_chunk|malloc_consolidate|calloc)\b/.test(s.sym)
+  // glibc's malloc, or mimalloc's (the server's global allocator: mi_*, _mi_*).
+  const isAlloc = s => /^(_int_malloc|malloc|_int_free|free|cfree|realloc|_int_realloc|unlink_chunk|malloc_consolidate|calloc)\b|^_?mi_/.test(s.sym)
   const isCopy = s => /^__(memmove|memcpy|memset)/.test(s.sym)
   const short = sym => sym.replace(/<[^<>]*(<[^<>]*>[^<>]*)*>/g, '<…>').slice(0, 70)
   return {
@@ -302,6 +337,12 @@ async function profileSwarmdrop () {
 }
 
 const sum = xs => xs.reduce((a, b) => a + b, 0)
+// What "busy" means for each generator: the Node event loop's utilisation,
+// or the share of the window the Rust generator's one thread was on a CPU.
+const LOOP = GENERATOR === 'node' ? 'event loop' : 'generator thread'
+const GENERATOR_TEXT = GENERATOR === 'node'
+  ? 'Node with `ws`, bench/lib/tracker-load.mjs'
+  : 'Rust with tokio-tungstenite on one thread each, server/examples/tracker_load.rs'
 
 const sdpSize = makeSdp('offer', SDP_BYTES).length
 log(ROW, `${CLIENTS} peers in ${SWARMS} swarms, ${DEPTH} rounds in flight each, ${PROCS} generator processes,` +
@@ -345,7 +386,7 @@ const cores = cpus().length
 const details = [
   `load: ${CLIENTS} WebSocket peers in ${SWARMS} swarms; each keeps ${DEPTH} announces of ${OFFERS} offers (SDP ${sdpSize} B) in flight` +
     ` and answers every offer it receives; an announce ends when its response and its ${OFFERS} answers are back (or after 5 s);` +
-    ` ${PROCS} Node generator processes (\`ws\`); ${WARMUP_S} s warm-up, then ${WINDOW_S} s measured; both trackers on 127.0.0.1,` +
+    ` ${PROCS} generator processes (${GENERATOR_TEXT}); ${WARMUP_S} s warm-up, then ${WINDOW_S} s measured; both trackers on 127.0.0.1,` +
     ' freshly started for each run, the order alternating from run to run',
   `Swarmdrop server (release build): ${fmt(value)} offers/s received (runs: ${ours.map(r => fmt(r.offersPerSec)).join(', ')}),` +
     ` ${fmt(medianOf(ours, r => r.answersPerSec))} answers/s back to the offerers; the server used ${fmt(oursCores, 2)} cores,` +
@@ -355,7 +396,7 @@ const details = [
     ` ${fmt(theirsUs, 1)} µs of CPU per relayed offer`,
   `CPU per relayed offer: Swarmdrop costs ${fmt(oursUs / theirsUs, 2)} of what bittorrent-tracker costs (${fmt(theirsUs / oursUs, 1)}× as many offers per CPU-second)`,
   `load generator: in the Swarmdrop runs, ${fmt(genCores, 2)} cores and ${fmt(genUs, 1)} µs of CPU per offer for all its processes;` +
-    ` its busiest event loop was ${fmt(oursElu * 100)}% utilised in the Swarmdrop runs and ${fmt(theirsElu * 100)}% in the` +
+    ` its busiest ${LOOP} was ${fmt(oursElu * 100)}% busy in the Swarmdrop runs and ${fmt(theirsElu * 100)}% in the` +
     ' bittorrent-tracker runs (medians over runs)',
   `offers never answered within 5 s (lost, or dropped from a full per-connection queue): ${fmt(lost(ours))} (Swarmdrop),` +
     ` ${fmt(lost(theirs))} (bittorrent-tracker); failure frames: ${failures(ours)} and ${failures(theirs)}; cross-check: the` +
@@ -366,7 +407,7 @@ const details = [
 ]
 if (profile) {
   details.push(`Swarmdrop server profile (perf, one extra unmeasured window): ${fmt(profile.server, 0)}% in the server binary` +
-    ` (${fmt(profile.json, 0)}% JSON), ${fmt(profile.alloc, 0)}% in malloc/free, ${fmt(profile.copy, 0)}% in memmove/memset,` +
+    ` (${fmt(profile.json, 0)}% JSON), ${fmt(profile.alloc, 0)}% in the allocator, ${fmt(profile.copy, 0)}% in memmove/memset,` +
     ` ${fmt(profile.kernel, 0)}% in the kernel; top: ${profile.top.join('; ')}`)
 }
 
@@ -374,7 +415,7 @@ let limit = null
 if (!met) {
   const reasons = []
   if (oursElu > 0.85) {
-    reasons.push(`in the Swarmdrop runs the load generator is the bottleneck (its busiest event loop was ${fmt(oursElu * 100)}% busy` +
+    reasons.push(`in the Swarmdrop runs the load generator is the bottleneck (its busiest ${LOOP} was ${fmt(oursElu * 100)}% busy` +
       ` while the server used ${fmt(oursCores, 2)} cores), so ${fmt(value)} offers/s is a floor for the server, not its ceiling`)
   }
   if (oursCores + genCores < 0.8 * cores) {
@@ -390,12 +431,13 @@ if (!met) {
     ' (or with the generator on other machines)')
   reasons.push(`the server's own cost is ${fmt(oursUs, 1)} µs per offer, ${fmt(theirsUs / oursUs, 1)}× cheaper than bittorrent-tracker and not` +
     ` 10×${profile
-      ? `: the profile puts ${fmt(profile.alloc + profile.copy, 0)}% of it in allocation and copies and ${fmt(profile.json, 0)}% in JSON;` +
-        ' relaying each SDP as the raw JSON span it arrived in (no `Value` tree, no re-escaping), decoding frames without copying' +
-        ' them into a `String`, and writing the frames queued for a connection with one flush would move it' +
+      ? `: the profile puts ${fmt(profile.alloc + profile.copy, 0)}% of it in allocation and copies, ${fmt(profile.json, 0)}% in JSON` +
+        ` and ${fmt(profile.kernel, 0)}% in the kernel (socket reads and writes, and waking the task that writes to each recipient);` +
+        ' the tracker codec decodes each announce into a serde_json `Value` tree before the typed request (every key and SDP' +
+        ' allocated and unescaped) and re-escapes every SDP when it writes the offer out: relaying each SDP as the raw JSON span' +
+        ' it arrived in (no `Value` tree, no re-escaping) is what would move it most' +
         (profile.memset >= 3
-          ? `; the ${fmt(profile.memset, 0)}% in memset is tungstenite zero-filling its read buffer (128 KiB by default) before` +
-            ' every read, which axum\'s `WebSocketUpgrade::read_buffer_size` makes smaller'
+          ? `; ${fmt(profile.memset, 0)}% is memset, tungstenite zero-filling its read buffer (16 KiB here, READ_BUFFER_BYTES) before every read`
           : '')
       : ''}`)
   limit = reasons.join('; ') + '.'

@@ -251,3 +251,63 @@ async fn an_oversized_frame_closes_the_connection() {
     let mut b = connect(&server).await;
     assert_eq!(join(&mut b, &pid(2), 0).await["complete"], 1);
 }
+
+#[tokio::test]
+async fn an_announce_longer_than_one_socket_read_is_relayed_intact() {
+    // Ten offers of 3,000-byte SDPs: about 31 KB, more than the server's
+    // read buffer, so the frame arrives over several reads.
+    let server = TestServer::start(&[]).await;
+    let mut peers = Vec::new();
+    for i in 0..10u8 {
+        let mut ws = connect(&server).await;
+        join(&mut ws, &pid(10 + i), 100).await;
+        peers.push(ws);
+    }
+    let sdp = |i: usize| {
+        format!(
+            "v=0\r\n{}",
+            char::from(b'a' + i as u8).to_string().repeat(3000)
+        )
+    };
+    let offers: Vec<Value> = (0..10)
+        .map(|i| json!({"offer_id": format!("offer-big-{i:010}"), "offer": {"type": "offer", "sdp": sdp(i)}}))
+        .collect();
+    let frame = json!({"action":"announce","info_hash":IH,"peer_id":pid(1),"left":100,"numwant":10,"offers":offers});
+    assert!(frame.to_string().len() > swarmdrop_server::tracker::READ_BUFFER_BYTES);
+    let mut a = connect(&server).await;
+    send(&mut a, frame).await;
+    assert_eq!(recv(&mut a).await["incomplete"], 11);
+    let mut got = Vec::new();
+    for ws in &mut peers {
+        let m = recv(ws).await;
+        let id = m["offer_id"].as_str().expect("offer id").to_string();
+        let i: usize = id["offer-big-".len()..].parse().expect("index");
+        assert_eq!(m["offer"]["sdp"], sdp(i));
+        got.push(i);
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn frames_queued_for_a_connection_arrive_complete_and_in_order() {
+    let server = TestServer::start(&[]).await;
+    let mut a = connect(&server).await;
+    // Forty announces sent at once: their responses queue up for the writer,
+    // which sends what is queued together.
+    let hashes: Vec<String> = (0..40).map(|i| format!("swarmdrop-order{i:05}")).collect();
+    for h in &hashes {
+        a.feed(Message::text(
+            json!({"action":"announce","info_hash":h,"peer_id":pid(1),"left":1}).to_string(),
+        ))
+        .await
+        .expect("feed");
+    }
+    a.flush().await.expect("flush");
+    for h in &hashes {
+        let m = recv(&mut a).await;
+        assert_eq!(m["info_hash"], h.as_str());
+        assert_eq!(m["incomplete"], 1);
+    }
+    silent(&mut a).await;
+}

@@ -16,6 +16,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use indexmap::IndexMap;
 use swarmdrop::engine::tracker::encode_to_client;
 use swarmdrop::engine::tracker::wire::common::{
     AnnounceAction, InfoHash, OfferId, PeerId, ScrapeAction,
@@ -39,6 +40,11 @@ pub const OFFER_TTL: Duration = Duration::from_secs(90);
 /// Most relayed offers remembered at once; the oldest are forgotten first.
 pub const MAX_RELAYED_OFFERS: usize = 200_000;
 
+/// Random draws per wanted peer before [`Tracker::random_peers`] falls back
+/// to shuffling the whole swarm; also the least swarm size (per wanted peer)
+/// at which it draws at all.
+const RANDOM_DRAW_FACTOR: usize = 4;
+
 /// Identifies one WebSocket connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -60,7 +66,8 @@ struct Peer {
 
 #[derive(Debug, Default)]
 struct Swarm {
-    peers: HashMap<PeerId, Peer>,
+    /// Indexed so that a random peer is found without walking the swarm.
+    peers: IndexMap<PeerId, Peer>,
     seeders: usize,
     /// `completed` events seen (the scrape's `downloaded`).
     completed: usize,
@@ -371,6 +378,13 @@ impl Tracker {
 
     /// Up to `n` distinct peers of the swarm on connections other than `not`,
     /// chosen uniformly at random.
+    ///
+    /// In a swarm much larger than `n`, peers are drawn at random positions
+    /// and the ineligible or repeated ones redrawn, so an announce costs the
+    /// same in a swarm of ten thousand as in one of fifty. When the draws run
+    /// out (a small swarm, or one mostly on `not`) it starts over with a
+    /// partial shuffle of every eligible peer. Either way each ordered choice
+    /// is equally likely: the draws treat every eligible peer alike.
     fn random_peers(
         &mut self,
         info_hash: InfoHash,
@@ -380,6 +394,24 @@ impl Tracker {
         let Some(swarm) = self.swarms.get(&info_hash) else {
             return Vec::new();
         };
+        let len = swarm.peers.len();
+        if n == 0 || len == 0 {
+            return Vec::new();
+        }
+        if len >= RANDOM_DRAW_FACTOR * n {
+            let mut chosen: Vec<(PeerId, ConnId)> = Vec::with_capacity(n);
+            for _ in 0..RANDOM_DRAW_FACTOR * n {
+                let Some((id, peer)) = swarm.peers.get_index(self.rng.usize(0..len)) else {
+                    break;
+                };
+                if peer.conn != not && chosen.iter().all(|(c, _)| c != id) {
+                    chosen.push((*id, peer.conn));
+                    if chosen.len() == n {
+                        return chosen;
+                    }
+                }
+            }
+        }
         let mut candidates: Vec<(PeerId, ConnId)> = swarm
             .peers
             .iter()
@@ -399,7 +431,7 @@ impl Tracker {
         let Some(swarm) = self.swarms.get_mut(&info_hash) else {
             return;
         };
-        if let Some(peer) = swarm.peers.remove(&peer_id) {
+        if let Some(peer) = swarm.peers.swap_remove(&peer_id) {
             if peer.seeding {
                 swarm.seeders -= 1;
             }
@@ -577,6 +609,88 @@ mod tests {
             seen.extend(offers_to(&out).into_iter().map(|(c, _)| c));
         }
         assert_eq!(seen.len(), 5, "every other peer is chosen sometime");
+    }
+
+    /// A swarm of `others` peers on their own connections plus `own` peers
+    /// on the offerer's connection `a` (returned first).
+    fn swarm_with(t: &mut Tracker, others: usize, own: usize) -> (ConnId, Vec<ConnId>) {
+        let now = Instant::now();
+        let a = t.connect();
+        for i in 0..own {
+            let peer = format!("-SD0100-own{i:09}");
+            t.handle(a, announce(&peer, 10, &[]), now);
+        }
+        let conns: Vec<ConnId> = (0..others)
+            .map(|i| {
+                let c = t.connect();
+                let peer = format!("-SD0100-oth{i:09}");
+                t.handle(c, announce(&peer, 10, &[]), now);
+                c
+            })
+            .collect();
+        (a, conns)
+    }
+
+    #[test]
+    fn in_a_large_swarm_offers_go_to_distinct_peers_chosen_evenly() {
+        let mut t = Tracker::new(11);
+        // Ten peers on the offerer's own connection must never be chosen.
+        let (a, others) = swarm_with(&mut t, 100, 10);
+        let info_hash = InfoHash(*b"aaaabbbbccccddddeeee");
+        let mut counts: HashMap<ConnId, usize> = HashMap::new();
+        for _ in 0..2000 {
+            let chosen = t.random_peers(info_hash, a, MAX_OFFERS_PER_ANNOUNCE);
+            assert_eq!(chosen.len(), MAX_OFFERS_PER_ANNOUNCE);
+            let distinct: HashSet<PeerId> = chosen.iter().map(|(p, _)| *p).collect();
+            assert_eq!(
+                distinct.len(),
+                chosen.len(),
+                "no peer twice in one announce"
+            );
+            for (_, c) in chosen {
+                assert_ne!(c, a, "never a peer of the offerer's connection");
+                *counts.entry(c).or_default() += 1;
+            }
+        }
+        // 20,000 offers over 100 peers: 200 each on average.
+        assert_eq!(counts.len(), others.len());
+        for c in &others {
+            let n = counts[c];
+            assert!((120..=290).contains(&n), "peer on {c:?} chosen {n} times");
+        }
+    }
+
+    #[test]
+    fn a_swarm_mostly_on_the_offerers_connection_still_yields_every_other_peer() {
+        let mut t = Tracker::new(5);
+        // 3 eligible peers among 83: random draws mostly miss them.
+        let (a, others) = swarm_with(&mut t, 3, 80);
+        let info_hash = InfoHash(*b"aaaabbbbccccddddeeee");
+        for _ in 0..50 {
+            let chosen = t.random_peers(info_hash, a, MAX_OFFERS_PER_ANNOUNCE);
+            let conns: HashSet<ConnId> = chosen.iter().map(|(_, c)| *c).collect();
+            assert_eq!(conns, others.iter().copied().collect());
+        }
+    }
+
+    #[test]
+    fn leaving_peers_are_never_chosen_again() {
+        let mut t = Tracker::new(9);
+        let (a, others) = swarm_with(&mut t, 60, 0);
+        let info_hash = InfoHash(*b"aaaabbbbccccddddeeee");
+        // Half the swarm leaves (swap-removal reorders the rest).
+        for c in others.iter().step_by(2) {
+            t.disconnect(*c);
+        }
+        let remaining: HashSet<ConnId> = others.iter().skip(1).step_by(2).copied().collect();
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            for (_, c) in t.random_peers(info_hash, a, 3) {
+                assert!(remaining.contains(&c));
+                seen.insert(c);
+            }
+        }
+        assert_eq!(seen, remaining);
     }
 
     #[test]

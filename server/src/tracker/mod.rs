@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
@@ -26,6 +27,14 @@ use crate::app::AppState;
 pub const MAX_FRAME_BYTES: usize = swarmdrop::engine::tracker::MAX_TO_TRACKER_LEN;
 /// Frames queued for one connection before further ones are dropped.
 pub const OUTGOING_QUEUE: usize = 64;
+/// Most bytes read from a connection's socket at once. Tungstenite zero-fills
+/// this much of its read buffer before every read (128 KiB by default), so it
+/// is kept near the size of the largest frame a client sends; a longer frame
+/// is read in several reads.
+pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Frames written to a connection's socket in one write: the writer queues
+/// every frame waiting for the connection and then flushes them together.
+pub const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// A connection silent for this long is closed (clients re-announce every 120 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 
@@ -69,10 +78,18 @@ impl Hub {
     }
 }
 
+/// One data frame from a client, text or binary.
+enum Payload {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
 /// `GET /announce`: upgrades to a WebSocket tracker connection.
 pub async fn announce(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| serve_connection(state.hub.clone(), socket))
 }
 
@@ -83,8 +100,18 @@ async fn serve_connection(hub: Arc<Hub>, socket: WebSocket) {
     hub.senders().insert(conn, tx.clone());
 
     let writer = tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
-            if sink.send(Message::Text(text)).await.is_err() {
+        // Every frame already queued goes out in one flush (one write for
+        // what fits in the write buffer), not one write per frame.
+        'frames: while let Some(text) = rx.recv().await {
+            if sink.feed(Message::Text(text)).await.is_err() {
+                break;
+            }
+            while let Ok(text) = rx.try_recv() {
+                if sink.feed(Message::Text(text)).await.is_err() {
+                    break 'frames;
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
@@ -110,8 +137,15 @@ async fn serve_connection(hub: Arc<Hub>, socket: WebSocket) {
                 let _ = tx.try_send(Utf8Bytes::from(reason.text));
                 break;
             }
-            Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
-            Ok(Some(Ok(Message::Binary(bytes)))) => match String::from_utf8(bytes.to_vec()) {
+            Ok(Some(Ok(Message::Text(text)))) => Payload::Text(text),
+            Ok(Some(Ok(Message::Binary(bytes)))) => Payload::Binary(bytes),
+            Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+        };
+        // The frame is decoded where it lies, without a copy.
+        let text = match &text {
+            Payload::Text(text) => text.as_str(),
+            Payload::Binary(bytes) => match std::str::from_utf8(bytes) {
                 Ok(text) => text,
                 Err(_) => {
                     let f = Tracker::failure(conn, "binary frame is not utf-8 json", None, None);
@@ -119,10 +153,8 @@ async fn serve_connection(hub: Arc<Hub>, socket: WebSocket) {
                     continue;
                 }
             },
-            Ok(Some(Ok(Message::Close(_)))) => break,
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
         };
-        let out = match parse_request(&text) {
+        let out = match parse_request(text) {
             Ok(request) => hub.tracker().handle(conn, request, Instant::now()),
             Err(e) => vec![Tracker::failure(conn, e.to_string(), e.action(), None)],
         };

@@ -1,0 +1,545 @@
+//! Load generator for a WebTorrent WebSocket tracker (benchmark row 6), one process of several.
+//!
+//! The same load as `bench/lib/tracker-load.mjs`, at a fraction of its CPU
+//! per message, so that on a small machine the trackers measured, not the
+//! generator, set the pace. Opens `clients` WebSocket connections, one peer
+//! each, spread over `swarms` swarms of its own; once all have joined, each
+//! peer keeps `depth` rounds in flight: a round announces `offers` offers and
+//! ends once the announce response and the answers to all its offers are back
+//! (or after `roundTimeoutMs`, counting the missing answers as lost), and the
+//! next round starts. Every peer answers every offer relayed to it.
+//!
+//! Driven by its parent over standard input and output, one line each:
+//!   stdin  line 1: the configuration (JSON, with the SDP pools)
+//!   stdin  `go` | `mark` | `stop`
+//!   stdout `{"type":"ready"}` | `{"type":"mark",...}` | `{"type":"error","message":...}`
+//! It runs on one thread (a current-thread runtime); a mark reports that
+//! thread's CPU time. It exits after `lifetimeMs`, on `stop`, or when its
+//! standard input closes.
+//!
+//! Build: `cargo build --release -p swarmdrop-server --example tracker_load`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Write as _;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Config {
+    url: String,
+    process: u32,
+    clients: usize,
+    swarms: usize,
+    offers: usize,
+    depth: usize,
+    round_timeout_ms: u64,
+    connect_timeout_ms: u64,
+    lifetime_ms: u64,
+    /// Offer SDPs, each already a JSON string literal (quotes included).
+    offer_sdps: Vec<String>,
+    /// Answer SDPs, likewise.
+    answer_sdps: Vec<String>,
+}
+
+/// What every peer counts; the names are those of the Node generator.
+#[derive(Default)]
+struct Counters {
+    announces: AtomicU64,
+    responses: AtomicU64,
+    offers_sent: AtomicU64,
+    offers_received: AtomicU64,
+    answers_sent: AtomicU64,
+    answers_received: AtomicU64,
+    lost_offers: AtomicU64,
+    lost_responses: AtomicU64,
+    failures: AtomicU64,
+    closed: AtomicU64,
+}
+
+impl Counters {
+    fn json(&self) -> Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "announces": g(&self.announces), "responses": g(&self.responses),
+            "offersSent": g(&self.offers_sent), "offersReceived": g(&self.offers_received),
+            "answersSent": g(&self.answers_sent), "answersReceived": g(&self.answers_received),
+            "lostOffers": g(&self.lost_offers), "lostResponses": g(&self.lost_responses),
+            "failures": g(&self.failures), "closed": g(&self.closed),
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Joining,
+    Running,
+    Stopping,
+}
+
+struct Shared {
+    config: Config,
+    counters: Counters,
+    first_failure: OnceLock<String>,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+fn emit(v: Value) {
+    let mut out = std::io::stdout().lock();
+    // The parent reads lines; if it is gone there is nobody to tell.
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+/// The 20 characters of a binary field written without escapes (as this
+/// generator's ids always are), or None when absent or written otherwise.
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let start = text.find(key)? + key.len();
+    let bytes = text.as_bytes();
+    if bytes.get(start + 20) != Some(&b'"') {
+        return None;
+    }
+    let value = &bytes[start..start + 20];
+    if value.iter().any(|&b| b == b'\\' || b >= 0x80) {
+        return None;
+    }
+    text.get(start..start + 20)
+}
+
+struct Round {
+    pending: HashSet<String>,
+    got_response: bool,
+    started: Instant,
+}
+
+struct Peer {
+    shared: Rc<Shared>,
+    index: usize,
+    /// `"<info hash>","peer_id":"<peer id>"`, JSON-encoded once.
+    prefix: String,
+    round: u64,
+    rounds: HashMap<u64, Round>,
+    awaiting_response: VecDeque<u64>,
+    answers_sent: usize,
+    /// Frames to send once the frames at hand are handled.
+    out: Vec<String>,
+}
+
+impl Peer {
+    fn new(shared: Rc<Shared>, index: usize) -> Peer {
+        let c = &shared.config;
+        let info_hash = format!("swarmdrop-bench-p{}s{}", c.process, index % c.swarms);
+        let peer_id = format!("-BN0001-p{}c{:0>9}", c.process, radix36(index as u64));
+        assert_eq!(info_hash.len(), 20, "info hash {info_hash}");
+        assert_eq!(peer_id.len(), 20, "peer id {peer_id}");
+        let prefix = format!("{},\"peer_id\":{}", json!(info_hash), json!(peer_id));
+        Peer {
+            shared,
+            index,
+            prefix,
+            round: 0,
+            rounds: HashMap::new(),
+            awaiting_response: VecDeque::new(),
+            answers_sent: 0,
+            out: Vec::new(),
+        }
+    }
+
+    fn join_frame(&self) -> String {
+        format!(
+            "{{\"action\":\"announce\",\"info_hash\":{},\"numwant\":0,\"uploaded\":0,\"downloaded\":0,\"left\":1000000,\"event\":\"started\"}}",
+            self.prefix
+        )
+    }
+
+    fn announce(&mut self) {
+        let c = &self.shared.config;
+        self.round += 1;
+        let round = self.round;
+        // offer id: 'o', process, client (4), round (12), offer (2): 20 characters.
+        let base = format!(
+            "o{}{:0>4}{:0>12}",
+            c.process,
+            radix36(self.index as u64),
+            radix36(round)
+        );
+        let mut pending = HashSet::with_capacity(c.offers);
+        let mut offers = String::with_capacity(c.offers * 800);
+        for i in 0..c.offers {
+            let id = format!("{base}{:0>2}", radix36(i as u64));
+            if i > 0 {
+                offers.push(',');
+            }
+            let sdp = &c.offer_sdps[(round as usize + i) % c.offer_sdps.len()];
+            offers.push_str(&format!(
+                "{{\"offer_id\":\"{id}\",\"offer\":{{\"type\":\"offer\",\"sdp\":{sdp}}}}}"
+            ));
+            pending.insert(id);
+        }
+        self.rounds.insert(
+            round,
+            Round {
+                pending,
+                got_response: false,
+                started: Instant::now(),
+            },
+        );
+        self.awaiting_response.push_back(round);
+        self.out.push(format!(
+            "{{\"action\":\"announce\",\"info_hash\":{},\"numwant\":{},\"uploaded\":0,\"downloaded\":0,\"left\":1000000,\"offers\":[{offers}]}}",
+            self.prefix, c.offers
+        ));
+        add(&self.shared.counters.announces, 1);
+        add(&self.shared.counters.offers_sent, c.offers as u64);
+    }
+
+    fn failure(&self, what: String) {
+        add(&self.shared.counters.failures, 1);
+        let _ = self.shared.first_failure.set(what);
+    }
+
+    /// Handles one text frame; `running` says whether finished rounds start new ones.
+    fn on_message(&mut self, text: &str, running: bool) {
+        if text.contains("\"offer\":{") {
+            if let (Some(peer), Some(offer_id)) = (
+                field(text, "\"peer_id\":\""),
+                field(text, "\"offer_id\":\""),
+            ) {
+                return self.on_offer(peer, offer_id);
+            }
+        } else if text.contains("\"answer\":{") {
+            if let Some(offer_id) = field(text, "\"offer_id\":\"") {
+                return self.on_answer(offer_id, running);
+            }
+        } else if text.contains("\"interval\":") {
+            return self.on_response(running);
+        }
+        // Anything else (a failure, or fields with escapes): the slow path.
+        let Ok(v) = serde_json::from_str::<Value>(text) else {
+            let head: String = text.chars().take(120).collect();
+            return self.failure(format!("not JSON: {head}"));
+        };
+        if let Some(reason) = v.get("failure reason") {
+            self.failure(reason.to_string());
+        } else if v.get("offer").is_some() {
+            let peer = v["peer_id"].to_string();
+            let offer_id = v["offer_id"].to_string();
+            self.on_offer(&peer[1..peer.len() - 1], &offer_id[1..offer_id.len() - 1]);
+        } else if v.get("answer").is_some() {
+            let offer_id = v["offer_id"].as_str().unwrap_or_default().to_string();
+            self.on_answer(&offer_id, running);
+        } else if v.get("interval").is_some() {
+            self.on_response(running);
+        }
+    }
+
+    /// Answers an offer; `peer` and `offer_id` are JSON string contents.
+    fn on_offer(&mut self, peer: &str, offer_id: &str) {
+        let c = &self.shared.config;
+        add(&self.shared.counters.offers_received, 1);
+        let sdp = &c.answer_sdps[self.answers_sent % c.answer_sdps.len()];
+        self.out.push(format!(
+            "{{\"action\":\"announce\",\"info_hash\":{},\"to_peer_id\":\"{peer}\",\"offer_id\":\"{offer_id}\",\"answer\":{{\"type\":\"answer\",\"sdp\":{sdp}}}}}",
+            self.prefix
+        ));
+        self.answers_sent += 1;
+        add(&self.shared.counters.answers_sent, 1);
+    }
+
+    fn on_answer(&mut self, offer_id: &str, running: bool) {
+        let Some(round) = offer_id
+            .get(6..18)
+            .and_then(|r| u64::from_str_radix(r, 36).ok())
+        else {
+            return;
+        };
+        if let Some(r) = self.rounds.get_mut(&round) {
+            if r.pending.remove(offer_id) {
+                add(&self.shared.counters.answers_received, 1);
+                self.maybe_done(round, running);
+            }
+        }
+    }
+
+    fn on_response(&mut self, running: bool) {
+        add(&self.shared.counters.responses, 1);
+        if let Some(round) = self.awaiting_response.pop_front() {
+            if let Some(r) = self.rounds.get_mut(&round) {
+                r.got_response = true;
+                self.maybe_done(round, running);
+            }
+        }
+    }
+
+    fn maybe_done(&mut self, round: u64, running: bool) {
+        if self
+            .rounds
+            .get(&round)
+            .is_some_and(|r| r.got_response && r.pending.is_empty())
+        {
+            self.rounds.remove(&round);
+            if running {
+                self.announce();
+            }
+        }
+    }
+
+    fn check_timeouts(&mut self, now: Instant, running: bool) {
+        let limit = Duration::from_millis(self.shared.config.round_timeout_ms);
+        let expired: Vec<u64> = self
+            .rounds
+            .iter()
+            .filter(|(_, r)| now.duration_since(r.started) > limit)
+            .map(|(k, _)| *k)
+            .collect();
+        for round in expired {
+            let Some(r) = self.rounds.remove(&round) else {
+                continue;
+            };
+            add(&self.shared.counters.lost_offers, r.pending.len() as u64);
+            if !r.got_response {
+                add(&self.shared.counters.lost_responses, 1);
+                self.awaiting_response.retain(|x| *x != round);
+            }
+            if running {
+                self.announce();
+            }
+        }
+    }
+}
+
+fn radix36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(peer: &Peer) -> Result<Ws, String> {
+    let c = &peer.shared.config;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(64 * 1024);
+    let connecting =
+        tokio_tungstenite::connect_async_with_config(c.url.as_str(), Some(config), true);
+    let (mut ws, _) = tokio::time::timeout(Duration::from_millis(c.connect_timeout_ms), connecting)
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| format!("connect: {e}"))?;
+    ws.send(Message::text(peer.join_frame()))
+        .await
+        .map_err(|e| format!("join: {e}"))?;
+    match ws.next().await {
+        Some(Ok(Message::Text(t))) if t.contains("\"interval\"") => Ok(ws),
+        Some(Ok(other)) => Err(format!(
+            "joining: {}",
+            other
+                .to_text()
+                .unwrap_or("?")
+                .chars()
+                .take(200)
+                .collect::<String>()
+        )),
+        Some(Err(e)) => Err(format!("joining: {e}")),
+        None => Err("closed before joining".into()),
+    }
+}
+
+/// Drives one joined peer until the generator stops.
+async fn drive(mut peer: Peer, mut ws: Ws, mut phase: watch::Receiver<Phase>) {
+    let shared = peer.shared.clone();
+    if phase.wait_for(|p| *p != Phase::Joining).await.is_err() {
+        return;
+    }
+    let depth = shared.config.depth;
+    let running = *phase.borrow() == Phase::Running;
+    if running {
+        for _ in 0..depth {
+            peer.announce();
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        if !peer.out.is_empty() {
+            let mut failed = false;
+            for frame in peer.out.drain(..) {
+                if ws.feed(Message::text(frame)).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed || ws.flush().await.is_err() {
+                break;
+            }
+        }
+        tokio::select! {
+            msg = ws.next() => {
+                let mut msg = msg;
+                // Handle every frame already here before writing the replies.
+                loop {
+                    match msg {
+                        Some(Ok(Message::Text(t))) => peer.on_message(t.as_str(), running),
+                        Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                            if *phase.borrow() != Phase::Stopping {
+                                add(&shared.counters.closed, 1);
+                            }
+                            return;
+                        }
+                    }
+                    match ws.next().now_or_never() {
+                        Some(next) => msg = next,
+                        None => break,
+                    }
+                }
+            }
+            _ = tick.tick() => peer.check_timeouts(Instant::now(), running),
+            changed = phase.changed() => {
+                if changed.is_err() || *phase.borrow() == Phase::Stopping {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// This process's CPU time (all threads) in microseconds.
+fn cpu_micros() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum::<u64>()
+        / 1000
+}
+
+async fn run() -> Result<(), String> {
+    // Standard input is read on a thread of its own (blocking reads).
+    let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = lines.recv().await.ok_or("no configuration on stdin")?;
+    let config: Config = serde_json::from_str(&first).map_err(|e| format!("configuration: {e}"))?;
+    if config.swarms == 0 || config.offer_sdps.is_empty() || config.answer_sdps.is_empty() {
+        return Err("configuration: swarms and SDP pools must not be empty".into());
+    }
+    let lifetime = Duration::from_millis(config.lifetime_ms);
+    let shared = Rc::new(Shared {
+        config,
+        counters: Counters::default(),
+        first_failure: OnceLock::new(),
+    });
+    let started = Instant::now();
+
+    // Join a few at a time: a burst of handshakes is not what is measured.
+    let mut joined = Vec::new();
+    let all: Vec<usize> = (0..shared.config.clients).collect();
+    for batch in all.chunks(25) {
+        let attempts = batch.iter().map(|&i| {
+            let peer = Peer::new(shared.clone(), i);
+            async move {
+                let ws = connect(&peer).await?;
+                Ok::<_, String>((peer, ws))
+            }
+        });
+        for r in futures_util::future::join_all(attempts).await {
+            joined.push(r?);
+        }
+    }
+    let (phase_tx, phase_rx) = watch::channel(Phase::Joining);
+    let local = tokio::task::LocalSet::new();
+    for (peer, ws) in joined {
+        local.spawn_local(drive(peer, ws, phase_rx.clone()));
+    }
+    emit(json!({"type": "ready"}));
+
+    let control = async {
+        loop {
+            let line = tokio::select! {
+                l = lines.recv() => l,
+                _ = tokio::time::sleep(lifetime.saturating_sub(started.elapsed())) => {
+                    emit(json!({"type": "error", "message": format!("lifetime of {} ms reached", lifetime.as_millis())}));
+                    std::process::exit(2);
+                }
+            };
+            match line.as_deref() {
+                Some("go") => {
+                    let _ = phase_tx.send(Phase::Running);
+                }
+                Some("mark") => {
+                    let at = started.elapsed().as_secs_f64() * 1000.0;
+                    let cpu = cpu_micros();
+                    let wall = started.elapsed().as_micros() as u64;
+                    emit(json!({
+                        "type": "mark", "at": at, "counters": shared.counters.json(),
+                        "firstFailure": shared.first_failure.get(),
+                        "cpu": {"user": cpu, "system": 0},
+                        "elu": {"active": cpu as f64 / 1000.0, "idle": wall.saturating_sub(cpu) as f64 / 1000.0},
+                    }));
+                }
+                Some("stop") | None => {
+                    let _ = phase_tx.send(Phase::Stopping);
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+    };
+    local
+        .run_until(async {
+            control.await;
+            // Give the peers a moment to close their connections.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        })
+        .await;
+    Ok(())
+}
+
+fn main() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            emit(json!({"type": "error", "message": format!("runtime: {e}")}));
+            std::process::exit(1);
+        }
+    };
+    if let Err(message) = runtime.block_on(run()) {
+        emit(json!({"type": "error", "message": message}));
+        std::process::exit(1);
+    }
+}
