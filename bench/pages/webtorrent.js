@@ -31,11 +31,15 @@ let current = null;
 
 window.wt = {
   ready: true,
-  /** Seeds the picked files, announcing to `announce`; resolves to the .torrent (base64) and info hash. */
-  seed(announce) {
+  /**
+   * Seeds the picked files, announcing to `announce`; `opts` go to the
+   * torrent's creation (name, pieceLength, urlList). Resolves to the .torrent
+   * (base64) and info hash.
+   */
+  seed(announce, opts = {}) {
     const files = [...document.getElementById('files').files];
     return new Promise((resolve, reject) => {
-      client.seed(files, { announce: [announce] }, (t) => {
+      client.seed(files, { ...opts, announce: [announce] }, (t) => {
         current = t;
         resolve({ infoHash: t.infoHash, torrent: base64(t.torrentFile), length: t.length, pieceLength: t.pieceLength });
       });

@@ -218,6 +218,7 @@ try {
 } finally {
   await closeAll()
   await closePages()
+  pages.close()
   server.stop()
   await removeDir(server.dataDir)
   await removeDir(dir)
