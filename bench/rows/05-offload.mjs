@@ -44,7 +44,8 @@ try {
     const egress0 = (await server.stats()).bytes_served
     const t1 = performance.now()
     const ids = await Promise.all(receivers.map((r) => receive(ROW, r, { link: sent.link })))
-    log(ROW, `run ${i + 1}/${RUNS}: the ${RECEIVERS} transfers started in ${fmt((performance.now() - t1) / 1000, 1)} s`)
+    const startedIn = (performance.now() - t1) / 1000
+    log(ROW, `run ${i + 1}/${RUNS}: the ${RECEIVERS} transfers started in ${fmt(startedIn, 1)} s`)
     const views = await Promise.all(receivers.map((r, k) => completed(ROW, r, ids[k])))
     const seconds = (performance.now() - t1) / 1000
     const egress = (await server.stats()).bytes_served - egress0
@@ -53,6 +54,7 @@ try {
       egress_mb: Number((egress / MB).toFixed(1)),
       ratio: Number((egress / sent.totalLength).toFixed(3)),
       seconds: Number(seconds.toFixed(1)),
+      all_started_s: Number(startedIn.toFixed(1)),
       from_peers_mb: views.map((v) => (v.fromPeers / MB).toFixed(0)).join(' / '),
       from_server_mb: views.map((v) => (v.fromServer / MB).toFixed(0)).join(' / ')
     }
@@ -77,12 +79,25 @@ try {
     details: [
       `bundle: ${fmt(sent.totalLength / MB, 1)} MB of random bytes in 4 files, fully uploaded to the server (release build, loopback) before the runs; the sender stays online`,
       `each run: ${RECEIVERS} fresh Chromium profiles (release build of the extension) open the share link together; egress is the change of \`bytes_served\` (GET /api/stats) until all have completed`,
-      `median time for the four downloads: ${fmt(median(runs.map((r) => r.seconds)), 1)} s`
+      `median time for the four downloads: ${fmt(median(runs.map((r) => r.seconds)), 1)} s; all four bundle pages had` +
+        ` started their transfer within ${fmt(Math.max(...runs.map((r) => r.all_started_s)), 1)} s of opening the link in every run`,
+      'the first attempt at this row (commit 7f22748) never saw the receivers start; the likely cause is the engine bug fixed' +
+        ' in b565c10 (a web seed with more free fetch slots than the two `start_fetches` took made `fill_web_seeds` loop' +
+        ' forever, which would freeze the extension\'s offscreen document, and with it the extension\'s pages (the symptoms the attempt saw), as soon as a receiver added the' +
+        ' server\'s web seed for a bundle the server already held: 128 KiB pieces give 16 slots); tests/swarm.rs' +
+        ' (a web seed with 64 KiB pieces) and a unit test in src/engine/webseed.rs cover it; on this build the attempt\'s own' +
+        ' harness (with a 32 MiB bundle) and this one both start all four receivers'
     ],
     limit: met
       ? null
-      : `the server sent ${fmt(ratio, 2)}× the bundle: the receivers took from the web seed what they did not get from the sender` +
-        ' or from each other (see the per-run split between peers and the server).',
+      : `the server sent ${fmt(ratio, 2)}× the bundle. Every receiver takes the web seed as a peer that has every piece and` +
+        ' keeps all of its fetch slots busy from the start (src/engine/session.rs `fill_web_seeds`: while the web seed can' +
+        ' fetch and the download caps allow, it picks blocks for it), so on loopback, where the server is the fastest' +
+        ' source, each receiver gets a large share from it (see from_server_mb per receiver) before the sender and the' +
+        ' other receivers can offer those pieces. What would move it: a web seed policy that prefers peers: fetch from the' +
+        ' web seed only pieces no connected peer has (or has announced), or only while the rate from peers is below what the' +
+        ' receiver can take, and leave the rest to the swarm; the swarm simulator (tests/swarm.rs) can show the egress of' +
+        ' such a policy before the browsers do.',
     reason: null
   })
 } finally {
