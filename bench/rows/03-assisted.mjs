@@ -143,7 +143,7 @@ try {
         ` Both took from their sender and from the web seed at once (median split, Swarmdrop: ${fmt(median(sd.map((x) => x.peers)) / MB)} MB` +
         ` from the peer, ${fmt(median(sd.map((x) => x.server)) / MB)} MB from the server; WebTorrent:` +
         ` ${fmt(median(wt.map((x) => x.peers)) / MB)} MB and ${fmt(median(wt.map((x) => x.server)) / MB)} MB). On loopback both sources are` +
-        ' fast and the receiving browser is the bottleneck: row 2 measures about the same CPU per GiB for either client on' +
+        ' fast and the receiving browser is the likely bottleneck (this row does not measure CPU): row 2 measures about the same CPU per GiB for either client on' +
         ' these 2 shared cores, so neither can run much ahead of the other here. What would move it is the receiver\'s CPU per' +
         ' GiB (see row 2: the engine, hashing and IndexedDB work in the extension\'s renderer and the browser process);' +
         ' a 3× margin over WebTorrent needs a setting where WebTorrent is held back by its sources (a slow or distant peer,' +
