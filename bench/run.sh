@@ -144,6 +144,9 @@ fi
 
 # ------------------------------------------------------------------- run
 
+# Browsers are sensitive to load: one browser test or benchmark at a time.
+BROWSER_LOCK=${SWARMDROP_BROWSER_LOCK:-/tmp/swarmdrop-browsers.lock}
+
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$BENCH/out/$STAMP
 mkdir -p "$OUT"
@@ -165,6 +168,11 @@ for f in "${ROWS[@]}"; do
     *.mjs) runner=(node "$f") ;;
     *.sh) runner=(bash "$f") ;;
   esac
+  # Rows that start browsers hold the shared browser lock while they run (and
+  # only then): browser tests and other benchmarks on the machine wait.
+  if grep -Eq 'bench-needs:.*\bdist\b' "$f" && command -v flock >/dev/null; then
+    runner=(flock "$BROWSER_LOCK" "${runner[@]}")
+  fi
   # A row that fails leaves no result; the report says so and points at its log.
   BENCH_ROOT=$ROOT BENCH_RESULT=$result BENCH_RUNS=$RUNS BENCH_WORK=$WORK \
     BENCH_SERVER_BIN=$SERVER_BIN \

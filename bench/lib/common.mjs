@@ -37,6 +37,7 @@ export function median (values) {
  *   value, unit                the measured figure (median), or null
  *   anchor: {name, value, unit} the reference measured in the same run, or null
  *   ratio                      value / anchor (or the row's own definition), or null
+ *   extra                      other comparisons of the row, in words (optional)
  *   target: {text, met}        the goal in words and whether it is met (null: unknown)
  *   runs                       the per-run figures the medians come from
  *   details                    lines of context (absolute figures, CPU, settings)

@@ -69,7 +69,8 @@ const value = r => {
 const anchor = r => r.anchor && r.anchor.value !== null && r.anchor.value !== undefined
   ? `${fmt(r.anchor.value, r.anchor.value < 100 ? 1 : 0)} ${r.anchor.unit}`
   : '—'
-const ratio = r => r.ratio === null || r.ratio === undefined ? '—' : `${fmt(r.ratio, 2)}×`
+// A row with more than one comparison gives the others in `extra`.
+const ratio = r => r.ratio === null || r.ratio === undefined ? '—' : `${fmt(r.ratio, 2)}×${r.extra ? `; ${r.extra}` : ''}`
 const target = r => r.target?.text ?? '—'
 const met = r => r.target?.met === true ? 'yes' : r.target?.met === false ? 'no' : '—'
 

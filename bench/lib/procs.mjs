@@ -1,0 +1,186 @@
+// Process trees of browsers from /proc: finding a Chromium by its profile
+// directory, CPU seconds of the whole tree, proportional set size (PSS) of the
+// whole tree, and a sampler of the PSS peak.
+
+import { readdir, readFile } from 'node:fs/promises'
+
+// USER_HZ is 100 on every Linux architecture this runs on.
+const CLOCK_TICKS = 100
+
+async function stat (pid) {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name (which may hold spaces) start after ')'.
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ')
+    return {
+      pid,
+      ppid: Number(f[1]),
+      // utime + stime of the process, and of its children it has waited for
+      // (processes that ended during a measurement land there).
+      cpu: (Number(f[11]) + Number(f[12])) / CLOCK_TICKS,
+      childCpu: (Number(f[13]) + Number(f[14])) / CLOCK_TICKS
+    }
+  } catch {
+    return null // gone
+  }
+}
+
+async function allStats () {
+  const out = new Map()
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const s = await stat(Number(name))
+    if (s) out.set(s.pid, s)
+  }
+  return out
+}
+
+/**
+ * The arguments of a process. Chromium's child processes rewrite their title,
+ * which joins the arguments with spaces into one string.
+ */
+async function cmdline (pid) {
+  return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split(/[\0 ]/).filter(Boolean)
+}
+
+/** The pid of the Chromium browser process started with `--user-data-dir=<profile>`. */
+export async function browserPid (profile) {
+  const found = []
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    let cmd
+    try {
+      cmd = await cmdline(name)
+    } catch {
+      continue
+    }
+    if (!cmd.includes(`--user-data-dir=${profile}`)) continue
+    // The browser process is the one without --type= (renderers, GPU, utility have it).
+    if (cmd.some((a) => a.startsWith('--type='))) continue
+    found.push(Number(name))
+  }
+  if (!found.length) throw new Error(`no browser process with the profile ${profile}`)
+  // The browser starts first: the lowest pid (pids do not wrap within a run here).
+  return Math.min(...found)
+}
+
+/** Pids of `root` and all its descendants. */
+export async function treePids (root, stats = null) {
+  stats ??= await allStats()
+  const children = new Map()
+  for (const s of stats.values()) {
+    if (!children.has(s.ppid)) children.set(s.ppid, [])
+    children.get(s.ppid).push(s.pid)
+  }
+  const out = []
+  const todo = [root]
+  while (todo.length) {
+    const p = todo.pop()
+    if (!stats.has(p)) continue
+    out.push(p)
+    todo.push(...(children.get(p) ?? []))
+  }
+  return out
+}
+
+/**
+ * A snapshot of the CPU time of the trees under `roots`: per pid, its own CPU
+ * seconds and those of its reaped children. `cpuBetween` turns two snapshots
+ * into the CPU seconds the trees used in between, per tree.
+ */
+export async function cpuSnapshot (roots) {
+  const stats = await allStats()
+  const trees = []
+  for (const root of roots) {
+    const m = new Map()
+    for (const pid of await treePids(root, stats)) {
+      const s = stats.get(pid)
+      // A pid and its start are one process; pids are not reused within a run here.
+      m.set(pid, { cpu: s.cpu, childCpu: s.childCpu, ppid: s.ppid })
+    }
+    trees.push(m)
+  }
+  return trees
+}
+
+/**
+ * CPU seconds used by each tree between two snapshots: the growth of every
+ * process alive at the end (from zero for new ones), plus the growth of the
+ * reaped-children time (processes that ended in between); processes that ended
+ * without being reaped by a process of the tree are missed (none are here).
+ * Also returns the split by process for the largest users.
+ */
+export function cpuBetween (before, after) {
+  return after.map((tree, i) => {
+    const b = before[i] ?? new Map()
+    let total = 0
+    const split = []
+    for (const [pid, s] of tree) {
+      const old = b.get(pid)
+      const d = s.cpu - (old?.cpu ?? 0) + (s.childCpu - (old?.childCpu ?? 0))
+      total += d
+      split.push({ pid, seconds: d })
+    }
+    split.sort((x, y) => y.seconds - x.seconds)
+    return { seconds: total, split }
+  })
+}
+
+/** What a Chromium process is, from its command line: browser, renderer, gpu-process, utility (network, storage), zygote. */
+export async function processKind (pid) {
+  try {
+    const cmd = await cmdline(pid)
+    const type = cmd.find((a) => a.startsWith('--type='))?.slice(7) ?? 'browser'
+    const sub = cmd.find((a) => a.startsWith('--utility-sub-type='))?.slice(19)
+    const ext = cmd.find((a) => a.startsWith('--extension-process'))
+    return sub ? `${type}:${sub.split('.').slice(-2).join('.')}` : ext ? `${type}:extension` : type
+  } catch {
+    return 'gone'
+  }
+}
+
+/** PSS in bytes of one process (from smaps_rollup); 0 if it is gone. */
+async function pss (pid) {
+  try {
+    const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8')
+    const m = /^Pss:\s+(\d+) kB/m.exec(text)
+    return m ? Number(m[1]) * 1024 : 0
+  } catch {
+    return 0
+  }
+}
+
+/** PSS in bytes summed over the tree under `root`. */
+export async function treePss (root) {
+  let sum = 0
+  for (const pid of await treePids(root)) sum += await pss(pid)
+  return sum
+}
+
+/**
+ * Samples the PSS of the tree under `root` every `everyMs` until stopped;
+ * `stop()` resolves to {peak, samples, last}.
+ */
+export function pssSampler (root, everyMs = 200) {
+  let peak = 0
+  let samples = 0
+  let last = 0
+  let running = true
+  const loop = (async () => {
+    while (running) {
+      const t = Date.now()
+      last = await treePss(root)
+      samples++
+      if (last > peak) peak = last
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, everyMs - (Date.now() - t))))
+    }
+  })()
+  return {
+    peakSoFar: () => peak,
+    async stop () {
+      running = false
+      await loop
+      return { peak, samples, last }
+    }
+  }
+}
