@@ -13,7 +13,7 @@
 //   server's web seed egress stay flat), then resume completes it.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { launchChromium } from './lib/chromium.js';
@@ -328,9 +328,9 @@ async function stored(infoHash) {
 }
 
 /** A Chromium with the extension pointed at `server`; its popup page. */
-async function receiver(t, server, { downloadLimitKBps = 0 } = {}) {
+async function receiver(t, server, { downloadLimitKBps = 0, extension = builtExtension('chrome') } = {}) {
   const downloads = tempDir('storage-downloads-');
-  const b = await launchChromium(builtExtension('chrome'), { downloads });
+  const b = await launchChromium(extension, { downloads });
   b.downloads = downloads;
   t.after(async () => {
     await b.context.close().catch(() => {});
@@ -391,13 +391,25 @@ test('a full disk pauses a download with a clear message; with room again it com
   const data = randomBytes(24 * 1024 * 1024 + 4321);
   const torrent = torrentOf('disk full.bin', data, 256 * 1024);
   await onServer(server, torrent);
-  const b = await receiver(t, server);
+  // With `unlimitedStorage` Chrome lifts the origin's quota (DevTools'
+  // override included): only a really full disk fails a write. The build
+  // under test, less that permission, meets the shrunk quota the same way.
+  const extension = join(WORK, `quota-extension-${Date.now()}`);
+  cpSync(builtExtension('chrome'), extension, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(extension, 'manifest.json'), 'utf8'));
+  assert.ok(manifest.permissions.includes('unlimitedStorage'), 'the build asks for unlimitedStorage');
+  manifest.permissions = manifest.permissions.filter((p) => p !== 'unlimitedStorage');
+  writeFileSync(join(extension, 'manifest.json'), JSON.stringify(manifest));
+  t.after(() => rmSync(extension, { recursive: true, force: true }));
+  const b = await receiver(t, server, { extension });
   const origin = b.base.replace(/\/$/, '');
   const cdp = await b.context.newCDPSession(b.popup);
 
   // Room for about a quarter of the bundle.
   const before = await b.popup.evaluate(stored, torrent.infoHash);
   await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: before.usage + 6 * 1024 * 1024 });
+  const shrunk = await b.popup.evaluate(stored, torrent.infoHash);
+  assert.ok(shrunk.quota <= before.usage + 6 * 1024 * 1024, `quota shrunk to ${shrunk.quota}`);
   const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
 
   await t.test('the download pauses (not fails) with "Not enough disk space" in the popup and the bundle page', async () => {
