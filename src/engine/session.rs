@@ -2292,6 +2292,51 @@ mod tests {
             .any(|o| matches!(o, Output::LoadBlock { .. } | Output::WebSeedFetch(_))));
     }
 
+    #[test]
+    fn pausing_chokes_peers_and_withdraws_interest_then_refuses_their_requests() {
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        // We hold pieces 0 and 1; the peer holds 2 and 3: each wants the other's.
+        let mut have = Bitfield::new(4);
+        have.set(0, true);
+        have.set(1, true);
+        let mut s = Session::new(&mut env.ctx(), add(&meta, Role::Download, have)).unwrap();
+        s.add_peer(env.now, conn);
+        s.peer_opened(&mut env.ctx(), conn);
+        let mut bytes = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
+        Message::Bitfield(&[0b0011_0000]).encode_into(&mut bytes);
+        Message::Interested.encode_into(&mut bytes);
+        Message::Unchoke.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+        env.now += Duration::from_secs(15);
+        s.handle_timeout(&mut env.ctx());
+        let (sent, _) = env.drain(conn);
+        assert!(sent.contains(&Sent::Msg("interested")), "{sent:?}");
+        assert!(sent.contains(&Sent::Msg("unchoke")), "{sent:?}");
+
+        s.pause(&mut env.ctx(), PauseReason::User);
+        let (sent, _) = env.drain(conn);
+        assert!(sent.contains(&Sent::Msg("choke")), "{sent:?}");
+        assert!(sent.contains(&Sent::Msg("not interested")), "{sent:?}");
+
+        // The peer asks for our piece anyway: nothing is read or sent.
+        let mut bytes = Vec::new();
+        Message::Request(BlockRequest {
+            index: 0,
+            begin: 0,
+            length: 16384,
+        })
+        .encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+        env.now += Duration::from_secs(30);
+        s.handle_timeout(&mut env.ctx());
+        let (sent, other) = env.drain(conn);
+        assert!(!sent.contains(&Sent::Msg("piece")), "{sent:?}");
+        assert!(!sent.contains(&Sent::Msg("unchoke")), "{sent:?}");
+        assert!(!other.iter().any(|o| matches!(o, Output::LoadBlock { .. })));
+    }
+
     mod fuzzish {
         use super::*;
         use proptest::prelude::*;

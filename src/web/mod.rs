@@ -11,7 +11,9 @@
 //!   pieces the extension hashed (WebCrypto, in workers), with its info hash
 //!   and magnet link, built by the engine's `TorrentBuilder`;
 //! - `inspectTorrent(bytes)`, `inspectMagnet(uri)`: a validated `.torrent`
-//!   or magnet link described for the UI.
+//!   or magnet link described for the UI;
+//! - `Records`: the bundle records and send file handles, in the one
+//!   IndexedDB database whose schema (and upgrades) `storage.rs` defines.
 //!
 //! The network client (tracker sockets, peer connections, web seeds) plugs in
 //! here as one `#[wasm_bindgen]` handle owned by the engine host.
@@ -23,12 +25,14 @@ mod host;
 mod js;
 pub mod net;
 mod pieces;
+mod records;
 mod storage;
 mod uploader;
 
 pub use api::SwarmHost;
 pub use bundle::{create_torrent, inspect_magnet, inspect_torrent, plan_torrent, CreatedTorrent};
 pub use error::GlueError;
+pub use records::Records;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

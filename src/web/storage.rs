@@ -1,17 +1,29 @@
-//! Persistence of downloads in IndexedDB (through rexie): verified pieces as
-//! Blobs, each bundle's have-bitfield written in the same transaction as the
-//! piece it covers, and the owner tokens of uploads.
+//! Persistence in IndexedDB (through rexie): every bundle's record, verified
+//! pieces as Blobs, each bundle's have-bitfield written in the same
+//! transaction as the piece it covers, the owner tokens of uploads and the
+//! file handles a send needs to resume.
 //!
-//! The schema lives here and only here, with its version number:
+//! The schema lives here and only here, with its version number. One
+//! database, `swarmdrop-engine`, version 2:
 //!
-//! | store    | key                        | value                                  |
-//! |----------|----------------------------|----------------------------------------|
-//! | `pieces` | `[info hash hex, piece]`   | the piece, a `Blob`                    |
-//! | `have`   | info hash hex              | `{pieces: n, bits: Uint8Array}` (BEP 3 order) |
-//! | `uploads`| info hash hex              | `{server, token}`                      |
+//! | store     | key                        | value                                  |
+//! |-----------|----------------------------|----------------------------------------|
+//! | `bundles` | `id` (in the record)       | the transfer record the engine host keeps: metainfo (`.torrent` bytes or magnet), role, state, file list and selection, limits, statistics |
+//! | `handles` | `id` (in the record)       | `{id, handles}`: a send's file system handles, where the browser has them |
+//! | `pieces`  | `[info hash hex, piece]`   | the piece, a `Blob`                    |
+//! | `have`    | info hash hex              | `{pieces: n, bits: Uint8Array}` (BEP 3 order) |
+//! | `uploads` | info hash hex              | `{server, token}`                      |
 //!
-//! Issue 5 hardens it (upgrades, restart resume of every transfer); a new
-//! version adds its upgrade in [`Storage::open`].
+//! Versions and upgrades:
+//! - 1: `pieces`, `have`, `uploads` here; the records (`bundles`, `handles`)
+//!   in a second database, `swarmdrop` v1, written by the extension's JS.
+//! - 2: the records move here. Opening creates the two stores (IndexedDB's
+//!   upgrade), then copies every record of `swarmdrop` that is not here yet
+//!   and deletes `swarmdrop`. The copy is idempotent: a crash between the
+//!   copy and the delete copies nothing twice. The pieces never move (they
+//!   can be gigabytes).
+//!
+//! A new version adds its step to [`Storage::open`] and a line above.
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode};
@@ -29,11 +41,22 @@ use super::net::error::{js_message, NetError};
 /// The database's name in the extension origin.
 pub const DB_NAME: &str = "swarmdrop-engine";
 /// The schema version (IndexedDB's `version`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// Schema 1's database of bundle records, folded into [`DB_NAME`] by schema 2.
+pub const LEGACY_RECORDS_DB: &str = "swarmdrop";
 
+const BUNDLES: &str = "bundles";
+const HANDLES: &str = "handles";
 const PIECES: &str = "pieces";
 const HAVE: &str = "have";
 const UPLOADS: &str = "uploads";
+/// The key path of records in `bundles` and `handles`.
+const RECORD_KEY: &str = "id";
+
+thread_local! {
+    /// The connection of this context, shared by the records and the engine.
+    static OPEN: std::cell::RefCell<Option<Storage>> = const { std::cell::RefCell::new(None) };
+}
 
 /// A verified piece on its way to storage.
 #[derive(Clone, Debug)]
@@ -81,24 +104,223 @@ fn piece_key(info_hash: InfoHash, piece: u32) -> JsValue {
     key.into()
 }
 
+/// The keys of every piece of a bundle in `pieces`.
+fn bundle_pieces(info_hash: InfoHash) -> Result<KeyRange, NetError> {
+    KeyRange::bound(
+        &piece_key(info_hash, 0),
+        &piece_key(info_hash, u32::MAX),
+        None,
+        None,
+    )
+    .map_err(|e| NetError::Storage(e.to_string()))
+}
+
 fn bundle_key(info_hash: InfoHash) -> JsValue {
     JsValue::from_str(&info_hash.to_hex())
 }
 
 impl Storage {
-    /// Opens (creating or upgrading) the database.
+    /// Opens (creating or upgrading) the database, once per context: later
+    /// calls share the first connection.
     pub async fn open() -> Result<Storage, NetError> {
+        if let Some(open) = OPEN.with(|o| o.borrow().clone()) {
+            return Ok(open);
+        }
         let db = Rexie::builder(DB_NAME)
             .version(SCHEMA_VERSION)
+            .add_object_store(ObjectStore::new(BUNDLES).key_path(RECORD_KEY))
+            .add_object_store(ObjectStore::new(HANDLES).key_path(RECORD_KEY))
             .add_object_store(ObjectStore::new(PIECES))
             .add_object_store(ObjectStore::new(HAVE))
             .add_object_store(ObjectStore::new(UPLOADS))
             .build()
             .await
             .map_err(storage_error)?;
-        Ok(Storage {
+        let storage = Storage {
             db: std::rc::Rc::new(db),
-        })
+        };
+        storage.migrate_legacy_records().await?;
+        // Two first calls may race: both connections work, the first is kept.
+        Ok(OPEN.with(|o| o.borrow_mut().get_or_insert(storage).clone()))
+    }
+
+    /// Schema 1 to 2: copies the records of [`LEGACY_RECORDS_DB`] that are
+    /// not here yet, then deletes that database.
+    async fn migrate_legacy_records(&self) -> Result<(), NetError> {
+        if !database_may_exist(LEGACY_RECORDS_DB).await {
+            return Ok(());
+        }
+        let old = Rexie::builder(LEGACY_RECORDS_DB)
+            .version(1)
+            .add_object_store(ObjectStore::new(BUNDLES).key_path(RECORD_KEY))
+            .add_object_store(ObjectStore::new(HANDLES).key_path(RECORD_KEY))
+            .build()
+            .await
+            .map_err(storage_error)?;
+        let read = async {
+            let tx = old
+                .transaction(&[BUNDLES, HANDLES], TransactionMode::ReadOnly)
+                .map_err(storage_error)?;
+            let bundles = tx
+                .store(BUNDLES)
+                .map_err(storage_error)?
+                .get_all(None, None)
+                .await
+                .map_err(storage_error)?;
+            let handles = tx
+                .store(HANDLES)
+                .map_err(storage_error)?
+                .get_all(None, None)
+                .await
+                .map_err(storage_error)?;
+            tx.done().await.map_err(storage_error)?;
+            Ok::<_, NetError>((bundles, handles))
+        };
+        let read = read.await;
+        old.close();
+        let (bundles, handles) = read?;
+        let tx = self
+            .db
+            .transaction(&[BUNDLES, HANDLES], TransactionMode::ReadWrite)
+            .map_err(storage_error)?;
+        for (name, records) in [(BUNDLES, bundles), (HANDLES, handles)] {
+            let store = tx.store(name).map_err(storage_error)?;
+            for record in records {
+                let Ok(id) = Reflect::get(&record, &RECORD_KEY.into()) else {
+                    continue;
+                };
+                if id.as_string().is_none() {
+                    continue;
+                }
+                // A record written here since is newer than its old copy.
+                if !store.key_exists(id).await.map_err(storage_error)? {
+                    store.put(&record, None).await.map_err(storage_error)?;
+                }
+            }
+        }
+        match tx.done().await {
+            Ok(r) if r.is_committed() => {}
+            Ok(_) => {
+                return Err(NetError::Storage(format!(
+                    "copying the records of {LEGACY_RECORDS_DB} was aborted"
+                )))
+            }
+            Err(e) => return Err(storage_error(e)),
+        }
+        // Not awaited: a connection left open by an older build (it cannot
+        // be, after an update, but a blocked delete must not stop the host)
+        // delays the delete until it closes; the copy above is idempotent.
+        wasm_bindgen_futures::spawn_local(async {
+            if let Err(e) = Rexie::delete(LEGACY_RECORDS_DB).await {
+                web_sys::console::warn_1(&JsValue::from_str(&format!(
+                    "swarmdrop: deleting {LEGACY_RECORDS_DB}: {}",
+                    error_text(&e)
+                )));
+            }
+        });
+        Ok(())
+    }
+
+    /// Every bundle record.
+    pub async fn records(&self) -> Result<Vec<JsValue>, NetError> {
+        let tx = self
+            .db
+            .transaction(&[BUNDLES], TransactionMode::ReadOnly)
+            .map_err(storage_error)?;
+        tx.store(BUNDLES)
+            .map_err(storage_error)?
+            .get_all(None, None)
+            .await
+            .map_err(storage_error)
+    }
+
+    /// One record of `bundles` or `handles` by its id.
+    async fn record_in(&self, store: &str, id: &str) -> Result<Option<JsValue>, NetError> {
+        let tx = self
+            .db
+            .transaction(&[store], TransactionMode::ReadOnly)
+            .map_err(storage_error)?;
+        tx.store(store)
+            .map_err(storage_error)?
+            .get(JsValue::from_str(id))
+            .await
+            .map_err(storage_error)
+    }
+
+    /// The bundle record `id`.
+    pub async fn record(&self, id: &str) -> Result<Option<JsValue>, NetError> {
+        self.record_in(BUNDLES, id).await
+    }
+
+    /// Writes a bundle record (it carries its `id`).
+    pub async fn put_record(&self, record: &JsValue) -> Result<(), NetError> {
+        self.put_in(BUNDLES, record).await
+    }
+
+    async fn put_in(&self, store: &str, record: &JsValue) -> Result<(), NetError> {
+        let id = Reflect::get(record, &RECORD_KEY.into())
+            .ok()
+            .and_then(|v| v.as_string());
+        if id.is_none() {
+            return Err(NetError::Argument("a record needs a string id".into()));
+        }
+        let tx = self
+            .db
+            .transaction(&[store], TransactionMode::ReadWrite)
+            .map_err(storage_error)?;
+        tx.store(store)
+            .map_err(storage_error)?
+            .put(record, None)
+            .await
+            .map_err(storage_error)?;
+        tx.done().await.map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// Deletes the bundle record `id` and its file handles (not its pieces:
+    /// see [`Storage::delete_bundle`]).
+    pub async fn delete_record(&self, id: &str) -> Result<(), NetError> {
+        let tx = self
+            .db
+            .transaction(&[BUNDLES, HANDLES], TransactionMode::ReadWrite)
+            .map_err(storage_error)?;
+        for store in [BUNDLES, HANDLES] {
+            tx.store(store)
+                .map_err(storage_error)?
+                .delete(JsValue::from_str(id))
+                .await
+                .map_err(storage_error)?;
+        }
+        tx.done().await.map_err(storage_error)?;
+        Ok(())
+    }
+
+    /// The file handles kept for the send `id`.
+    pub async fn handles(&self, id: &str) -> Result<Option<JsValue>, NetError> {
+        let record = self.record_in(HANDLES, id).await?;
+        Ok(record.and_then(|r| Reflect::get(&r, &"handles".into()).ok()))
+    }
+
+    /// Keeps the file handles of the send `id`.
+    pub async fn put_handles(&self, id: &str, handles: &JsValue) -> Result<(), NetError> {
+        let record = Object::new();
+        let _ = Reflect::set(&record, &RECORD_KEY.into(), &JsValue::from_str(id));
+        let _ = Reflect::set(&record, &"handles".into(), handles);
+        self.put_in(HANDLES, &record).await
+    }
+
+    /// Keys of the stored pieces of a bundle (for checks that its storage
+    /// was freed).
+    pub async fn piece_count(&self, info_hash: InfoHash) -> Result<u32, NetError> {
+        let tx = self
+            .db
+            .transaction(&[PIECES], TransactionMode::ReadOnly)
+            .map_err(storage_error)?;
+        tx.store(PIECES)
+            .map_err(storage_error)?
+            .count(Some(bundle_pieces(info_hash)?))
+            .await
+            .map_err(storage_error)
     }
 
     /// Stores verified pieces and sets their bits in their bundles'
@@ -250,13 +472,7 @@ impl Storage {
             .db
             .transaction(&[PIECES, HAVE, UPLOADS], TransactionMode::ReadWrite)
             .map_err(storage_error)?;
-        let range = KeyRange::bound(
-            &piece_key(info_hash, 0),
-            &piece_key(info_hash, u32::MAX),
-            None,
-            None,
-        )
-        .map_err(|e| NetError::Storage(e.to_string()))?;
+        let range = bundle_pieces(info_hash)?;
         tx.store(PIECES)
             .map_err(storage_error)?
             .delete(range.into())
@@ -350,6 +566,28 @@ fn decode_have(value: &JsValue, num_pieces: u32) -> Option<Bitfield> {
         .dyn_into::<Uint8Array>()
         .ok()?;
     Bitfield::from_bytes(&bits.to_vec(), num_pieces)
+}
+
+/// Whether a database may exist: `indexedDB.databases()` says so where the
+/// browser has it; without it, assume it may.
+async fn database_may_exist(name: &str) -> bool {
+    let list = async {
+        let factory = Reflect::get(&js_sys::global(), &"indexedDB".into()).ok()?;
+        let f: js_sys::Function = Reflect::get(&factory, &"databases".into())
+            .ok()?
+            .dyn_into()
+            .ok()?;
+        let promise: js_sys::Promise = f.call0(&factory).ok()?.dyn_into().ok()?;
+        let list: Array = JsFuture::from(promise).await.ok()?.dyn_into().ok()?;
+        Some(list.iter().any(|d| {
+            Reflect::get(&d, &"name".into())
+                .ok()
+                .and_then(|n| n.as_string())
+                .as_deref()
+                == Some(name)
+        }))
+    };
+    list.await.unwrap_or(true)
 }
 
 /// A storage error as the engine sees it: a full disk, or anything else.

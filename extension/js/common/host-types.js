@@ -6,6 +6,7 @@ export const HOST_TYPES = Object.freeze([
   'transfer.pause',
   'transfer.resume',
   'transfer.cancel',
+  'transfer.free',
   'transfers.pauseAll',
   'transfers.resumeAll',
   'transfer.torrent',

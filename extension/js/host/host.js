@@ -58,6 +58,7 @@ export function startHost(emit) {
     'transfer.pause': ({ id }) => transfers.pause(id),
     'transfer.resume': ({ id }) => transfers.resume(id),
     'transfer.cancel': ({ id }) => transfers.cancel(id),
+    'transfer.free': ({ id }) => transfers.free(id),
     'transfers.pauseAll': () => transfers.pauseAll(),
     'transfers.resumeAll': () => transfers.resumeAll(),
     'transfer.torrent': ({ id }) => {

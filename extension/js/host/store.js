@@ -1,65 +1,47 @@
-// Bundle records in IndexedDB (extension origin), plain IndexedDB from JS.
-//
-// Stores:
-//   bundles  one record per transfer (keyPath `id`): metainfo, role, state,
-//            file list and thumbnails, statistics
-//   handles  file system handles of a send's files, where the browser gives
-//            them (Chrome), so a send can be resumed after a restart
-//
-// Issue 5 moves this behind the wasm glue (rexie) with a versioned schema,
-// verified pieces as Blobs and the have-bitfield written with each piece.
+// Bundle records (and a send's file system handles) in IndexedDB, through
+// the wasm glue's `Records` (src/web/records.rs): the one database of the
+// extension origin, whose schema, version and upgrades are defined in
+// src/web/storage.rs. Only the engine host uses it.
+import { engine } from './engine.js';
 
-const DB_NAME = 'swarmdrop';
-const DB_VERSION = 1;
+let recordsPromise = null;
 
-let dbPromise = null;
-
-function open() {
-  dbPromise ??= new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB_NAME, DB_VERSION);
-    req.onupgradeneeded = () => {
-      const db = req.result;
-      if (!db.objectStoreNames.contains('bundles')) db.createObjectStore('bundles', { keyPath: 'id' });
-      if (!db.objectStoreNames.contains('handles')) db.createObjectStore('handles', { keyPath: 'id' });
-    };
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-    req.onblocked = () => reject(new Error('the database is open in an older version elsewhere'));
-  });
-  return dbPromise;
+function records() {
+  recordsPromise ??= engine()
+    .then((wasm) => wasm.Records.open())
+    .catch((err) => {
+      recordsPromise = null; // Try again on the next call.
+      throw err;
+    });
+  return recordsPromise;
 }
 
-async function run(storeName, mode, fn) {
-  const db = await open();
-  return new Promise((resolve, reject) => {
-    const tx = db.transaction(storeName, mode);
-    const store = tx.objectStore(storeName);
-    let result;
-    const req = fn(store);
-    if (req) req.onsuccess = () => (result = req.result);
-    tx.oncomplete = () => resolve(result);
-    tx.onerror = () => reject(tx.error);
-    tx.onabort = () => reject(tx.error ?? new Error('transaction aborted'));
-  });
+export async function allBundles() {
+  return (await records()).all();
 }
 
-export function allBundles() {
-  return run('bundles', 'readonly', (s) => s.getAll());
+export async function getBundle(id) {
+  return (await records()).get(id);
 }
 
-export function getBundle(id) {
-  return run('bundles', 'readonly', (s) => s.get(id));
+export async function putBundle(record) {
+  return (await records()).put(record);
 }
 
-export function putBundle(record) {
-  return run('bundles', 'readwrite', (s) => s.put(record));
-}
-
+/** Deletes a record and its handles (a download's pieces go through the network's remove). */
 export async function deleteBundle(id) {
-  await run('bundles', 'readwrite', (s) => s.delete(id));
-  await run('handles', 'readwrite', (s) => s.delete(id));
+  return (await records()).delete(id);
 }
 
-export function putHandles(id, handles) {
-  return run('handles', 'readwrite', (s) => s.put({ id, handles }));
+export async function putHandles(id, handles) {
+  return (await records()).putHandles(id, handles);
+}
+
+export async function getHandles(id) {
+  return (await records()).handles(id);
+}
+
+/** How many pieces of the bundle `infoHash` are stored. */
+export async function storedPieces(infoHash) {
+  return (await records()).storedPieces(infoHash);
 }

@@ -20,6 +20,9 @@ import { Network } from './network.js';
 import * as store from './store.js';
 
 const CREATED_BY = 'Swarmdrop/0.1.0';
+/** What a download paused by a full disk says (the popup and the bundle page show it). */
+const DISK_FULL =
+  'Not enough disk space: the download is paused and keeps every piece it has. Free some space, then resume.';
 /** How often progress is written to IndexedDB while a transfer runs. */
 const PERSIST_EVERY_MS = 2000;
 
@@ -105,7 +108,7 @@ export class Transfers {
     }
     // Downloads carry on from the pieces stored before the restart.
     for (const r of this.#records.values()) {
-      if (r.role === 'receive' && r.state !== S.ERROR) this.#startReceive(r);
+      if (r.role === 'receive' && r.state !== S.ERROR && !r.freed) this.#startReceive(r);
     }
   }
 
@@ -175,6 +178,8 @@ export class Transfers {
       fromServer: r.stats.fromServer,
       fromPeers: r.stats.fromPeers,
       upload: live?.net?.upload ?? r.upload ?? null,
+      diskFull: r.diskFull === true,
+      freed: r.freed === true,
       infoHash: r.infoHash ?? null,
       link: r.link ?? null,
       magnet: r.magnet ?? null,
@@ -208,6 +213,7 @@ export class Transfers {
       }
       f.available = this.#live.get(id)?.files != null || (r.role === 'receive' && f.progress >= 1);
       if (r.role === 'receive' && got) f.available = got.complete;
+      if (r.freed) f.available = false;
     }
     return { ...this.view(id), files, selection: r.selection ?? null };
   }
@@ -229,6 +235,7 @@ export class Transfers {
   async file(id, path) {
     const r = this.#get(id);
     if (r.role === 'receive') {
+      if (r.freed) throw new Error('The downloaded copy was deleted to free space: save files before freeing it.');
       // A Blob composed of the stored pieces: nothing is copied into memory.
       const index = r.files.findIndex((f) => f.path === path);
       if (index < 0) throw new Error(`No file ${path} in this bundle.`);
@@ -397,6 +404,11 @@ export class Transfers {
       r.state = before;
     }
     delete r.resumeState;
+    if (r.diskFull) {
+      // The user freed some space; if not, the next piece pauses it again.
+      delete r.diskFull;
+      delete r.error;
+    }
     live?.gate.open();
     if (r.infoHash && r.state !== S.NEEDS_FILES) this.#net.resume(r.infoHash);
     await this.#save(r);
@@ -424,6 +436,25 @@ export class Transfers {
     this.#notify({ id, state: 'cancelled', role: null });
     this.#emit();
     return { id };
+  }
+
+  /**
+   * Frees the storage of a finished download: stops seeding it and deletes
+   * its stored pieces; its record stays (marked freed). The user saves its
+   * files first; keeping it (the default) keeps seeding.
+   */
+  async free(id) {
+    const r = this.#get(id);
+    if (r.role !== 'receive' || r.state !== S.COMPLETE) {
+      throw new Error('Only a finished download can be freed (cancel removes a transfer and its data).');
+    }
+    if (r.freed) return this.view(id);
+    if (r.infoHash) await this.#net.remove(r.infoHash, true);
+    r.freed = true;
+    const live = this.#live.get(id);
+    if (live) live.net = null;
+    await this.#save(r);
+    return this.view(id);
   }
 
   async pauseAll() {
@@ -593,10 +624,13 @@ export class Transfers {
         break;
       }
       case 'paused':
-        if (event.reason === 'diskFull' && S.canPause(r.state)) {
-          r.resumeState = r.state;
-          r.state = S.PAUSED;
-          r.error = 'The disk is full: free some space, then resume.';
+        if (event.reason === 'diskFull' && (S.canPause(r.state) || r.state === S.PAUSED)) {
+          if (r.state !== S.PAUSED) {
+            r.resumeState = r.state;
+            r.state = S.PAUSED;
+          }
+          r.diskFull = true;
+          r.error = DISK_FULL;
           save = true;
         }
         break;

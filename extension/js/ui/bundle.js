@@ -18,6 +18,7 @@ const selected = new Set();
 let bundle = null;
 let refreshTimer = null;
 let lightboxUrl = null;
+let shownError = null;
 
 function message(text, bad = false) {
   $('message').hidden = !text;
@@ -55,9 +56,18 @@ function render() {
 
   if (bundle.files.length === 0 && bundle.phase === 'metadata') {
     message('Fetching the list of files from peers and the server…');
-  } else if ($('message').textContent.startsWith('Fetching the list')) {
+  } else if (bundle.error) {
+    // A paused download's full disk, an upload or transfer failure.
+    if (!$('message').textContent.startsWith('Saved')) message(bundle.error, true);
+    shownError = bundle.error;
+  } else if ($('message').textContent.startsWith('Fetching the list') || (shownError && $('message').textContent === shownError)) {
     message(null);
+    shownError = null;
   }
+  // A finished download keeps seeding until the user frees its storage.
+  const finished = bundle.role === 'receive' && bundle.state === S.COMPLETE;
+  $('free').hidden = !finished || bundle.freed;
+  $('freed').hidden = !(finished && bundle.freed);
   for (const f of bundle.files) {
     let t = tiles.get(f.path);
     if (!t) {
@@ -203,6 +213,25 @@ $('save').addEventListener('click', async () => {
   $('save').disabled = false;
   if (failed.length) message(`Saved ${fmt.files(saved)}. Not saved: ${failed.join('; ')}`, true);
   else message(`Saved ${fmt.files(saved)} to your downloads folder, in “${bundle.name}”.`);
+});
+
+$('free').addEventListener('click', async () => {
+  if (!$('free').dataset.armed) {
+    $('free').dataset.armed = '1';
+    $('free').textContent = 'Free space? Saved files stay';
+    setTimeout(() => {
+      delete $('free').dataset.armed;
+      $('free').textContent = 'Free space';
+    }, 3000);
+    return;
+  }
+  try {
+    await call('transfer.free', { id });
+    message('The downloaded copy was deleted: this bundle no longer takes space, nor is it seeded.');
+  } catch (err) {
+    message(err.message, true);
+  }
+  refresh();
 });
 
 async function download(blob, filename) {

@@ -160,6 +160,26 @@ function makeCard(t) {
       }, 3000);
     }
   });
+  // A finished download keeps seeding until the user frees its storage
+  // (after saving its files): a text button, confirmed by a second click.
+  c.free = el('button', {
+    class: 'btn ghost small',
+    title: 'Stop seeding and delete the downloaded copy (save your files first)',
+    dataset: { action: 'free' },
+    hidden: true,
+    onclick: () => {
+      if (c.free.dataset.armed) {
+        act(t.id, 'transfer.free');
+      } else {
+        c.free.dataset.armed = '1';
+        c.free.textContent = 'Free space? Saved files stay';
+        setTimeout(() => {
+          delete c.free.dataset.armed;
+          c.free.textContent = 'Free space';
+        }, 3000);
+      }
+    },
+  }, 'Free space');
   c.root = el(
     'article',
     { class: 'transfer', dataset: { id: t.id } },
@@ -168,7 +188,7 @@ function makeCard(t) {
     el('div', { class: 't-line' }, c.progress, c.eta),
     el('div', { class: 't-line' }, c.up, c.down, c.peers, el('span', { class: 'grow' }), c.split),
     c.error,
-    el('div', { class: 't-actions' }, c.toggle, c.copy, c.open, c.torrent, el('span', { class: 'sep' }), c.cancel),
+    el('div', { class: 't-actions' }, c.toggle, c.copy, c.open, c.torrent, c.free, el('span', { class: 'sep' }), c.cancel),
   );
   return c;
 }
@@ -214,6 +234,12 @@ function update(c, t) {
     else if (t.role === 'send') progress = 'Paused · not sharing until resumed';
     else progress = `Paused at ${fmt.percent(t.progress)} · ${fmt.bytes(t.progressBytes)} of ${fmt.bytes(t.progressTotal)}`;
   }
+  if (t.role === 'receive' && t.state === S.COMPLETE) {
+    progress = t.freed
+      ? 'Done · space freed, not seeding'
+      : `Done · seeding${t.peers ? ` to ${t.peers} peer${t.peers === 1 ? '' : 's'}` : ''} · keep it, or free the space once saved`;
+  }
+  c.free.hidden = !(t.role === 'receive' && t.state === S.COMPLETE && !t.freed);
   c.progress.textContent = progress;
   c.eta.replaceChildren(t.eta !== null && t.state !== S.PAUSED ? `${fmt.duration(t.eta)} left` : '');
   c.up.replaceChildren(icon('arrowUp'), fmt.speed(t.upSpeed));

@@ -27,17 +27,20 @@ const DISABLED_FEATURES = [
 ];
 
 /**
- * Launches Chromium with the extension and a fresh profile. Downloads go to
- * `downloads` under the names the extension gives them (Playwright's own
- * download handling, which renames files, is switched off).
+ * Launches Chromium with the extension and a fresh profile (or `profile`,
+ * one made by an earlier launch). Downloads go to `downloads` under the
+ * names the extension gives them (Playwright's own download handling, which
+ * renames files, is switched off).
  */
-export async function launchChromium(extensionDir, { downloads } = {}) {
-  const profile = mkdtempSync(join(WORK, 'chromium-profile-'));
+export async function launchChromium(extensionDir, { downloads, profile: reuse } = {}) {
+  const profile = reuse ?? mkdtempSync(join(WORK, 'chromium-profile-'));
   mkdirSync(join(profile, 'Default'), { recursive: true });
-  writeFileSync(
-    join(profile, 'Default/Preferences'),
-    JSON.stringify({ download: { default_directory: downloads ?? join(profile, 'Downloads'), prompt_for_download: false } }),
-  );
+  if (!reuse) {
+    writeFileSync(
+      join(profile, 'Default/Preferences'),
+      JSON.stringify({ download: { default_directory: downloads ?? join(profile, 'Downloads'), prompt_for_download: false } }),
+    );
+  }
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: false, // --headless=new is passed below, as an argument we control

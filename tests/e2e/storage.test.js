@@ -1,0 +1,613 @@
+// Storage end to end (issue 5), Chromium with the built extension:
+// - the upgrade from schema 1 (records in `swarmdrop` v1, pieces in
+//   `swarmdrop-engine` v1) to the one database of schema 2: a profile with
+//   schema 1 data is opened by the new build, and every record, handle,
+//   piece, bit and token is there, the old database is gone, and a migrated
+//   download's file reads back byte for byte.
+// - a full disk (the extension origin's quota shrunk through the DevTools
+//   protocol) pauses a download with a clear message instead of failing it;
+//   with room again, resume completes it and the saved bytes match.
+// - freeing: a finished download's "Free space" and a cancelled download
+//   delete their pieces (no key left, navigator.storage.estimate() drops).
+// - pause, in Chromium and Firefox: a paused download moves no bytes for 10 s (its counters and the
+//   server's web seed egress stay flat), then resume completes it.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { launchChromium } from './lib/chromium.js';
+import { SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
+import { startFirefox } from './lib/webdriver.js';
+import { sha256File, startServer, tempDir, until } from './net/support.js';
+
+/** Canonical bencoding of strings, byte arrays, integers, lists and dictionaries. */
+function bencode(v) {
+  if (typeof v === 'number') return Buffer.from(`i${v}e`);
+  if (typeof v === 'string') v = Buffer.from(v);
+  if (Buffer.isBuffer(v)) return Buffer.concat([Buffer.from(`${v.length}:`), v]);
+  if (Array.isArray(v)) return Buffer.concat([Buffer.from('l'), ...v.map(bencode), Buffer.from('e')]);
+  const keys = Object.keys(v).sort();
+  return Buffer.concat([Buffer.from('d'), ...keys.flatMap((k) => [bencode(k), bencode(v[k])]), Buffer.from('e')]);
+}
+
+/** A single-file torrent of `data`: its bytes, info hash and pieces. */
+function torrentOf(name, data, pieceLength) {
+  const pieces = [];
+  for (let o = 0; o < data.length; o += pieceLength) pieces.push(data.subarray(o, o + pieceLength));
+  const info = {
+    length: data.length,
+    name,
+    'piece length': pieceLength,
+    pieces: Buffer.concat(pieces.map((p) => createHash('sha1').update(p).digest())),
+  };
+  const infoHash = createHash('sha1').update(bencode(info)).digest('hex');
+  return { bytes: bencode({ announce: 'ws://127.0.0.1:9/announce', info }), infoHash, pieces };
+}
+
+const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+
+/** An extension at `dir` that does nothing but write schema 1's databases from its page. */
+function writeSeedExtension(dir) {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, 'manifest.json'),
+    JSON.stringify({ manifest_version: 3, name: 'Swarmdrop', version: '0.0.1', background: { service_worker: 'sw.js' } }),
+  );
+  writeFileSync(join(dir, 'sw.js'), '');
+  writeFileSync(join(dir, 'seed.html'), '<!doctype html><title>seed</title>');
+}
+
+/**
+ * In an extension page: schema 1 exactly as the old build wrote it (the
+ * JS store.js's `swarmdrop` v1 and the glue's `swarmdrop-engine` v1).
+ */
+async function seedSchema1({ records, handleId, pieces, have, upload }) {
+  const open = (name, upgrade) =>
+    new Promise((resolve, reject) => {
+      const req = indexedDB.open(name, 1);
+      req.onupgradeneeded = () => upgrade(req.result);
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const write = (db, stores, fn) =>
+    new Promise((resolve, reject) => {
+      const tx = db.transaction(stores, 'readwrite');
+      fn(tx);
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+    });
+  const root = await navigator.storage.getDirectory();
+  const handle = await root.getFileHandle('picked.bin', { create: true });
+  const recordsDb = await open('swarmdrop', (db) => {
+    db.createObjectStore('bundles', { keyPath: 'id' });
+    db.createObjectStore('handles', { keyPath: 'id' });
+  });
+  await write(recordsDb, ['bundles', 'handles'], (tx) => {
+    for (const r of records) {
+      if (r.torrent) r.torrent = new Uint8Array(r.torrent);
+      tx.objectStore('bundles').put(r);
+    }
+    tx.objectStore('handles').put({ id: handleId, handles: [handle] });
+  });
+  recordsDb.close();
+  const engineDb = await open('swarmdrop-engine', (db) => {
+    db.createObjectStore('pieces');
+    db.createObjectStore('have');
+    db.createObjectStore('uploads');
+  });
+  await write(engineDb, ['pieces', 'have', 'uploads'], (tx) => {
+    pieces.data.forEach((p, i) => tx.objectStore('pieces').put(new Blob([new Uint8Array(p)]), [pieces.infoHash, i]));
+    tx.objectStore('have').put({ pieces: have.pieces, bits: new Uint8Array(have.bits) }, pieces.infoHash);
+    tx.objectStore('uploads').put({ server: upload.server, token: upload.token }, upload.infoHash);
+  });
+  engineDb.close();
+  return (await indexedDB.databases()).map((d) => `${d.name} v${d.version}`).sort();
+}
+
+/** In an extension page: everything in the one database, for the checks. */
+async function readSchema2({ receiveHash, sendHash, handleId }) {
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open('swarmdrop-engine');
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  // Never hold up the engine host's upgrade.
+  db.onversionchange = () => db.close();
+  const stores = [...db.objectStoreNames].sort();
+  if (!stores.includes('bundles')) {
+    db.close();
+    return { version: db.version, stores, databases: (await indexedDB.databases()).map((d) => d.name).sort() };
+  }
+  const tx = db.transaction(stores, 'readonly');
+  const get = (store, fn) =>
+    new Promise((resolve, reject) => {
+      const req = fn(tx.objectStore(store));
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const bundles = await get('bundles', (s) => s.getAll());
+  const handles = await get('handles', (s) => s.get(handleId));
+  const pieceKeys = await get('pieces', (s) => s.getAllKeys());
+  const have = await get('have', (s) => s.get(receiveHash));
+  const upload = await get('uploads', (s) => s.get(sendHash));
+  const pieceBlobs = await get('pieces', (s) => s.getAll());
+  const pieceBytes = await Promise.all(pieceBlobs.map(async (b) => [...new Uint8Array(await b.arrayBuffer())]));
+  db.close();
+  return {
+    version: db.version,
+    stores,
+    databases: (await indexedDB.databases()).map((d) => d.name).sort(),
+    bundles: bundles.map((b) => ({ ...b, torrent: b.torrent ? [...b.torrent] : null })),
+    handle: handles ? { count: handles.handles.length, kind: handles.handles[0]?.kind, name: handles.handles[0]?.name } : null,
+    pieceKeys,
+    pieceBytes,
+    have: have ? { pieces: have.pieces, bits: [...have.bits] } : null,
+    upload,
+  };
+}
+
+test('schema 1 data (two databases) is upgraded into the one database of schema 2', { timeout: 180_000 }, async (t) => {
+  const dir = join(WORK, `upgrade-extension-${Date.now()}`);
+  let profile = null;
+  t.after(() => {
+    rmSync(dir, { recursive: true, force: true });
+    if (profile) rmSync(profile, { recursive: true, force: true });
+  });
+
+  // A finished download of three pieces (the last one short) and a paused send.
+  const data = randomBytes(2 * 32768 + 1234);
+  const received = torrentOf('old download.bin', data, 32768);
+  const sent = torrentOf('old send.bin', randomBytes(40000), 32768);
+  const receiveId = 'aaaaaaaa-0000-4000-8000-000000000001';
+  const sendId = 'aaaaaaaa-0000-4000-8000-000000000002';
+  const now = Date.now();
+  const stats = { uploaded: 0, downloaded: data.length, fromServer: 0, fromPeers: data.length };
+  const receiveRecord = {
+    id: receiveId,
+    role: 'receive',
+    state: 'complete',
+    phase: null,
+    name: 'old download.bin',
+    size: data.length,
+    fileCount: 1,
+    files: [{ path: 'old download.bin', length: data.length, offset: 0, type: 'application/octet-stream' }],
+    totalLength: data.length,
+    pieceLength: 32768,
+    pieceCount: 3,
+    infoHash: received.infoHash,
+    torrent: [...received.bytes],
+    magnet: null,
+    link: `http://127.0.0.1:9/b/${received.infoHash}`,
+    selection: ['old download.bin'],
+    createdAt: now - 2000,
+    updatedAt: now - 1000,
+    stats,
+  };
+  const sendRecord = {
+    id: sendId,
+    role: 'send',
+    state: 'paused',
+    resumeState: 'sharing',
+    phase: null,
+    name: 'old send.bin',
+    size: 40000,
+    fileCount: 1,
+    files: [{ path: 'old send.bin', length: 40000, offset: 0, type: 'application/octet-stream' }],
+    totalLength: 40000,
+    pieceLength: 32768,
+    pieceCount: 2,
+    infoHash: sent.infoHash,
+    torrent: [...sent.bytes],
+    magnet: 'magnet:?xt=urn:btih:' + sent.infoHash,
+    link: `http://127.0.0.1:9/b/${sent.infoHash}`,
+    createdAt: now - 3000,
+    updatedAt: now - 3000,
+    stats: { uploaded: 0, downloaded: 0, fromServer: 0, fromPeers: 0 },
+  };
+  const seed = {
+    records: [receiveRecord, sendRecord],
+    handleId: sendId,
+    pieces: { infoHash: received.infoHash, data: received.pieces.map((p) => [...p]) },
+    have: { pieces: 3, bits: [0b1110_0000] },
+    upload: { infoHash: sent.infoHash, server: 'http://127.0.0.1:9', token: 'owner-token-1' },
+  };
+
+  // Schema 1, written by a stand-in of the old build at the same path (an
+  // unpacked extension's id comes from its path: same id, same origin).
+  writeSeedExtension(dir);
+  {
+    const old = await launchChromium(dir);
+    profile = old.profile;
+    const page = await old.context.newPage();
+    await page.goto(`${old.base}seed.html`);
+    const databases = await page.evaluate(seedSchema1, seed);
+    assert.deepEqual(databases, ['swarmdrop v1', 'swarmdrop-engine v1']);
+    await old.context.close();
+  }
+
+  // The new build, same path and profile.
+  rmSync(dir, { recursive: true, force: true });
+  cpSync(builtExtension('chrome'), dir, { recursive: true });
+  const b = await launchChromium(dir, { profile });
+  t.after(() => b.context.close());
+  const popup = await b.context.newPage();
+  await popup.goto(`${b.base}popup.html`);
+
+  await t.test('the popup lists both transfers in the state they had', async () => {
+    const cards = popup.locator('article.transfer');
+    // The engine host starts (wasm compiled, database upgraded) on the popup's first call.
+    await popup.waitForFunction(() => document.querySelectorAll('article.transfer').length === 2, null, {
+      polling: 100,
+      timeout: 90_000,
+    });
+    const states = await cards.evaluateAll((a) => a.map((x) => [x.querySelector('.t-name')?.textContent ?? x.textContent, x.dataset.state]));
+    assert.equal(states.length, 2);
+    const byState = Object.fromEntries(states.map(([, s]) => [s, true]));
+    assert.ok(byState.complete && byState.paused, `states ${JSON.stringify(states)}`);
+    const text = await popup.locator('body').textContent();
+    assert.match(text, /old download\.bin/);
+    assert.match(text, /old send\.bin/);
+  });
+
+  await t.test('every record, handle, piece, bit and token is in schema 2, and the old database is gone', async () => {
+    // The old database is deleted once the copy is committed.
+    let seen;
+    for (let i = 0; i < 50; i++) {
+      seen = await popup.evaluate(readSchema2, { receiveHash: received.infoHash, sendHash: sent.infoHash, handleId: sendId });
+      if (seen.version === 2 && !seen.databases.includes('swarmdrop')) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(seen.databases, ['swarmdrop-engine'], 'one database left');
+    assert.equal(seen.version, 2);
+    assert.deepEqual(seen.stores, ['bundles', 'handles', 'have', 'pieces', 'uploads']);
+    const recv = seen.bundles.find((r) => r.id === receiveId);
+    const send = seen.bundles.find((r) => r.id === sendId);
+    assert.ok(recv && send, 'both records migrated');
+    assert.deepEqual(recv.torrent, receiveRecord.torrent, 'the download keeps its .torrent');
+    assert.deepEqual(recv.selection, receiveRecord.selection);
+    assert.equal(recv.infoHash, received.infoHash);
+    assert.equal(send.state, 'paused');
+    assert.equal(send.resumeState, 'sharing');
+    assert.deepEqual(send.torrent, sendRecord.torrent);
+    assert.deepEqual(seen.handle, { count: 1, kind: 'file', name: 'picked.bin' }, 'the send keeps its file handle');
+    assert.deepEqual(
+      seen.pieceKeys,
+      [0, 1, 2].map((i) => [received.infoHash, i]),
+    );
+    seen.pieceBytes.forEach((p, i) => assert.equal(sha256(Buffer.from(p)), sha256(received.pieces[i]), `piece ${i}`));
+    assert.deepEqual(seen.have, { pieces: 3, bits: [0b1110_0000] });
+    assert.deepEqual(seen.upload, { server: 'http://127.0.0.1:9', token: 'owner-token-1' });
+  });
+
+  await t.test("the migrated download's file reads back byte for byte from its stored pieces", async () => {
+    const bytes = await popup.evaluate(async (id) => {
+      const { fetchFile } = await import('./js/common/channel.js');
+      const blob = await fetchFile(id, 'old download.bin');
+      return [...new Uint8Array(await blob.arrayBuffer())];
+    }, receiveId);
+    assert.equal(bytes.length, data.length);
+    assert.equal(sha256(Buffer.from(bytes)), sha256(data));
+  });
+});
+
+// ------------------------------------------------------------ network tests
+
+/** Puts a bundle on the server through its API (as a sender's upload would). */
+async function onServer(server, torrent) {
+  const created = await fetch(`${server.url}/api/bundles`, { method: 'POST', body: torrent.bytes });
+  assert.equal(created.status, 201, await created.clone().text());
+  const { owner_token: token } = await created.json();
+  for (const [i, piece] of torrent.pieces.entries()) {
+    const put = await fetch(`${server.url}/api/bundles/${torrent.infoHash}/pieces/${i}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}` },
+      body: piece,
+    });
+    assert.ok(put.ok, `piece ${i}: ${put.status} ${await put.text()}`);
+  }
+}
+
+/** Runs the extension's message call in one of its pages. */
+function call(page, type, fields = {}) {
+  return page.evaluate(async ([type, fields]) => (await import('./js/common/messages.js')).call(type, fields), [type, fields]);
+}
+
+/** In an extension page: the origin's usage and the stored piece keys of a bundle. */
+async function stored(infoHash) {
+  const { usage, quota } = await navigator.storage.estimate();
+  // Opening a database the engine host has not made yet would make it.
+  if (!(await indexedDB.databases()).some((d) => d.name === 'swarmdrop-engine')) return { keys: 0, usage, quota };
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open('swarmdrop-engine');
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  db.onversionchange = () => db.close();
+  if (!db.objectStoreNames.contains('pieces')) {
+    db.close();
+    return { keys: 0, usage, quota };
+  }
+  const keys = await new Promise((resolve, reject) => {
+    const req = db
+      .transaction('pieces', 'readonly')
+      .objectStore('pieces')
+      .getAllKeys(IDBKeyRange.bound([infoHash, 0], [infoHash, 2 ** 32 - 1]));
+    req.onsuccess = () => resolve(req.result.length);
+    req.onerror = () => reject(req.error);
+  });
+  db.close();
+  return { keys, usage: (await navigator.storage.estimate()).usage, quota };
+}
+
+/** A Chromium with the extension pointed at `server`; its popup page. */
+async function receiver(t, server, { downloadLimitKBps = 0, extension = builtExtension('chrome') } = {}) {
+  const downloads = tempDir('storage-downloads-');
+  const b = await launchChromium(extension, { downloads });
+  b.downloads = downloads;
+  t.after(async () => {
+    await b.context.close().catch(() => {});
+    rmSync(b.profile, { recursive: true, force: true });
+    rmSync(downloads, { recursive: true, force: true });
+  });
+  b.context.on('weberror', (e) => console.log(`[receiver] ${e.error()}`));
+  const popup = await b.context.newPage();
+  await popup.setViewportSize({ width: 440, height: 640 });
+  await popup.goto(`${b.base}popup.html`);
+  await popup.evaluate((settings) => chrome.storage.local.set({ settings }), {
+    serverUrl: server.url,
+    trackers: [],
+    uploadLimitKBps: 0,
+    downloadLimitKBps,
+    dropZone: true,
+    uploadToServer: true,
+  });
+  b.popup = popup;
+  return b;
+}
+
+/** Opens a share link in the bundle page; resolves to the transfer id. */
+async function open(b, link) {
+  const page = await b.context.newPage();
+  await page.goto(`${b.base}bundle.html?link=${encodeURIComponent(link)}`);
+  await page.waitForURL(/bundle\.html\?id=/, { timeout: 60_000 });
+  b.bundlePage = page;
+  return new URL(page.url()).searchParams.get('id');
+}
+
+async function view(b, id) {
+  const v = await call(b.popup, 'transfer.get', { id });
+  if (v.state === 'error') throw new Error(`the transfer failed: ${v.error}`);
+  return v;
+}
+
+/** Saves the bundle's one file from its bundle page and checks its SHA-256. */
+async function saveAndCheck(b, name, expected) {
+  const page = b.bundlePage;
+  await page.reload();
+  await page.locator('article.tile').first().waitFor();
+  await page.locator('#save').click();
+  await until(async () => /^Saved/.test((await page.locator('#message').textContent()) ?? ''), {
+    timeoutMs: 60_000,
+    what: 'the bundle page to save the file',
+  });
+  const path = join(b.downloads, name, name);
+  await until(async () => (await sha256File(path).catch(() => null)) === expected, {
+    timeoutMs: 60_000,
+    what: `${path} saved with the original's SHA-256`,
+  });
+}
+
+test('a full disk pauses a download with a clear message; with room again it completes; freeing deletes its pieces', { timeout: 300_000 }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const data = randomBytes(24 * 1024 * 1024 + 4321);
+  const torrent = torrentOf('disk full.bin', data, 256 * 1024);
+  await onServer(server, torrent);
+  // With `unlimitedStorage` Chrome lifts the origin's quota (DevTools'
+  // override included): only a really full disk fails a write. The build
+  // under test, less that permission, meets the shrunk quota the same way.
+  const extension = join(WORK, `quota-extension-${Date.now()}`);
+  cpSync(builtExtension('chrome'), extension, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(extension, 'manifest.json'), 'utf8'));
+  assert.ok(manifest.permissions.includes('unlimitedStorage'), 'the build asks for unlimitedStorage');
+  manifest.permissions = manifest.permissions.filter((p) => p !== 'unlimitedStorage');
+  writeFileSync(join(extension, 'manifest.json'), JSON.stringify(manifest));
+  t.after(() => rmSync(extension, { recursive: true, force: true }));
+  const b = await receiver(t, server, { extension });
+  const origin = b.base.replace(/\/$/, '');
+  const cdp = await b.context.newCDPSession(b.popup);
+
+  // Room for about a quarter of the bundle.
+  const before = await b.popup.evaluate(stored, torrent.infoHash);
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: before.usage + 6 * 1024 * 1024 });
+  const shrunk = await b.popup.evaluate(stored, torrent.infoHash);
+  assert.ok(shrunk.quota <= before.usage + 6 * 1024 * 1024, `quota shrunk to ${shrunk.quota}`);
+  const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
+
+  await t.test('the download pauses (not fails) with "Not enough disk space" in the popup and the bundle page', async () => {
+    const paused = await until(
+      async () => {
+        const v = await view(b, id);
+        return v.state === 'paused' && v.diskFull ? v : null;
+      },
+      { timeoutMs: 120_000, what: 'the download to pause on a full disk' },
+    );
+    assert.match(paused.error, /^Not enough disk space: .*Free some space, then resume\.$/);
+    assert.ok(paused.progress > 0 && paused.progress < 1, `paused part way (${paused.progress})`);
+    const card = b.popup.locator('article.transfer');
+    await b.popup.waitForFunction(() => /Not enough disk space/.test(document.querySelector('article.transfer .t-error')?.textContent), null, {
+      polling: 100,
+      timeout: 10_000,
+    });
+    assert.equal(await card.getAttribute('data-state'), 'paused');
+    await b.popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'storage-popup-disk-full.png') });
+    await b.bundlePage.waitForFunction(() => /Not enough disk space/.test(document.querySelector('#message')?.textContent), null, {
+      polling: 100,
+      timeout: 10_000,
+    });
+    await b.bundlePage.screenshot({ path: join(SCREENSHOTS, 'storage-bundle-disk-full.png') });
+  });
+
+  await t.test('with room again, resume from the popup completes it and the saved bytes match', async () => {
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+    await b.popup.locator('article.transfer [data-action=resume]').click();
+    await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 180_000, what: 'the download to complete' });
+    const done = await view(b, id);
+    assert.equal(done.error, null, 'the disk-full message is gone');
+    await saveAndCheck(b, 'disk full.bin', sha256(data));
+  });
+
+  await t.test('"Free space" after saving deletes its pieces: no key left and the usage drops', async () => {
+    const full = await b.popup.evaluate(stored, torrent.infoHash);
+    assert.equal(full.keys, torrent.pieces.length, 'every piece stored before freeing');
+    const free = b.popup.locator('article.transfer [data-action=free]');
+    await free.click();
+    await free.click(); // the confirming second click
+    await until(async () => (await view(b, id)).freed, { timeoutMs: 30_000, what: 'the download to be freed' });
+    const freed = await until(
+      async () => {
+        const s = await b.popup.evaluate(stored, torrent.infoHash);
+        return s.keys === 0 && full.usage - s.usage >= 0.9 * data.length ? s : null;
+      },
+      { timeoutMs: 60_000, what: 'the pieces to be deleted and the usage to drop' },
+    );
+    console.log(`usage ${full.usage} -> ${freed.usage} bytes after freeing ${data.length} bytes`);
+    const v = await view(b, id);
+    assert.equal(v.state, 'complete', 'the record stays, complete');
+    await b.popup.waitForFunction(() => /space freed/.test(document.querySelector('article.transfer')?.textContent), null, {
+      polling: 100,
+      timeout: 10_000,
+    });
+  });
+});
+
+test('cancelling a download deletes its pieces', { timeout: 240_000 }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const data = randomBytes(12 * 1024 * 1024 + 99);
+  const torrent = torrentOf('removed.bin', data, 256 * 1024);
+  await onServer(server, torrent);
+  const b = await receiver(t, server);
+  const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
+  await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 120_000, what: 'the download to complete' });
+  const full = await b.popup.evaluate(stored, torrent.infoHash);
+  assert.equal(full.keys, torrent.pieces.length);
+  const cancel = b.popup.locator('article.transfer [data-action=cancel]');
+  await cancel.click();
+  await cancel.click();
+  await until(async () => (await call(b.popup, 'transfers.list')).length === 0, { timeoutMs: 30_000, what: 'the transfer to go' });
+  const after = await until(
+    async () => {
+      const s = await b.popup.evaluate(stored, torrent.infoHash);
+      return s.keys === 0 && full.usage - s.usage >= 0.9 * data.length ? s : null;
+    },
+    { timeoutMs: 60_000, what: 'the pieces to be deleted and the usage to drop' },
+  );
+  console.log(`usage ${full.usage} -> ${after.usage} bytes after removing ${data.length} bytes`);
+});
+
+test('Chromium: a paused download moves no bytes for 10 s, then resume completes it', { timeout: 300_000 }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const data = randomBytes(30 * 1024 * 1024 + 777);
+  const torrent = torrentOf('paused.bin', data, 256 * 1024);
+  await onServer(server, torrent);
+  // Capped at 2 MB/s so that the pause lands part way.
+  const b = await receiver(t, server, { downloadLimitKBps: 2000 });
+  const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
+  await until(async () => (await view(b, id)).progress >= 0.1, { timeoutMs: 120_000, what: '10 % downloaded' });
+  await b.popup.locator('article.transfer [data-action=pause]').click();
+  await b.popup.waitForFunction(() => document.querySelector('article.transfer')?.dataset.state === 'paused', null, {
+    polling: 100,
+    timeout: 10_000,
+  });
+  // Responses already on the wire land; then nothing moves.
+  await new Promise((r) => setTimeout(r, 1500));
+  const v1 = await view(b, id);
+  const s1 = await server.stats();
+  await new Promise((r) => setTimeout(r, 10_000));
+  const v2 = await view(b, id);
+  const s2 = await server.stats();
+  console.log(
+    `paused at ${(v1.progress * 100).toFixed(1)} %: downloaded ${v1.downloaded} -> ${v2.downloaded}, ` +
+      `server egress ${s1.bytes_served} -> ${s2.bytes_served} over 10 s`,
+  );
+  assert.ok(v1.progress < 1, 'paused before the end');
+  assert.equal(v2.downloaded, v1.downloaded, 'no byte downloaded while paused');
+  assert.equal(v2.progressBytes, v1.progressBytes, 'no piece completed while paused');
+  assert.equal(s2.bytes_served, s1.bytes_served, 'the server sent nothing while paused');
+  assert.equal(v2.state, 'paused');
+  await b.popup.locator('article.transfer [data-action=resume]').click();
+  await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 180_000, what: 'the download to complete' });
+  await saveAndCheck(b, 'paused.bin', sha256(data));
+});
+
+test('Firefox: a paused download moves no bytes for 10 s, then resume completes it', { timeout: 300_000 }, async (t) => {
+  const ADDON_ID = 'swarmdrop@swarmdrop.dev';
+  const UUID = '5e0c7a1d-2b3c-4d5e-8f60-718293a4b5c6';
+  const BASE = `moz-extension://${UUID}/`;
+  const server = await startServer();
+  t.after(() => server.stop());
+  const data = randomBytes(30 * 1024 * 1024 + 555);
+  const torrent = torrentOf('paused in firefox.bin', data, 256 * 1024);
+  await onServer(server, torrent);
+  const downloads = tempDir('ff-storage-downloads-');
+  const ff = await startFirefox({
+    'extensions.webextensions.uuids': JSON.stringify({ [ADDON_ID]: UUID }),
+    'browser.download.folderList': 2,
+    'browser.download.dir': downloads,
+    'browser.download.useDownloadDir': true,
+    'browser.download.start_downloads_in_tmp_dir': false,
+    'browser.download.always_ask_before_handling_new_types': false,
+  });
+  t.after(async () => {
+    await ff.close().catch(() => {});
+    rmSync(downloads, { recursive: true, force: true });
+  });
+  assert.equal(await ff.installAddon(builtExtension('firefox')), ADDON_ID);
+  await ff.goto(`${BASE}popup.html`);
+  await ff.execAsync(`(s) => browser.storage.local.set({ settings: s })`, [
+    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 2000, dropZone: true, uploadToServer: true },
+  ]);
+  const call = (type, fields = {}) =>
+    ff.execAsync(`async (t, f) => (await import('${BASE}js/common/messages.js')).call(t, f)`, [type, fields]);
+  await ff.goto(`${BASE}bundle.html?link=${encodeURIComponent(`${server.url}/b/${torrent.infoHash}`)}`);
+  const id = await until(async () => new URL(await ff.url()).searchParams.get('id'), { timeoutMs: 60_000, what: 'the bundle page to open the link' });
+  await ff.goto(`${BASE}popup.html`);
+  const view = async () => {
+    const v = await call('transfer.get', { id });
+    if (v.state === 'error') throw new Error(`the transfer failed: ${v.error}`);
+    return v;
+  };
+  await until(async () => (await view()).progress >= 0.1, { timeoutMs: 120_000, what: '10 % downloaded' });
+  await ff.click(await ff.find('article.transfer [data-action=pause]'));
+  await ff.until(`() => document.querySelector('article.transfer')?.dataset.state === 'paused'`);
+  await new Promise((r) => setTimeout(r, 1500));
+  const v1 = await view();
+  const s1 = await server.stats();
+  await new Promise((r) => setTimeout(r, 10_000));
+  const v2 = await view();
+  const s2 = await server.stats();
+  console.log(
+    `Firefox paused at ${(v1.progress * 100).toFixed(1)} %: downloaded ${v1.downloaded} -> ${v2.downloaded}, ` +
+      `server egress ${s1.bytes_served} -> ${s2.bytes_served} over 10 s`,
+  );
+  assert.ok(v1.progress < 1, 'paused before the end');
+  assert.equal(v2.downloaded, v1.downloaded, 'no byte downloaded while paused');
+  assert.equal(v2.progressBytes, v1.progressBytes, 'no piece completed while paused');
+  assert.equal(s2.bytes_served, s1.bytes_served, 'the server sent nothing while paused');
+  await ff.click(await ff.find('article.transfer [data-action=resume]'));
+  await until(async () => (await view()).state === 'complete', { timeoutMs: 180_000, what: 'the download to complete' });
+  // The stored pieces read back as the original file.
+  const digest = await ff.execAsync(
+    `async (id, path) => {
+      const blob = await (await import('${BASE}js/common/channel.js')).fetchFile(id, path);
+      const d = await crypto.subtle.digest('SHA-256', await blob.arrayBuffer());
+      return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('');
+    }`,
+    [id, 'paused in firefox.bin'],
+  );
+  assert.equal(digest, sha256(data));
+});
