@@ -36,6 +36,7 @@ use super::net::error::NetError;
 use super::net::http;
 use super::net::rtc::RtcSettings;
 use super::pieces::FileSet;
+use super::saves::{Saves, SWEEP_AFTER_MS};
 use super::storage::Storage;
 
 /// Longest wait for ICE gathering (below the engine's offer timeout).
@@ -45,6 +46,7 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 #[wasm_bindgen]
 pub struct SwarmHost {
     shared: Rc<Shared>,
+    saves: Rc<Saves>,
 }
 
 fn field(options: &JsValue, name: &str) -> JsValue {
@@ -180,7 +182,17 @@ impl SwarmHost {
         let shared =
             Shared::new(|me| super::host::Host::new(Client::new(config), me, storage, rtc));
         shared.set_on_event(field(&options, "onEvent").dyn_into::<Function>().ok());
-        Ok(SwarmHost { shared })
+        let saves = Rc::new(Saves::default());
+        // Save files a page never released (or an earlier host left behind).
+        let sweeper = saves.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = sweeper.sweep(SWEEP_AFTER_MS).await {
+                web_sys::console::warn_1(
+                    &format!("swarmdrop: sweeping old save files: {e}").into(),
+                );
+            }
+        });
+        Ok(SwarmHost { shared, saves })
     }
 
     /// Sets (or clears) the event callback: it receives `{type, infoHash,
@@ -520,12 +532,16 @@ impl SwarmHost {
         })?)
     }
 
-    /// A file of a transfer as a `Blob` (index into the torrent's files):
-    /// a send's own file, or for a download a Blob composed of slices of the
-    /// stored pieces (never copied into memory), for `downloads.download`.
+    /// A file of a transfer as a `Blob` (index into the torrent's files), for
+    /// `downloads.download`: a send's own file, or for a download a `File`
+    /// in the origin private file system written piece by piece from the
+    /// stored pieces (one piece in memory at a time; see `saves.rs` for why
+    /// not a Blob composed of the stored ones). Hand it back to
+    /// [`releaseFile`](Self::release_file) once the download has read it.
     #[wasm_bindgen(js_name = fileBlob)]
     pub fn file_blob(&self, info_hash: &str, index: u32, content_type: Option<String>) -> Promise {
         let shared = self.shared.clone();
+        let saves = self.saves.clone();
         let info_hash = info_hash.to_owned();
         future_to_promise(async move {
             let h = parse_hash(&info_hash)?;
@@ -545,8 +561,9 @@ impl SwarmHost {
                     .map(JsValue::from)
                     .ok_or_else(|| NetError::Argument(format!("no file {index}")).into());
             }
-            let blob = storage
-                .file_blob(
+            let blob = saves
+                .save(
+                    &storage,
                     h,
                     &info,
                     index,
@@ -556,6 +573,23 @@ impl SwarmHost {
                 )
                 .await?;
             Ok(blob.into())
+        })
+    }
+
+    /// Deletes the save file behind a Blob [`fileBlob`](Self::file_blob)
+    /// returned (its `name`), once the download has read it; any other
+    /// Blob or name is left alone.
+    #[wasm_bindgen(js_name = releaseFile)]
+    pub fn release_file(&self, file: JsValue) -> Promise {
+        let saves = self.saves.clone();
+        let name = file
+            .as_string()
+            .or_else(|| file.dyn_ref::<web_sys::File>().map(web_sys::File::name));
+        future_to_promise(async move {
+            if let Some(name) = name {
+                saves.release(&name).await;
+            }
+            Ok(JsValue::UNDEFINED)
         })
     }
 

@@ -23,6 +23,7 @@ mod host;
 mod js;
 pub mod net;
 mod pieces;
+mod saves;
 mod storage;
 mod uploader;
 

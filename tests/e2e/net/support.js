@@ -9,7 +9,7 @@ import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchBrowser } from '../lib/chromium.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const WORK = join(ROOT, 'target/e2e-net');
@@ -146,49 +146,17 @@ export function sha256File(path) {
   });
 }
 
-/** Playwright's --disable-features list plus ours; Chromium honours only the last flag. */
-export const DISABLED_FEATURES = [
-  'AvoidUnnecessaryBeforeUnloadCheckSync',
-  'DestroyProfileOnBrowserClose',
-  'HttpsUpgrades',
-  'HttpsFirstBalancedModeAutoEnable',
-  'LensOverlay',
-  'MediaRouter',
-  'PaintHolding',
-  'AvoidCorsURLLoaderRestartOnRedirect',
-  'OptimizationHints',
-  'NetworkTimeServiceQuerying',
-  'AimEnabled',
-  'PreconnectToSearch',
-  'WebRtcHideLocalIpsWithMdns',
-  'DisableLoadExtensionCommandLineSwitch',
-];
-
 /** Chromium with a fresh profile (no extension): a page of the glue harness. */
 export async function launchHarness(url, label) {
-  const profile = tempDir(`chromium-${label}-`);
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: false,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-background-timer-throttling',
-      '--disable-renderer-backgrounding',
-      '--no-first-run',
-      `--disable-features=${DISABLED_FEATURES.join(',')}`,
-    ],
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
+  const b = await launchBrowser({ label, workDir: WORK });
+  const { page } = b;
   page.on('console', (m) => {
     if (m.type() === 'error' || m.type() === 'warning') console.log(`[${label}] ${m.type()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => console.log(`[${label}] page error: ${e.message}`));
   await page.goto(`${url}/harness.html`);
   await page.evaluate(() => window.harness.ready);
-  return { context, page, profile, close: () => context.close() };
+  return { ...b, close: () => b.context.close() };
 }
 
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */
