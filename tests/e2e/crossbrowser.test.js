@@ -22,7 +22,7 @@ let server;
 const cleanup = [];
 
 function settings(uploadToServer) {
-  return { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer };
+  return { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer, iceServers: [] };
 }
 
 async function firefox() {

@@ -116,7 +116,7 @@ test(`saving a ${SIZE / MiB} MiB file keeps the browser's memory far below the f
   await popup.goto(`${browser.base}popup.html`);
   await popup.evaluate(
     (settings) => chrome.storage.local.set({ settings }),
-    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer: true },
+    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer: true, iceServers: [] },
   );
   const page = await browser.context.newPage();
   const t1 = Date.now();

@@ -41,7 +41,7 @@ async function browser(label, { uploadToServer = true } = {}) {
   await popup.goto(`${b.base}popup.html`);
   await popup.evaluate(
     (settings) => chrome.storage.local.set({ settings }),
-    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer },
+    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer, iceServers: [] },
   );
   b.popup = popup;
   b.close = async () => {

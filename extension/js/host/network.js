@@ -39,6 +39,7 @@ export class Network {
       const s = await this.#settings();
       const host = await wasm.SwarmHost.create({
         trackers: [serverTracker(s.serverUrl), ...s.trackers],
+        iceServers: s.iceServers,
         uploadLimit: s.uploadLimitKBps ? s.uploadLimitKBps * 1000 : null,
         downloadLimit: s.downloadLimitKBps ? s.downloadLimitKBps * 1000 : null,
         onEvent: (e) => this.#onEvent(e),
