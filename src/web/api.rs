@@ -10,7 +10,8 @@
 //!                               { server: 'http://127.0.0.1:8750', upload: true });
 //! const other = await host.addDownload('http://127.0.0.1:8750/b/<info hash>');
 //! host.transfers(); // [{infoHash, name, role, state, progress, upload, files}]
-//! const blob = await host.fileBlob(other, 1); // a Blob composed of stored pieces
+//! const blob = await host.fileBlob(other, 1); // a save file written from the stored pieces
+//! await host.releaseFile(blob); // once the download has read it
 //! ```
 
 use std::rc::Rc;

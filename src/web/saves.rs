@@ -66,18 +66,30 @@ async fn directory() -> Result<Option<FileSystemDirectoryHandle>, NetError> {
     if !Reflect::has(&storage, &"getDirectory".into()).unwrap_or(false) {
         return Ok(None);
     }
-    let root: FileSystemDirectoryHandle = promise(storage.get_directory()).await?;
-    let options = FileSystemGetDirectoryOptions::new();
-    options.set_create(true);
-    let dir = promise(root.get_directory_handle_with_options(DIR, &options)).await?;
-    Ok(Some(dir))
+    let opened = async {
+        let root: FileSystemDirectoryHandle = promise(storage.get_directory()).await?;
+        let options = FileSystemGetDirectoryOptions::new();
+        options.set_create(true);
+        promise::<FileSystemDirectoryHandle>(root.get_directory_handle_with_options(DIR, &options))
+            .await
+    };
+    match opened.await {
+        Ok(dir) => Ok(Some(dir)),
+        Err(e) => {
+            // Some contexts refuse it (private windows): save the other way.
+            web_sys::console::warn_1(
+                &format!("swarmdrop: no origin private file system: {e}").into(),
+            );
+            Ok(None)
+        }
+    }
 }
 
 impl Saves {
     /// A file of a downloaded bundle as a `File` on disk (see the module
-    /// documentation). Where the browser has no origin private file system,
-    /// a Blob composed of slices of the stored pieces (Firefox before 111;
-    /// only Chromium is known to mishandle such Blobs).
+    /// documentation). Where the context has no origin private file system
+    /// (Firefox before 111, private windows), a Blob composed of slices of
+    /// the stored pieces: only Chromium is known to mishandle such Blobs.
     pub async fn save(
         &self,
         storage: &Storage,
