@@ -22,8 +22,9 @@ use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    Blob, File, FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemGetDirectoryOptions,
-    FileSystemGetFileOptions, FileSystemWritableFileStream, StorageManager,
+    Blob, File, FilePropertyBag, FileSystemDirectoryHandle, FileSystemFileHandle,
+    FileSystemGetDirectoryOptions, FileSystemGetFileOptions, FileSystemWritableFileStream,
+    StorageManager,
 };
 
 use crate::engine::ids::InfoHash;
@@ -133,7 +134,15 @@ impl Saves {
         }
         .await;
         match written {
-            Ok(f) if f.size() == file.length as f64 => Ok(f.into()),
+            Ok(f) if f.size() == file.length as f64 => {
+                // The file's own type is guessed from its name; downloads
+                // rename files by type, so the bundle's type goes on top.
+                let options = FilePropertyBag::new();
+                options.set_type(content_type);
+                File::new_with_blob_sequence_and_options(&Array::of1(&f), &name, &options)
+                    .map(Into::into)
+                    .map_err(|e| NetError::browser(&e))
+            }
             Ok(f) => {
                 self.release(&name).await;
                 Err(NetError::Storage(format!(
