@@ -55,14 +55,22 @@ async function browser(label, { uploadToServer = true } = {}) {
 /** Picks files in A's popup ("Send files…"); resolves to the send's view once it is shared. */
 async function send(a, files) {
   await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
-  return until(
-    async () => {
-      const list = await call(a.popup, 'transfers.list');
-      const t = list.find((x) => x.role === 'send' && x.link && x.state === 'sharing');
-      return t ?? null;
-    },
-    { timeoutMs: 180_000, what: `${a.label} to hash and share the bundle` },
-  );
+  let list = [];
+  try {
+    return await until(
+      async () => {
+        list = await call(a.popup, 'transfers.list');
+        const t = list.find((x) => x.role === 'send' && x.link && x.state === 'sharing');
+        return t ?? null;
+      },
+      { timeoutMs: 180_000, what: `${a.label} to hash and share the bundle` },
+    );
+  } catch (err) {
+    // What the popup shows and which transfers exist tell a refused pick from a stalled hashing.
+    const notice = await a.popup.locator('#notice').textContent().catch(() => null);
+    const seen = list.map((t) => `${t.role} ${t.state}${t.phase ? `/${t.phase}` : ''}${t.error ? ` (${t.error})` : ''}`);
+    throw new Error(`${err.message}; transfers: ${seen.join(', ') || 'none'}; popup notice: ${notice ?? 'none'}`);
+  }
 }
 
 /** Opens a link (share link or magnet) in B's bundle page; resolves to the transfer id. */
