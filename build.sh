@@ -314,17 +314,9 @@ cmd_test() {
   step "cargo test" cargo test --workspace
   step "build (wasm, dist, web-ext lint)" cmd_build
   step "build the server for the network tests" cargo build --release -p swarmdrop-server
-  rm -rf target/e2e # profiles, downloads and files of earlier runs
-  # The network transfer tests (net-glue, transfer, crossbrowser) still fail
-  # intermittently: the receiving Chromium crashes or never finishes saving
-  # (issue 4). They run only with SWARMDROP_E2E_NET=1 until that is fixed.
-  local e2e=(tests/e2e/shell.test.js tests/e2e/chromium.test.js tests/e2e/firefox.test.js)
-  if [[ ${SWARMDROP_E2E_NET:-0} == 1 ]]; then
-    e2e=(tests/e2e/)
-  else
-    say "skipping the network transfer tests (known to fail intermittently, issue 4); SWARMDROP_E2E_NET=1 runs them"
-  fi
-  step "extension tests (pure modules in Node, then Chromium and Firefox end-to-end)" node --test --test-concurrency=1 "${e2e[@]}"
+  rm -rf target/e2e target/e2e-net # profiles, downloads and files of earlier runs
+  step "extension and network tests (pure modules in Node, then Chromium and Firefox end-to-end)" \
+    node --test --test-concurrency=1 tests/e2e/
   printf '\n%sTimings%s\n' "$BOLD" "$RESET" >&2
   printf '  %s\n' "${TIMINGS[@]}" >&2
   ok "all checks passed in $((SECONDS - start))s"

@@ -10,7 +10,8 @@
 //!                               { server: 'http://127.0.0.1:8750', upload: true });
 //! const other = await host.addDownload('http://127.0.0.1:8750/b/<info hash>');
 //! host.transfers(); // [{infoHash, name, role, state, progress, upload, files}]
-//! const blob = await host.fileBlob(other, 1); // a Blob composed of stored pieces
+//! const blob = await host.fileBlob(other, 1); // a save file written from the stored pieces
+//! await host.releaseFile(blob); // once the download has read it
 //! ```
 
 use std::rc::Rc;
@@ -36,6 +37,7 @@ use super::net::error::NetError;
 use super::net::http;
 use super::net::rtc::RtcSettings;
 use super::pieces::FileSet;
+use super::saves::{Saves, SWEEP_AFTER_MS};
 use super::storage::Storage;
 
 /// Longest wait for ICE gathering (below the engine's offer timeout).
@@ -45,6 +47,7 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 #[wasm_bindgen]
 pub struct SwarmHost {
     shared: Rc<Shared>,
+    saves: Rc<Saves>,
 }
 
 fn field(options: &JsValue, name: &str) -> JsValue {
@@ -180,7 +183,17 @@ impl SwarmHost {
         let shared =
             Shared::new(|me| super::host::Host::new(Client::new(config), me, storage, rtc));
         shared.set_on_event(field(&options, "onEvent").dyn_into::<Function>().ok());
-        Ok(SwarmHost { shared })
+        let saves = Rc::new(Saves::default());
+        // Save files a page never released (or an earlier host left behind).
+        let sweeper = saves.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = sweeper.sweep(SWEEP_AFTER_MS).await {
+                web_sys::console::warn_1(
+                    &format!("swarmdrop: sweeping old save files: {e}").into(),
+                );
+            }
+        });
+        Ok(SwarmHost { shared, saves })
     }
 
     /// Sets (or clears) the event callback: it receives `{type, infoHash,
@@ -520,12 +533,16 @@ impl SwarmHost {
         })?)
     }
 
-    /// A file of a transfer as a `Blob` (index into the torrent's files):
-    /// a send's own file, or for a download a Blob composed of slices of the
-    /// stored pieces (never copied into memory), for `downloads.download`.
+    /// A file of a transfer as a `Blob` (index into the torrent's files), for
+    /// `downloads.download`: a send's own file, or for a download a `File`
+    /// in the origin private file system written piece by piece from the
+    /// stored pieces (one piece in memory at a time; see `saves.rs` for why
+    /// not a Blob composed of the stored ones). Hand it back to
+    /// [`releaseFile`](Self::release_file) once the download has read it.
     #[wasm_bindgen(js_name = fileBlob)]
     pub fn file_blob(&self, info_hash: &str, index: u32, content_type: Option<String>) -> Promise {
         let shared = self.shared.clone();
+        let saves = self.saves.clone();
         let info_hash = info_hash.to_owned();
         future_to_promise(async move {
             let h = parse_hash(&info_hash)?;
@@ -545,8 +562,9 @@ impl SwarmHost {
                     .map(JsValue::from)
                     .ok_or_else(|| NetError::Argument(format!("no file {index}")).into());
             }
-            let blob = storage
-                .file_blob(
+            let blob = saves
+                .save(
+                    &storage,
                     h,
                     &info,
                     index,
@@ -556,6 +574,23 @@ impl SwarmHost {
                 )
                 .await?;
             Ok(blob.into())
+        })
+    }
+
+    /// Deletes the save file behind a Blob [`fileBlob`](Self::file_blob)
+    /// returned (its `name`), once the download has read it; any other
+    /// Blob or name is left alone.
+    #[wasm_bindgen(js_name = releaseFile)]
+    pub fn release_file(&self, file: JsValue) -> Promise {
+        let saves = self.saves.clone();
+        let name = file
+            .as_string()
+            .or_else(|| file.dyn_ref::<web_sys::File>().map(web_sys::File::name));
+        future_to_promise(async move {
+            if let Some(name) = name {
+                saves.release(&name).await;
+            }
+            Ok(JsValue::UNDEFINED)
         })
     }
 

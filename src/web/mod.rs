@@ -26,6 +26,7 @@ mod js;
 pub mod net;
 mod pieces;
 mod records;
+mod saves;
 mod storage;
 mod uploader;
 

@@ -423,7 +423,9 @@ impl Storage {
     }
 
     /// A file of a downloaded bundle as one Blob composed of slices of the
-    /// stored pieces: nothing is copied into memory.
+    /// stored pieces: nothing is copied into memory. Only where there is no
+    /// origin private file system: Chromium kills the renderer that builds
+    /// a Blob over stored Blobs at the wrong moment (see `saves.rs`).
     pub async fn file_blob(
         &self,
         info_hash: InfoHash,

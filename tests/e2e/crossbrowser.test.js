@@ -22,7 +22,7 @@ let server;
 const cleanup = [];
 
 function settings(uploadToServer) {
-  return { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer };
+  return { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer, iceServers: [] };
 }
 
 async function firefox() {
@@ -61,10 +61,19 @@ async function chromium() {
 }
 
 async function shared(call, what) {
-  return until(
-    async () => (await call('transfers.list')).find((t) => t.role === 'send' && t.state === 'sharing' && t.magnet) ?? null,
-    { timeoutMs: 180_000, what },
-  );
+  let list = [];
+  try {
+    return await until(
+      async () => {
+        list = await call('transfers.list');
+        return list.find((t) => t.role === 'send' && t.state === 'sharing' && t.magnet) ?? null;
+      },
+      { timeoutMs: 180_000, what },
+    );
+  } catch (err) {
+    const seen = list.map((t) => `${t.role} ${t.state}${t.error ? ` (${t.error})` : ''}`).join(', ');
+    throw new Error(`${err.message}; transfers: ${seen || 'none'}`);
+  }
 }
 
 async function complete(call, id, what) {

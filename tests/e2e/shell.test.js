@@ -7,7 +7,7 @@ import { layout, safeComponent } from '../../extension/js/host/create.js';
 import { PieceSource } from '../../extension/js/host/pieces.js';
 import * as fmt from '../../extension/js/common/format.js';
 import { serverTracker, shareLink } from '../../extension/js/common/links.js';
-import { validate } from '../../extension/js/common/settings.js';
+import { DEFAULTS, formatIceServers, parseIceServers, validate } from '../../extension/js/common/settings.js';
 import * as S from '../../extension/js/common/states.js';
 
 const blob = (s) => new Blob([s]);
@@ -118,6 +118,23 @@ test('settings are validated and normalized', () => {
   assert.throws(() => validate({ serverUrl: 'ftp://x.org' }), /http/);
   assert.throws(() => validate({ trackers: ['https://tracker.example'] }), /ws:\/\/ or wss:\/\//);
   assert.throws(() => validate({ downloadLimitKBps: -1 }), /download cap/);
+});
+
+test('ICE servers: STUN and TURN URLs, TURN with its credentials, one per line', () => {
+  assert.deepEqual(validate({}).iceServers, DEFAULTS.iceServers, 'a public STUN server by default');
+  assert.deepEqual(validate({ iceServers: '' }).iceServers, [], 'none: direct connections only');
+  const text = 'stun:stun.example.org:3478\n\n  turns:turn.example.org:443?transport=tcp alice s3cret  ';
+  const servers = parseIceServers(text);
+  assert.deepEqual(servers, [
+    { urls: 'stun:stun.example.org:3478' },
+    { urls: 'turns:turn.example.org:443?transport=tcp', username: 'alice', credential: 's3cret' },
+  ]);
+  assert.deepEqual(parseIceServers(formatIceServers(servers)), servers, 'the panel shows what it reads back');
+  assert.deepEqual(validate({ iceServers: servers }).iceServers, servers);
+  assert.throws(() => parseIceServers('https://stun.example.org'), /Not an ICE server/);
+  assert.throws(() => parseIceServers('turn:turn.example.org:3478'), /username and a credential/);
+  assert.throws(() => parseIceServers('stun:stun.example.org alice'), /takes no username/);
+  assert.throws(() => parseIceServers('turn:t.example.org a b c'), /Not an ICE server/);
 });
 
 test('links follow the server address', () => {

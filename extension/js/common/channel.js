@@ -37,9 +37,18 @@ export function sendFiles(entries, handles = []) {
   return request('bundle.create', { entries, handles });
 }
 
-/** A file of a bundle, as a Blob (by reference), from the engine host. */
+/**
+ * A file of a bundle, as a Blob (by reference), from the engine host. For a
+ * download it is a save file the host wrote from the stored pieces: hand it
+ * to releaseFile once it has been read (a send's own file is left alone).
+ */
 export function fetchFile(id, path) {
   return request('file.get', { transfer: id, path });
+}
+
+/** Lets the engine host delete the save file behind a Blob fetchFile gave. */
+export function releaseFile(blob) {
+  return request('file.release', { name: blob?.name ?? null });
 }
 
 /** Serves channel requests with a table of handlers keyed by type (engine host side). */

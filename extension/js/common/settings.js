@@ -17,7 +17,42 @@ export const DEFAULTS = Object.freeze({
   dropZone: true,
   /** Keep a copy of each sent bundle on the server (false: peer-to-peer only). */
   uploadToServer: true,
+  /**
+   * ICE servers for WebRTC (RTCIceServer objects): STUN finds the public
+   * address behind a NAT, TURN relays when no direct path exists. A server
+   * that does not answer costs at most the engine's bounded gathering wait.
+   */
+  iceServers: [{ urls: 'stun:stun.l.google.com:19302' }],
 });
+
+/**
+ * Parses ICE servers given one per line as `URL` or `URL username credential`
+ * (stun:, stuns:, turn:, turns:; TURN needs the username and credential),
+ * or as RTCIceServer objects; throws an Error naming the first bad entry.
+ */
+export function parseIceServers(input) {
+  const entries = Array.isArray(input) ? input : String(input ?? '').split('\n');
+  const out = [];
+  for (const entry of entries) {
+    const [urls, username, credential, ...rest] =
+      typeof entry === 'string' ? entry.trim().split(/\s+/).filter(Boolean) : [entry?.urls, entry?.username, entry?.credential];
+    if (urls == null || urls === '') continue;
+    const line = typeof entry === 'string' ? entry.trim() : String(urls);
+    if (typeof urls !== 'string' || rest.length > 0 || !/^(stuns?|turns?):[^\s/]+/.test(urls)) {
+      throw new Error(`Not an ICE server (stun:, stuns:, turn: or turns: URL, then for TURN a username and a credential): ${line}`);
+    }
+    const turn = urls.startsWith('turn');
+    if (turn && (!username || !credential)) throw new Error(`A TURN server needs a username and a credential: ${line}`);
+    if (!turn && (username || credential)) throw new Error(`A STUN server takes no username or credential: ${line}`);
+    out.push(turn ? { urls, username: String(username), credential: String(credential) } : { urls });
+  }
+  return out;
+}
+
+/** ICE servers as the settings panel shows them, one per line. */
+export function formatIceServers(servers) {
+  return servers.map((s) => [s.urls, s.username, s.credential].filter(Boolean).join(' ')).join('\n');
+}
 
 const KEY = 'settings';
 
@@ -61,6 +96,7 @@ export function validate(input) {
     downloadLimitKBps: cap(s.downloadLimitKBps, 'download'),
     dropZone: Boolean(s.dropZone),
     uploadToServer: Boolean(s.uploadToServer),
+    iceServers: parseIceServers(s.iceServers),
   };
 }
 

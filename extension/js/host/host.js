@@ -89,6 +89,12 @@ export function startHost(emit) {
       lastRequest = Date.now();
       return transfers.file(transfer, path);
     },
+    'file.release': async ({ name }) => {
+      await ready;
+      lastRequest = Date.now();
+      if (typeof name === 'string') await transfers.releaseFile(name);
+      return null;
+    },
   });
 
   // Tell the background when the host has been idle for a while, so that it

@@ -39,6 +39,7 @@ export class Network {
       const s = await this.#settings();
       const host = await wasm.SwarmHost.create({
         trackers: [serverTracker(s.serverUrl), ...s.trackers],
+        iceServers: s.iceServers,
         uploadLimit: s.uploadLimitKBps ? s.uploadLimitKBps * 1000 : null,
         downloadLimit: s.downloadLimitKBps ? s.downloadLimitKBps * 1000 : null,
         onEvent: (e) => this.#onEvent(e),
@@ -112,10 +113,15 @@ export class Network {
     return this.#host?.transfer(infoHash) ?? null;
   }
 
-  /** A downloaded file as a Blob composed of its stored pieces. */
+  /** A downloaded file as a File written from its stored pieces (a save file: see releaseFile). */
   async fileBlob(infoHash, index, type) {
     const host = await this.#swarm();
     return host.fileBlob(infoHash, index, type ?? null);
+  }
+
+  /** Deletes a save file fileBlob made (by its name); other names are left alone. */
+  async releaseFile(name) {
+    if (this.#host) await this.#host.releaseFile(name);
   }
 
   /** The .torrent the engine has for a bundle (a magnet's, once its metadata came). */

@@ -218,6 +218,11 @@ export class Transfers {
     return { ...this.view(id), files, selection: r.selection ?? null };
   }
 
+  /** Deletes a save file `file()` handed out for a download, once it has been read. */
+  releaseFile(name) {
+    return this.#net.releaseFile(name);
+  }
+
   /** The `.torrent` of a transfer. */
   torrent(id) {
     const r = this.#get(id);
@@ -236,7 +241,7 @@ export class Transfers {
     const r = this.#get(id);
     if (r.role === 'receive') {
       if (r.freed) throw new Error('The downloaded copy was deleted to free space: save files before freeing it.');
-      // A Blob composed of the stored pieces: nothing is copied into memory.
+      // A save file written from the stored pieces, one piece in memory at a time.
       const index = r.files.findIndex((f) => f.path === path);
       if (index < 0) throw new Error(`No file ${path} in this bundle.`);
       const t = this.#net.figures(r.infoHash)?.files?.find((f) => f.index === index);

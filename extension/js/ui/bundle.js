@@ -1,8 +1,9 @@
 // The bundle page: a bundle's files as a mosaic of thumbnails (made by the
 // sender and carried in the bundle's manifest), a click enlarges an image,
 // checkboxes choose files, progress per file, and saving to disk through the
-// downloads API (Blob URLs, files fetched from the engine host by reference).
-import { fetchFile } from '../common/channel.js';
+// downloads API (Blob URLs of files fetched from the engine host by
+// reference; the host's save files are released once the download read them).
+import { fetchFile, releaseFile } from '../common/channel.js';
 import { ext } from '../common/ext.js';
 import { kind } from '../common/filetypes.js';
 import * as fmt from '../common/format.js';
@@ -19,6 +20,7 @@ let bundle = null;
 let refreshTimer = null;
 let lightboxUrl = null;
 let shownError = null;
+let lightboxBlob = null;
 
 function message(text, bad = false) {
   $('message').hidden = !text;
@@ -152,8 +154,12 @@ async function enlarge(f) {
   $('lightbox').hidden = false;
   try {
     const blob = await fetchFile(id, f.path);
-    if ($('lightbox').hidden) return;
-    if (lightboxUrl) URL.revokeObjectURL(lightboxUrl);
+    if ($('lightbox').hidden) {
+      releaseFile(blob).catch(() => {});
+      return;
+    }
+    dropLightboxImage();
+    lightboxBlob = blob;
     lightboxUrl = URL.createObjectURL(blob);
     $('lb-img').src = lightboxUrl;
     $('lb-img').dataset.full = '1';
@@ -162,11 +168,17 @@ async function enlarge(f) {
   }
 }
 
+function dropLightboxImage() {
+  if (lightboxUrl) URL.revokeObjectURL(lightboxUrl);
+  if (lightboxBlob) releaseFile(lightboxBlob).catch(() => {});
+  lightboxUrl = null;
+  lightboxBlob = null;
+}
+
 function closeLightbox() {
   $('lightbox').hidden = true;
   $('lb-img').removeAttribute('src');
-  if (lightboxUrl) URL.revokeObjectURL(lightboxUrl);
-  lightboxUrl = null;
+  dropLightboxImage();
 }
 
 $('lb-close').append(icon('x'));
@@ -204,7 +216,7 @@ $('save').addEventListener('click', async () => {
   $('save').disabled = true;
   for (const f of chosen) {
     try {
-      await download(await fetchFile(id, f.path), `${bundle.name}/${f.path}`);
+      await download(await fetchFile(id, f.path), `${bundle.name}/${f.path}`, { release: true });
       saved++;
     } catch (err) {
       failed.push(`${f.path}: ${err.message}`);
@@ -234,14 +246,40 @@ $('free').addEventListener('click', async () => {
   refresh();
 });
 
-async function download(blob, filename) {
+/** Hands a Blob to the downloads API; with `release`, the engine host's save file goes once the download read it. */
+async function download(blob, filename, { release = false } = {}) {
   const url = URL.createObjectURL(blob);
+  const free = () => {
+    URL.revokeObjectURL(url);
+    if (release) releaseFile(blob).catch(() => {});
+  };
+  let downloadId;
   try {
-    await ext.downloads.download({ url, filename, saveAs: false, conflictAction: 'uniquify' });
-  } finally {
-    // The download holds its own reference once started; free ours a bit later.
-    setTimeout(() => URL.revokeObjectURL(url), 120_000);
+    downloadId = await ext.downloads.download({ url, filename, saveAs: false, conflictAction: 'uniquify' });
+  } catch (err) {
+    free();
+    throw err;
   }
+  finished(downloadId).then(free);
+}
+
+/** Resolves once a download stops reading its source (complete, or interrupted). */
+function finished(downloadId) {
+  const over = (state) => state === 'complete' || state === 'interrupted';
+  return new Promise((resolve) => {
+    const listener = (delta) => {
+      if (delta.id === downloadId && over(delta.state?.current)) done();
+    };
+    const done = () => {
+      ext.downloads.onChanged.removeListener(listener);
+      resolve();
+    };
+    ext.downloads.onChanged.addListener(listener);
+    ext.downloads.search({ id: downloadId }).then(
+      ([d]) => (!d || over(d.state) ? done() : null),
+      () => null,
+    );
+  });
 }
 
 const params = new URLSearchParams(location.search);

@@ -7,7 +7,7 @@ import { ext } from '../common/ext.js';
 import * as fmt from '../common/format.js';
 import { bundlePage } from '../common/links.js';
 import { call } from '../common/messages.js';
-import { getSettings, setSettings } from '../common/settings.js';
+import { formatIceServers, getSettings, setSettings } from '../common/settings.js';
 import * as S from '../common/states.js';
 import { pickerInPopup } from '../platform/ui.js';
 import { copyText } from './clipboard.js';
@@ -308,6 +308,7 @@ $('settings-btn').addEventListener('click', async () => {
   $('s-up').value = s.uploadLimitKBps || '';
   $('s-down').value = s.downloadLimitKBps || '';
   $('s-trackers').value = s.trackers.join('\n');
+  $('s-ice').value = formatIceServers(s.iceServers);
   $('s-zone').checked = s.dropZone;
   $('s-upload').checked = s.uploadToServer;
   $('s-msg').textContent = '';
@@ -321,6 +322,7 @@ $('s-save').addEventListener('click', async () => {
       uploadLimitKBps: $('s-up').value || 0,
       downloadLimitKBps: $('s-down').value || 0,
       trackers: $('s-trackers').value.split(/\s+/).filter(Boolean),
+      iceServers: $('s-ice').value,
       dropZone: $('s-zone').checked,
       uploadToServer: $('s-upload').checked,
     });

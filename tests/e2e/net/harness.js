@@ -73,6 +73,7 @@ window.harness = {
     for (const f of t.files) {
       const blob = await host.fileBlob(infoHash, f.index);
       out[f.path] = { size: blob.size, sha256: await sha256Hex(blob) };
+      await host.releaseFile(blob);
     }
     return out;
   },

@@ -1,0 +1,274 @@
+//! Saving a downloaded file: its bytes copied piece by piece from IndexedDB
+//! into a file of the origin private file system (OPFS), handed out as a
+//! `File` that no IndexedDB Blob backs.
+//!
+//! Why not one Blob composed of slices of the stored piece Blobs (no copy at
+//! all)? Chromium registers a Blob read from IndexedDB lazily and can drop
+//! that registration while the page still holds the Blob; a Blob built over
+//! it afterwards (`slice`, `new Blob([...])`) makes the browser kill the
+//! whole renderer ("Bad blob references in BlobRegistry::Register",
+//! crbug.com/392376370): the engine host and every extension page with it.
+//! Reading a stored Blob is safe, so each piece is read (one piece in memory
+//! at a time) and written to the save file; the download then reads a plain
+//! file from disk, and memory does not grow with the file size.
+//!
+//! A save file lives until [`Saves::release`] (the page that saved it is done)
+//! or, if that never comes, until a later host sweeps it ([`Saves::sweep`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+
+use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    Blob, File, FilePropertyBag, FileSystemDirectoryHandle, FileSystemFileHandle,
+    FileSystemGetDirectoryOptions, FileSystemGetFileOptions, FileSystemWritableFileStream,
+    StorageManager,
+};
+
+use crate::engine::ids::InfoHash;
+use crate::engine::metainfo::Info;
+
+use super::net::error::{js_message, NetError};
+use super::storage::Storage;
+
+/// The OPFS directory of save files.
+const DIR: &str = "swarmdrop-saves";
+
+/// Save files older than this are swept when a host starts (a page that
+/// saved a file and never released it, a host that crashed).
+pub const SWEEP_AFTER_MS: f64 = 60.0 * 60.0 * 1000.0;
+
+/// The save files this host handed out and not yet released.
+#[derive(Debug, Default)]
+pub struct Saves {
+    names: RefCell<HashSet<String>>,
+    counter: Cell<u64>,
+}
+
+async fn promise<T: JsCast>(p: js_sys::Promise) -> Result<T, NetError> {
+    JsFuture::from(p)
+        .await
+        .map_err(|e| NetError::browser(&e))?
+        .dyn_into::<T>()
+        .map_err(|v| NetError::Browser(format!("unexpected value {v:?}")))
+}
+
+/// The save files' directory, created when missing; `None` where the
+/// browser has no origin private file system.
+async fn directory() -> Result<Option<FileSystemDirectoryHandle>, NetError> {
+    let navigator =
+        Reflect::get(&js_sys::global(), &"navigator".into()).map_err(|e| NetError::browser(&e))?;
+    let storage = Reflect::get(&navigator, &"storage".into()).map_err(|e| NetError::browser(&e))?;
+    let Ok(storage) = storage.dyn_into::<StorageManager>() else {
+        return Ok(None);
+    };
+    if !Reflect::has(&storage, &"getDirectory".into()).unwrap_or(false) {
+        return Ok(None);
+    }
+    let opened = async {
+        let root: FileSystemDirectoryHandle = promise(storage.get_directory()).await?;
+        let options = FileSystemGetDirectoryOptions::new();
+        options.set_create(true);
+        promise::<FileSystemDirectoryHandle>(root.get_directory_handle_with_options(DIR, &options))
+            .await
+    };
+    match opened.await {
+        Ok(dir) => Ok(Some(dir)),
+        Err(e) => {
+            // Some contexts refuse it (private windows): save the other way.
+            web_sys::console::warn_1(
+                &format!("swarmdrop: no origin private file system: {e}").into(),
+            );
+            Ok(None)
+        }
+    }
+}
+
+impl Saves {
+    /// A file of a downloaded bundle as a `File` on disk (see the module
+    /// documentation). Where the context has no origin private file system
+    /// (Firefox before 111, private windows), a Blob composed of slices of
+    /// the stored pieces: only Chromium is known to mishandle such Blobs.
+    pub async fn save(
+        &self,
+        storage: &Storage,
+        info_hash: InfoHash,
+        info: &Info,
+        file_index: usize,
+        content_type: &str,
+    ) -> Result<Blob, NetError> {
+        let Some(dir) = directory().await? else {
+            return storage
+                .file_blob(info_hash, info, file_index, content_type)
+                .await;
+        };
+        let file = info
+            .files
+            .get(file_index)
+            .ok_or_else(|| NetError::Argument(format!("no file {file_index}")))?;
+        let n = self.counter.get() + 1;
+        self.counter.set(n);
+        let name = format!(
+            "{}-{file_index}-{}-{n}",
+            info_hash.to_hex(),
+            super::host::now_ms() as u64
+        );
+        let options = FileSystemGetFileOptions::new();
+        options.set_create(true);
+        let handle: FileSystemFileHandle =
+            promise(dir.get_file_handle_with_options(&name, &options)).await?;
+        self.names.borrow_mut().insert(name.clone());
+        let written = async {
+            let writable: FileSystemWritableFileStream = promise(handle.create_writable()).await?;
+            let copied = copy_pieces(storage, info_hash, info, file_index, &writable).await;
+            if let Err(e) = copied {
+                let _ = JsFuture::from(writable.abort()).await;
+                return Err(e);
+            }
+            JsFuture::from(writable.close())
+                .await
+                .map_err(|e| NetError::browser(&e))?;
+            promise::<File>(handle.get_file()).await
+        }
+        .await;
+        match written {
+            Ok(f) if f.size() == file.length as f64 => {
+                // The file's own type is guessed from its name; downloads
+                // rename files by type, so the bundle's type goes on top.
+                let options = FilePropertyBag::new();
+                options.set_type(content_type);
+                File::new_with_blob_sequence_and_options(&Array::of1(&f), &name, &options)
+                    .map(Into::into)
+                    .map_err(|e| NetError::browser(&e))
+            }
+            Ok(f) => {
+                self.release(&name).await;
+                Err(NetError::Storage(format!(
+                    "{} was saved with {} bytes instead of {}",
+                    file.path.join("/"),
+                    f.size(),
+                    file.length
+                )))
+            }
+            Err(e) => {
+                self.release(&name).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a save file this host handed out (a name it did not hand out
+    /// is left alone). Failures are ignored: the sweep gets it later.
+    pub async fn release(&self, name: &str) {
+        if !self.names.borrow_mut().remove(name) {
+            return;
+        }
+        if let Ok(Some(dir)) = directory().await {
+            let _ = JsFuture::from(dir.remove_entry(name)).await;
+        }
+    }
+
+    /// Deletes save files last written more than `older_than_ms` ago.
+    pub async fn sweep(&self, older_than_ms: f64) -> Result<u32, NetError> {
+        let Some(dir) = directory().await? else {
+            return Ok(0);
+        };
+        let now = js_sys::Date::now();
+        let entries = dir.entries();
+        let mut stale = Vec::new();
+        loop {
+            let next = entries.next().map_err(|e| NetError::browser(&e))?;
+            let step: Object = promise(next).await?;
+            if Reflect::get(&step, &"done".into())
+                .ok()
+                .and_then(|d| d.as_bool())
+                == Some(true)
+            {
+                break;
+            }
+            let pair: Array = Reflect::get(&step, &"value".into())
+                .map_err(|e| NetError::browser(&e))?
+                .dyn_into()
+                .map_err(|_| NetError::Browser("a directory entry is not a pair".into()))?;
+            let Some(name) = pair.get(0).as_string() else {
+                continue;
+            };
+            let Ok(handle) = pair.get(1).dyn_into::<FileSystemFileHandle>() else {
+                continue;
+            };
+            if self.names.borrow().contains(&name) {
+                continue;
+            }
+            let Ok(file) = promise::<File>(handle.get_file()).await else {
+                continue;
+            };
+            if now - file.last_modified() > older_than_ms {
+                stale.push(name);
+            }
+        }
+        let mut removed = 0;
+        for name in stale {
+            if JsFuture::from(dir.remove_entry(&name)).await.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Writes the file's bytes, piece by piece, from the stored pieces.
+async fn copy_pieces(
+    storage: &Storage,
+    info_hash: InfoHash,
+    info: &Info,
+    file_index: usize,
+    writable: &FileSystemWritableFileStream,
+) -> Result<(), NetError> {
+    let file = info
+        .files
+        .get(file_index)
+        .ok_or_else(|| NetError::Argument(format!("no file {file_index}")))?;
+    let lengths = info.lengths;
+    for p in lengths.pieces_for_range(file.offset, file.length) {
+        let Some(piece) = lengths.validate_piece(p) else {
+            continue;
+        };
+        let piece_start = lengths.piece_offset(piece);
+        let piece_end = piece_start + u64::from(lengths.piece_len(piece));
+        let a = file.offset.max(piece_start) - piece_start;
+        let b = (file.offset + file.length).min(piece_end) - piece_start;
+        if b <= a {
+            continue;
+        }
+        let blob = storage.piece_blob(info_hash, p).await.map_err(|_| {
+            NetError::Storage(format!(
+                "{} is not completely downloaded (piece {p} is missing)",
+                file.path.join("/")
+            ))
+        })?;
+        // The stored Blob is read, never sliced: see the module documentation.
+        let buffer = JsFuture::from(blob.array_buffer())
+            .await
+            .map_err(|e| NetError::Storage(js_message(&e)))?;
+        let buffer: ArrayBuffer = buffer
+            .dyn_into()
+            .map_err(|_| NetError::Storage(format!("piece {p} did not read as bytes")))?;
+        if (buffer.byte_length() as u64) < b {
+            return Err(NetError::Storage(format!(
+                "piece {p} of {} reads back short",
+                file.path.join("/")
+            )));
+        }
+        let bytes = Uint8Array::new_with_byte_offset_and_length(&buffer, a as u32, (b - a) as u32);
+        JsFuture::from(
+            writable
+                .write_with_js_u8_array(&bytes)
+                .map_err(|e| NetError::browser(&e))?,
+        )
+        .await
+        .map_err(|e| NetError::browser(&e))?;
+    }
+    Ok(())
+}
