@@ -37,6 +37,11 @@ export function sendFiles(entries, handles = []) {
   return request('bundle.create', { entries, handles });
 }
 
+/** Gives a send that needs its files the files the user picked again; resolves to its view. */
+export function reattachFiles(id, entries) {
+  return request('bundle.reattach', { transfer: id, entries });
+}
+
 /** A file of a bundle, as a Blob (by reference), from the engine host. */
 export function fetchFile(id, path) {
   return request('file.get', { transfer: id, path });

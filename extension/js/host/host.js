@@ -57,6 +57,7 @@ export function startHost(emit) {
     'transfer.get': ({ id }) => transfers.view(id),
     'transfer.pause': ({ id }) => transfers.pause(id),
     'transfer.resume': ({ id }) => transfers.resume(id),
+    'transfer.regrant': ({ id }) => transfers.regrant(id),
     'transfer.cancel': ({ id }) => transfers.cancel(id),
     'transfers.pauseAll': () => transfers.pauseAll(),
     'transfers.resumeAll': () => transfers.resumeAll(),
@@ -82,6 +83,11 @@ export function startHost(emit) {
       await ready;
       lastRequest = Date.now();
       return transfers.createSend(entries, handles ?? []);
+    },
+    'bundle.reattach': async ({ transfer, entries }) => {
+      await ready;
+      lastRequest = Date.now();
+      return transfers.reattachPicked(transfer, entries ?? []);
     },
     'file.get': async ({ transfer, path }) => {
       await ready;

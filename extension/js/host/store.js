@@ -60,6 +60,15 @@ export async function deleteBundle(id) {
   await run('handles', 'readwrite', (s) => s.delete(id));
 }
 
-export function putHandles(id, handles) {
-  return run('handles', 'readwrite', (s) => s.put({ id, handles }));
+/**
+ * Keeps a send's file system handles: `handles` as the browser gave them and
+ * `files`, one `{handle, parts}` per file of the send (js/host/reattach.js).
+ */
+export function putHandles(id, handles, files = null) {
+  return run('handles', 'readwrite', (s) => s.put({ id, handles, files }));
+}
+
+/** A send's handles record `{id, handles, files}`, or undefined. */
+export function getHandles(id) {
+  return run('handles', 'readonly', (s) => s.get(id));
 }
