@@ -277,7 +277,7 @@ function update(c, t) {
 async function regain(id, c) {
   if (c.access !== 'grant') {
     if (pickerInPopup) c.repick.click();
-    else ext.tabs.create({ url: ext.runtime.getURL('drop.html') });
+    else ext.tabs.create({ url: ext.runtime.getURL(`drop.html?reattach=${encodeURIComponent(id)}`) });
     return;
   }
   try {
