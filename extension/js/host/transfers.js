@@ -423,7 +423,8 @@ export class Transfers {
     live?.gate.open();
     if (r.infoHash && r.state !== S.NEEDS_FILES) this.#net.resume(r.infoHash);
     await this.#save(r);
-    if (r.state === S.NEEDS_FILES) await this.#reattach(r).catch((err) => this.#fail(r, err));
+    // Checking files may take a while: the popup follows it through `phase`.
+    if (r.state === S.NEEDS_FILES) this.#reattach(r).catch((err) => this.#fail(r, err));
     return this.view(id);
   }
 
