@@ -468,7 +468,13 @@ test('a file changed on disk while its send was paused is named in the popup and
     },
     { timeoutMs: 120_000, what: 'the changed file to be named' },
   );
-  const text = await card.locator('.t-error').textContent();
+  const text = await until(
+    async () => {
+      const t = (await card.locator('.t-error').textContent()) ?? '';
+      return t.includes(changed.name) ? t : null;
+    },
+    { timeoutMs: 10_000, what: "the popup to name the changed file" },
+  );
   console.log(`A2's popup: ${text}`);
   await card.screenshot({ path: join(SCREENSHOTS, 'resume-changed-file.png') });
   assert.deepEqual(named.changedFiles, [changed.name]);
