@@ -22,6 +22,7 @@ import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { ws as WebSocket } from 'playwright-core/lib/utilsBundle';
 import { launchChromium } from './lib/chromium.js';
 import { SCREENSHOTS, builtExtension } from './lib/paths.js';
 import {
@@ -111,7 +112,7 @@ async function startChromium(label, profile, downloads, { keepFileAccess = false
   const base = `chrome-extension://${unpackedId(extension)}/`;
   const cdp = await browser.newBrowserCDPSession();
   await cdp.send('Browser.setDownloadBehavior', { behavior: 'default' });
-  const b = { label, profile, downloads, child, browser, context, base, cdp };
+  const b = { label, profile, downloads, child, browser, context, base, cdp, ws };
   b.exited = new Promise((r) => child.once('exit', r));
   open.push(b);
   return b;
@@ -510,5 +511,104 @@ test('a file changed on disk while its send was paused is named in the popup and
   const got = await completed(b, bid);
   await saveAndVerify(b, bid, got, files);
   await b.close();
+  await closeChromium(a);
+});
+
+/**
+ * Raw CDP on the browser's endpoint: Playwright does not list the toolbar
+ * popup of an extension among a context's pages.
+ */
+async function rawCdp(b) {
+  const socket = new WebSocket(b.ws);
+  await new Promise((r, j) => {
+    socket.once('open', r);
+    socket.once('error', j);
+  });
+  let n = 0;
+  const waiting = new Map();
+  socket.on('message', (m) => {
+    const d = JSON.parse(String(m));
+    if (d.id && waiting.has(d.id)) {
+      waiting.get(d.id)(d);
+      waiting.delete(d.id);
+    }
+  });
+  const send = (method, params = {}, sessionId = undefined) =>
+    new Promise((resolve, reject) => {
+      const id = ++n;
+      waiting.set(id, (d) => (d.error ? reject(new Error(`${method}: ${d.error.message}`)) : resolve(d.result)));
+      socket.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
+    });
+  return { send, close: () => socket.close() };
+}
+
+test('after a restart where Chrome kept no grant, the popup asks for access and one click in the toolbar popup re-grants it', { timeout: 900_000 }, async () => {
+  const files = await randomFiles(tempDir('resume-grant-files-'), [2_500_000, 4_000_001, 1_500_000]);
+  const profile = tempDir('resume-profile-A3-');
+  const downloads = tempDir('resume-downloads-A3-');
+  let a = await startChromium('A3', profile, downloads);
+  await popupOf(a, { configure: true });
+  await dropFiles(a, files);
+  const sent = await shared(a);
+  await until(async () => (await call(a.popup, 'transfer.get', { id: sent.id })).upload?.phase === 'done', {
+    what: "A3's upload",
+  });
+  await killChromium(a);
+
+  a = await startChromium('A3', profile, downloads);
+  await popupOf(a);
+  const waiting = await until(
+    async () => {
+      const t = await call(a.popup, 'transfer.get', { id: sent.id });
+      return t.state === 'needs-files' && t.access ? t : null;
+    },
+    { timeoutMs: 60_000, what: 'the send to ask for its files after the restart' },
+  );
+  assert.equal(waiting.access, 'grant', 'Chrome kept the handles: access can be granted again');
+  const card = a.popup.locator(`article.transfer[data-id="${sent.id}"]`);
+  const button = card.locator('button[data-action="regain"]');
+  await until(async () => /Allow access/.test((await button.textContent()) ?? ''), { what: 'the "Allow access" button' });
+  await card.screenshot({ path: join(SCREENSHOTS, 'resume-allow-access.png') });
+  console.log(`A3 after the restart: "${await card.locator('.t-line').first().textContent()}", button "${await button.textContent()}"`);
+
+  // The toolbar popup, and one click in it (a real user gesture, through CDP).
+  await a.popup.evaluate(() => chrome.action.openPopup());
+  const cdp = await rawCdp(a);
+  try {
+    const target = await until(
+      async () => {
+        const { targetInfos } = await cdp.send('Target.getTargets');
+        const popups = targetInfos.filter((t) => t.type === 'page' && t.url === `${a.base}popup.html`);
+        return popups.length >= 2 ? popups.find((t) => !t.attached) ?? popups.at(-1) : null;
+      },
+      { timeoutMs: 15_000, what: 'the toolbar popup' },
+    );
+    const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: target.targetId, flatten: true });
+    const selector = `article.transfer[data-id="${sent.id}"] button[data-action="regain"]`;
+    await until(
+      async () => {
+        const r = await cdp.send('Runtime.evaluate', { expression: `!!document.querySelector('${selector}:not([hidden])')`, returnByValue: true }, sessionId);
+        return r.result.value;
+      },
+      { what: 'the button in the toolbar popup' },
+    );
+    await cdp.send(
+      'Runtime.evaluate',
+      { expression: `document.querySelector('${selector}').click()`, userGesture: true, returnByValue: true },
+      sessionId,
+    );
+  } finally {
+    cdp.close();
+  }
+  const back = await until(
+    async () => {
+      const t = await call(a.popup, 'transfer.get', { id: sent.id });
+      if (t.state === 'error') throw new Error(t.error);
+      return t.state === 'sharing' ? t : null;
+    },
+    { timeoutMs: 60_000, what: 'the send to go on after one click' },
+  );
+  console.log(`A3 after one click: ${back.state}, upload ${back.upload?.phase}`);
+  assert.equal(back.upload?.phase, 'done');
   await closeChromium(a);
 });
