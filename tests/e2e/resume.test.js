@@ -262,6 +262,12 @@ test('the receiving Chromium is killed at ~50 %: after a restart on the same pro
   const downloads = tempDir('resume-downloads-B-');
   let b = await startChromium('B', profile, downloads);
   await popupOf(b, { configure: true });
+  // A download cap, so that the kill lands near 50 % (loopback is fast).
+  await b.popup.evaluate((settings) => chrome.storage.local.set({ settings }), {
+    ...SETTINGS,
+    serverUrl: server.url,
+    downloadLimitKBps: 25_000,
+  });
   const egress0 = (await server.stats()).bytes_served;
   const id = await receive(b, sent.link);
   const atKill = await until(
