@@ -164,7 +164,7 @@ export class Transfers {
       role: r.role,
       state: r.state,
       resumeState: r.resumeState ?? null,
-      access: r.state === S.NEEDS_FILES ? (r.access ?? 'pick') : null,
+      access: r.state === S.NEEDS_FILES && r.phase !== 'checking' ? (r.access ?? 'pick') : null,
       changedFiles: r.changedFiles ?? null,
       phase: r.phase ?? null,
       error: r.error ?? null,
