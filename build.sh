@@ -308,7 +308,7 @@ cmd_test() {
   # The network transfer tests (net-glue, transfer, crossbrowser) still fail
   # intermittently: the receiving Chromium crashes or never finishes saving
   # (issue 4). They run only with SWARMDROP_E2E_NET=1 until that is fixed.
-  local e2e=(tests/e2e/shell.test.js tests/e2e/chromium.test.js tests/e2e/firefox.test.js)
+  local e2e=(tests/e2e/shell.test.js tests/e2e/reattach.test.js tests/e2e/chromium.test.js tests/e2e/firefox.test.js)
   if [[ ${SWARMDROP_E2E_NET:-0} == 1 ]]; then
     e2e=(tests/e2e/)
   else

@@ -80,8 +80,10 @@ export function matchPicked(wanted, entries) {
   const missing = [];
   const files = wanted.map((w) => {
     const name = w.path.split('/').at(-1);
-    const exact = byPath.get(w.path) ?? [...byPath].find(([p]) => p.endsWith(`/${w.path}`))?.[1];
-    const f = exact ?? byName.get(name) ?? null;
+    // The path, or the path below one folder the user picked (unique).
+    const below = [...byPath].filter(([p]) => p.endsWith(`/${w.path}`));
+    const exact = byPath.get(w.path) ?? (below.length === 1 ? below[0][1] : undefined);
+    const f = exact ?? (below.length > 1 ? null : byName.get(name)) ?? null;
     if (!f) missing.push(w.path);
     return f;
   });
