@@ -347,11 +347,11 @@ async function shared(b) {
   );
 }
 
-/** How many handles the engine host keeps for a send (what a restart can re-grant). */
+/** The handles the engine host keeps for a send (what a restart can re-grant). */
 function keptHandles(b, id) {
   return b.popup.evaluate(async (id) => {
-    const kept = await (await import('./js/host/store.js')).getHandles(id);
-    return { handles: kept?.handles?.length ?? 0, files: kept?.files?.length ?? 0 };
+    const handles = await (await import('./js/common/channel.js')).fetchHandles(id);
+    return handles.map((h) => `${h.kind} ${h.name}`);
   }, id);
 }
 
@@ -374,8 +374,8 @@ test('the sending Chromium is killed at ~50 % of its upload: after a restart one
   await dropFiles(a, files);
   const sent = await shared(a);
   const kept = await keptHandles(a, sent.id);
-  console.log(`A: shared ${mb(sent.totalLength)} from a drop; handles kept: ${kept.handles} for ${kept.files} files`);
-  assert.equal(kept.files, files.length, 'a handle for every dropped file is kept');
+  console.log(`A: shared ${mb(sent.totalLength)} from a drop; handles kept: ${kept.join(', ')}`);
+  assert.deepEqual(kept, files.map((f) => `file ${f.name}`), 'a handle for every dropped file is kept');
 
   const atKill = await until(
     async () => {

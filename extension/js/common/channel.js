@@ -42,6 +42,11 @@ export function reattachFiles(id, entries) {
   return request('bundle.reattach', { transfer: id, entries });
 }
 
+/** The file system handles kept for a send (structured clone keeps them handles). */
+export function fetchHandles(id) {
+  return request('send.handles', { transfer: id });
+}
+
 /** A file of a bundle, as a Blob (by reference), from the engine host. */
 export function fetchFile(id, path) {
   return request('file.get', { transfer: id, path });

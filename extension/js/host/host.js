@@ -89,6 +89,10 @@ export function startHost(emit) {
       lastRequest = Date.now();
       return transfers.reattachPicked(transfer, entries ?? []);
     },
+    'send.handles': async ({ transfer }) => {
+      await ready;
+      return transfers.handles(transfer);
+    },
     'file.get': async ({ transfer, path }) => {
       await ready;
       lastRequest = Date.now();

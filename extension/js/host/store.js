@@ -60,15 +60,12 @@ export async function deleteBundle(id) {
   await run('handles', 'readwrite', (s) => s.delete(id));
 }
 
-/**
- * Keeps a send's file system handles: `handles` as the browser gave them and
- * `files`, one `{handle, parts}` per file of the send (js/host/reattach.js).
- */
-export function putHandles(id, handles, files = null) {
-  return run('handles', 'readwrite', (s) => s.put({ id, handles, files }));
+/** Keeps what a send needs to reach its files after a restart (js/host/reattach.js). */
+export function putHandles(id, handles) {
+  return run('handles', 'readwrite', (s) => s.put({ id, handles }));
 }
 
-/** A send's handles record `{id, handles, files}`, or undefined. */
-export function getHandles(id) {
-  return run('handles', 'readonly', (s) => s.get(id));
+/** What putHandles kept for the send `id`, or undefined. */
+export async function getHandles(id) {
+  return (await run('handles', 'readonly', (s) => s.get(id)))?.handles;
 }

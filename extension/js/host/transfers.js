@@ -333,7 +333,9 @@ export class Transfers {
     const live = this.#liveFor(id);
     await store.putBundle(record);
     const located = locate(entries, handles);
-    if (located) await store.putHandles(id, handles, located).catch((err) => console.warn('swarmdrop: handles', err));
+    if (located) {
+      await store.putHandles(id, { handles, files: located }).catch((err) => console.warn('swarmdrop: handles', err));
+    }
     this.#emit();
     live.job = this.#runSend(record, live, bundle).catch((err) => this.#fail(record, err));
     return id;
@@ -557,6 +559,12 @@ export class Transfers {
   }
 
   // ------------------------------------------------------------ a send's files, found again
+
+  /** The file system handles kept for a send (the popup asks the user to grant them again). */
+  async handles(id) {
+    this.#get(id);
+    return (await store.getHandles(id).catch(() => null))?.handles ?? [];
+  }
 
   /** A send's files as the user gave them: no manifest, no padding. */
   #dataFiles(r) {

@@ -2,14 +2,13 @@
 // server/peer split; pause, resume, cancel, copy link, bundle page, .torrent;
 // pause all; sending files; settings. The engine host is the source of truth:
 // the popup asks it for the list and renders it.
-import { reattachFiles, sendFiles } from '../common/channel.js';
+import { fetchHandles, reattachFiles, sendFiles } from '../common/channel.js';
 import { ext } from '../common/ext.js';
 import * as fmt from '../common/format.js';
 import { bundlePage } from '../common/links.js';
 import { call } from '../common/messages.js';
 import { getSettings, setSettings } from '../common/settings.js';
 import * as S from '../common/states.js';
-import { getHandles } from '../host/store.js';
 import { pickerInPopup } from '../platform/ui.js';
 import { copyText } from './clipboard.js';
 import { collectInput, pickWithHandles, picksHandles } from './collect.js';
@@ -256,7 +255,7 @@ function update(c, t) {
   c.regain.hidden = !c.access;
   if (c.access) {
     c.regain.textContent = c.access === 'grant' ? 'Allow access to the files' : 'Choose the files again…';
-    if (c.access === 'grant' && !c.handles) getHandles(t.id).then((kept) => (c.handles = kept?.handles ?? null));
+    if (c.access === 'grant' && !c.handles) fetchHandles(t.id).then((h) => (c.handles = h), () => {});
   }
 
   const canToggle = S.canPause(t.state) || S.canResume(t.state);
@@ -281,7 +280,7 @@ async function regain(id, c) {
     return;
   }
   try {
-    const handles = c.handles ?? (await getHandles(id))?.handles ?? [];
+    const handles = c.handles ?? (await fetchHandles(id));
     for (const h of handles) {
       if ((await h.requestPermission({ mode: 'read' })) !== 'granted') {
         throw new Error('Swarmdrop was not allowed to read the files: the send waits until it is.');
