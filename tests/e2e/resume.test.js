@@ -428,6 +428,10 @@ test('the sending Chromium is killed at ~50 % of its upload: after a restart one
     });
     console.log(`A: the upload went on after one click in the toolbar popup, ${((Date.now() - t1) / 1000).toFixed(1)} s after the restart`);
   }
+  const held = await server.bundle(sent.infoHash);
+  const kept0 = Buffer.from(onServer.have, 'base64');
+  const kept1 = Buffer.from(held.have, 'base64');
+  assert.ok(kept0.every((byte, i) => (byte & kept1[i]) === byte), 'the server holds at least what it had at the kill');
   const done = await until(
     async () => {
       const t = await call(a.popup, 'transfer.get', { id: sent.id });
