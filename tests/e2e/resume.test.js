@@ -646,7 +646,13 @@ test('after a restart where Chrome kept no grant, the popup asks for access and 
     },
     { timeoutMs: 60_000, what: 'the send to go on after one click' },
   );
-  console.log(`A3 after one click: ${back.state}, upload ${back.upload?.phase}`);
-  assert.equal(back.upload?.phase, 'done');
+  const onServer = await until(
+    async () => {
+      const t = await call(a.popup, 'transfer.get', { id: sent.id });
+      return t.upload?.phase === 'done' ? t : null;
+    },
+    { what: "A3's upload plan to find the bundle complete on the server" },
+  );
+  console.log(`A3 after one click: ${back.state}, upload ${onServer.upload.phase} (${onServer.upload.piecesDone}/${onServer.upload.piecesTotal})`);
   await closeChromium(a);
 });
