@@ -100,6 +100,7 @@ export class Transfers {
         // them again (issue 5 re-grants file system handles in one click).
         r.needsFilesFor = r.state;
         r.state = S.NEEDS_FILES;
+        delete r.access; // decided again below, once the handles were looked at
         await store.putBundle(r);
       }
       this.#records.set(r.id, r);
@@ -164,7 +165,8 @@ export class Transfers {
       role: r.role,
       state: r.state,
       resumeState: r.resumeState ?? null,
-      access: r.state === S.NEEDS_FILES && r.phase !== 'checking' ? (r.access ?? 'pick') : null,
+      // Null until the files were looked for (then 'grant' or 'pick').
+      access: r.state === S.NEEDS_FILES && r.phase !== 'checking' ? (r.access ?? null) : null,
       changedFiles: r.changedFiles ?? null,
       phase: r.phase ?? null,
       error: r.error ?? null,
