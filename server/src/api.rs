@@ -288,6 +288,7 @@ pub async fn put_piece(
             )),
             other => other.into(),
         })?;
+    state.stats.received(data.len());
     if data.len() as u64 != expected {
         return Err(ApiError::bad_request(format!(
             "piece {} is {expected} bytes; the body has {}",

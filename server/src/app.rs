@@ -31,12 +31,20 @@ use crate::{api, expiry, page, seed, tracker};
 pub struct Stats {
     /// Body bytes sent by the web seed.
     pub bytes_served: AtomicU64,
+    /// Body bytes of piece uploads received, stored or not (a piece put
+    /// twice counts twice): what senders pushed to the server.
+    pub bytes_received: AtomicU64,
 }
 
 impl Stats {
     /// Adds to the web seed egress.
     pub fn served(&self, n: usize) {
         self.bytes_served.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Adds to the bytes of piece uploads received.
+    pub fn received(&self, n: usize) {
+        self.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -243,6 +251,7 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
     };
     Json(json!({
         "bytes_served": state.stats.bytes_served.load(Ordering::Relaxed),
+        "bytes_received": state.stats.bytes_received.load(Ordering::Relaxed),
         "offers_relayed": offers_relayed,
         "bundles": state.registry.len(),
         "swarms": swarms,

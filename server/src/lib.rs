@@ -11,7 +11,7 @@
 //! | `GET /api/bundles/{info_hash}/torrent` | the `.torrent` with this server as web seed and tracker |
 //! | `GET`/`HEAD /seed/{info_hash}/{name}[/{path…}]` | BEP 19 web seed with `Range` |
 //! | `GET /b/{info_hash}` | landing page |
-//! | `GET /api/stats` | `bytes_served`, `offers_relayed`, `bundles` |
+//! | `GET /api/stats` | `bytes_served`, `bytes_received`, `offers_relayed`, `bundles` |
 //!
 //! Privacy: no request is logged with a client address, and nothing records
 //! who fetched what; the tracker forgets a peer when its connection closes.

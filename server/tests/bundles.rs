@@ -100,6 +100,13 @@ async fn pieces_upload_in_any_order_and_a_wrong_piece_is_refused() {
     let (status, body) = server.put_piece(&t.hex(), 5, t.piece(5), &token).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["complete"], true);
+
+    // Every body received counts, the refused and the repeated ones too.
+    let received: usize = wrong.len()
+        + order.iter().map(|&i| t.piece(i).len()).sum::<usize>()
+        + t.piece(order[0]).len()
+        + t.piece(5).len();
+    assert_eq!(server.stats().await["bytes_received"], received as u64);
 }
 
 #[tokio::test]

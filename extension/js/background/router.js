@@ -10,6 +10,9 @@ import { getSettings, setSettings } from '../common/settings.js';
 import * as platform from '../platform/host-link.js';
 import { setBadge } from './badge.js';
 
+/** The running count last written to storage. */
+let lastRunning = null;
+
 const toHost = Object.fromEntries(HOST_TYPES.map((type) => [type, (msg) => platform.toHost(msg)]));
 
 const trusted = {
@@ -21,6 +24,12 @@ const trusted = {
   'host.status': async ({ running, progress }) => {
     platform.keepAlive(running > 0);
     await setBadge(running, progress);
+    // Kept for the next browser start: the engine host comes back by
+    // itself when transfers were running (background.js).
+    if (running !== lastRunning) {
+      lastRunning = running;
+      await ext.storage.local.set({ runningTransfers: running });
+    }
     return true;
   },
   'host.idle': () => platform.closeHostIfIdle(),

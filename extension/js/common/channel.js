@@ -37,6 +37,16 @@ export function sendFiles(entries, handles = []) {
   return request('bundle.create', { entries, handles });
 }
 
+/** Gives a send that needs its files the files the user picked again; resolves to its view. */
+export function reattachFiles(id, entries) {
+  return request('bundle.reattach', { transfer: id, entries });
+}
+
+/** The file system handles kept for a send (structured clone keeps them handles). */
+export function fetchHandles(id) {
+  return request('send.handles', { transfer: id });
+}
+
 /**
  * A file of a bundle, as a Blob (by reference), from the engine host. For a
  * download it is a save file the host wrote from the stored pieces: hand it

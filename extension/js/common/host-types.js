@@ -5,6 +5,7 @@ export const HOST_TYPES = Object.freeze([
   'transfer.get',
   'transfer.pause',
   'transfer.resume',
+  'transfer.regrant',
   'transfer.cancel',
   'transfer.free',
   'transfers.pauseAll',

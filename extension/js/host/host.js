@@ -57,6 +57,7 @@ export function startHost(emit) {
     'transfer.get': ({ id }) => transfers.view(id),
     'transfer.pause': ({ id }) => transfers.pause(id),
     'transfer.resume': ({ id }) => transfers.resume(id),
+    'transfer.regrant': ({ id }) => transfers.regrant(id),
     'transfer.cancel': ({ id }) => transfers.cancel(id),
     'transfer.free': ({ id }) => transfers.free(id),
     'transfers.pauseAll': () => transfers.pauseAll(),
@@ -83,6 +84,15 @@ export function startHost(emit) {
       await ready;
       lastRequest = Date.now();
       return transfers.createSend(entries, handles ?? []);
+    },
+    'bundle.reattach': async ({ transfer, entries }) => {
+      await ready;
+      lastRequest = Date.now();
+      return transfers.reattachPicked(transfer, entries ?? []);
+    },
+    'send.handles': async ({ transfer }) => {
+      await ready;
+      return transfers.handles(transfer);
     },
     'file.get': async ({ transfer, path }) => {
       await ready;

@@ -15,6 +15,7 @@ import { mimeType } from '../common/filetypes.js';
 import { layout, withManifest, MANIFEST_PATH } from './create.js';
 import { hashPieces } from './hasher.js';
 import { PieceSource } from './pieces.js';
+import { changedFiles, filesFromHandles, locate, matchPicked, readable, stillReadable } from './reattach.js';
 import { engine } from './engine.js';
 import { Network } from './network.js';
 import * as store from './store.js';
@@ -102,6 +103,7 @@ export class Transfers {
         // them again (issue 5 re-grants file system handles in one click).
         r.needsFilesFor = r.state;
         r.state = S.NEEDS_FILES;
+        delete r.access; // decided again below, once the handles were looked at
         await store.putBundle(r);
       }
       this.#records.set(r.id, r);
@@ -109,6 +111,13 @@ export class Transfers {
     // Downloads carry on from the pieces stored before the restart.
     for (const r of this.#records.values()) {
       if (r.role === 'receive' && r.state !== S.ERROR && !r.freed) this.#startReceive(r);
+    }
+    // Sends carry on where their files can be reached again without the user
+    // (handles still granted); the others wait for a click in the popup.
+    for (const r of this.#records.values()) {
+      if (r.role === 'send' && r.state === S.NEEDS_FILES) {
+        this.#reattach(r).catch((err) => this.#fail(r, err));
+      }
     }
   }
 
@@ -159,6 +168,9 @@ export class Transfers {
       role: r.role,
       state: r.state,
       resumeState: r.resumeState ?? null,
+      // Null until the files were looked for (then 'grant' or 'pick').
+      access: r.state === S.NEEDS_FILES && r.phase !== 'checking' ? (r.access ?? null) : null,
+      changedFiles: r.changedFiles ?? null,
       phase: r.phase ?? null,
       error: r.error ?? null,
       name: r.name,
@@ -321,7 +333,12 @@ export class Transfers {
       name: bundle.name,
       size: bundle.files.reduce((s, f) => s + f.blob.size, 0),
       fileCount: bundle.files.length,
-      files: bundle.files.map((f) => ({ path: f.parts.join('/'), length: f.blob.size, type: f.type })),
+      files: bundle.files.map((f) => ({
+        path: f.parts.join('/'),
+        length: f.blob.size,
+        type: f.type,
+        lastModified: f.blob.lastModified,
+      })),
       createdAt: now,
       updatedAt: now,
       stats: { uploaded: 0, downloaded: 0, fromServer: 0, fromPeers: 0 },
@@ -329,7 +346,10 @@ export class Transfers {
     this.#records.set(id, record);
     const live = this.#liveFor(id);
     await store.putBundle(record);
-    if (handles.length) await store.putHandles(id, handles).catch(() => {});
+    const located = locate(entries, handles);
+    if (located) {
+      await store.putHandles(id, { handles, files: located }).catch((err) => console.warn('swarmdrop: handles', err));
+    }
     this.#emit();
     live.job = this.#runSend(record, live, bundle).catch((err) => this.#fail(record, err));
     return id;
@@ -401,8 +421,15 @@ export class Transfers {
     if (!S.canResume(r.state)) throw new Error(`A ${S.LABELS[r.state].toLowerCase()} transfer cannot be resumed.`);
     const live = this.#live.get(id);
     const before = r.resumeState ?? (r.role === 'send' ? S.SHARING : S.DOWNLOADING);
+    if (r.role === 'send' && live?.files && r.torrent && (await this.#filesMoved(r, live))) {
+      // A file changed on disk while the send was paused: nothing more is
+      // served from the files as they were; they are checked again below.
+      await this.#net.remove(r.infoHash, false).catch((err) => console.warn('swarmdrop:', err));
+      live.files = null;
+    }
     if (r.role === 'send' && !live?.files) {
-      // Paused before a restart: the files must be granted again first.
+      // Paused before a restart, or a file changed: the files must be found
+      // (and checked) again first.
       r.needsFilesFor = before;
       r.state = S.NEEDS_FILES;
     } else {
@@ -417,6 +444,33 @@ export class Transfers {
     live?.gate.open();
     if (r.infoHash && r.state !== S.NEEDS_FILES) this.#net.resume(r.infoHash);
     await this.#save(r);
+    // Checking files may take a while: the popup follows it through `phase`.
+    if (r.state === S.NEEDS_FILES) this.#reattach(r).catch((err) => this.#fail(r, err));
+    return this.view(id);
+  }
+
+  /**
+   * A send that needs its files again, after the user granted read access
+   * to the handles kept with it (the popup asks, on a click): the files are
+   * read through the handles, checked, and the send goes on.
+   */
+  async regrant(id) {
+    const r = this.#get(id);
+    if (r.role !== 'send' || r.state !== S.NEEDS_FILES) return this.view(id);
+    await this.#reattach(r);
+    return this.view(id);
+  }
+
+  /**
+   * A send that needs its files again, with the files the user picked again
+   * (`{file, path}` entries): they are matched by name, checked against the
+   * piece hashes, and the send goes on; a file that changed is named.
+   */
+  async reattachPicked(id, entries) {
+    const r = this.#get(id);
+    if (r.role !== 'send' || r.state !== S.NEEDS_FILES) throw new Error('This send does not need its files.');
+    const files = matchPicked(this.#dataFiles(r), entries);
+    await this.#reattach(r, files);
     return this.view(id);
   }
 
@@ -501,6 +555,7 @@ export class Transfers {
     record.files = files.map((f) => {
       const placed = { path: f.parts.join('/'), length: f.blob.size, offset, type: f.type };
       if (f.manifest) placed.manifest = true;
+      else placed.lastModified = f.blob.lastModified;
       offset += f.blob.size;
       return placed;
     });
@@ -528,6 +583,8 @@ export class Transfers {
 
     const created = wasm.createTorrent({ ...spec, pieceLength }, live.hashes);
     record.torrent = created.bytes;
+    // Kept so that files found again after a restart can be checked.
+    record.pieceHashes = live.hashes.slice();
     record.infoHash = created.infoHash;
     record.magnet = created.magnet;
     created.free();
@@ -537,6 +594,142 @@ export class Transfers {
     else record.state = S.SHARING;
     await this.#save(record);
     await this.#net.send({ ...record, paused: record.state === S.PAUSED }, files);
+  }
+
+  // ------------------------------------------------------------ a send's files, found again
+
+  /** The file system handles kept for a send (the popup asks the user to grant them again). */
+  async handles(id) {
+    this.#get(id);
+    return (await store.getHandles(id).catch(() => null))?.handles ?? [];
+  }
+
+  /** A send's files as the user gave them: no manifest, no padding. */
+  #dataFiles(r) {
+    return r.files.filter((f) => !f.manifest && !f.padding);
+  }
+
+  /**
+   * Finds a send's files again and goes on with it: `picked` files (the user
+   * chose them again), else the files behind the handles kept with the send
+   * when read access is granted. Leaves the send waiting (`access`: 'grant'
+   * for one click, 'pick' to choose the files) when they cannot be reached.
+   */
+  #reattach(r, picked = null) {
+    const live = this.#liveFor(r.id);
+    const run = async () => {
+      const layout = this.#dataFiles(r);
+      let files = picked;
+      let suspect = new Set(layout.keys());
+      if (!files) {
+        const kept = await store.getHandles(r.id).catch(() => null);
+        if (!kept?.files || kept.files.length !== layout.length) {
+          r.access = 'pick';
+          await this.#save(r);
+          return false;
+        }
+        if (!(await readable(kept.handles))) {
+          r.access = 'grant';
+          await this.#save(r);
+          return false;
+        }
+        files = await filesFromHandles(kept);
+        // A file whose date and size are those it had is the same file.
+        suspect = new Set(
+          layout.flatMap((w, i) =>
+            files[i] && files[i].size === w.length && w.lastModified != null && files[i].lastModified === w.lastModified
+              ? []
+              : [i],
+          ),
+        );
+      }
+      return this.#attach(r, live, files, suspect);
+    };
+    live.attaching ??= run().finally(() => {
+      live.attaching = null;
+    });
+    return live.attaching;
+  }
+
+  /** Checks found-again files and, when none changed, sends with them. */
+  async #attach(r, live, files, suspect) {
+    const layout = this.#dataFiles(r);
+    const wanted = r.needsFilesFor ?? S.SHARING;
+    if (!r.torrent || !r.pieceHashes) {
+      // Stopped while preparing (or made before piece hashes were kept): the
+      // bundle is prepared again from the files.
+      const wrong = layout.filter((w, i) => !files[i] || files[i].size !== w.length).map((w) => w.path);
+      if (r.torrent && wrong.length === 0) {
+        throw new Error('This send was made by an older version: its files cannot be checked. Send them again.');
+      }
+      if (wrong.length) return this.#changed(r, wrong);
+      Object.assign(r, { state: S.HASHING, phase: 'thumbnails' });
+      for (const k of ['needsFilesFor', 'access', 'changedFiles', 'error']) delete r[k];
+      await this.#save(r);
+      const bundle = {
+        name: r.name,
+        files: layout.map((w, i) => ({ blob: files[i], parts: w.path.split('/'), type: w.type })),
+      };
+      live.hashedBytes = 0;
+      live.job = this.#runSend(r, live, bundle).catch((err) => this.#fail(r, err));
+      return true;
+    }
+    const manifest = new Blob([JSON.stringify(r.manifest)], { type: 'application/json' });
+    r.phase = 'checking';
+    this.#emit();
+    const changed = await changedFiles({
+      layout,
+      manifest,
+      files,
+      suspect,
+      pieceHashes: r.pieceHashes,
+      pieceLength: r.pieceLength,
+      signal: live.abort.signal,
+    }).finally(() => {
+      r.phase = null;
+    });
+    if (changed.length) return this.#changed(r, changed);
+    live.files = [
+      { blob: manifest, parts: MANIFEST_PATH.split('/'), type: 'application/json', manifest: true },
+      ...layout.map((w, i) => ({ blob: files[i], parts: w.path.split('/'), type: w.type })),
+    ];
+    live.hashes = r.pieceHashes;
+    r.state = wanted === S.PAUSED || wanted === S.HASHING ? S.SHARING : wanted;
+    for (const k of ['needsFilesFor', 'access', 'changedFiles', 'error']) delete r[k];
+    await this.#save(r);
+    await this.#net.send({ ...r, paused: false }, live.files);
+    return true;
+  }
+
+  /** Files that are not the send's any more: named, and nothing is served from them. */
+  async #changed(r, paths) {
+    const names = paths.map((p) => `"${p}"`).join(', ');
+    r.changedFiles = paths;
+    r.access = 'pick';
+    r.error =
+      paths.length === 1
+        ? `${names} changed since this bundle was made: it is not shared. Choose the original file to go on.`
+        : `${names} changed since this bundle was made: they are not shared. Choose the original files to go on.`;
+    r.state = S.NEEDS_FILES;
+    await this.#save(r);
+    return false;
+  }
+
+  /**
+   * Whether a file of a running send changed on disk since it was given:
+   * through its handle when one is kept (its date or size), else by trying
+   * to read it (Chrome refuses to read a File whose file changed).
+   */
+  async #filesMoved(r, live) {
+    const layout = this.#dataFiles(r);
+    const kept = await store.getHandles(r.id).catch(() => null);
+    if (kept?.files?.length === layout.length && (await readable(kept.handles))) {
+      const now = await filesFromHandles(kept);
+      return layout.some((w, i) => !now[i] || now[i].size !== w.length || now[i].lastModified !== w.lastModified);
+    }
+    const blobs = live.files.filter((f) => !f.manifest).map((f) => f.blob);
+    for (const b of blobs) if (!(await stillReadable(b))) return true;
+    return false;
   }
 
   // ------------------------------------------------------------ the network

@@ -41,6 +41,41 @@ export function collectInput(fileList) {
   };
 }
 
+/**
+ * Chrome's file pickers with handles (showOpenFilePicker, showDirectoryPicker),
+ * so that a send can get its files back after a restart with one click.
+ * Resolves to null when the user closes the picker.
+ */
+export async function pickWithHandles({ folder = false } = {}) {
+  try {
+    if (folder) {
+      const dir = await window.showDirectoryPicker({ mode: 'read' });
+      const entries = [];
+      await walkHandle(dir, dir.name, entries);
+      return { entries, handles: [dir] };
+    }
+    const handles = await window.showOpenFilePicker({ multiple: true });
+    const entries = await Promise.all(handles.map(async (h) => ({ file: await h.getFile(), path: h.name })));
+    return { entries, handles };
+  } catch (err) {
+    if (err?.name === 'AbortError') return null;
+    throw err;
+  }
+}
+
+/** Whether this browser has the pickers of pickWithHandles. */
+export const picksHandles = typeof window !== 'undefined' && typeof window.showOpenFilePicker === 'function';
+
+async function walkHandle(dir, path, out) {
+  const children = [];
+  for await (const child of dir.values()) children.push(child);
+  children.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const child of children) {
+    if (child.kind === 'directory') await walkHandle(child, `${path}/${child.name}`, out);
+    else out.push({ file: await child.getFile(), path: `${path}/${child.name}` });
+  }
+}
+
 async function walk(dir, out) {
   const children = [];
   const reader = dir.createReader();

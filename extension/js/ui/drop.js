@@ -5,7 +5,7 @@
 // engine host by reference (js/common/channel.js), then this frame shows the
 // bundle's preparation and its share link. The page around the frame only
 // ever hears "over", "pinned" and "close"; it never sees files or the link.
-import { sendFiles } from '../common/channel.js';
+import { reattachFiles, sendFiles } from '../common/channel.js';
 import { ext } from '../common/ext.js';
 import * as fmt from '../common/format.js';
 import { bundlePage } from '../common/links.js';
@@ -16,6 +16,9 @@ import { collectDrop, collectInput } from './collect.js';
 import { icon } from './icons.js';
 
 const embedded = window.top !== window;
+// drop.html?reattach=<id>: the files of a send that needs them again (after a
+// restart, where the browser keeps no handles to them: Firefox).
+const reattach = new URLSearchParams(location.search).get('reattach');
 document.documentElement.classList.add(embedded ? 'zone' : 'page');
 
 const $ = (id) => document.getElementById(id);
@@ -66,6 +69,10 @@ document.addEventListener('drop', (e) => {
   tellPage('pinned');
   start(collectDrop(e.dataTransfer));
 });
+
+if (reattach) {
+  document.querySelector('#target strong').textContent = 'Drop the same files again to keep sharing';
+}
 
 window.addEventListener('message', (e) => {
   if (e.source !== window.parent || e.data?.swarmdrop !== true) return;
@@ -122,7 +129,14 @@ async function start(collected) {
     if (entries.length === 0) throw new Error('Nothing to send: the drop held no files.');
     $('b-meta').textContent = `${fmt.files(entries.length)} · ${fmt.bytes(entries.reduce((s, x) => s + x.file.size, 0))}`;
     $('b-status').textContent = 'Handing the files to Swarmdrop…';
-    current = await sendFiles(entries, handles);
+    if (reattach) {
+      $('b-status').textContent = 'Checking the files against the bundle…';
+      const view = await reattachFiles(reattach, entries);
+      current = reattach;
+      if (view.error) throw new Error(view.error);
+    } else {
+      current = await sendFiles(entries, handles);
+    }
     poll();
   } catch (err) {
     showError(err);

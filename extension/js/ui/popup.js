@@ -2,7 +2,7 @@
 // server/peer split; pause, resume, cancel, copy link, bundle page, .torrent;
 // pause all; sending files; settings. The engine host is the source of truth:
 // the popup asks it for the list and renders it.
-import { sendFiles } from '../common/channel.js';
+import { fetchHandles, reattachFiles, sendFiles } from '../common/channel.js';
 import { ext } from '../common/ext.js';
 import * as fmt from '../common/format.js';
 import { bundlePage } from '../common/links.js';
@@ -11,7 +11,7 @@ import { formatIceServers, getSettings, setSettings } from '../common/settings.j
 import * as S from '../common/states.js';
 import { pickerInPopup } from '../platform/ui.js';
 import { copyText } from './clipboard.js';
-import { collectInput } from './collect.js';
+import { collectInput, pickWithHandles, picksHandles } from './collect.js';
 import { el, icon } from './icons.js';
 
 const REFRESH_MS = 700;
@@ -29,25 +29,43 @@ for (const [label, input] of [
   [$('send-files'), $('pick-files')],
   [$('send-folder'), $('pick-folder')],
 ]) {
-  label.addEventListener('click', (e) => {
-    if (pickerInPopup || e.target === input) return;
+  label.addEventListener('click', async (e) => {
+    if (e.target === input) return;
+    if (pickerInPopup && picksHandles) {
+      // Chrome: pickers that give file handles, kept so that the send can
+      // get its files back after a restart.
+      e.preventDefault();
+      try {
+        const picked = await pickWithHandles({ folder: input.id === 'pick-folder' });
+        if (picked) await start(picked);
+      } catch (err) {
+        notice(err.message);
+      }
+      return;
+    }
+    if (pickerInPopup) return;
     e.preventDefault();
     ext.tabs.create({ url: ext.runtime.getURL('drop.html') });
     window.close();
   });
   input.addEventListener('change', async () => {
-    const { entries, handles } = collectInput(input.files);
+    const picked = collectInput(input.files);
     input.value = '';
-    if (!entries.length) return;
-    try {
-      notice('Preparing the bundle…', 'info');
-      await sendFiles(entries, handles);
-      notice(null);
-      refresh();
-    } catch (err) {
-      notice(err.message);
-    }
+    await start(picked);
   });
+}
+
+/** Hands picked files to the engine host to make a bundle. */
+async function start({ entries, handles }) {
+  if (!entries.length) return;
+  try {
+    notice('Preparing the bundle…', 'info');
+    await sendFiles(entries, handles);
+    notice(null);
+    refresh();
+  } catch (err) {
+    notice(err.message);
+  }
 }
 
 $('pick-torrent').addEventListener('change', async () => {
@@ -140,6 +158,11 @@ function makeCard(t) {
   c.peers = el('span', { class: 'stat', title: 'Connected peers' });
   c.split = el('span', { class: 'stat', title: 'Bytes from the server and from peers' });
   c.error = el('div', { class: 't-error' });
+  // A send whose files must be found again: one click re-grants access to
+  // the files it keeps handles to, or the user picks the same files again.
+  c.repick = el('input', { type: 'file', multiple: true, hidden: true, onchange: () => repick(t.id, c.repick) });
+  c.regain = el('button', { class: 'btn primary small', dataset: { action: 'regain' }, hidden: true, onclick: () => regain(t.id, c) });
+  c.files = el('div', { class: 't-files' }, c.regain, c.repick);
   c.toggle = button('pause', 'Pause', 'pause', () => act(t.id, c.toggle.dataset.action === 'pause' ? 'transfer.pause' : 'transfer.resume'));
   c.copy = button('link', 'Copy link', 'copy', async () => {
     if (await copyText(c.link)) flash(c.copy, 'check');
@@ -188,6 +211,7 @@ function makeCard(t) {
     el('div', { class: 't-line' }, c.progress, c.eta),
     el('div', { class: 't-line' }, c.up, c.down, c.peers, el('span', { class: 'grow' }), c.split),
     c.error,
+    c.files,
     el('div', { class: 't-actions' }, c.toggle, c.copy, c.open, c.torrent, c.free, el('span', { class: 'sep' }), c.cancel),
   );
   return c;
@@ -229,6 +253,10 @@ function update(c, t) {
   } else {
     progress = fmt.percent(t.progress);
   }
+  if (t.state === S.NEEDS_FILES) {
+    if (t.phase === 'checking') progress = 'Checking the files against the bundle…';
+    else if (t.access === 'grant') progress = 'Swarmdrop needs your permission to read the files again';
+  }
   if (t.state === S.PAUSED) {
     if (base === S.HASHING) progress = `Paused while preparing, at ${fmt.percent(t.progress)}`;
     else if (t.role === 'send') progress = 'Paused · not sharing until resumed';
@@ -248,6 +276,13 @@ function update(c, t) {
   c.split.replaceChildren(icon('server'), fmt.bytes(t.fromServer), ' · ', icon('users'), fmt.bytes(t.fromPeers));
   c.error.hidden = !t.error;
   c.error.textContent = t.error ?? '';
+  c.access = t.state === S.NEEDS_FILES ? t.access : null;
+  c.files.hidden = !c.access;
+  c.regain.hidden = !c.access;
+  if (c.access) {
+    c.regain.textContent = c.access === 'grant' ? 'Allow access to the files' : 'Choose the files again…';
+    if (c.access === 'grant' && !c.handles) fetchHandles(t.id).then((h) => (c.handles = h), () => {});
+  }
 
   const canToggle = S.canPause(t.state) || S.canResume(t.state);
   const pausing = !S.canResume(t.state);
@@ -261,6 +296,43 @@ function update(c, t) {
   c.link = t.link;
   c.copy.disabled = !t.link;
   c.torrent.disabled = !t.infoHash;
+}
+
+/** "Allow access": asks the browser (this click is the gesture it needs), then the host goes on. */
+async function regain(id, c) {
+  if (c.access !== 'grant') {
+    if (pickerInPopup) c.repick.click();
+    else ext.tabs.create({ url: ext.runtime.getURL(`drop.html?reattach=${encodeURIComponent(id)}`) });
+    return;
+  }
+  try {
+    const handles = c.handles ?? (await fetchHandles(id));
+    for (const h of handles) {
+      if ((await h.requestPermission({ mode: 'read' })) !== 'granted') {
+        throw new Error('Swarmdrop was not allowed to read the files: the send waits until it is.');
+      }
+    }
+    await call('transfer.regrant', { id });
+    notice(null);
+  } catch (err) {
+    notice(err.message);
+  }
+  refresh();
+}
+
+/** The same files, picked again, go to the host, which checks them against the bundle. */
+async function repick(id, input) {
+  const { entries } = collectInput(input.files);
+  input.value = '';
+  if (!entries.length) return;
+  try {
+    notice('Checking the files against the bundle…', 'info');
+    await reattachFiles(id, entries);
+    notice(null);
+  } catch (err) {
+    notice(err.message);
+  }
+  refresh();
 }
 
 function flash(btn, name) {
