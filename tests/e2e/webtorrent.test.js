@@ -1,0 +1,271 @@
+// Interop with WebTorrent 3 (npm `webtorrent`, its browser bundle in a plain
+// page of a Chromium profile without the extension), through the Swarmdrop
+// server's tracker on loopback:
+// - Swarmdrop (Chromium with the extension) sends a bundle peer-to-peer
+//   only; WebTorrent opens its magnet link, gets the metadata (BEP 9) and
+//   every byte from the Swarmdrop peer (no web seed, no other tracker), and
+//   the files it holds have the originals' SHA-256;
+// - WebTorrent seeds files; Swarmdrop opens WebTorrent's magnet link, gets
+//   the metadata from WebTorrent, downloads and saves; the saved files have
+//   the originals' SHA-256.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { launchChromium } from './lib/chromium.js';
+import { builtExtension } from './lib/paths.js';
+import {
+  DISABLED_FEATURES,
+  ROOT,
+  randomFiles,
+  sha256File,
+  startServer,
+  startStatic,
+  tempDir,
+  until,
+} from './net/support.js';
+
+const MB = 1e6;
+/** Tens of MB each way; SWARMDROP_E2E_BIG=1 moves more. */
+const BYTES = process.env.SWARMDROP_E2E_BIG === '1' ? 200 * 1024 * 1024 : 40 * 1024 * 1024;
+const PEER_ID_PREFIX = Buffer.from('-SD0100-').toString('hex');
+
+let server;
+let site;
+let extension;
+const open = [];
+
+function sizes(total) {
+  const a = Math.floor(total * 0.5) + 12_345;
+  const b = Math.floor(total * 0.3) - 7;
+  return [a, b, total - a - b];
+}
+
+function mbps(bytes, ms) {
+  return ((bytes / MB) * 1000) / ms;
+}
+
+/** Runs the extension's message call in one of its pages. */
+function call(page, type, fields = {}) {
+  return page.evaluate(
+    async ([type, fields]) => (await import('./js/common/messages.js')).call(type, fields),
+    [type, fields],
+  );
+}
+
+/** A Chromium with the extension pointed at the test server; its popup page. */
+async function swarmdrop(label, { uploadToServer }) {
+  const downloads = tempDir(`downloads-${label}-`);
+  const b = await launchChromium(extension, { downloads });
+  b.label = label;
+  b.downloads = downloads;
+  b.close = async () => {
+    await b.context.close().catch(() => {});
+    open.splice(open.indexOf(b), 1);
+  };
+  open.push(b);
+  b.context.on('weberror', (e) => console.log(`[${label}] ${e.error()}`));
+  const popup = await b.context.newPage();
+  await popup.goto(`${b.base}popup.html`);
+  await popup.evaluate(
+    (settings) => chrome.storage.local.set({ settings }),
+    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer },
+  );
+  b.popup = popup;
+  return b;
+}
+
+/** Chromium without the extension, a fresh profile, on the WebTorrent page. */
+async function webtorrent(label) {
+  const context = await chromium.launchPersistentContext(tempDir(`chromium-${label}-`), {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: false,
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-background-timer-throttling',
+      '--disable-renderer-backgrounding',
+      '--no-first-run',
+      `--disable-features=${DISABLED_FEATURES.join(',')}`,
+    ],
+  });
+  const b = { label, context };
+  b.close = async () => {
+    await context.close().catch(() => {});
+    open.splice(open.indexOf(b), 1);
+  };
+  open.push(b);
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') console.log(`[${label}] ${m.type()}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => console.log(`[${label}] page error: ${e.message}`));
+  await page.goto(`${site.url}/webtorrent.html`);
+  await page.evaluate(() => window.wt.ready);
+  b.peerId = await page.evaluate(() => window.wt.start());
+  b.page = page;
+  return b;
+}
+
+async function wtLog(w) {
+  return (await w.page.evaluate(() => window.wt.log)).map((e) => `${e.at} ${e.kind}: ${e.message}`).join('\n');
+}
+
+before(async () => {
+  extension = builtExtension('chrome');
+  server = await startServer();
+  site = await startStatic({
+    '/webtorrent/': join(ROOT, 'node_modules/webtorrent/dist'),
+    '/': join(ROOT, 'tests/e2e/net'),
+  });
+});
+
+after(async () => {
+  for (const b of [...open]) await b.close();
+  site?.close();
+  server?.stop();
+});
+
+test('WebTorrent 3 downloads a Swarmdrop bundle from the Swarmdrop peer through the Swarmdrop tracker', { timeout: 900_000 }, async () => {
+  const files = await randomFiles(tempDir('files-wt-in-'), sizes(BYTES));
+  const a = await swarmdrop('SD-send', { uploadToServer: false });
+  await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
+  const sent = await until(
+    async () => {
+      const list = await call(a.popup, 'transfers.list');
+      return list.find((x) => x.role === 'send' && x.magnet && x.state === 'sharing') ?? null;
+    },
+    { timeoutMs: 180_000, what: 'Swarmdrop to hash and share the bundle' },
+  );
+  assert.equal(sent.upload, null, 'peer-to-peer only: nothing goes to the server');
+  assert.match(sent.magnet, /[?&]tr=ws%3A%2F%2F127\.0\.0\.1/, 'the magnet names the Swarmdrop tracker');
+  assert.doesNotMatch(sent.magnet, /[?&](ws|xs|as)=/, 'the magnet names no web seed');
+  console.log(`Swarmdrop shares ${(sent.totalLength / MB).toFixed(1)} MB: ${sent.magnet}`);
+
+  const w = await webtorrent('WT-get');
+  const t0 = Date.now();
+  const infoHash = await w.page.evaluate(([m, tr]) => window.wt.add(m, [tr]), [sent.magnet, server.tracker]);
+  assert.equal(infoHash, sent.infoHash);
+  let status;
+  try {
+    status = await until(
+      async () => {
+        const s = await w.page.evaluate((h) => window.wt.status(h), infoHash);
+        return s.done ? s : null;
+      },
+      { timeoutMs: 600_000, what: 'WebTorrent to finish the download' },
+    );
+  } catch (e) {
+    console.log(`WebTorrent's log:\n${await wtLog(w)}`);
+    console.log(JSON.stringify(await w.page.evaluate((h) => window.wt.status(h), infoHash)));
+    throw e;
+  }
+  const ms = Date.now() - t0;
+  console.log(
+    `WebTorrent: ${(status.length / MB).toFixed(1)} MB from Swarmdrop in ${(ms / 1000).toFixed(1)} s ` +
+      `(${mbps(status.length, ms).toFixed(1)} MB/s, metadata included); wires: ${JSON.stringify(status.wires)}`,
+  );
+
+  // Every byte came over wires to the Swarmdrop peer: no web seed, no other peer.
+  assert.ok(status.wires.length > 0, 'WebTorrent had a peer');
+  for (const wire of status.wires) {
+    assert.equal(wire.type, 'webrtc', 'the only peers were WebRTC peers');
+    assert.ok(wire.peerId.startsWith(PEER_ID_PREFIX), `peer ${wire.peerId} is a Swarmdrop peer`);
+  }
+  const fromSwarmdrop = status.wires.reduce((n, x) => n + x.downloaded, 0);
+  assert.ok(fromSwarmdrop >= status.length, `${fromSwarmdrop} bytes from Swarmdrop cover the ${status.length} of the torrent`);
+
+  // The bytes WebTorrent holds are the originals.
+  const got = await w.page.evaluate((h) => window.wt.fileHashes(h), infoHash);
+  for (const f of files) {
+    const path = `${sent.name}/${f.name}`;
+    assert.deepEqual(got[path], { size: f.size, sha256: f.sha256 }, `${path} arrived intact`);
+  }
+
+  // Swarmdrop counts what it served.
+  const seen = await until(
+    async () => {
+      const t = await call(a.popup, 'transfer.get', { id: sent.id });
+      return t.fromPeers >= status.length ? t : null;
+    },
+    { timeoutMs: 30_000, what: 'Swarmdrop to count the bytes it served' },
+  );
+  console.log(`Swarmdrop served ${(seen.fromPeers / MB).toFixed(1)} MB to peers`);
+  await w.close();
+  await a.close();
+});
+
+test('Swarmdrop downloads, from its magnet link, a torrent WebTorrent 3 seeds', { timeout: 900_000 }, async () => {
+  const files = await randomFiles(tempDir('files-wt-out-'), sizes(BYTES));
+  const w = await webtorrent('WT-seed');
+  await w.page.setInputFiles(
+    '#files',
+    files.map((f) => f.path),
+  );
+  const name = 'seeded by webtorrent';
+  const seeded = await w.page.evaluate(([n, tr]) => window.wt.seed(n, [tr]), [name, server.tracker]);
+  console.log(`WebTorrent seeds ${seeded.infoHash} (pieces of ${seeded.pieceLength} B): ${seeded.magnetURI}`);
+  assert.match(seeded.magnetURI, /[?&]tr=ws%3A%2F%2F127\.0\.0\.1/);
+
+  const b = await swarmdrop('SD-get', { uploadToServer: false });
+  const page = await b.context.newPage();
+  const t0 = Date.now();
+  await page.goto(`${b.base}bundle.html?magnet=${encodeURIComponent(seeded.magnetURI)}`);
+  await page.waitForURL(/bundle\.html\?id=/, { timeout: 60_000 });
+  const id = new URL(page.url()).searchParams.get('id');
+  let got;
+  try {
+    got = await until(
+      async () => {
+        const t = await call(b.popup, 'transfer.get', { id });
+        if (t.state === 'error') throw new Error(`Swarmdrop: ${t.error}`);
+        return t.state === 'complete' ? t : null;
+      },
+      { timeoutMs: 600_000, what: 'Swarmdrop to complete the download' },
+    );
+  } catch (e) {
+    console.log(`WebTorrent's log:\n${await wtLog(w)}`);
+    console.log(JSON.stringify(await w.page.evaluate((h) => window.wt.status(h), seeded.infoHash)));
+    console.log(JSON.stringify(await call(b.popup, 'transfer.get', { id })));
+    throw e;
+  }
+  const ms = Date.now() - t0;
+  console.log(
+    `Swarmdrop: ${(got.totalLength / MB).toFixed(1)} MB from WebTorrent in ${(ms / 1000).toFixed(1)} s ` +
+      `(${mbps(got.totalLength, ms).toFixed(1)} MB/s, metadata included); from peers ${got.fromPeers}, from the server ${got.fromServer}`,
+  );
+  assert.equal(got.name, name);
+  assert.equal(got.fromServer, 0);
+  assert.equal(got.fromPeers, got.totalLength);
+  const st = await w.page.evaluate((h) => window.wt.status(h), seeded.infoHash);
+  assert.ok(st.uploaded >= got.totalLength, `WebTorrent uploaded ${st.uploaded} bytes`);
+
+  // Save from the bundle page; the saved bytes are the originals.
+  await page.reload();
+  await page.locator('article.tile').first().waitFor();
+  await page.locator('#save').click();
+  const message = page.locator('#message');
+  await until(async () => /Saved|downloaded yet/.test((await message.textContent()) ?? ''), {
+    timeoutMs: 120_000,
+    what: 'the bundle page to save the files',
+  });
+  assert.match(await message.textContent(), /^Saved \d+ files? to your downloads folder/);
+  for (const f of files) {
+    const path = join(b.downloads, name, f.name);
+    const sha = await until(
+      async () => {
+        try {
+          return (await sha256File(path)) === f.sha256 ? f.sha256 : null;
+        } catch {
+          return null;
+        }
+      },
+      { timeoutMs: 120_000, what: `${path} to be saved with the original's SHA-256` },
+    );
+    assert.equal(sha, f.sha256, `${f.name} saved intact`);
+  }
+  await b.close();
+  await w.close();
+});
