@@ -9,6 +9,7 @@
 //   the metadata from WebTorrent, downloads and saves; the saved files have
 //   the originals' SHA-256.
 import assert from 'node:assert/strict';
+import { renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
@@ -76,7 +77,7 @@ async function swarmdrop(label, { uploadToServer }) {
 }
 
 /** Chromium without the extension, a fresh profile, on the WebTorrent page. */
-async function webtorrent(label) {
+async function webtorrent(label, { webSeeds = false } = {}) {
   const context = await chromium.launchPersistentContext(tempDir(`chromium-${label}-`), {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: false,
@@ -102,9 +103,12 @@ async function webtorrent(label) {
     if (m.type() === 'error' || m.type() === 'warning') console.log(`[${label}] ${m.type()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => console.log(`[${label}] page error: ${e.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400 && !r.url().endsWith('/favicon.ico')) console.log(`[${label}] ${r.status()} ${r.request().method()} ${r.url()}`);
+  });
   await page.goto(`${site.url}/webtorrent.html`);
   await page.evaluate(() => window.wt.ready);
-  b.peerId = await page.evaluate(() => window.wt.start());
+  b.peerId = await page.evaluate((o) => window.wt.start(o), { webSeeds });
   b.page = page;
   return b;
 }
@@ -128,17 +132,125 @@ after(async () => {
   server?.stop();
 });
 
-test('WebTorrent 3 downloads a Swarmdrop bundle from the Swarmdrop peer through the Swarmdrop tracker', { timeout: 900_000 }, async () => {
-  const files = await randomFiles(tempDir('files-wt-in-'), sizes(BYTES));
-  const a = await swarmdrop('SD-send', { uploadToServer: false });
+/** Files of random bytes under the given names (a name may be empty: 0 bytes). */
+async function namedFiles(prefix, specs) {
+  const dir = tempDir(prefix);
+  const made = await randomFiles(dir, specs.map((s) => s.size));
+  return made.map((f, i) => {
+    const path = join(dir, specs[i].name);
+    renameSync(f.path, path);
+    return { ...f, name: specs[i].name, path };
+  });
+}
+
+/** Picks files in Swarmdrop's popup; resolves to the send's view once it is shared. */
+async function swarmdropSend(a, files) {
   await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
-  const sent = await until(
+  return until(
     async () => {
       const list = await call(a.popup, 'transfers.list');
       return list.find((x) => x.role === 'send' && x.magnet && x.state === 'sharing') ?? null;
     },
-    { timeoutMs: 180_000, what: 'Swarmdrop to hash and share the bundle' },
+    { timeoutMs: 180_000, what: `${a.label} to hash and share the bundle` },
   );
+}
+
+/** Opens a magnet link in Swarmdrop's bundle page; resolves to {page, id}. */
+async function swarmdropOpen(b, magnet) {
+  const page = await b.context.newPage();
+  await page.goto(`${b.base}bundle.html?magnet=${encodeURIComponent(magnet)}`);
+  await page.waitForURL(/bundle\.html\?id=/, { timeout: 60_000 });
+  return { page, id: new URL(page.url()).searchParams.get('id') };
+}
+
+async function swarmdropCompleted(b, id, onTimeout) {
+  try {
+    return await until(
+      async () => {
+        const t = await call(b.popup, 'transfer.get', { id });
+        if (t.state === 'error') throw new Error(`${b.label}: ${t.error}`);
+        return t.state === 'complete' ? t : null;
+      },
+      { timeoutMs: 600_000, what: `${b.label} to complete the download` },
+    );
+  } catch (e) {
+    console.log(JSON.stringify(await call(b.popup, 'transfer.get', { id })));
+    await onTimeout?.();
+    throw e;
+  }
+}
+
+/** Saves every file from the bundle page; each saved file has the original's SHA-256. */
+async function swarmdropSave(b, page, name, files) {
+  await page.reload();
+  await page.locator('article.tile').first().waitFor();
+  await page.locator('#save').click();
+  const message = page.locator('#message');
+  await until(async () => /Saved|downloaded yet/.test((await message.textContent()) ?? ''), {
+    timeoutMs: 120_000,
+    what: `${b.label}'s bundle page to save the files`,
+  });
+  const text = await message.textContent();
+  assert.match(text, /^Saved \d+ files? to your downloads folder/, text);
+  for (const f of files) {
+    const path = join(b.downloads, name, f.savedAs ?? f.name);
+    const sha = await until(
+      async () => {
+        try {
+          return (await sha256File(path)) === f.sha256 ? f.sha256 : null;
+        } catch {
+          return null;
+        }
+      },
+      { timeoutMs: 120_000, what: `${path} to be saved with the original's SHA-256` },
+    );
+    assert.equal(sha, f.sha256, `${f.name} saved intact`);
+  }
+}
+
+/** WebTorrent seeds the files; resolves to {infoHash, magnetURI, pieceLength}. */
+async function wtSeed(w, files, name) {
+  await w.page.setInputFiles(
+    '#files',
+    files.map((f) => f.path),
+  );
+  return w.page.evaluate(([n, tr]) => window.wt.seed(n, [tr]), [name, server.tracker]);
+}
+
+/** Waits for WebTorrent to finish `infoHash`; resolves to its status. */
+async function wtDone(w, infoHash) {
+  try {
+    return await until(
+      async () => {
+        const s = await w.page.evaluate((h) => window.wt.status(h), infoHash);
+        return s.done ? s : null;
+      },
+      { timeoutMs: 600_000, what: `${w.label} to finish the download` },
+    );
+  } catch (e) {
+    await dumpWt(w, infoHash);
+    throw e;
+  }
+}
+
+async function dumpWt(w, infoHash) {
+  console.log(`${w.label}'s log:\n${await wtLog(w)}`);
+  console.log(JSON.stringify(await w.page.evaluate((h) => window.wt.status(h), infoHash)));
+}
+
+/** WebTorrent holds the originals' bytes under `dir/`. */
+async function wtHasFiles(w, infoHash, dir, files) {
+  const got = await w.page.evaluate((h) => window.wt.fileHashes(h), infoHash);
+  for (const f of files) {
+    const path = dir ? `${dir}/${f.name}` : f.name;
+    assert.deepEqual(got[path], { size: f.size, sha256: f.sha256 }, `${path} arrived intact`);
+  }
+}
+
+test('WebTorrent 3 downloads a Swarmdrop bundle from the Swarmdrop peer through the Swarmdrop tracker', { timeout: 900_000 }, async () => {
+  const files = await randomFiles(tempDir('files-wt-in-'), sizes(BYTES));
+  const a = await swarmdrop('SD-send', { uploadToServer: false });
+  const sent = await swarmdropSend(a, files);
   assert.equal(sent.upload, null, 'peer-to-peer only: nothing goes to the server');
   assert.match(sent.magnet, /[?&]tr=ws%3A%2F%2F127\.0\.0\.1/, 'the magnet names the Swarmdrop tracker');
   assert.doesNotMatch(sent.magnet, /[?&](ws|xs|as)=/, 'the magnet names no web seed');
@@ -148,20 +260,7 @@ test('WebTorrent 3 downloads a Swarmdrop bundle from the Swarmdrop peer through 
   const t0 = Date.now();
   const infoHash = await w.page.evaluate(([m, tr]) => window.wt.add(m, [tr]), [sent.magnet, server.tracker]);
   assert.equal(infoHash, sent.infoHash);
-  let status;
-  try {
-    status = await until(
-      async () => {
-        const s = await w.page.evaluate((h) => window.wt.status(h), infoHash);
-        return s.done ? s : null;
-      },
-      { timeoutMs: 600_000, what: 'WebTorrent to finish the download' },
-    );
-  } catch (e) {
-    console.log(`WebTorrent's log:\n${await wtLog(w)}`);
-    console.log(JSON.stringify(await w.page.evaluate((h) => window.wt.status(h), infoHash)));
-    throw e;
-  }
+  const status = await wtDone(w, infoHash);
   const ms = Date.now() - t0;
   console.log(
     `WebTorrent: ${(status.length / MB).toFixed(1)} MB from Swarmdrop in ${(ms / 1000).toFixed(1)} s ` +
@@ -176,13 +275,8 @@ test('WebTorrent 3 downloads a Swarmdrop bundle from the Swarmdrop peer through 
   }
   const fromSwarmdrop = status.wires.reduce((n, x) => n + x.downloaded, 0);
   assert.ok(fromSwarmdrop >= status.length, `${fromSwarmdrop} bytes from Swarmdrop cover the ${status.length} of the torrent`);
-
   // The bytes WebTorrent holds are the originals.
-  const got = await w.page.evaluate((h) => window.wt.fileHashes(h), infoHash);
-  for (const f of files) {
-    const path = `${sent.name}/${f.name}`;
-    assert.deepEqual(got[path], { size: f.size, sha256: f.sha256 }, `${path} arrived intact`);
-  }
+  await wtHasFiles(w, infoHash, sent.name, files);
 
   // Swarmdrop counts what it served.
   const seen = await until(
@@ -200,37 +294,15 @@ test('WebTorrent 3 downloads a Swarmdrop bundle from the Swarmdrop peer through 
 test('Swarmdrop downloads, from its magnet link, a torrent WebTorrent 3 seeds', { timeout: 900_000 }, async () => {
   const files = await randomFiles(tempDir('files-wt-out-'), sizes(BYTES));
   const w = await webtorrent('WT-seed');
-  await w.page.setInputFiles(
-    '#files',
-    files.map((f) => f.path),
-  );
   const name = 'seeded by webtorrent';
-  const seeded = await w.page.evaluate(([n, tr]) => window.wt.seed(n, [tr]), [name, server.tracker]);
+  const seeded = await wtSeed(w, files, name);
   console.log(`WebTorrent seeds ${seeded.infoHash} (pieces of ${seeded.pieceLength} B): ${seeded.magnetURI}`);
   assert.match(seeded.magnetURI, /[?&]tr=ws%3A%2F%2F127\.0\.0\.1/);
 
   const b = await swarmdrop('SD-get', { uploadToServer: false });
-  const page = await b.context.newPage();
   const t0 = Date.now();
-  await page.goto(`${b.base}bundle.html?magnet=${encodeURIComponent(seeded.magnetURI)}`);
-  await page.waitForURL(/bundle\.html\?id=/, { timeout: 60_000 });
-  const id = new URL(page.url()).searchParams.get('id');
-  let got;
-  try {
-    got = await until(
-      async () => {
-        const t = await call(b.popup, 'transfer.get', { id });
-        if (t.state === 'error') throw new Error(`Swarmdrop: ${t.error}`);
-        return t.state === 'complete' ? t : null;
-      },
-      { timeoutMs: 600_000, what: 'Swarmdrop to complete the download' },
-    );
-  } catch (e) {
-    console.log(`WebTorrent's log:\n${await wtLog(w)}`);
-    console.log(JSON.stringify(await w.page.evaluate((h) => window.wt.status(h), seeded.infoHash)));
-    console.log(JSON.stringify(await call(b.popup, 'transfer.get', { id })));
-    throw e;
-  }
+  const { page, id } = await swarmdropOpen(b, seeded.magnetURI);
+  const got = await swarmdropCompleted(b, id, () => dumpWt(w, seeded.infoHash));
   const ms = Date.now() - t0;
   console.log(
     `Swarmdrop: ${(got.totalLength / MB).toFixed(1)} MB from WebTorrent in ${(ms / 1000).toFixed(1)} s ` +
@@ -241,31 +313,98 @@ test('Swarmdrop downloads, from its magnet link, a torrent WebTorrent 3 seeds', 
   assert.equal(got.fromPeers, got.totalLength);
   const st = await w.page.evaluate((h) => window.wt.status(h), seeded.infoHash);
   assert.ok(st.uploaded >= got.totalLength, `WebTorrent uploaded ${st.uploaded} bytes`);
-
-  // Save from the bundle page; the saved bytes are the originals.
-  await page.reload();
-  await page.locator('article.tile').first().waitFor();
-  await page.locator('#save').click();
-  const message = page.locator('#message');
-  await until(async () => /Saved|downloaded yet/.test((await message.textContent()) ?? ''), {
-    timeoutMs: 120_000,
-    what: 'the bundle page to save the files',
-  });
-  assert.match(await message.textContent(), /^Saved \d+ files? to your downloads folder/);
-  for (const f of files) {
-    const path = join(b.downloads, name, f.name);
-    const sha = await until(
-      async () => {
-        try {
-          return (await sha256File(path)) === f.sha256 ? f.sha256 : null;
-        } catch {
-          return null;
-        }
-      },
-      { timeoutMs: 120_000, what: `${path} to be saved with the original's SHA-256` },
-    );
-    assert.equal(sha, f.sha256, `${f.name} saved intact`);
-  }
+  await swarmdropSave(b, page, name, files);
   await b.close();
+  await w.close();
+});
+
+test('Swarmdrop downloads WebTorrent torrents of one file, and with an empty file and non-ASCII names', { timeout: 900_000 }, async () => {
+  const single = await namedFiles('files-wt-one-', [{ name: 'café ☕ 1.bin', size: 5_000_001 }]);
+  const several = await namedFiles('files-wt-names-', [
+    { name: 'ünïcödé — naïve.bin', size: 3_000_000 },
+    { name: 'empty.txt', size: 0 },
+    { name: 'z.bin', size: 17 },
+    { name: 'b.bin', size: 2_000_000 },
+  ]);
+  const w = await webtorrent('WT-names');
+  const b = await swarmdrop('SD-names', { uploadToServer: false });
+  // One file: a single-file torrent (no `files` list), named after the file.
+  const one = await wtSeed(w, single, undefined);
+  const first = await swarmdropOpen(b, one.magnetURI);
+  const gotOne = await swarmdropCompleted(b, first.id, () => dumpWt(w, one.infoHash));
+  assert.equal(gotOne.name, single[0].name);
+  assert.equal(gotOne.totalLength, single[0].size);
+  await swarmdropSave(b, first.page, gotOne.name, single);
+  // Several files, one of them empty, names outside ASCII.
+  const many = await wtSeed(w, several, 'ünï bundle');
+  const second = await swarmdropOpen(b, many.magnetURI);
+  const gotMany = await swarmdropCompleted(b, second.id, () => dumpWt(w, many.infoHash));
+  assert.equal(gotMany.name, 'ünï bundle');
+  assert.equal(gotMany.fromPeers, gotMany.totalLength);
+  await swarmdropSave(b, second.page, gotMany.name, several.filter((f) => f.size > 0));
+  await b.close();
+  await w.close();
+});
+
+test('a mixed swarm: Swarmdrop seeds; WebTorrent and another Swarmdrop download at once and trade pieces', { timeout: 900_000 }, async () => {
+  const files = await randomFiles(tempDir('files-wt-mixed-'), sizes(BYTES));
+  const a = await swarmdrop('SD-mixed-seed', { uploadToServer: false });
+  const sent = await swarmdropSend(a, files);
+  const w = await webtorrent('WT-mixed');
+  const b = await swarmdrop('SD-mixed-get', { uploadToServer: false });
+  const t0 = Date.now();
+  const infoHash = await w.page.evaluate(([m, tr]) => window.wt.add(m, [tr]), [sent.magnet, server.tracker]);
+  // WebTorrent is in the swarm (it has the metadata from the seed) before
+  // the second Swarmdrop announces, so that one's offers reach it.
+  await until(async () => (await w.page.evaluate((h) => window.wt.status(h), infoHash)).ready, {
+    timeoutMs: 60_000,
+    what: 'WebTorrent to get the metadata from the seed',
+  });
+  const { page, id } = await swarmdropOpen(b, sent.magnet);
+  const [st, got] = await Promise.all([wtDone(w, infoHash), swarmdropCompleted(b, id, () => dumpWt(w, infoHash))]);
+  const ms = Date.now() - t0;
+  const peers = new Set(st.wires.map((x) => x.peerId));
+  console.log(
+    `mixed swarm: both done in ${(ms / 1000).toFixed(1)} s; WebTorrent's wires: ${JSON.stringify(st.wires)}; ` +
+      `Swarmdrop receiver: from peers ${got.fromPeers}, uploaded ${got.uploaded}`,
+  );
+  assert.equal(peers.size, 2, 'WebTorrent connected to both Swarmdrop peers');
+  const seedId = st.wires[0].peerId;
+  const withReceiver = st.wires.filter((x) => x.peerId !== seedId);
+  const traded = withReceiver.reduce((n, x) => n + x.downloaded + x.uploaded, 0);
+  assert.ok(traded > 0, 'WebTorrent and the Swarmdrop receiver traded pieces');
+  assert.equal(got.fromPeers, got.totalLength);
+  await wtHasFiles(w, infoHash, sent.name, files);
+  await swarmdropSave(b, page, sent.name, files);
+  await b.close();
+  await w.close();
+  await a.close();
+});
+
+test('WebTorrent 3 downloads a Swarmdrop bundle from the server\'s web seed alone (the server\'s .torrent, BEP 19)', { timeout: 900_000 }, async () => {
+  const files = await namedFiles('files-x5-', [
+    { name: 'ünï café 1.bin', size: 6_000_000 },
+    { name: 'b c.bin', size: 3_000_123 },
+  ]);
+  const a = await swarmdrop('SD-x5', { uploadToServer: true });
+  const sent = await swarmdropSend(a, files);
+  await until(
+    async () => {
+      const t = await call(a.popup, 'transfer.get', { id: sent.id });
+      return t.upload?.phase === 'done' ? t : null;
+    },
+    { timeoutMs: 300_000, what: 'the upload' },
+  );
+  await a.close();
+  const torrent = new Uint8Array(await (await fetch(`${server.url}/api/bundles/${sent.infoHash}/torrent`)).arrayBuffer());
+  const w = await webtorrent('WT-x5', { webSeeds: true });
+  const infoHash = await w.page.evaluate(([t, tr]) => window.wt.add(t, [tr]), [Array.from(torrent), server.tracker]);
+  const t0 = Date.now();
+  const st = await wtDone(w, infoHash);
+  const ms = Date.now() - t0;
+  console.log(`WebTorrent: ${(st.length / MB).toFixed(1)} MB from the web seed in ${(ms / 1000).toFixed(1)} s (${mbps(st.length, ms).toFixed(1)} MB/s)`);
+  assert.ok(st.wires.length > 0);
+  for (const wire of st.wires) assert.equal(wire.type, 'webSeed', 'the web seed was the only source');
+  await wtHasFiles(w, infoHash, sent.name, files);
   await w.close();
 });

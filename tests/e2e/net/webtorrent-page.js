@@ -47,14 +47,15 @@ window.wt = {
   ready: Promise.resolve(true),
   log,
 
-  start() {
+  /** Starts the client; web seeds are used only if `webSeeds` is true. */
+  start({ webSeeds = false } = {}) {
     client = new WebTorrent({
       dht: false,
       lsd: false,
       utPex: false,
       natUpnp: false,
       natPmp: false,
-      webSeeds: false,
+      webSeeds,
       tracker: { rtcConfig: { iceServers: [] } },
     });
     client.on('error', (e) => note('client error', e?.message ?? e));
