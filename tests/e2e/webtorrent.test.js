@@ -262,6 +262,8 @@ test('WebTorrent 3 downloads a Swarmdrop bundle from the Swarmdrop peer through 
   assert.equal(infoHash, sent.infoHash);
   const status = await wtDone(w, infoHash);
   const ms = Date.now() - t0;
+  // A slow start is a bug to find: say what happened when.
+  if (ms > 30_000) console.log(`slow; WebTorrent's log:\n${await wtLog(w)}\nserver: ${JSON.stringify(await server.stats())}`);
   console.log(
     `WebTorrent: ${(status.length / MB).toFixed(1)} MB from Swarmdrop in ${(ms / 1000).toFixed(1)} s ` +
       `(${mbps(status.length, ms).toFixed(1)} MB/s, metadata included); wires: ${JSON.stringify(status.wires)}`,

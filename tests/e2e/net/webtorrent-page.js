@@ -23,6 +23,7 @@ function watch(torrent) {
   torrent.on('error', (e) => note('torrent error', e?.message ?? e));
   torrent.on('warning', (e) => note('torrent warning', e?.message ?? e));
   torrent.on('noPeers', (source) => note('no peers', source));
+  torrent.on('trackerAnnounce', () => note('announced', torrent.infoHash));
   torrent.on('wire', (wire) => {
     const seen = wires.get(torrent.infoHash) ?? [];
     seen.push(wire);
