@@ -146,13 +146,18 @@ async function namedFiles(prefix, specs) {
 /** Picks files in Swarmdrop's popup; resolves to the send's view once it is shared. */
 async function swarmdropSend(a, files) {
   await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
-  return until(
-    async () => {
-      const list = await call(a.popup, 'transfers.list');
-      return list.find((x) => x.role === 'send' && x.magnet && x.state === 'sharing') ?? null;
-    },
-    { timeoutMs: 180_000, what: `${a.label} to hash and share the bundle` },
-  );
+  try {
+    return await until(
+      async () => {
+        const list = await call(a.popup, 'transfers.list');
+        return list.find((x) => x.role === 'send' && x.magnet && x.state === 'sharing') ?? null;
+      },
+      { timeoutMs: 180_000, what: `${a.label} to hash and share the bundle` },
+    );
+  } catch (e) {
+    console.log(`${a.label}'s transfers: ${JSON.stringify(await call(a.popup, 'transfers.list'))}`);
+    throw e;
+  }
 }
 
 /** Opens a magnet link in Swarmdrop's bundle page; resolves to {page, id}. */
