@@ -93,14 +93,19 @@ ensure_wasm_bindgen() {
 }
 
 # The npm tools for building and testing: binaryen (wasm-opt; Debian's
-# binaryen is too old and emits broken wasm), web-ext, playwright-core.
+# binaryen is too old and emits broken wasm), web-ext, playwright-core, and
+# webtorrent (its browser bundle, for the interop tests). None of them needs
+# an install script, and one of webtorrent's dependencies has a preinstall
+# that insists on pnpm: install with --ignore-scripts. webtorrent's engines
+# field asks for Node 22; npm only warns, and only its prebuilt browser
+# bundle is used.
 ensure_npm() {
   ensure_node
   # npm ci rewrites node_modules/.package-lock.json: older than the lock file
   # (or missing) means the installed tools are not the locked ones.
   if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-    say "npm ci (binaryen, web-ext, playwright-core)"
-    npm ci --no-audit --no-fund --loglevel=error
+    say "npm ci (binaryen, web-ext, playwright-core, webtorrent)"
+    npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
   fi
 }
 

@@ -356,9 +356,20 @@ impl Client {
                 if self.sessions.contains_key(&info_hash) {
                     return Err(CommandError::DuplicateBundle(info_hash));
                 }
-                let (sessions, mut ctx) = self.parts(now);
-                let session = Session::new(&mut ctx, *add)?;
-                sessions.insert(info_hash, session);
+                let (_, mut ctx) = self.parts(now);
+                let mut session = Session::new(&mut ctx, *add)?;
+                // A tracker socket other bundles already opened will not
+                // open again: the new bundle's announcer starts on it now.
+                for (url, announcer) in session.announcers.iter_mut() {
+                    let open = self
+                        .trackers
+                        .get(url)
+                        .is_some_and(|t| t.state == SocketState::Open);
+                    if open {
+                        announcer.on_connected(now);
+                    }
+                }
+                self.sessions.insert(info_hash, session);
             }
             Command::Pause(h) => {
                 self.known(h)?;
@@ -1018,6 +1029,31 @@ mod tests {
             .unwrap();
         let outs = drain(&mut c);
         assert!(outs.contains(&Output::TrackerClose { url: T.into() }));
+    }
+
+    #[test]
+    fn a_bundle_added_while_its_tracker_socket_is_open_announces_on_it() {
+        let mut c = client();
+        let (a, b) = (torrent("a"), torrent("b"));
+        c.handle_input(at(0), add(&a)).unwrap();
+        drain(&mut c);
+        c.handle_input(at(1), Input::TrackerOpened { url: T })
+            .unwrap();
+        let outs = drain(&mut c);
+        assert_eq!(announces(&make_offers(&mut c, at(1), &outs)).len(), 1);
+        // The socket is open when b comes: no new socket, b announces at once.
+        c.handle_input(at(5), add(&b)).unwrap();
+        let outs = drain(&mut c);
+        assert!(!outs
+            .iter()
+            .any(|o| matches!(o, Output::TrackerConnect { .. })));
+        let started = announces(&make_offers(&mut c, at(5), &outs));
+        assert_eq!(started.len(), 1, "b announced started on the open socket");
+        assert_eq!(started[0].info_hash.0, b.info_hash.0);
+        assert!(started[0]
+            .offers
+            .as_ref()
+            .is_some_and(|o| o.len() == DEFAULT_OFFERS));
     }
 
     #[test]

@@ -376,6 +376,16 @@ impl Peer {
         }
     }
 
+    /// Sends a later extended handshake (BEP 10 allows several): the one
+    /// with `metadata_size`, once a magnet-started bundle has its metadata.
+    /// WebTorrent asks a peer for the metadata only after a handshake that
+    /// announced its size, and its BEP 9 extension never asks again.
+    pub fn resend_extended_handshake(&mut self, payload: &[u8]) {
+        if self.remote.is_some_and(|r| r.extended) {
+            self.send(&Message::Extended { id: 0, payload });
+        }
+    }
+
     /// Checks what the peer said before the metadata was known, now that it
     /// is. Returns true when the peer's possessions are now known (tell the
     /// picker).

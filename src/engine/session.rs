@@ -1129,11 +1129,16 @@ impl Session {
             self.name = Some(ready.info.name.clone());
         }
         self.ready = Some(Box::new(ready));
+        let metadata_size = bytes.len() as u64;
         ctx.event(Event::MetadataReceived {
             info_hash: self.info_hash,
             info_bytes: bytes,
         });
-        // What peers said before is checked now.
+        // Peers learn that we have the metadata now (our first extended
+        // handshake had no `metadata_size`), and what they said before is
+        // checked now.
+        let ext =
+            ExtendedHandshake::swarmdrop(Some(metadata_size), MAX_QUEUED_REQUESTS as u32).encode();
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
             let Some(ready) = self.ready.as_deref() else {
@@ -1143,6 +1148,7 @@ impl Session {
             let Some(peer) = self.peers.get_mut(&conn) else {
                 continue;
             };
+            peer.resend_extended_handshake(&ext);
             peer.framer
                 .set_limits(peer.framer.limits().with_piece_count(lengths.num_pieces()));
             match peer.resolve_early_has(&lengths) {
@@ -2040,6 +2046,98 @@ mod tests {
         pieces.sort_unstable();
         pieces.dedup();
         pieces
+    }
+
+    /// The extended handshakes `conn` received from the session so far.
+    fn extended_handshakes(env: &mut Env, conn: ConnId) -> Vec<ExtendedHandshake> {
+        let mut found = Vec::new();
+        let mut rest = VecDeque::new();
+        while let Some(o) = env.out.pop_front() {
+            let Output::PeerSend { conn: c, data } = &o else {
+                rest.push_back(o);
+                continue;
+            };
+            if *c != conn {
+                rest.push_back(o);
+                continue;
+            }
+            let framer = env.framers.entry(conn).or_default();
+            let mut frames = framer.feed(data);
+            while let Some(f) = frames.next() {
+                if let Ok(Frame::Message(Message::Extended { id: 0, payload })) = f {
+                    found.push(ExtendedHandshake::decode(payload).unwrap());
+                }
+            }
+        }
+        env.out = rest;
+        found
+    }
+
+    #[test]
+    fn peers_met_before_the_metadata_get_a_handshake_with_its_size_once_it_arrives() {
+        let mut env = Env::new();
+        let (meta, _) = bundle();
+        let magnet = crate::engine::magnet::Magnet::parse(&format!(
+            "magnet:?xt=urn:btih:{}",
+            meta.info_hash.to_hex()
+        ))
+        .unwrap();
+        let start = AddBundle {
+            source: BundleSource::Magnet(Box::new(magnet)),
+            role: Role::Download,
+            have: Bitfield::new(0),
+            selection: None,
+            paused: false,
+        };
+        let mut s = Session::new(&mut env.ctx(), start).unwrap();
+        // Two peers: one with the metadata, one (a WebTorrent leecher, say) without.
+        let (seed, leecher) = (ConnId(1), ConnId(2));
+        for (conn, id, size) in [
+            (seed, THEM, Some(meta.info_bytes.len() as u64)),
+            (leecher, PeerId([4; 20]), None),
+        ] {
+            s.add_peer(env.now, conn);
+            s.peer_opened(&mut env.ctx(), conn);
+            let mut bytes = Handshake::swarmdrop(s.info_hash(), id).encode().to_vec();
+            let mut m = BTreeMap::new();
+            m.insert("ut_metadata".to_owned(), 3);
+            let theirs = ExtendedHandshake {
+                m,
+                metadata_size: size,
+                client: None,
+                reqq: None,
+            };
+            Message::Extended {
+                id: 0,
+                payload: &theirs.encode(),
+            }
+            .encode_into(&mut bytes);
+            s.peer_data(&mut env.ctx(), conn, &bytes);
+        }
+        let first = extended_handshakes(&mut env, leecher);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].metadata_size, None, "no metadata yet");
+
+        // The seed answers the session's request for the one metadata piece.
+        let reply = MetadataMessage::Data {
+            piece: 0,
+            total_size: meta.info_bytes.len() as u64,
+            data: &meta.info_bytes,
+        }
+        .to_vec();
+        let mut bytes = Vec::new();
+        Message::Extended {
+            id: LOCAL_UT_METADATA_ID,
+            payload: &reply,
+        }
+        .encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), seed, &bytes);
+        assert!(s.ready.is_some(), "the metadata was taken");
+
+        let later = extended_handshakes(&mut env, leecher);
+        assert_eq!(later.len(), 1, "one more handshake to the peer met before");
+        assert_eq!(later[0].metadata_size, Some(meta.info_bytes.len() as u64));
+        assert_eq!(later[0].ut_metadata(), Some(LOCAL_UT_METADATA_ID));
     }
 
     #[test]
