@@ -23,11 +23,10 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { ws as WebSocket } from 'playwright-core/lib/utilsBundle';
-import { launchChromium } from './lib/chromium.js';
+import { DISABLED_FEATURES, launchChromium } from './lib/chromium.js';
 import { SCREENSHOTS, builtExtension } from './lib/paths.js';
 import {
   BUNDLE_BYTES,
-  DISABLED_FEATURES,
   randomFiles,
   sha256File,
   startServer,

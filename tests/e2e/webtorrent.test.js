@@ -13,10 +13,9 @@ import { renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
-import { launchChromium } from './lib/chromium.js';
+import { DISABLED_FEATURES, launchChromium } from './lib/chromium.js';
 import { builtExtension } from './lib/paths.js';
 import {
-  DISABLED_FEATURES,
   ROOT,
   randomFiles,
   sha256File,
