@@ -450,3 +450,43 @@ test('Chromium: drop zone, bundle, popup, .torrent, bundle page, pause/resume', 
 
   assert.deepEqual(errors, [], 'no uncaught errors in extension pages');
 });
+
+test('Chromium: files sent while the engine host document is still loading reach it', { timeout: 240_000 }, async (t) => {
+  const extension = builtExtension('chrome');
+  const downloads = join(WORK, `chromium-downloads-${Date.now()}`);
+  const { context, worker, base, profile } = await launchChromium(extension, { downloads });
+  t.after(async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+  const popup = await context.newPage();
+  await popup.goto(`${base}popup.html`);
+  // The offscreen document is listed (chrome.runtime.getContexts) from the
+  // start of its creation, before its scripts listen on the file channel: a
+  // send picked in that window was lost. Another request (the popup's
+  // refresh) starts the creation; the send follows after a sweep of delays
+  // that crosses the window (about 20-80 ms here, longer on a busy machine).
+  for (const delay of [0, 10, 20, 30, 40, 50, 60, 80, 120]) {
+    await worker.evaluate(async () => {
+      const open = await chrome.runtime.getContexts({ contextTypes: ['OFFSCREEN_DOCUMENT'] });
+      if (open.length) await chrome.offscreen.closeDocument();
+    });
+    const result = await popup.evaluate(async (delay) => {
+      const { call } = await import('./js/common/messages.js');
+      const { sendFiles } = await import('./js/common/channel.js');
+      call('transfers.list').catch(() => {});
+      await new Promise((r) => setTimeout(r, delay));
+      try {
+        return { id: await sendFiles([{ file: new File([new Uint8Array(1000)], 'x.bin'), path: 'x.bin' }]) };
+      } catch (err) {
+        return { error: err.message };
+      }
+    }, delay);
+    assert.equal(result.error, undefined, `a send picked ${delay} ms after the host began to load`);
+    const sent = await until(popup, async (id) => {
+      const { call } = await import('./js/common/messages.js');
+      return (await call('transfers.list')).find((x) => x.id === id && x.state === 'sharing');
+    }, result.id);
+    assert.ok(sent, `the send picked ${delay} ms after the host began to load is shared`);
+  }
+});

@@ -20,9 +20,15 @@ async function hostOpen() {
   return contexts.length > 0;
 }
 
-/** Makes sure the engine host exists. */
+/**
+ * Makes sure the engine host exists and listens. A document being created
+ * is listed by getContexts before its scripts have run, so a creation in
+ * flight is waited for, never taken for a host that listens: a file
+ * channel request posted then would be lost (BroadcastChannel keeps no
+ * message for a listener that does not exist yet).
+ */
 export async function ensureHost() {
-  if (await hostOpen()) return;
+  if (!creating && (await hostOpen()) && !creating) return;
   creating ??= chrome.offscreen
     .createDocument({
       url: HOST_URL,
