@@ -261,11 +261,12 @@ test('the receiving Chromium is killed at ~50 %: after a restart on the same pro
   const downloads = tempDir('resume-downloads-B-');
   let b = await startChromium('B', profile, downloads);
   await popupOf(b, { configure: true });
-  // A download cap, so that the kill lands near 50 % (loopback is fast).
+  // A download cap, so that the kill lands near 50 % (loopback is fast):
+  // the whole download would take about 20 s.
   await b.popup.evaluate((settings) => chrome.storage.local.set({ settings }), {
     ...SETTINGS,
     serverUrl: server.url,
-    downloadLimitKBps: 25_000,
+    downloadLimitKBps: Math.max(1_000, Math.round(BUNDLE_BYTES / 1_000 / 20)),
   });
   const egress0 = (await server.stats()).bytes_served;
   const id = await receive(b, sent.link);
@@ -278,6 +279,10 @@ test('the receiving Chromium is killed at ~50 %: after a restart on the same pro
     { timeoutMs: 600_000, everyMs: 50, what: 'B to reach 50 %' },
   );
   await killChromium(b);
+  assert.ok(
+    atKill.progressBytes < 0.9 * atKill.progressTotal,
+    `the kill must land mid-download, not at ${((atKill.progressBytes / atKill.progressTotal) * 100).toFixed(1)} %`,
+  );
   const egressAtKill = (await server.stats()).bytes_served;
   const egressKilled = egressAtKill - egress0;
   const total = atKill.totalLength;
