@@ -31,7 +31,7 @@ use crate::engine::ids::InfoHash;
 use crate::engine::metainfo::Info;
 
 use super::net::error::{js_message, NetError};
-use super::storage::Storage;
+use super::storage::{file_spans, Storage};
 
 /// The OPFS directory of save files.
 const DIR: &str = "swarmdrop-saves";
@@ -226,28 +226,11 @@ async fn copy_pieces(
     file_index: usize,
     writable: &FileSystemWritableFileStream,
 ) -> Result<(), NetError> {
-    let file = info
-        .files
-        .get(file_index)
-        .ok_or_else(|| NetError::Argument(format!("no file {file_index}")))?;
-    let lengths = info.lengths;
-    for p in lengths.pieces_for_range(file.offset, file.length) {
-        let Some(piece) = lengths.validate_piece(p) else {
-            continue;
-        };
-        let piece_start = lengths.piece_offset(piece);
-        let piece_end = piece_start + u64::from(lengths.piece_len(piece));
-        let a = file.offset.max(piece_start) - piece_start;
-        let b = (file.offset + file.length).min(piece_end) - piece_start;
-        if b <= a {
-            continue;
-        }
-        let blob = storage.piece_blob(info_hash, p).await.map_err(|_| {
-            NetError::Storage(format!(
-                "{} is not completely downloaded (piece {p} is missing)",
-                file.path.join("/")
-            ))
-        })?;
+    for span in file_spans(info, file_index)? {
+        let blob = storage
+            .span_blob(info_hash, info, file_index, &span)
+            .await?;
+        let (p, a, b) = (span.piece, span.start, span.end);
         // The stored Blob is read, never sliced: see the module documentation.
         let buffer = JsFuture::from(blob.array_buffer())
             .await
@@ -258,7 +241,7 @@ async fn copy_pieces(
         if (buffer.byte_length() as u64) < b {
             return Err(NetError::Storage(format!(
                 "piece {p} of {} reads back short",
-                file.path.join("/")
+                info.files[file_index].path.join("/")
             )));
         }
         let bytes = Uint8Array::new_with_byte_offset_and_length(&buffer, a as u32, (b - a) as u32);

@@ -422,6 +422,25 @@ impl Storage {
         Ok(Uint8Array::new(&buffer).to_vec())
     }
 
+    /// The stored Blob of the piece `span` lies in, or an error naming the
+    /// file when that piece is missing.
+    pub async fn span_blob(
+        &self,
+        info_hash: InfoHash,
+        info: &Info,
+        file_index: usize,
+        span: &FileSpan,
+    ) -> Result<Blob, NetError> {
+        self.piece_blob(info_hash, span.piece).await.map_err(|_| {
+            let path = info.files.get(file_index).map(|f| f.path.join("/"));
+            NetError::Storage(format!(
+                "{} is not completely downloaded (piece {} is missing)",
+                path.unwrap_or_default(),
+                span.piece
+            ))
+        })
+    }
+
     /// A file of a downloaded bundle as one Blob composed of slices of the
     /// stored pieces: nothing is copied into memory. Only where there is no
     /// origin private file system: Chromium kills the renderer that builds
@@ -433,30 +452,10 @@ impl Storage {
         file_index: usize,
         content_type: &str,
     ) -> Result<Blob, NetError> {
-        let file = info
-            .files
-            .get(file_index)
-            .ok_or_else(|| NetError::Argument(format!("no file {file_index}")))?;
-        let lengths = info.lengths;
         let parts = Array::new();
-        let pieces = lengths.pieces_for_range(file.offset, file.length);
-        for p in pieces {
-            let Some(piece) = lengths.validate_piece(p) else {
-                continue;
-            };
-            let piece_start = lengths.piece_offset(piece);
-            let piece_end = piece_start + u64::from(lengths.piece_len(piece));
-            let a = file.offset.max(piece_start) - piece_start;
-            let b = (file.offset + file.length).min(piece_end) - piece_start;
-            if b <= a {
-                continue;
-            }
-            let blob = self.piece_blob(info_hash, p).await.map_err(|_| {
-                NetError::Storage(format!(
-                    "{} is not completely downloaded (piece {p} is missing)",
-                    file.path.join("/")
-                ))
-            })?;
+        for span in file_spans(info, file_index)? {
+            let blob = self.span_blob(info_hash, info, file_index, &span).await?;
+            let (a, b) = (span.start, span.end);
             let slice = blob
                 .slice_with_f64_and_f64(a as f64, b as f64)
                 .map_err(|e| NetError::browser(&e))?;
@@ -623,4 +622,39 @@ async fn aborted_failure(bytes: usize) -> StoreFailure {
         Some(room) if room < 2.0 * bytes as f64 => StoreFailure::DiskFull,
         _ => StoreFailure::Other("the storage transaction was aborted".into()),
     }
+}
+
+/// The part of one piece that holds bytes of a file: `start..end` within
+/// the piece.
+pub struct FileSpan {
+    pub piece: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// The spans of the pieces holding file `file_index` of `info`, in order.
+pub fn file_spans(info: &Info, file_index: usize) -> Result<Vec<FileSpan>, NetError> {
+    let file = info
+        .files
+        .get(file_index)
+        .ok_or_else(|| NetError::Argument(format!("no file {file_index}")))?;
+    let lengths = info.lengths;
+    let mut spans = Vec::new();
+    for p in lengths.pieces_for_range(file.offset, file.length) {
+        let Some(piece) = lengths.validate_piece(p) else {
+            continue;
+        };
+        let piece_start = lengths.piece_offset(piece);
+        let piece_end = piece_start + u64::from(lengths.piece_len(piece));
+        let start = file.offset.max(piece_start) - piece_start;
+        let end = (file.offset + file.length).min(piece_end) - piece_start;
+        if end > start {
+            spans.push(FileSpan {
+                piece: p,
+                start,
+                end,
+            });
+        }
+    }
+    Ok(spans)
 }
