@@ -470,3 +470,107 @@ fn eight_leechers_take_most_of_the_load_off_a_slow_seed() {
         "the seed sent {copies:.2} copies; peers should carry the rest"
     );
 }
+
+/// What one run of [`offload_run`] measured.
+struct Offload {
+    /// Bytes the web seed sent to the leechers, over the bundle size.
+    server_copies: f64,
+    /// Virtual time until every leecher completed.
+    seconds: f64,
+}
+
+/// A seed, four leechers starting together and a web seed three times as
+/// fast as a peer's uplink; every leecher uses `floor` as its
+/// `web_seed_peer_floor`.
+fn offload_run(sim_seed: u64, floor: u64, with_seed: bool) -> Offload {
+    let mut sim = Sim::new(sim_seed);
+    let bundle = Bundle::new(
+        "offload",
+        &[("offload/a.bin", 20_000_000), ("offload/b.bin", 12_000_000)],
+        64 * 1024,
+        true,
+        43,
+    );
+    let h = bundle.info_hash();
+    sim.web_seed.insert(h, bundle.clone());
+    // Six fetches in flight at 1 MB/s each: 6 MB/s to each leecher, three
+    // times a peer's uplink (2 MB/s).
+    sim.web_seed_link.bandwidth = 1_000_000;
+    let link = LinkSpec::default();
+    if with_seed {
+        let seed = sim.add_node(link);
+        sim.add_bundle(seed, &bundle, bundle.add(Role::Seed));
+    }
+    let leechers: Vec<usize> = (0..4)
+        .map(|_| {
+            let mut id = [0u8; 12];
+            fastrand::Rng::with_seed(sim_seed ^ sim.nodes.len() as u64).fill(&mut id);
+            let mut config = swarmdrop::engine::client::ClientConfig::new(
+                swarmdrop::engine::ids::PeerId::generate(id),
+                sim_seed + sim.nodes.len() as u64,
+            );
+            config.web_seed_peer_floor = floor;
+            sim.add_node_with(config, link)
+        })
+        .collect();
+    let start = sim.now;
+    for &l in &leechers {
+        sim.add_bundle(l, &bundle, bundle.add(Role::Download));
+    }
+    sim.run_until(Duration::from_secs(120), |s| {
+        leechers.iter().all(|&l| s.nodes[l].completed(h))
+    });
+    let seconds = (sim.now - start).as_secs_f64();
+    assert_complete_and_equal(&sim, &leechers, &bundle);
+    let mut served = 0;
+    for &l in &leechers {
+        let (_, from_server, _) = counters(&mut sim, l, &bundle);
+        served += from_server;
+    }
+    Offload {
+        server_copies: served as f64 / bundle.content.len() as f64,
+        seconds,
+    }
+}
+
+#[test]
+fn four_leechers_with_a_seed_take_each_piece_from_the_web_seed_about_once() {
+    let seed = 12 + seed_offset();
+    // Held back while peers bring 1 MiB/s (the default), against a web seed
+    // used like any peer (the policy before) and the web seed alone.
+    let held = offload_run(
+        seed,
+        std::env::var("FLOOR")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(swarmdrop::engine::client::DEFAULT_WEB_SEED_PEER_FLOOR),
+        true,
+    );
+    let greedy = offload_run(seed, u64::MAX, true);
+    let server_only = offload_run(seed, u64::MAX, false);
+    for (name, r) in [
+        ("held back", &held),
+        ("greedy", &greedy),
+        ("no seed", &server_only),
+    ] {
+        println!(
+            "{name}: the web seed sent {:.2} copies; all done in {:.1} s",
+            r.server_copies, r.seconds
+        );
+    }
+    assert!(
+        held.server_copies <= 1.5,
+        "the web seed sent {:.2} copies of the bundle",
+        held.server_copies
+    );
+    assert!(
+        greedy.server_copies > held.server_copies,
+        "the greedy policy is the worse one here"
+    );
+    assert!(
+        held.seconds <= greedy.seconds * 1.6,
+        "held back took {:.1} s against {:.1} s",
+        held.seconds,
+        greedy.seconds
+    );
+}

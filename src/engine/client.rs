@@ -44,12 +44,19 @@ pub struct ClientConfig {
     /// Bytes of verified pieces handed to storage and not yet confirmed per
     /// bundle above which no new block is requested.
     pub max_storing_bytes: u64,
+    /// Download rate from peers (bytes per second) from which web seeds
+    /// fetch only pieces no downloading peer has, leaving the rest to the
+    /// swarm; below it they fetch whatever is needed. Zero: always only
+    /// those pieces (in endgame, anything); `u64::MAX`: web seeds are used
+    /// like any peer.
+    pub web_seed_peer_floor: u64,
 }
 
 impl ClientConfig {
     /// The defaults: 30 peers per bundle, 1 MiB send budget, 256 KiB
     /// low-water mark, 128 MiB of pieces in assembly and 64 MiB in storage's
-    /// hands per bundle, no caps, no default tracker.
+    /// hands per bundle, web seeds held back while peers bring 1 MiB/s, no
+    /// caps, no default tracker.
     pub fn new(peer_id: PeerId, seed: u64) -> Self {
         ClientConfig {
             peer_id,
@@ -62,9 +69,13 @@ impl ClientConfig {
             offer_gather_timeout: Duration::from_secs(10),
             max_partial_bytes: 128 * 1024 * 1024,
             max_storing_bytes: 64 * 1024 * 1024,
+            web_seed_peer_floor: DEFAULT_WEB_SEED_PEER_FLOOR,
         }
     }
 }
+
+/// The default [`ClientConfig::web_seed_peer_floor`]: 1 MiB/s.
+pub const DEFAULT_WEB_SEED_PEER_FLOOR: u64 = 1024 * 1024;
 
 /// A tracker socket shared by every bundle that announces there.
 #[derive(Debug)]

@@ -349,6 +349,14 @@ impl Picker {
         self.availability[piece.as_usize()] + self.have_all_peers
     }
 
+    /// How many known peers with a bitfield have a piece: availability
+    /// without the peers that have every piece (BEP 6 have-all seeds, web
+    /// seeds). Zero means the piece is not yet shared among the swarm's
+    /// downloaders.
+    pub fn peer_copies(&self, piece: PieceIndex) -> u32 {
+        self.availability[piece.as_usize()]
+    }
+
     /// Wanted pieces (and bytes) not yet verified.
     pub fn wanted_remaining(&self) -> Remaining {
         self.remaining
@@ -586,7 +594,24 @@ impl Picker {
         now: Instant,
         rng: &mut fastrand::Rng,
     ) -> Vec<BlockInfo> {
-        self.pick_inner(peer, None, max, now, rng)
+        self.pick_inner(peer, None, false, max, now, rng)
+    }
+
+    /// Like [`pick`](Self::pick) but only in pieces no peer with a bitfield
+    /// has (see [`peer_copies`](Self::peer_copies)): only seeds, web seeds or
+    /// nobody we know hold them, so they are new to the peers around us. In
+    /// endgame duplicates come from any piece, as with `pick`. A web seed
+    /// takes these while the swarm shares the rest; `only` restricts it
+    /// further as in [`pick_allowed_fast`](Self::pick_allowed_fast).
+    pub fn pick_unshared(
+        &mut self,
+        peer: PeerKey,
+        only: Option<&[PieceIndex]>,
+        max: usize,
+        now: Instant,
+        rng: &mut fastrand::Rng,
+    ) -> Vec<BlockInfo> {
+        self.pick_inner(peer, only, true, max, now, rng)
     }
 
     /// Like [`pick`](Self::pick) but only in `allowed` (the BEP 6 allowed-fast
@@ -599,7 +624,7 @@ impl Picker {
         now: Instant,
         rng: &mut fastrand::Rng,
     ) -> Vec<BlockInfo> {
-        self.pick_inner(peer, Some(allowed), max, now, rng)
+        self.pick_inner(peer, Some(allowed), false, max, now, rng)
     }
 
     // ----- request and piece outcomes -----
@@ -984,6 +1009,7 @@ impl Picker {
         &mut self,
         peer: PeerKey,
         only: Option<&[PieceIndex]>,
+        unshared: bool,
         max: usize,
         now: Instant,
         rng: &mut fastrand::Rng,
@@ -1008,6 +1034,7 @@ impl Picker {
                     || self.priority[p as usize].class() != Some(class)
                     || !st.has.get(p)
                     || !allowed(p)
+                    || (unshared && self.availability[p as usize] > 0)
                 {
                     continue;
                 }
@@ -1016,6 +1043,13 @@ impl Picker {
             // Then new pieces, rarest first.
             while out.len() < max {
                 let next = match only {
+                    // The unshared level is one bucket: no miss memo (it
+                    // would hide the other levels from a later full pick).
+                    None if unshared => {
+                        let (next, scanned) = self.find_open_at(&st.has, class, 0, rng);
+                        self.scanned += scanned;
+                        next
+                    }
                     None if st.open_miss[class] == Some(self.open_gen) => None,
                     None => {
                         let (next, scanned) = self.find_open(&st.has, class, rng);
@@ -1029,6 +1063,7 @@ impl Picker {
                         st.has.get(p)
                             && self.is_open(p)
                             && self.priority[p as usize].class() == Some(class)
+                            && (!unshared || self.availability[p as usize] == 0)
                     }),
                 };
                 let Some(p) = next else {
@@ -1047,7 +1082,7 @@ impl Picker {
             let Some(mut st) = self.peers.remove(&peer) else {
                 return out;
             };
-            if endgame {
+            if endgame && !unshared {
                 self.pick_endgame(peer, &mut st, &allowed, max, now, &mut out);
             }
             self.peers.insert(peer, st);
@@ -1087,6 +1122,31 @@ impl Picker {
                         }
                     }
                 }
+            }
+        }
+        (None, scanned)
+    }
+
+    /// A random open piece of a class at one availability level that the
+    /// peer has (only a have-all peer can have a piece at level 0); also
+    /// returns how many bucket entries were examined.
+    fn find_open_at(
+        &self,
+        has: &PeerHas,
+        class: usize,
+        level: usize,
+        rng: &mut fastrand::Rng,
+    ) -> (Option<u32>, u64) {
+        let Some(bucket) = self.buckets[class].get(level).filter(|b| !b.is_empty()) else {
+            return (None, 0);
+        };
+        let start = rng.usize(..bucket.len());
+        let (tail, head) = bucket.split_at(start);
+        let mut scanned = 0u64;
+        for &p in head.iter().chain(tail) {
+            scanned += 1;
+            if has.get(p) {
+                return (Some(p), scanned);
             }
         }
         (None, scanned)

@@ -111,28 +111,34 @@ impl Ready {
     }
 
     /// Up to `want` blocks for `key`, only in `only` if given (allowed-fast
-    /// pieces while choked). While pieces being assembled hold
-    /// `max_partial` bytes, only those pieces are picked from, so memory
-    /// stays bounded even with 16 MiB pieces and many peers.
+    /// pieces while choked), and only in pieces no downloading peer has if
+    /// `unshared` (see [`Picker::pick_unshared`]). While pieces being
+    /// assembled hold `max_partial` bytes, only those pieces are picked
+    /// from, so memory stays bounded even with 16 MiB pieces and many peers.
     fn pick(
         &mut self,
         ctx: &mut Ctx<'_>,
         key: PeerKey,
         want: usize,
         only: Option<&[PieceIndex]>,
+        unshared: bool,
     ) -> Vec<BlockInfo> {
         let (now, rng) = (ctx.now, &mut *ctx.rng);
-        if self.assembly.partial_bytes() >= ctx.config.max_partial_bytes {
-            let open: Vec<PieceIndex> = self
+        let open: Vec<PieceIndex>;
+        let only = if self.assembly.partial_bytes() >= ctx.config.max_partial_bytes {
+            open = self
                 .assembly
                 .partial_pieces()
                 .filter(|p| only.is_none_or(|o| o.contains(p)))
                 .collect();
-            return self.picker.pick_allowed_fast(key, &open, want, now, rng);
-        }
-        match only {
-            Some(allowed) => self.picker.pick_allowed_fast(key, allowed, want, now, rng),
-            None => self.picker.pick(key, want, now, rng),
+            Some(open.as_slice())
+        } else {
+            only
+        };
+        match (only, unshared) {
+            (_, true) => self.picker.pick_unshared(key, only, want, now, rng),
+            (Some(allowed), false) => self.picker.pick_allowed_fast(key, allowed, want, now, rng),
+            (None, false) => self.picker.pick(key, want, now, rng),
         }
     }
 }
@@ -1551,7 +1557,7 @@ impl Session {
             }
             let want = target - outstanding;
             let only = choked.then_some(peer.allowed_fast_in.as_slice());
-            let blocks = ready.pick(ctx, peer.key, want, only);
+            let blocks = ready.pick(ctx, peer.key, want, only, false);
             let blocks = within_caps(
                 ctx,
                 &mut self.timers,
@@ -1577,12 +1583,19 @@ impl Session {
         }
         let lengths = *ready.lengths();
         let per_fetch = lengths.max_blocks_per_piece().max(1) as usize;
+        // Peers first: while they bring at least the floor, web seeds fetch
+        // only what no downloading peer has (new to the swarm, which then
+        // shares it), so several downloaders together take each piece from
+        // the server about once. Below the floor (no peers, slow or gone
+        // peers) web seeds fetch anything, so a download never waits on the
+        // swarm; in endgame they race the last blocks either way.
+        let unshared = self.stats.down_peers.rate(ctx.now) >= ctx.config.web_seed_peer_floor;
         for seed in self.web_seeds.values_mut() {
             while seed.can_fetch(ctx.now) {
                 if !may_download(ctx, &mut self.timers, self.info_hash) {
                     break;
                 }
-                let blocks = ready.pick(ctx, seed.key, per_fetch, None);
+                let blocks = ready.pick(ctx, seed.key, per_fetch, None, unshared);
                 let blocks = within_caps(
                     ctx,
                     &mut self.timers,
