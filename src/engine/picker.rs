@@ -594,24 +594,26 @@ impl Picker {
         now: Instant,
         rng: &mut fastrand::Rng,
     ) -> Vec<BlockInfo> {
-        self.pick_inner(peer, None, false, max, now, rng)
+        self.pick_inner(peer, None, None, max, now, rng)
     }
 
     /// Like [`pick`](Self::pick) but only in pieces no peer with a bitfield
     /// has (see [`peer_copies`](Self::peer_copies)): only seeds, web seeds or
-    /// nobody we know hold them, so they are new to the peers around us. In
-    /// endgame duplicates come from any piece, as with `pick`. A web seed
-    /// takes these while the swarm shares the rest; `only` restricts it
-    /// further as in [`pick_allowed_fast`](Self::pick_allowed_fast).
+    /// nobody we know hold them, so they are new to the peers around us; a
+    /// piece not started yet is opened only if `open` accepts it. No endgame
+    /// duplicates. A web seed takes these while the swarm shares the rest;
+    /// `only` restricts it further as in
+    /// [`pick_allowed_fast`](Self::pick_allowed_fast).
     pub fn pick_unshared(
         &mut self,
         peer: PeerKey,
         only: Option<&[PieceIndex]>,
+        open: &dyn Fn(u32) -> bool,
         max: usize,
         now: Instant,
         rng: &mut fastrand::Rng,
     ) -> Vec<BlockInfo> {
-        self.pick_inner(peer, only, true, max, now, rng)
+        self.pick_inner(peer, only, Some(open), max, now, rng)
     }
 
     /// Like [`pick`](Self::pick) but only in `allowed` (the BEP 6 allowed-fast
@@ -624,7 +626,7 @@ impl Picker {
         now: Instant,
         rng: &mut fastrand::Rng,
     ) -> Vec<BlockInfo> {
-        self.pick_inner(peer, Some(allowed), false, max, now, rng)
+        self.pick_inner(peer, Some(allowed), None, max, now, rng)
     }
 
     // ----- request and piece outcomes -----
@@ -1009,7 +1011,7 @@ impl Picker {
         &mut self,
         peer: PeerKey,
         only: Option<&[PieceIndex]>,
-        unshared: bool,
+        unshared: Option<&dyn Fn(u32) -> bool>,
         max: usize,
         now: Instant,
         rng: &mut fastrand::Rng,
@@ -1034,7 +1036,7 @@ impl Picker {
                     || self.priority[p as usize].class() != Some(class)
                     || !st.has.get(p)
                     || !allowed(p)
-                    || (unshared && self.availability[p as usize] > 0)
+                    || (unshared.is_some() && self.availability[p as usize] > 0)
                 {
                     continue;
                 }
@@ -1042,16 +1044,16 @@ impl Picker {
             }
             // Then new pieces, rarest first.
             while out.len() < max {
-                let next = match only {
+                let next = match (only, unshared) {
                     // The unshared level is one bucket: no miss memo (it
                     // would hide the other levels from a later full pick).
-                    None if unshared => {
-                        let (next, scanned) = self.find_open_at(&st.has, class, 0, rng);
+                    (None, Some(keep)) => {
+                        let (next, scanned) = self.find_open_at(&st.has, class, 0, keep, rng);
                         self.scanned += scanned;
                         next
                     }
-                    None if st.open_miss[class] == Some(self.open_gen) => None,
-                    None => {
+                    (None, None) if st.open_miss[class] == Some(self.open_gen) => None,
+                    (None, None) => {
                         let (next, scanned) = self.find_open(&st.has, class, rng);
                         self.scanned += scanned;
                         if next.is_none() {
@@ -1059,11 +1061,12 @@ impl Picker {
                         }
                         next
                     }
-                    Some(list) => list.iter().map(|a| a.get()).find(|&p| {
+                    (Some(list), _) => list.iter().map(|a| a.get()).find(|&p| {
                         st.has.get(p)
                             && self.is_open(p)
                             && self.priority[p as usize].class() == Some(class)
-                            && (!unshared || self.availability[p as usize] == 0)
+                            && unshared
+                                .is_none_or(|keep| self.availability[p as usize] == 0 && keep(p))
                     }),
                 };
                 let Some(p) = next else {
@@ -1082,7 +1085,7 @@ impl Picker {
             let Some(mut st) = self.peers.remove(&peer) else {
                 return out;
             };
-            if endgame && !unshared {
+            if endgame && unshared.is_none() {
                 self.pick_endgame(peer, &mut st, &allowed, max, now, &mut out);
             }
             self.peers.insert(peer, st);
@@ -1128,13 +1131,15 @@ impl Picker {
     }
 
     /// A random open piece of a class at one availability level that the
-    /// peer has (only a have-all peer can have a piece at level 0); also
+    /// peer has (only a have-all peer can have a piece at level 0) and
+    /// `keep` accepts; also
     /// returns how many bucket entries were examined.
     fn find_open_at(
         &self,
         has: &PeerHas,
         class: usize,
         level: usize,
+        keep: &dyn Fn(u32) -> bool,
         rng: &mut fastrand::Rng,
     ) -> (Option<u32>, u64) {
         let Some(bucket) = self.buckets[class].get(level).filter(|b| !b.is_empty()) else {
@@ -1145,7 +1150,7 @@ impl Picker {
         let mut scanned = 0u64;
         for &p in head.iter().chain(tail) {
             scanned += 1;
-            if has.get(p) {
+            if has.get(p) && keep(p) {
                 return (Some(p), scanned);
             }
         }

@@ -30,7 +30,7 @@ use crate::engine::picker::{priorities_from_files, BlockOutcome, PeerKey, Picker
 use crate::engine::time::Instant;
 use crate::engine::timer::{timer_enum, TimerTable};
 use crate::engine::tracker::{AnnounceStats, Announcer};
-use crate::engine::webseed::{assemble_fetch, fetch_slots, WebSeed};
+use crate::engine::webseed::{assemble_fetch, fetch_slots, Owners, WebSeed};
 use crate::engine::wire::extension::{LOCAL_LT_DONTHAVE_ID, LOCAL_UT_METADATA_ID};
 use crate::engine::wire::{metadata_piece, ExtendedHandshake, Frame, Message, MetadataMessage};
 
@@ -111,8 +111,9 @@ impl Ready {
     }
 
     /// Up to `want` blocks for `key`, only in `only` if given (allowed-fast
-    /// pieces while choked), and only in pieces no downloading peer has if
-    /// `unshared` (see [`Picker::pick_unshared`]). While pieces being
+    /// pieces while choked), and if `unshared` is given only in pieces no
+    /// downloading peer has, opening only those it says are ours (see
+    /// [`Picker::pick_unshared`]). While pieces being
     /// assembled hold `max_partial` bytes, only those pieces are picked
     /// from, so memory stays bounded even with 16 MiB pieces and many peers.
     fn pick(
@@ -121,7 +122,7 @@ impl Ready {
         key: PeerKey,
         want: usize,
         only: Option<&[PieceIndex]>,
-        unshared: bool,
+        unshared: Option<&Owners>,
     ) -> Vec<BlockInfo> {
         let (now, rng) = (ctx.now, &mut *ctx.rng);
         let open: Vec<PieceIndex>;
@@ -136,9 +137,12 @@ impl Ready {
             only
         };
         match (only, unshared) {
-            (_, true) => self.picker.pick_unshared(key, only, want, now, rng),
-            (Some(allowed), false) => self.picker.pick_allowed_fast(key, allowed, want, now, rng),
-            (None, false) => self.picker.pick(key, want, now, rng),
+            (_, Some(owners)) => {
+                let ours = |p: u32| owners.is_ours(p);
+                self.picker.pick_unshared(key, only, &ours, want, now, rng)
+            }
+            (Some(allowed), None) => self.picker.pick_allowed_fast(key, allowed, want, now, rng),
+            (None, None) => self.picker.pick(key, want, now, rng),
         }
     }
 }
@@ -1557,7 +1561,7 @@ impl Session {
             }
             let want = target - outstanding;
             let only = choked.then_some(peer.allowed_fast_in.as_slice());
-            let blocks = ready.pick(ctx, peer.key, want, only, false);
+            let blocks = ready.pick(ctx, peer.key, want, only, None);
             let blocks = within_caps(
                 ctx,
                 &mut self.timers,
@@ -1585,17 +1589,26 @@ impl Session {
         let per_fetch = lengths.max_blocks_per_piece().max(1) as usize;
         // Peers first: while they bring at least the floor, web seeds fetch
         // only what no downloading peer has (new to the swarm, which then
-        // shares it), so several downloaders together take each piece from
-        // the server about once. Below the floor (no peers, slow or gone
-        // peers) web seeds fetch anything, so a download never waits on the
-        // swarm; in endgame they race the last blocks either way.
-        let unshared = self.stats.down_peers.rate(ctx.now) >= ctx.config.web_seed_peer_floor;
+        // shares it), and of that only the pieces that are ours among the
+        // downloaders we see, so several downloaders together take each
+        // piece from the server about once. Below the floor (no peers, slow
+        // or gone peers) web seeds fetch anything, so a download never waits
+        // on the swarm, and race the last blocks in endgame.
+        let owners =
+            (self.stats.down_peers.rate(ctx.now) >= ctx.config.web_seed_peer_floor).then(|| {
+                let downloaders = self
+                    .peers
+                    .values()
+                    .filter(|p| p.is_active() && !p.is_seed())
+                    .filter_map(|p| p.peer_id());
+                Owners::new(&ctx.config.peer_id, downloaders)
+            });
         for seed in self.web_seeds.values_mut() {
             while seed.can_fetch(ctx.now) {
                 if !may_download(ctx, &mut self.timers, self.info_hash) {
                     break;
                 }
-                let blocks = ready.pick(ctx, seed.key, per_fetch, None, unshared);
+                let blocks = ready.pick(ctx, seed.key, per_fetch, None, owners.as_ref());
                 let blocks = within_caps(
                     ctx,
                     &mut self.timers,

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::engine::api::{ConnId, UrlRange, WebSeedFetch};
-use crate::engine::ids::InfoHash;
+use crate::engine::ids::{InfoHash, PeerId};
 use crate::engine::lengths::{BlockInfo, PieceIndex};
 use crate::engine::metainfo::Info;
 use crate::engine::picker::PeerKey;
@@ -187,6 +187,52 @@ impl WebSeed {
     }
 }
 
+/// Which downloaders take which pieces from the web seed, without talking:
+/// rendezvous hashing over the peer ids of the downloaders we are connected
+/// to (us included). Each piece has one owner in a set; every downloader
+/// that sees the same set computes the same owners, so downloaders starting
+/// together fetch different pieces from the server and trade the rest,
+/// instead of racing for the same pieces while their have messages wait
+/// behind piece data. With no other downloader we own every piece.
+#[derive(Clone, Debug)]
+pub struct Owners {
+    ours: u64,
+    others: Vec<u64>,
+}
+
+impl Owners {
+    /// The owners among `us` and the downloading peers `others`.
+    pub fn new(us: &PeerId, others: impl IntoIterator<Item = PeerId>) -> Self {
+        Owners {
+            ours: id_hash(us),
+            others: others.into_iter().map(|id| id_hash(&id)).collect(),
+        }
+    }
+
+    /// Whether we own `piece`: our score is the highest (ties, only between
+    /// equal ids, go to us).
+    pub fn is_ours(&self, piece: u32) -> bool {
+        let p = u64::from(piece);
+        let ours = mix(self.ours ^ p);
+        self.others.iter().all(|&o| mix(o ^ p) <= ours)
+    }
+}
+
+/// FNV-1a of a peer id.
+fn id_hash(id: &PeerId) -> u64 {
+    id.as_bytes().iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A 64-bit finalizer (SplitMix64's): every input bit moves every output bit.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The URL of file `path` (its components) under web seed `base` (BEP 19):
 /// a single-file torrent's URL is the file itself unless it ends in `/`
 /// (then the name is appended); a multi-file torrent's files live under
@@ -272,6 +318,49 @@ pub fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id(n: u8) -> PeerId {
+        PeerId([n; 20])
+    }
+
+    #[test]
+    fn downloaders_seeing_the_same_set_split_the_pieces_between_them() {
+        let ids: Vec<PeerId> = (1..=4).map(id).collect();
+        let views: Vec<Owners> = ids
+            .iter()
+            .map(|me| Owners::new(me, ids.iter().filter(|o| *o != me).copied()))
+            .collect();
+        let mut shares = [0u32; 4];
+        for p in 0..4000 {
+            let owners: Vec<usize> = (0..4).filter(|&i| views[i].is_ours(p)).collect();
+            assert_eq!(owners.len(), 1, "piece {p} has owners {owners:?}");
+            shares[owners[0]] += 1;
+        }
+        for s in shares {
+            assert!((850..=1150).contains(&s), "shares {shares:?}");
+        }
+    }
+
+    #[test]
+    fn a_downloader_alone_owns_every_piece() {
+        let alone = Owners::new(&id(9), []);
+        assert!((0..1000).all(|p| alone.is_ours(p)));
+    }
+
+    #[test]
+    fn a_downloader_leaving_hands_its_pieces_to_the_others() {
+        let (a, b, c) = (id(1), id(2), id(3));
+        let before = Owners::new(&a, [b, c]);
+        let after = Owners::new(&a, [b]);
+        for p in 0..1000 {
+            // Ours stay ours; some of c's become ours.
+            assert!(!before.is_ours(p) || after.is_ours(p));
+        }
+        let gained = (0..1000)
+            .filter(|&p| !before.is_ours(p) && after.is_ours(p))
+            .count();
+        assert!(gained > 100, "only {gained} pieces changed hands");
+    }
     use crate::engine::bencode::OwnedValue;
     use crate::engine::lengths::BLOCK_SIZE;
 
