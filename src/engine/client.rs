@@ -813,10 +813,12 @@ impl Client {
                 };
                 // Connections being signalled already count as peers.
                 let room = session.wanted_offers(max);
+                let lonely = session.is_lonely();
                 let Some(announcer) = session.announcers.get_mut(&url) else {
                     continue;
                 };
                 announcer.set_offers_wanted(room.min(DEFAULT_OFFERS));
+                announcer.set_lonely(now, lonely);
                 let Some(need) = announcer.poll(now) else {
                     continue;
                 };
@@ -1122,6 +1124,87 @@ mod tests {
         assert!(!drain(&mut c)
             .iter()
             .any(|o| matches!(o, Output::AcceptAnswer { .. })));
+    }
+
+    /// Adds `meta` with `role` (a download has nothing yet), opens the
+    /// tracker at 1 s and makes the offers of the `started` announce;
+    /// returns what that sent and the offers' connections.
+    fn announced(c: &mut Client, meta: &Metainfo, role: Role) -> (Vec<Output>, Vec<ConnId>) {
+        let n = meta.info.lengths.num_pieces();
+        let have = match role {
+            Role::Seed => Bitfield::full(n),
+            _ => Bitfield::new(n),
+        };
+        let input = Input::Command(Command::AddBundle(Box::new(AddBundle {
+            source: BundleSource::Metainfo(Box::new(meta.clone())),
+            role,
+            have,
+            selection: None,
+            paused: false,
+        })));
+        c.handle_input(at(0), input).unwrap();
+        drain(c);
+        c.handle_input(at(1), Input::TrackerOpened { url: T })
+            .unwrap();
+        let outs = drain(c);
+        let conns = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::CreateOffer { conn, .. } => Some(*conn),
+                _ => None,
+            })
+            .collect();
+        (make_offers(c, at(1), &outs), conns)
+    }
+
+    /// Runs the client's timers until `end`; returns the announces sent,
+    /// with their times.
+    fn announces_until(c: &mut Client, end: Instant) -> Vec<(Instant, usize)> {
+        let mut seen = Vec::new();
+        while let Some(t) = c.poll_timeout().filter(|&t| t <= end) {
+            c.handle_timeout(t);
+            let outs = drain(c);
+            let sent = make_offers(c, t, &outs);
+            for a in announces(&outs).into_iter().chain(announces(&sent)) {
+                seen.push((t, a.offers.map_or(0, |o| o.len())));
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn a_download_whose_only_connection_failed_announces_again_within_5_seconds() {
+        let mut c = client();
+        let a = torrent("a");
+        let (sent, conns) = announced(&mut c, &a, Role::Download);
+        assert_eq!(announces(&sent).len(), 1, "started");
+        // Every offer's connection fails at 2 s (an answer came, ICE did not
+        // connect), so the download has no peer at all.
+        assert_eq!(conns.len(), DEFAULT_OFFERS);
+        for conn in conns {
+            c.handle_input(at(2), Input::PeerClosed { conn }).unwrap();
+        }
+        drain(&mut c);
+        let seen = announces_until(&mut c, at(60));
+        let times: Vec<Instant> = seen.iter().map(|&(t, _)| t).collect();
+        assert_eq!(
+            times,
+            vec![at(6), at(16), at(36)],
+            "5 s, then 10 s, then 20 s after the one before"
+        );
+        assert!(seen.iter().all(|&(_, offers)| offers == DEFAULT_OFFERS));
+    }
+
+    #[test]
+    fn a_seed_alone_keeps_the_regular_interval() {
+        let mut c = client();
+        let a = torrent("a");
+        let (_, conns) = announced(&mut c, &a, Role::Seed);
+        for conn in conns {
+            c.handle_input(at(2), Input::PeerClosed { conn }).unwrap();
+        }
+        drain(&mut c);
+        assert!(announces_until(&mut c, at(100)).is_empty());
     }
 
     #[test]

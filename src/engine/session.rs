@@ -429,6 +429,16 @@ impl Session {
         max_peers.saturating_sub(self.peers.len())
     }
 
+    /// Whether this is a running download that still needs pieces (or the
+    /// metadata) and has no connected peer: its announcers then re-announce
+    /// soon (see [`Announcer::set_lonely`]). Offers awaiting an answer and
+    /// connections still being set up do not count as connected.
+    pub fn is_lonely(&self) -> bool {
+        self.paused.is_none()
+            && self.ready.as_ref().is_none_or(|r| !r.picker.is_complete())
+            && !self.peers.values().any(Peer::is_active)
+    }
+
     /// The earliest deadline of the session and its peers.
     pub fn next_timeout(&self) -> Option<Instant> {
         let peers = self.peers.values().filter_map(Peer::next_timeout).min();

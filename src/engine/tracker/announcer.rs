@@ -24,6 +24,10 @@ pub const DEFAULT_OFFERS: usize = 5;
 pub const BACKOFF_BASE: Duration = Duration::from_secs(15);
 /// Longest delay after failures.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(10 * 60);
+/// First early re-announce of a lonely download (no connected peer): its
+/// offers went unanswered or their connections failed. It doubles with each
+/// further announce that leaves it alone, up to the regular interval.
+pub const LONELY_RETRY_BASE: Duration = Duration::from_secs(5);
 
 /// Exponential backoff: `base`, `2 × base`, `4 × base`, … up to `cap`.
 ///
@@ -164,7 +168,10 @@ enum Completion {
 /// `started`; a reconnect resets the backoff. Responses and failures that
 /// arrive while no announce of ours awaits one (aquatic_ws also answers the
 /// announces that carry our answers, and reports failures about them) are
-/// ignored, so they can neither postpone nor fail our schedule.
+/// ignored, so they can neither postpone nor fail our schedule. A download
+/// with no connected peer is [lonely](Self::set_lonely): it announces again
+/// [`LONELY_RETRY_BASE`] after its last announce, then after 10 s, 20 s, …
+/// up to the interval, until a peer connects.
 #[derive(Clone, Debug)]
 pub struct Announcer {
     info_hash: InfoHash,
@@ -186,6 +193,12 @@ pub struct Announcer {
     /// An announce went out and neither its response nor a failure came.
     awaiting_response: bool,
     backoff: Backoff,
+    /// A download with no connected peer (see [`set_lonely`](Self::set_lonely)).
+    lonely: bool,
+    /// Delays between early re-announces while lonely.
+    lonely_backoff: Backoff,
+    /// While lonely: the next announce is due this long after the last one.
+    lonely_delay: Option<Duration>,
 }
 
 impl Announcer {
@@ -207,6 +220,9 @@ impl Announcer {
             pending: None,
             awaiting_response: false,
             backoff: Backoff::default(),
+            lonely: false,
+            lonely_backoff: Backoff::new(LONELY_RETRY_BASE, MAX_INTERVAL),
+            lonely_delay: None,
         }
     }
 
@@ -315,6 +331,38 @@ impl Announcer {
     /// [`MAX_OFFERS`]. Takes effect from the next need.
     pub fn set_offers_wanted(&mut self, offers: usize) {
         self.offers_wanted = offers.min(MAX_OFFERS);
+    }
+
+    /// Whether the torrent is a download that needs pieces and has no
+    /// connected peer (its last offers went unanswered, or their connections
+    /// failed). While it is, the next announce comes [`LONELY_RETRY_BASE`]
+    /// after the last one, and each announce that leaves it lonely doubles
+    /// that delay, up to the interval; once a peer connects the regular
+    /// interval applies again. Call it whenever that may have changed (it
+    /// does nothing if it has not).
+    pub fn set_lonely(&mut self, now: Instant, lonely: bool) {
+        if lonely == self.lonely {
+            return;
+        }
+        self.lonely = lonely;
+        self.lonely_backoff.reset();
+        // Lonely since the announce that went out: that one counts as the
+        // first try. Lonely before any: the first announce will count.
+        self.lonely_delay = match (lonely, self.announced) {
+            (false, _) => None,
+            (true, true) => Some(self.lonely_backoff.next_delay()),
+            (true, false) => Some(LONELY_RETRY_BASE),
+        };
+        // Only a regular announce moves: `started`, a retry after a failure
+        // and `completed` keep their time.
+        if self.phase == Phase::Running
+            && self.announced
+            && self.pending.is_none()
+            && self.completion != Completion::Due
+            && self.due.is_some()
+        {
+            self.schedule_next(now);
+        }
     }
 
     /// The tracker answered an announce for this torrent, asking for
@@ -426,6 +474,9 @@ impl Announcer {
             Some(Event::Completed) => self.completion = Completion::Done,
             None => {}
         }
+        if self.lonely {
+            self.lonely_delay = Some(self.lonely_backoff.next_delay());
+        }
         self.awaiting_response = true;
         self.schedule_next(now);
         Some(frame)
@@ -444,12 +495,17 @@ impl Announcer {
     // ------------------------------------------------------------ helpers
 
     /// The next announce while running and announced: `completed` at once if
-    /// due, else one interval after the last announce.
+    /// due, else one interval after the last announce, or sooner while
+    /// lonely.
     fn schedule_next(&mut self, now: Instant) {
+        let last = self.last_sent.unwrap_or(now);
+        let wait = self
+            .lonely_delay
+            .map_or(self.interval, |d| d.min(self.interval));
         self.due = Some(if self.completion == Completion::Due {
             now
         } else {
-            self.last_sent.unwrap_or(now) + self.interval
+            last + wait
         });
     }
 

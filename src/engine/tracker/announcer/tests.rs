@@ -476,3 +476,71 @@ fn virtual_time_loop_announces_on_schedule_and_expires_unanswered_offers() {
     }
     assert_eq!(book.len(), 2);
 }
+
+#[test]
+fn a_lonely_download_announces_again_after_5_10_20_seconds_up_to_the_interval() {
+    let mut a = running(at(0));
+    let (need, _) = announce_due(&mut a, at(0));
+    assert_eq!(need.event, Some(Event::Started));
+    assert!(a.on_response(at(1), None));
+    assert_eq!(a.poll_timeout(), Some(at(0) + DEFAULT_INTERVAL));
+    // Its offers went unanswered (or their connections failed) at 3 s.
+    a.set_lonely(at(3), true);
+    assert_eq!(a.poll_timeout(), Some(at(5)), "5 s after the last announce");
+    assert_eq!(a.poll(at(4)), None);
+    let mut last = at(5);
+    for delay in [10, 20, 40, 80, 120, 120] {
+        let (need, request) = announce_due(&mut a, last);
+        assert_eq!(need.event, None, "a regular announce");
+        assert_eq!(need.offers_wanted, DEFAULT_OFFERS, "with fresh offers");
+        assert_eq!(request.offers.map(|o| o.len()), Some(DEFAULT_OFFERS));
+        assert!(a.on_response(last + Duration::from_secs(1), None));
+        let next = last + Duration::from_secs(delay);
+        assert_eq!(a.poll_timeout(), Some(next), "then after {delay} s");
+        last = next;
+    }
+}
+
+#[test]
+fn a_peer_connecting_brings_back_the_regular_interval_and_the_backoff_restarts() {
+    let mut a = running(at(0));
+    announce_due(&mut a, at(0));
+    a.set_lonely(at(1), true);
+    announce_due(&mut a, at(5));
+    assert_eq!(a.poll_timeout(), Some(at(15)));
+    a.set_lonely(at(7), false);
+    assert_eq!(a.poll_timeout(), Some(at(5) + DEFAULT_INTERVAL));
+    // Alone again later: 5 s again, not 20 s.
+    a.set_lonely(at(60), true);
+    assert!(
+        a.poll_timeout().is_some_and(|t| t <= at(60)),
+        "already more than 5 s since the last announce: due at once"
+    );
+    announce_due(&mut a, at(60));
+    assert_eq!(a.poll_timeout(), Some(at(70)));
+    // Saying the same again changes nothing.
+    a.set_lonely(at(61), true);
+    assert_eq!(a.poll_timeout(), Some(at(70)));
+}
+
+#[test]
+fn loneliness_does_not_move_started_completed_or_a_retry_after_a_failure() {
+    let mut a = running(at(0));
+    let need = a.poll(at(0)).unwrap();
+    a.set_lonely(at(0), true);
+    a.announce(at(0), &stats(), offers(need.offers_wanted))
+        .unwrap();
+    assert!(a.on_failure(at(1)));
+    assert_eq!(a.poll_timeout(), Some(at(1) + BACKOFF_BASE));
+    a.set_lonely(at(2), false);
+    a.set_lonely(at(2), true);
+    assert_eq!(
+        a.poll_timeout(),
+        Some(at(1) + BACKOFF_BASE),
+        "the failure's backoff holds"
+    );
+    let (need, _) = announce_due(&mut a, at(1) + BACKOFF_BASE);
+    assert_eq!(need.event, Some(Event::Started));
+    a.complete(at(17));
+    assert_eq!(a.poll_timeout(), Some(at(17)), "completed goes out at once");
+}
