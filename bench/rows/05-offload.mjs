@@ -81,23 +81,21 @@ try {
       `each run: ${RECEIVERS} fresh Chromium profiles (release build of the extension) open the share link together; egress is the change of \`bytes_served\` (GET /api/stats) until all have completed`,
       `median time for the four downloads: ${fmt(median(runs.map((r) => r.seconds)), 1)} s; all four bundle pages had` +
         ` started their transfer within ${fmt(Math.max(...runs.map((r) => r.all_started_s)), 1)} s of opening the link in every run`,
-      'the first attempt at this row (commit 7f22748) never saw the receivers start; the likely cause is the engine bug fixed' +
-        ' in b565c10 (a web seed with more free fetch slots than the two `start_fetches` took made `fill_web_seeds` loop' +
-        ' forever, which would freeze the extension\'s offscreen document, and with it the extension\'s pages (the symptoms the attempt saw), as soon as a receiver added the' +
-        ' server\'s web seed for a bundle the server already held: 128 KiB pieces give 16 slots); tests/swarm.rs' +
-        ' (a web seed with 64 KiB pieces) and a unit test in src/engine/webseed.rs cover it; on this build the attempt\'s own' +
-        ' harness (with a 32 MiB bundle) and this one both start all four receivers'
+      'web seed policy (src/engine/session.rs `fill_web_seeds`, src/engine/webseed.rs `Owners`): while a receiver gets at least' +
+        ' 1 MiB/s from peers (`ClientConfig::web_seed_peer_floor`) its web seed fetches only pieces no downloading peer has, and of' +
+        ' those only the ones it owns among the downloaders it is connected to (rendezvous hashing of peer ids), so the four' +
+        ' receivers take each piece from the server about once and trade the rest; below the floor (no peers, slow or gone peers)' +
+        ' the web seed fetches anything, and races the last blocks in endgame',
+      `where the time goes: the receivers fetch their share from the server in the first seconds, then trade the rest over` +
+        ` WebRTC (median receiver: ${median(runs.flatMap((r) => r.from_peers_mb.split(' / ').map(Number)))} MB from peers);` +
+        ' five browsers on 2 shared cores move peer bytes much slower than HTTP from the server (row 2 against row 4), so the' +
+        ' download takes longer than when every receiver fetched everything from the server (31.4 s before this policy)'
     ],
     limit: met
       ? null
-      : `the server sent ${fmt(ratio, 2)}× the bundle. Every receiver takes the web seed as a peer that has every piece and` +
-        ' keeps all of its fetch slots busy from the start (src/engine/session.rs `fill_web_seeds`: while the web seed can' +
-        ' fetch and the download caps allow, it picks blocks for it), so on loopback, where the server is the fastest' +
-        ' source, each receiver gets a large share from it (see from_server_mb per receiver) before the sender and the' +
-        ' other receivers can offer those pieces. What would move it: a web seed policy that prefers peers: fetch from the' +
-        ' web seed only pieces no connected peer has (or has announced), or only while the rate from peers is below what the' +
-        ' receiver can take, and leave the rest to the swarm; the swarm simulator (tests/swarm.rs) can show the egress of' +
-        ' such a policy before the browsers do.',
+      : `the server sent ${fmt(ratio, 2)}× the bundle (see from_server_mb per receiver): more than one copy means` +
+        ' receivers fetched the same pieces from the server: before they connected to each other (each owns every piece while' +
+        ' alone), while their peer rate was under the 1 MiB/s floor, or in endgame.',
     reason: null
   })
 } finally {

@@ -213,6 +213,9 @@ struct PeerState {
     /// peer has found none: until a piece is opened again or the peer gets a
     /// piece, the search is skipped.
     open_miss: [Option<u64>; CLASSES],
+    /// A source that does not download (a web seed): its pieces count in
+    /// availability but not in [`Picker::peer_copies`].
+    source: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -265,6 +268,10 @@ pub struct Picker {
     priority: Vec<Priority>,
     /// Per piece: bitfield peers that have it (have-all peers not included).
     availability: Vec<u32>,
+    /// Per piece: how many of those are sources ([`Picker::mark_source`]).
+    source_copies: Vec<u32>,
+    /// Known sources: no unshared piece has a higher availability.
+    source_peers: u32,
     have_all_peers: u32,
     /// Open wanted pieces: `buckets[class][availability]`.
     buckets: [Vec<Vec<u32>>; CLASSES],
@@ -307,6 +314,8 @@ impl Picker {
             have,
             priority: priorities,
             availability: vec![0; n as usize],
+            source_copies: vec![0; n as usize],
+            source_peers: 0,
             have_all_peers: 0,
             buckets: Default::default(),
             pos: vec![0; n as usize],
@@ -354,7 +363,12 @@ impl Picker {
     /// seeds). Zero means the piece is not yet shared among the swarm's
     /// downloaders.
     pub fn peer_copies(&self, piece: PieceIndex) -> u32 {
-        self.availability[piece.as_usize()]
+        self.copies(piece.get())
+    }
+
+    /// Downloading peers' copies of piece `p`.
+    fn copies(&self, p: u32) -> u32 {
+        self.availability[p as usize] - self.source_copies[p as usize]
     }
 
     /// Wanted pieces (and bytes) not yet verified.
@@ -428,6 +442,26 @@ impl Picker {
     }
 
     // ----- peer inputs -----
+
+    /// Marks a peer as a source that does not download (a web seed, which
+    /// may hold only part of the bundle): what it has is not a copy shared
+    /// by the swarm ([`peer_copies`](Self::peer_copies),
+    /// [`pick_unshared`](Self::pick_unshared)). Idempotent.
+    pub fn mark_source(&mut self, peer: PeerKey) {
+        let st = self.peer_entry(peer);
+        if st.source {
+            return;
+        }
+        st.source = true;
+        let ones: Vec<u32> = match &st.has {
+            PeerHas::Some(bf) => bf.iter_ones().collect(),
+            PeerHas::All => Vec::new(),
+        };
+        self.source_peers += 1;
+        for p in ones {
+            self.source_copies[p as usize] += 1;
+        }
+    }
 
     /// A peer's bitfield message (or a fresh view of what it has); replaces
     /// what was known of it.
@@ -521,6 +555,9 @@ impl Picker {
         let Some(st) = self.peers.remove(&peer) else {
             return Vec::new();
         };
+        if st.source {
+            self.source_peers -= 1;
+        }
         let mut released = Vec::with_capacity(st.requests.len());
         for (p, i) in st.requests {
             self.unrequest_block(peer, p, i);
@@ -817,6 +854,7 @@ impl Picker {
             interesting: 0,
             requests: BTreeSet::new(),
             open_miss: [None; CLASSES],
+            source: false,
         })
     }
 
@@ -829,10 +867,14 @@ impl Picker {
         };
         let old = std::mem::replace(&mut st.has, PeerHas::Some(Bitfield::new(n)));
         st.interesting = 0;
+        let source = st.source;
         match old {
             PeerHas::All => self.have_all_peers -= 1,
             PeerHas::Some(bf) => {
                 for p in bf.iter_ones() {
+                    if source {
+                        self.source_copies[p as usize] -= 1;
+                    }
                     self.change_availability(p, false);
                 }
             }
@@ -840,6 +882,9 @@ impl Picker {
     }
 
     fn add_availability(&mut self, peer: PeerKey, p: u32) {
+        if self.peers.get(&peer).is_some_and(|st| st.source) {
+            self.source_copies[p as usize] += 1;
+        }
         self.change_availability(p, true);
         if self.is_wanted(p) {
             if let Some(st) = self.peers.get_mut(&peer) {
@@ -849,6 +894,9 @@ impl Picker {
     }
 
     fn remove_availability(&mut self, peer: PeerKey, p: u32) {
+        if self.peers.get(&peer).is_some_and(|st| st.source) {
+            self.source_copies[p as usize] -= 1;
+        }
         self.change_availability(p, false);
         if self.is_wanted(p) {
             if let Some(st) = self.peers.get_mut(&peer) {
@@ -1036,7 +1084,8 @@ impl Picker {
                     || self.priority[p as usize].class() != Some(class)
                     || !st.has.get(p)
                     || !allowed(p)
-                    || (unshared.is_some() && self.availability[p as usize] > 0)
+                    || (unshared.is_some()
+                        && self.availability[p as usize] > self.source_copies[p as usize])
                 {
                     continue;
                 }
@@ -1048,7 +1097,7 @@ impl Picker {
                     // The unshared level is one bucket: no miss memo (it
                     // would hide the other levels from a later full pick).
                     (None, Some(keep)) => {
-                        let (next, scanned) = self.find_open_at(&st.has, class, 0, keep, rng);
+                        let (next, scanned) = self.find_unshared(&st.has, class, keep, rng);
                         self.scanned += scanned;
                         next
                     }
@@ -1065,8 +1114,7 @@ impl Picker {
                         st.has.get(p)
                             && self.is_open(p)
                             && self.priority[p as usize].class() == Some(class)
-                            && unshared
-                                .is_none_or(|keep| self.availability[p as usize] == 0 && keep(p))
+                            && unshared.is_none_or(|keep| self.copies(p) == 0 && keep(p))
                     }),
                 };
                 let Some(p) = next else {
@@ -1130,28 +1178,29 @@ impl Picker {
         (None, scanned)
     }
 
-    /// A random open piece of a class at one availability level that the
-    /// peer has (only a have-all peer can have a piece at level 0) and
-    /// `keep` accepts; also
-    /// returns how many bucket entries were examined.
-    fn find_open_at(
+    /// A random open piece of a class that the peer has, no downloading peer
+    /// has (its availability is all sources', so it sits at most at the
+    /// level of the number of sources) and `keep` accepts; also returns how
+    /// many bucket entries were examined.
+    fn find_unshared(
         &self,
         has: &PeerHas,
         class: usize,
-        level: usize,
         keep: &dyn Fn(u32) -> bool,
         rng: &mut fastrand::Rng,
     ) -> (Option<u32>, u64) {
-        let Some(bucket) = self.buckets[class].get(level).filter(|b| !b.is_empty()) else {
-            return (None, 0);
-        };
-        let start = rng.usize(..bucket.len());
-        let (tail, head) = bucket.split_at(start);
         let mut scanned = 0u64;
-        for &p in head.iter().chain(tail) {
-            scanned += 1;
-            if has.get(p) && keep(p) {
-                return (Some(p), scanned);
+        let levels = self.buckets[class]
+            .iter()
+            .take(self.source_peers as usize + 1);
+        for bucket in levels.filter(|b| !b.is_empty()) {
+            let start = rng.usize(..bucket.len());
+            let (tail, head) = bucket.split_at(start);
+            for &p in head.iter().chain(tail) {
+                scanned += 1;
+                if has.get(p) && self.copies(p) == 0 && keep(p) {
+                    return (Some(p), scanned);
+                }
             }
         }
         (None, scanned)
@@ -1295,6 +1344,39 @@ mod tests {
     }
 
     /// Checks every invariant stated in the module documentation.
+    #[test]
+    fn unshared_picks_skip_pieces_a_downloading_peer_has_and_pieces_not_ours() {
+        let mut p = picker(6, 1);
+        let mut rng = fastrand::Rng::with_seed(3);
+        // A web seed still receiving its upload: pieces 0 to 3.
+        p.mark_source(A);
+        p.peer_bitfield(A, &bits(6, [0, 1, 2, 3])).unwrap();
+        // A downloader has piece 1; a seed has everything.
+        p.peer_bitfield(B, &bits(6, [1])).unwrap();
+        p.peer_have_all(C);
+        assert_eq!(
+            p.peer_copies(piece(&p, 0)),
+            0,
+            "the web seed's copy is not shared"
+        );
+        assert_eq!(p.peer_copies(piece(&p, 1)), 1);
+        let not_two = |q: u32| q != 2;
+        let got: BTreeSet<u32> = p
+            .pick_unshared(A, None, &not_two, 10, t(0), &mut rng)
+            .iter()
+            .map(|b| b.piece.get())
+            .collect();
+        assert_eq!(got, BTreeSet::from([0, 3]));
+        // A plain pick still gets the rest.
+        let rest: BTreeSet<u32> = p
+            .pick(A, 10, t(0), &mut rng)
+            .iter()
+            .map(|b| b.piece.get())
+            .collect();
+        assert_eq!(rest, BTreeSet::from([1, 2]));
+        check_invariants(&p);
+    }
+
     fn check_invariants(p: &Picker) {
         let n = p.lengths.num_pieces();
         // Availability and interest recomputed from the peers.
@@ -1314,6 +1396,17 @@ mod tests {
         }
         assert_eq!(avail, p.availability, "availability");
         assert_eq!(all, p.have_all_peers, "have-all peers");
+        let mut from_sources = vec![0u32; n as usize];
+        for st in p.peers.values().filter(|st| st.source) {
+            if let PeerHas::Some(bf) = &st.has {
+                for i in bf.iter_ones() {
+                    from_sources[i as usize] += 1;
+                }
+            }
+        }
+        assert_eq!(from_sources, p.source_copies, "source copies");
+        let sources = p.peers.values().filter(|st| st.source).count() as u32;
+        assert_eq!(sources, p.source_peers, "sources");
         // Buckets: each entry is an open wanted piece at its recorded place.
         let mut in_bucket = vec![false; n as usize];
         let mut count = 0;
@@ -1832,6 +1925,8 @@ mod tests {
         Verify(usize, bool),
         Priority(u32, u32, u8),
         Tick(u64),
+        MarkSource(u32),
+        PickUnshared(u32, usize, u32),
     }
 
     fn op(pieces: u32) -> impl Strategy<Value = Op> {
@@ -1851,6 +1946,8 @@ mod tests {
             2 => (0usize..8, proptest::bool::weighted(0.8)).prop_map(|(i, ok)| Op::Verify(i, ok)),
             1 => (pc.clone(), 1u32..4, 0u8..4).prop_map(|(s, l, x)| Op::Priority(s, l, x)),
             1 => (0u64..40).prop_map(Op::Tick),
+            1 => peer.clone().prop_map(Op::MarkSource),
+            3 => (peer.clone(), 0usize..12, 1u32..4).prop_map(|(k, m, d)| Op::PickUnshared(k, m, d)),
         ]
     }
 
@@ -1939,6 +2036,24 @@ mod tests {
                     Op::Tick(secs) => {
                         now += Duration::from_secs(secs);
                         p.timed_out(now, Duration::from_secs(60));
+                    }
+                    Op::MarkSource(k) => {
+                        p.mark_source(PeerKey(k));
+                        removed.remove(&PeerKey(k));
+                    }
+                    Op::PickUnshared(k, max, d) => {
+                        // Ours: every d-th piece.
+                        let ours = |q: u32| q % d == 0;
+                        let open_before: Vec<bool> = (0..9).map(|q| p.is_open(q)).collect();
+                        let copies: Vec<u32> = (0..9).map(|q| p.copies(q)).collect();
+                        let got = p.pick_unshared(PeerKey(k), None, &ours, max, now, &mut rng);
+                        prop_assert!(got.len() <= max);
+                        for b in &got {
+                            let q = b.piece.get();
+                            prop_assert_eq!(copies[q as usize], 0, "piece {} is shared", q);
+                            prop_assert!(!open_before[q as usize] || ours(q), "piece {} is not ours", q);
+                            prop_assert!(p.peer_has(PeerKey(k), b.piece));
+                        }
                     }
                 }
                 check_invariants(&p);

@@ -480,6 +480,7 @@ impl Session {
             let conn = ctx.new_conn();
             let key = PeerKey(self.next_key);
             self.next_key = self.next_key.wrapping_add(1);
+            ready.picker.mark_source(key);
             match self.web_seed_have.get(url) {
                 // Checked against the bundle when it was recorded.
                 Some(have) => {
@@ -530,6 +531,7 @@ impl Session {
             let conn = ctx.new_conn();
             let key = PeerKey(self.next_key);
             self.next_key = self.next_key.wrapping_add(1);
+            ready.picker.mark_source(key);
             if have.is_full() {
                 ready.picker.peer_have_all(key);
             } else {
