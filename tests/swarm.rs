@@ -574,3 +574,50 @@ fn four_leechers_with_a_seed_take_each_piece_from_the_web_seed_about_once() {
         greedy.seconds
     );
 }
+
+/// A seed, two more leechers and `last`, with a web seed; runs until `last`
+/// has 4 MB from peers, then `leave` does something to the others; returns
+/// how long `last` took to complete after that.
+fn peers_fail_then(sim_seed: u64, leave: impl Fn(&mut Sim, usize)) -> f64 {
+    let mut sim = Sim::new(sim_seed);
+    let bundle = Bundle::new("left.bin", &[("left.bin", 12_000_000)], 64 * 1024, true, 47);
+    let h = bundle.info_hash();
+    sim.web_seed.insert(h, bundle.clone());
+    let seed = sim.add_node(LinkSpec::default());
+    sim.add_bundle(seed, &bundle, bundle.add(Role::Seed));
+    let others: Vec<usize> = (0..2).map(|_| sim.add_node(LinkSpec::default())).collect();
+    let last = sim.add_node(LinkSpec::default());
+    for &n in others.iter().chain([&last]) {
+        sim.add_bundle(n, &bundle, bundle.add(Role::Download));
+    }
+    // Peers carry most of it while they are there: the web seed holds back.
+    sim.run_until(Duration::from_secs(60), |s| {
+        let (from_peers, _, _) = counters(s, last, &bundle);
+        from_peers > 4_000_000
+    });
+    for n in others.into_iter().chain([seed]) {
+        leave(&mut sim, n);
+    }
+    let at = sim.now;
+    sim.run_until(Duration::from_secs(30), |s| s.nodes[last].completed(h));
+    let took = (sim.now - at).as_secs_f64();
+    assert_complete_and_equal(&sim, &[last], &bundle);
+    took
+}
+
+#[test]
+fn a_download_whose_peers_all_vanish_finishes_from_the_web_seed_within_seconds() {
+    let took = peers_fail_then(13 + seed_offset(), |sim, n| sim.vanish(n));
+    println!("completed {took:.1} s after its peers left");
+    // At most 8 MB left at 6 MB/s from the web seed.
+    assert!(took < 4.0, "took {took:.1} s after the peers left");
+}
+
+#[test]
+fn a_download_whose_peers_slow_to_a_trickle_finishes_from_the_web_seed_within_seconds() {
+    // Connected but sending 1 kB/s: the peer rate falls under the floor
+    // (a 5 s window) and the web seed fetches whatever is left.
+    let took = peers_fail_then(14 + seed_offset(), |sim, n| sim.throttle(n, 1_000));
+    println!("completed {took:.1} s after its peers slowed down");
+    assert!(took < 10.0, "took {took:.1} s after the peers slowed down");
+}

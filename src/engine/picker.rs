@@ -20,7 +20,8 @@
 //! Every block of a partial piece is in exactly one state: **free**,
 //! **requested** by a non-empty set of distinct peers (each with the time of
 //! its request; more than one only in endgame, at most
-//! [`MAX_REQUESTERS_PER_BLOCK`]), or **received** from one peer. Blocks of open
+//! [`MAX_REQUESTERS_PER_BLOCK`], plus one [source](Picker::mark_source)), or
+//! **received** from one peer. Blocks of open
 //! pieces are all free; blocks of pieces we have are all received. A partial
 //! piece always has a block that is not free (when its last request is
 //! released and nothing was received, it goes back to open). A `(peer, block)`
@@ -38,7 +39,9 @@
 //! opens new pieces, rarest first, ties broken at random. When no free block
 //! is left in any wanted piece that some peer has (endgame), a peer may also
 //! get blocks already requested from other peers, up to
-//! [`MAX_REQUESTERS_PER_BLOCK`] requesters per block; [`Picker::block_received`]
+//! [`MAX_REQUESTERS_PER_BLOCK`] requesters per block (a source, a web seed
+//! that never goes away, may always join as one more, so slow peers that
+//! took every slot cannot hold the last blocks); [`Picker::block_received`]
 //! then names the peers whose duplicate requests should be cancelled.
 //!
 //! # Cost
@@ -1217,7 +1220,8 @@ impl Picker {
     ) {
         for class in (0..CLASSES).rev() {
             // Blocks with the fewest requesters first.
-            for requesters in 1..MAX_REQUESTERS_PER_BLOCK {
+            let most = MAX_REQUESTERS_PER_BLOCK + usize::from(st.source);
+            for requesters in 1..most {
                 for (&p, part) in self.partials.iter_mut() {
                     if self.priority[p as usize].class() != Some(class)
                         || !st.has.get(p)
@@ -1455,7 +1459,14 @@ mod tests {
                     BlockState::Free => free += 1,
                     BlockState::Received(_) => received += 1,
                     BlockState::Requested(list) => {
-                        assert!(!list.is_empty() && list.len() <= MAX_REQUESTERS_PER_BLOCK);
+                        let sources = list
+                            .iter()
+                            .filter(|(q, _)| p.peers.get(q).is_some_and(|st| st.source))
+                            .count();
+                        assert!(
+                            !list.is_empty()
+                                && list.len() <= MAX_REQUESTERS_PER_BLOCK + sources.min(1)
+                        );
                         let mut seen = BTreeSet::new();
                         for (peer, _) in list {
                             assert!(seen.insert(*peer), "peer twice on one block");
@@ -1648,13 +1659,19 @@ mod tests {
         assert_eq!(b, a);
         let c = p.pick(C, 2, t(0), &mut rng);
         assert_eq!(c, a);
-        // At most MAX_REQUESTERS_PER_BLOCK requesters per block.
+        // At most MAX_REQUESTERS_PER_BLOCK requesters per block…
         assert!(p.pick(PeerKey(4), 2, t(0), &mut rng).is_empty());
+        // … and a web seed, which never goes away.
+        let web = PeerKey(5);
+        p.mark_source(web);
+        p.peer_have_all(web);
+        assert_eq!(p.pick(web, 2, t(0), &mut rng), a);
+        check_invariants(&p);
         match p.block_received(B, a[0]) {
             BlockOutcome::Accepted {
                 piece_complete: false,
                 cancel,
-            } => assert_eq!(cancel, vec![A, C]),
+            } => assert_eq!(cancel, vec![A, C, web]),
             other => panic!("{other:?}"),
         }
         assert_eq!(p.block_received(A, a[0]), BlockOutcome::Duplicate);

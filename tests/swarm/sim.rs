@@ -447,6 +447,17 @@ impl Sim {
         self.nodes[node].link.bandwidth = 0;
     }
 
+    /// Sets a node's uplink to `bandwidth` bytes per second, its open links
+    /// included (what is already on the wire keeps its pace).
+    pub fn throttle(&mut self, node: usize, bandwidth: u64) {
+        self.nodes[node].link.bandwidth = bandwidth;
+        for ((from, _), pipe) in self.pipes.iter_mut() {
+            if *from == node {
+                pipe.bandwidth = bandwidth;
+            }
+        }
+    }
+
     /// Steps the swarm until `done` holds; panics if it goes idle first, or
     /// takes more than `limit` of virtual time.
     pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Sim) -> bool) {
