@@ -18,16 +18,15 @@ use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use swarmdrop::engine::tracker::encode_to_client;
-use swarmdrop::engine::tracker::wire::common::{
-    AnnounceAction, InfoHash, OfferId, PeerId, ScrapeAction,
-};
+use swarmdrop::engine::tracker::wire::common::{InfoHash, OfferId, PeerId, ScrapeAction};
 use swarmdrop::engine::tracker::wire::incoming::{
-    AnnounceEvent, AnnounceRequest, InMessage, ScrapeRequest, ScrapeRequestInfoHashes,
+    AnnounceEvent, ScrapeRequest, ScrapeRequestInfoHashes,
 };
 use swarmdrop::engine::tracker::wire::outgoing::{
-    AnnounceResponse, AnswerOutMessage, ErrorResponse, ErrorResponseAction, OfferOutMessage,
-    OutMessage, ScrapeResponse, ScrapeStatistics,
+    ErrorResponse, ErrorResponseAction, OutMessage, ScrapeResponse, ScrapeStatistics,
 };
+
+use super::protocol::{announce_response_frame, answer_frame, offer_frame, Announce, Request};
 
 /// Announce interval sent to clients (WebSocket trackers use two minutes).
 pub const ANNOUNCE_INTERVAL_SECS: usize = 120;
@@ -208,14 +207,14 @@ impl Tracker {
     }
 
     /// Handles one request from `conn`; returns the frames to send.
-    pub fn handle(&mut self, conn: ConnId, request: InMessage, now: Instant) -> Vec<Outgoing> {
+    pub fn handle(&mut self, conn: ConnId, request: Request<'_>, now: Instant) -> Vec<Outgoing> {
         self.relayed.expire(now);
         if !self.conns.contains_key(&conn) {
             return Vec::new();
         }
         match request {
-            InMessage::AnnounceRequest(a) => self.announce(conn, a, now),
-            InMessage::ScrapeRequest(s) => vec![self.scrape(conn, s)],
+            Request::Announce(a) => self.announce(conn, a, now),
+            Request::Scrape(s) => vec![self.scrape(conn, s)],
         }
     }
 
@@ -239,7 +238,7 @@ impl Tracker {
         encode(conn, &message)
     }
 
-    fn announce(&mut self, conn: ConnId, a: AnnounceRequest, now: Instant) -> Vec<Outgoing> {
+    fn announce(&mut self, conn: ConnId, a: Announce<'_>, now: Instant) -> Vec<Outgoing> {
         let fail = |reason: &str| {
             vec![Self::failure(
                 conn,
@@ -271,14 +270,10 @@ impl Tracker {
             };
             return match self.relayed.take(&key, now) {
                 Some(r) if r.offerer_peer == to_peer && r.recipient_peer == a.peer_id => {
-                    let message = OutMessage::AnswerOutMessage(AnswerOutMessage {
-                        action: AnnounceAction::Announce,
-                        peer_id: a.peer_id,
-                        info_hash: a.info_hash,
-                        answer,
-                        offer_id,
-                    });
-                    vec![encode(r.offerer_conn, &message)]
+                    vec![Outgoing {
+                        to: r.offerer_conn,
+                        text: answer_frame(&a.peer_id, &a.info_hash, answer, &offer_id),
+                    }]
                 }
                 Some(r) => {
                     // Not this peer's to answer: keep the offer for its real recipient.
@@ -356,14 +351,10 @@ impl Tracker {
                         expires: now + OFFER_TTL,
                     },
                 );
-                let message = OutMessage::OfferOutMessage(OfferOutMessage {
-                    action: AnnounceAction::Announce,
-                    peer_id: a.peer_id,
-                    info_hash: a.info_hash,
-                    offer: offer.offer,
-                    offer_id: offer.offer_id,
+                out.push(Outgoing {
+                    to: peer_conn,
+                    text: offer_frame(&a.peer_id, &a.info_hash, offer.sdp, &offer.offer_id),
                 });
-                out.push(encode(peer_conn, &message));
                 self.offers_relayed += 1;
             }
         }
@@ -446,14 +437,10 @@ impl Tracker {
             .swarms
             .get(&info_hash)
             .map_or((0, 0), |s| (s.seeders, s.leechers()));
-        let message = OutMessage::AnnounceResponse(AnnounceResponse {
-            action: AnnounceAction::Announce,
-            info_hash,
-            complete,
-            incomplete,
-            announce_interval: ANNOUNCE_INTERVAL_SECS,
-        });
-        encode(conn, &message)
+        Outgoing {
+            to: conn,
+            text: announce_response_frame(&info_hash, complete, incomplete, ANNOUNCE_INTERVAL_SECS),
+        }
     }
 
     fn scrape(&self, conn: ConnId, s: ScrapeRequest) -> Outgoing {
@@ -512,11 +499,14 @@ mod tests {
         format!("-SD0100-peer{n:08}")
     }
 
-    fn req(v: Value) -> InMessage {
-        parse_request(&v.to_string()).expect("valid request")
+    /// A request decoded from `v`'s text, which the test keeps for its whole
+    /// run (leaked: requests borrow their SDPs from the frame).
+    fn req(v: Value) -> Request<'static> {
+        let text: &'static str = Box::leak(v.to_string().into_boxed_str());
+        parse_request(text).expect("valid request")
     }
 
-    fn announce(peer: &str, left: u64, offers: &[&str]) -> InMessage {
+    fn announce(peer: &str, left: u64, offers: &[&str]) -> Request<'static> {
         let offers: Vec<Value> = offers
             .iter()
             .map(|id| json!({"offer_id": bin(id), "offer": {"type": "offer", "sdp": format!("sdp-{id}")}}))
@@ -527,7 +517,7 @@ mod tests {
         }))
     }
 
-    fn answer(peer: &str, to: &str, offer_id: &str) -> InMessage {
+    fn answer(peer: &str, to: &str, offer_id: &str) -> Request<'static> {
         req(json!({
             "action": "announce", "info_hash": IH, "peer_id": peer, "to_peer_id": to,
             "offer_id": offer_id, "answer": {"type": "answer", "sdp": "answer-sdp"}
