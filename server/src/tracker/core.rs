@@ -13,7 +13,7 @@
 //! - an answer is forwarded only when the offer it answers was relayed by this
 //!   tracker to the answering connection and peer, and only once.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -44,6 +44,12 @@ pub const MAX_RELAYED_OFFERS: usize = 200_000;
 /// at which it draws at all.
 const RANDOM_DRAW_FACTOR: usize = 4;
 
+/// Hash maps and sets keyed by ids that peers choose: aHash, with keys drawn
+/// at random per process, is quick on 20-byte keys and gives a peer no way
+/// to aim collisions at one bucket.
+type Map<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type Set<K> = std::collections::HashSet<K, ahash::RandomState>;
+
 /// Identifies one WebSocket connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -66,7 +72,7 @@ struct Peer {
 #[derive(Debug, Default)]
 struct Swarm {
     /// Indexed so that a random peer is found without walking the swarm.
-    peers: IndexMap<PeerId, Peer>,
+    peers: IndexMap<PeerId, Peer, ahash::RandomState>,
     seeders: usize,
     /// `completed` events seen (the scrape's `downloaded`).
     completed: usize,
@@ -80,7 +86,7 @@ impl Swarm {
 
 #[derive(Debug, Default)]
 struct Connection {
-    memberships: HashSet<(InfoHash, PeerId)>,
+    memberships: Set<(InfoHash, PeerId)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,7 +107,7 @@ struct Relayed {
 /// Relayed offers awaiting an answer: a map with expiry, bounded in size.
 #[derive(Debug, Default)]
 struct RelayedOffers {
-    map: HashMap<RelayKey, Relayed>,
+    map: Map<RelayKey, Relayed>,
     /// Insertion order with each entry's expiry; may hold keys already answered.
     order: VecDeque<(Instant, RelayKey)>,
 }
@@ -147,8 +153,8 @@ impl RelayedOffers {
 /// The tracker: every swarm and connection, and the offers in flight.
 #[derive(Debug)]
 pub struct Tracker {
-    swarms: HashMap<InfoHash, Swarm>,
-    conns: HashMap<ConnId, Connection>,
+    swarms: Map<InfoHash, Swarm>,
+    conns: Map<ConnId, Connection>,
     relayed: RelayedOffers,
     next_conn: u64,
     rng: fastrand::Rng,
@@ -159,8 +165,8 @@ impl Tracker {
     /// An empty tracker whose random peer choice is seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Tracker {
-            swarms: HashMap::new(),
-            conns: HashMap::new(),
+            swarms: Map::default(),
+            conns: Map::default(),
             relayed: RelayedOffers::default(),
             next_conn: 0,
             rng: fastrand::Rng::with_seed(seed),
@@ -487,6 +493,7 @@ mod tests {
     use super::*;
     use crate::tracker::protocol::parse_request;
     use serde_json::{json, Value};
+    use std::collections::{HashMap, HashSet};
 
     fn bin(s: &str) -> String {
         assert_eq!(s.len(), 20);

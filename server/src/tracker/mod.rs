@@ -8,6 +8,7 @@ pub mod core;
 pub mod protocol;
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
 use self::core::{ConnId, Outgoing, Tracker};
-use self::protocol::parse_request;
+use self::protocol::{parse_request, Request};
 use crate::app::AppState;
 
 /// Largest frame and message accepted from a client (ten offers with full
@@ -38,43 +39,78 @@ pub const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// A connection silent for this long is closed (clients re-announce every 120 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 
-/// The tracker shared by every connection.
+/// The tracker shared by every connection, and each connection's queue,
+/// behind one lock: a request is handled and its frames queued in one go.
 #[derive(Debug)]
 pub struct Hub {
-    tracker: Mutex<Tracker>,
-    senders: Mutex<HashMap<ConnId, mpsc::Sender<Utf8Bytes>>>,
+    shared: Mutex<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    tracker: Tracker,
+    senders: HashMap<ConnId, mpsc::Sender<Utf8Bytes>, ahash::RandomState>,
+}
+
+impl Shared {
+    /// Queues each frame for its connection; a full queue loses the frame.
+    fn dispatch(&self, out: Vec<Outgoing>) {
+        for o in out {
+            if let Some(tx) = self.senders.get(&o.to) {
+                if tx.try_send(Utf8Bytes::from(o.text)).is_err() {
+                    tracing::debug!(conn = o.to.0, "tracker queue full, frame dropped");
+                }
+            }
+        }
+    }
+}
+
+/// The locked tracker (see [`Hub::tracker`]).
+pub struct TrackerGuard<'a>(MutexGuard<'a, Shared>);
+
+impl Deref for TrackerGuard<'_> {
+    type Target = Tracker;
+
+    fn deref(&self) -> &Tracker {
+        &self.0.tracker
+    }
+}
+
+impl DerefMut for TrackerGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Tracker {
+        &mut self.0.tracker
+    }
 }
 
 impl Hub {
     /// A hub with an empty tracker seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Hub {
-            tracker: Mutex::new(Tracker::new(seed)),
-            senders: Mutex::new(HashMap::new()),
+            shared: Mutex::new(Shared {
+                tracker: Tracker::new(seed),
+                senders: HashMap::default(),
+            }),
         }
     }
 
     /// Locks the tracker (a panic elsewhere never poisons it for good).
-    pub fn tracker(&self) -> MutexGuard<'_, Tracker> {
-        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn tracker(&self) -> TrackerGuard<'_> {
+        TrackerGuard(self.lock())
     }
 
-    fn senders(&self) -> MutexGuard<'_, HashMap<ConnId, mpsc::Sender<Utf8Bytes>>> {
-        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handles one request from `conn` and queues what it sends.
+    fn handle(&self, conn: ConnId, request: Request<'_>) {
+        let mut shared = self.lock();
+        let out = shared.tracker.handle(conn, request, Instant::now());
+        shared.dispatch(out);
     }
 
     fn dispatch(&self, out: Vec<Outgoing>) {
-        if out.is_empty() {
-            return;
-        }
-        let senders = self.senders();
-        for o in out {
-            if let Some(tx) = senders.get(&o.to) {
-                if tx.try_send(Utf8Bytes::from(o.text)).is_err() {
-                    tracing::debug!(conn = o.to.0, "tracker queue full, frame dropped");
-                }
-            }
-        }
+        self.lock().dispatch(out);
     }
 }
 
@@ -96,8 +132,12 @@ pub async fn announce(State(state): State<AppState>, ws: WebSocketUpgrade) -> Re
 async fn serve_connection(hub: Arc<Hub>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(OUTGOING_QUEUE);
-    let conn = hub.tracker().connect();
-    hub.senders().insert(conn, tx.clone());
+    let conn = {
+        let mut shared = hub.lock();
+        let conn = shared.tracker.connect();
+        shared.senders.insert(conn, tx.clone());
+        conn
+    };
 
     let writer = tokio::spawn(async move {
         // Every frame already queued goes out in one flush (one write for
@@ -154,15 +194,22 @@ async fn serve_connection(hub: Arc<Hub>, socket: WebSocket) {
                 }
             },
         };
-        let out = match parse_request(text) {
-            Ok(request) => hub.tracker().handle(conn, request, Instant::now()),
-            Err(e) => vec![Tracker::failure(conn, e.to_string(), e.action(), None)],
-        };
-        hub.dispatch(out);
+        match parse_request(text) {
+            Ok(request) => hub.handle(conn, request),
+            Err(e) => hub.dispatch(vec![Tracker::failure(
+                conn,
+                e.to_string(),
+                e.action(),
+                None,
+            )]),
+        }
     }
 
-    hub.tracker().disconnect(conn);
-    hub.senders().remove(&conn);
+    {
+        let mut shared = hub.lock();
+        shared.tracker.disconnect(conn);
+        shared.senders.remove(&conn);
+    }
     drop(tx);
     // Let the writer flush what is queued (a failure reason, say), then close.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
