@@ -1,7 +1,8 @@
 //! WebTorrent WebSocket tracker: the `/announce` endpoint over the [`core::Tracker`].
 //!
-//! Each connection gets a bounded outgoing queue drained by its own writer
-//! task; a connection too slow to drain it loses messages rather than memory.
+//! Each connection is one task, which reads the client's requests and writes
+//! what its bounded outgoing queue holds; a connection too slow to drain the
+//! queue loses messages rather than memory.
 //! Nothing about a client's address is recorded.
 
 pub mod core;
@@ -16,7 +17,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio::sync::mpsc;
 
 use self::core::{ConnId, Outgoing, Tracker};
@@ -129,79 +130,76 @@ pub async fn announce(State(state): State<AppState>, ws: WebSocketUpgrade) -> Re
         .on_upgrade(move |socket| serve_connection(state.hub.clone(), socket))
 }
 
-async fn serve_connection(hub: Arc<Hub>, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
+async fn serve_connection(hub: Arc<Hub>, mut socket: WebSocket) {
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(OUTGOING_QUEUE);
     let conn = {
         let mut shared = hub.lock();
         let conn = shared.tracker.connect();
-        shared.senders.insert(conn, tx.clone());
+        shared.senders.insert(conn, tx);
         conn
     };
 
-    let writer = tokio::spawn(async move {
-        // Every frame already queued goes out in one flush (one write for
-        // what fits in the write buffer), not one write per frame.
-        'frames: while let Some(text) = rx.recv().await {
-            if sink.feed(Message::Text(text)).await.is_err() {
-                break;
-            }
-            while let Ok(text) = rx.try_recv() {
-                if sink.feed(Message::Text(text)).await.is_err() {
-                    break 'frames;
-                }
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-
+    // One task reads the connection and writes what is queued for it: no
+    // second task to wake per frame, and no lock between two halves of the
+    // socket. Pushing the idle deadline later touches no timer lock.
+    let idle = tokio::time::sleep(IDLE_TIMEOUT);
+    tokio::pin!(idle);
+    let mut last_words: Option<String> = None;
     loop {
-        let next = tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await;
-        let text = match next {
-            Err(_) => {
-                let _ = tx
-                    .send(Utf8Bytes::from(
-                        Tracker::failure(conn, "idle timeout", None, None).text,
-                    ))
-                    .await;
-                break;
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                // Oversized frames end here; tell the client why if it still listens.
-                tracing::debug!(conn = conn.0, error = %e, "tracker connection error");
-                let reason = Tracker::failure(conn, format!("connection error: {e}"), None, None);
-                let _ = tx.try_send(Utf8Bytes::from(reason.text));
-                break;
-            }
-            Ok(Some(Ok(Message::Text(text)))) => Payload::Text(text),
-            Ok(Some(Ok(Message::Binary(bytes)))) => Payload::Binary(bytes),
-            Ok(Some(Ok(Message::Close(_)))) => break,
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-        };
-        // The frame is decoded where it lies, without a copy.
-        let text = match &text {
-            Payload::Text(text) => text.as_str(),
-            Payload::Binary(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(_) => {
-                    let f = Tracker::failure(conn, "binary frame is not utf-8 json", None, None);
-                    hub.dispatch(vec![f]);
-                    continue;
+        tokio::select! {
+            Some(text) = rx.recv() => {
+                // A client that stops reading holds this connection only
+                // until its idle deadline.
+                let written = tokio::select! {
+                    r = write_queued(&mut socket, text, &mut rx) => r.is_ok(),
+                    () = &mut idle => false,
+                };
+                if !written {
+                    break;
                 }
-            },
-        };
-        match parse_request(text) {
-            Ok(request) => hub.handle(conn, request),
-            Err(e) => hub.dispatch(vec![Tracker::failure(
-                conn,
-                e.to_string(),
-                e.action(),
-                None,
-            )]),
+            }
+            next = socket.recv() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+                let payload = match next {
+                    None => break,
+                    Some(Err(e)) => {
+                        // Oversized frames end here; tell the client why if it still listens.
+                        tracing::debug!(conn = conn.0, error = %e, "tracker connection error");
+                        last_words = Some(format!("connection error: {e}"));
+                        break;
+                    }
+                    Some(Ok(Message::Text(text))) => Payload::Text(text),
+                    Some(Ok(Message::Binary(bytes))) => Payload::Binary(bytes),
+                    Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                };
+                // The frame is decoded where it lies, without a copy.
+                let text = match &payload {
+                    Payload::Text(text) => Ok(text.as_str()),
+                    Payload::Binary(bytes) => std::str::from_utf8(bytes),
+                };
+                match text {
+                    Ok(text) => match parse_request(text) {
+                        Ok(request) => hub.handle(conn, request),
+                        Err(e) => hub.dispatch(vec![Tracker::failure(
+                            conn,
+                            e.to_string(),
+                            e.action(),
+                            None,
+                        )]),
+                    },
+                    Err(_) => hub.dispatch(vec![Tracker::failure(
+                        conn,
+                        "binary frame is not utf-8 json",
+                        None,
+                        None,
+                    )]),
+                }
+            }
+            () = &mut idle => {
+                last_words = Some("idle timeout".into());
+                break;
+            }
         }
     }
 
@@ -210,7 +208,32 @@ async fn serve_connection(hub: Arc<Hub>, socket: WebSocket) {
         shared.tracker.disconnect(conn);
         shared.senders.remove(&conn);
     }
-    drop(tx);
-    // Let the writer flush what is queued (a failure reason, say), then close.
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // Nothing more is queued from here on: write what is (a failure reason,
+    // say) and close, within a bound.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async move {
+        while let Ok(text) = rx.try_recv() {
+            socket.feed(Message::Text(text)).await?;
+        }
+        if let Some(reason) = last_words {
+            let f = Tracker::failure(conn, reason, None, None);
+            socket.feed(Message::Text(Utf8Bytes::from(f.text))).await?;
+        }
+        socket.flush().await?;
+        socket.close().await
+    })
+    .await;
+}
+
+/// Writes `first` and every frame queued behind it, then flushes them
+/// together (one write for what fits in the write buffer).
+async fn write_queued(
+    socket: &mut WebSocket,
+    first: Utf8Bytes,
+    rx: &mut mpsc::Receiver<Utf8Bytes>,
+) -> Result<(), axum::Error> {
+    socket.feed(Message::Text(first)).await?;
+    while let Ok(text) = rx.try_recv() {
+        socket.feed(Message::Text(text)).await?;
+    }
+    socket.flush().await
 }
