@@ -395,34 +395,56 @@ fn latin1_20(s: &str) -> Option<[u8; 20]> {
 
 // ------------------------------------------------------------- spliced output
 
+/// Whether serde_json writes byte `b`, as a character, as itself.
+fn plain(b: u8) -> bool {
+    (0x20..0x80).contains(&b) && b != b'"' && b != b'\\'
+}
+
 /// Appends the JSON string for a 20-byte binary field, each byte one
 /// character, escaped as `serde_json` escapes it.
 pub fn push_id(out: &mut String, id: &[u8; 20]) {
     out.push('"');
-    for &b in id {
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0C => out.push_str("\\f"),
-            0x00..=0x1F => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.push_str("\\u00");
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0xF)]));
+    match std::str::from_utf8(id) {
+        // Printable ASCII (what clients' ids mostly are): the bytes are the text.
+        Ok(text) if id.iter().all(|&b| plain(b)) => out.push_str(text),
+        _ => {
+            for &b in id {
+                match b {
+                    b'"' => out.push_str("\\\""),
+                    b'\\' => out.push_str("\\\\"),
+                    b'\n' => out.push_str("\\n"),
+                    b'\r' => out.push_str("\\r"),
+                    b'\t' => out.push_str("\\t"),
+                    0x08 => out.push_str("\\b"),
+                    0x0C => out.push_str("\\f"),
+                    0x00..=0x1F => {
+                        const HEX: &[u8; 16] = b"0123456789abcdef";
+                        out.push_str("\\u00");
+                        out.push(char::from(HEX[usize::from(b >> 4)]));
+                        out.push(char::from(HEX[usize::from(b & 0xF)]));
+                    }
+                    _ => out.push(char::from(b)),
+                }
             }
-            _ => out.push(char::from(b)),
         }
     }
     out.push('"');
 }
 
-/// Room for the fixed parts of a relayed offer or answer and its three ids
-/// (each at most 20 × 6 bytes escaped, plus quotes).
-const RELAY_OVERHEAD: usize = 96 + 3 * 122;
+/// The length in bytes of what [`push_id`] appends for `id`.
+pub fn id_json_len(id: &[u8; 20]) -> usize {
+    let escaped: usize = id
+        .iter()
+        .map(|&b| match b {
+            _ if plain(b) => 1,
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0C => 2,
+            0x00..=0x1F => 6,
+            // Two bytes of UTF-8.
+            _ => 2,
+        })
+        .sum();
+    2 + escaped
+}
 
 /// A relayed offer, as `aquatic_ws_protocol`'s `OfferOutMessage` writes it:
 /// `{"action":"announce","peer_id":..,"info_hash":..,"offer":{"type":"offer","sdp":..},"offer_id":..}`.
@@ -453,20 +475,41 @@ fn relay_frame(
     sdp: Sdp<'_>,
     offer_id: &OfferId,
 ) -> String {
-    let mut out = String::with_capacity(RELAY_OVERHEAD + sdp.literal().len());
-    out.push_str("{\"action\":\"announce\",\"peer_id\":");
+    const HEAD: &str = "{\"action\":\"announce\",\"peer_id\":";
+    const INFO_HASH: &str = ",\"info_hash\":";
+    const TYPE: &str = "\":{\"type\":\"";
+    const SDP: &str = "\",\"sdp\":";
+    const OFFER_ID: &str = "},\"offer_id\":";
+    // Exactly the frame's length: a `String` whose length is its capacity
+    // becomes the WebSocket layer's `Bytes` without another allocation.
+    let len = HEAD.len()
+        + id_json_len(&peer_id.0)
+        + INFO_HASH.len()
+        + 2
+        + kind.len()
+        + TYPE.len()
+        + kind.len()
+        + SDP.len()
+        + sdp.literal().len()
+        + OFFER_ID.len()
+        + id_json_len(&offer_id.0)
+        + id_json_len(&info_hash.0)
+        + 1;
+    let mut out = String::with_capacity(len);
+    out.push_str(HEAD);
     push_id(&mut out, &peer_id.0);
-    out.push_str(",\"info_hash\":");
+    out.push_str(INFO_HASH);
     push_id(&mut out, &info_hash.0);
     out.push_str(",\"");
     out.push_str(kind);
-    out.push_str("\":{\"type\":\"");
+    out.push_str(TYPE);
     out.push_str(kind);
-    out.push_str("\",\"sdp\":");
+    out.push_str(SDP);
     out.push_str(sdp.literal());
-    out.push_str("},\"offer_id\":");
+    out.push_str(OFFER_ID);
     push_id(&mut out, &offer_id.0);
     out.push('}');
+    debug_assert_eq!(out.len(), len);
     out
 }
 

@@ -418,6 +418,8 @@ proptest! {
                 offer_id: OfferId(offer_id),
             }).unwrap();
             prop_assert_eq!(&spliced, &typed);
+            // Sized exactly, so it becomes `Bytes` without a reallocation.
+            prop_assert_eq!(spliced.len(), spliced.capacity());
             let answer = a.answer.unwrap();
             let spliced = answer_frame(&a.peer_id, &a.info_hash, answer, &offer.offer_id);
             let typed = serde_json::to_string(&AnswerOutMessage {
@@ -428,6 +430,21 @@ proptest! {
                 offer_id: OfferId(offer_id),
             }).unwrap();
             prop_assert_eq!(&spliced, &typed);
+        }
+    }
+
+    #[test]
+    fn ids_are_written_as_serde_json_writes_them(
+        any_bytes in any::<[u8; 20]>(),
+        printable in proptest::array::uniform20(0x20u8..0x7F),
+    ) {
+        for id in [any_bytes, printable] {
+            let mut out = String::new();
+            push_id(&mut out, &id);
+            prop_assert_eq!(out.len(), id_json_len(&id));
+            prop_assert_eq!(&out, &serde_json::to_string(&PeerId(id)).unwrap());
+            let back: PeerId = serde_json::from_str(&out).unwrap();
+            prop_assert_eq!(back.0, id);
         }
     }
 
