@@ -432,10 +432,11 @@ if (!met) {
   reasons.push(`the server's own cost is ${fmt(oursUs, 1)} µs per offer, ${fmt(theirsUs / oursUs, 1)}× cheaper than bittorrent-tracker and not` +
     ` 10×${profile
       ? `: the profile puts ${fmt(profile.alloc + profile.copy, 0)}% of it in allocation and copies, ${fmt(profile.json, 0)}% in JSON` +
-        ` and ${fmt(profile.kernel, 0)}% in the kernel (socket reads and writes, and waking the task that writes to each recipient);` +
-        ' the tracker codec decodes each announce into a serde_json `Value` tree before the typed request (every key and SDP' +
-        ' allocated and unescaped) and re-escapes every SDP when it writes the offer out: relaying each SDP as the raw JSON span' +
-        ' it arrived in (no `Value` tree, no re-escaping) is what would move it most' +
+        ` and ${fmt(profile.kernel, 0)}% in the kernel (socket reads and writes on loopback, each write also waking the client` +
+        ' that reads it, and waking the connection tasks);' +
+        ' announces are decoded in place and every SDP relayed as the JSON literal it arrived as, so the JSON share is mostly' +
+        " the parser's scan of each SDP string (offer and answer), which checks it before it is copied on; what is left is" +
+        ' per-frame work: a system call and a wake-up for each read and write, and WebSocket framing' +
         (profile.memset >= 3
           ? `; ${fmt(profile.memset, 0)}% is memset, tungstenite zero-filling its read buffer (16 KiB here, READ_BUFFER_BYTES) before every read`
           : '')

@@ -13,21 +13,20 @@
 //! - an answer is forwarded only when the offer it answers was relayed by this
 //!   tracker to the answering connection and peer, and only once.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use swarmdrop::engine::tracker::encode_to_client;
-use swarmdrop::engine::tracker::wire::common::{
-    AnnounceAction, InfoHash, OfferId, PeerId, ScrapeAction,
-};
+use swarmdrop::engine::tracker::wire::common::{InfoHash, OfferId, PeerId, ScrapeAction};
 use swarmdrop::engine::tracker::wire::incoming::{
-    AnnounceEvent, AnnounceRequest, InMessage, ScrapeRequest, ScrapeRequestInfoHashes,
+    AnnounceEvent, ScrapeRequest, ScrapeRequestInfoHashes,
 };
 use swarmdrop::engine::tracker::wire::outgoing::{
-    AnnounceResponse, AnswerOutMessage, ErrorResponse, ErrorResponseAction, OfferOutMessage,
-    OutMessage, ScrapeResponse, ScrapeStatistics,
+    ErrorResponse, ErrorResponseAction, OutMessage, ScrapeResponse, ScrapeStatistics,
 };
+
+use super::protocol::{announce_response_frame, answer_frame, offer_frame, Announce, Request};
 
 /// Announce interval sent to clients (WebSocket trackers use two minutes).
 pub const ANNOUNCE_INTERVAL_SECS: usize = 120;
@@ -44,6 +43,12 @@ pub const MAX_RELAYED_OFFERS: usize = 200_000;
 /// to shuffling the whole swarm; also the least swarm size (per wanted peer)
 /// at which it draws at all.
 const RANDOM_DRAW_FACTOR: usize = 4;
+
+/// Hash maps and sets keyed by ids that peers choose: aHash, with keys drawn
+/// at random per process, is quick on 20-byte keys and gives a peer no way
+/// to aim collisions at one bucket.
+type Map<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type Set<K> = std::collections::HashSet<K, ahash::RandomState>;
 
 /// Identifies one WebSocket connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,7 +72,7 @@ struct Peer {
 #[derive(Debug, Default)]
 struct Swarm {
     /// Indexed so that a random peer is found without walking the swarm.
-    peers: IndexMap<PeerId, Peer>,
+    peers: IndexMap<PeerId, Peer, ahash::RandomState>,
     seeders: usize,
     /// `completed` events seen (the scrape's `downloaded`).
     completed: usize,
@@ -81,7 +86,7 @@ impl Swarm {
 
 #[derive(Debug, Default)]
 struct Connection {
-    memberships: HashSet<(InfoHash, PeerId)>,
+    memberships: Set<(InfoHash, PeerId)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,7 +107,7 @@ struct Relayed {
 /// Relayed offers awaiting an answer: a map with expiry, bounded in size.
 #[derive(Debug, Default)]
 struct RelayedOffers {
-    map: HashMap<RelayKey, Relayed>,
+    map: Map<RelayKey, Relayed>,
     /// Insertion order with each entry's expiry; may hold keys already answered.
     order: VecDeque<(Instant, RelayKey)>,
 }
@@ -148,8 +153,8 @@ impl RelayedOffers {
 /// The tracker: every swarm and connection, and the offers in flight.
 #[derive(Debug)]
 pub struct Tracker {
-    swarms: HashMap<InfoHash, Swarm>,
-    conns: HashMap<ConnId, Connection>,
+    swarms: Map<InfoHash, Swarm>,
+    conns: Map<ConnId, Connection>,
     relayed: RelayedOffers,
     next_conn: u64,
     rng: fastrand::Rng,
@@ -160,8 +165,8 @@ impl Tracker {
     /// An empty tracker whose random peer choice is seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Tracker {
-            swarms: HashMap::new(),
-            conns: HashMap::new(),
+            swarms: Map::default(),
+            conns: Map::default(),
             relayed: RelayedOffers::default(),
             next_conn: 0,
             rng: fastrand::Rng::with_seed(seed),
@@ -208,14 +213,14 @@ impl Tracker {
     }
 
     /// Handles one request from `conn`; returns the frames to send.
-    pub fn handle(&mut self, conn: ConnId, request: InMessage, now: Instant) -> Vec<Outgoing> {
+    pub fn handle(&mut self, conn: ConnId, request: Request<'_>, now: Instant) -> Vec<Outgoing> {
         self.relayed.expire(now);
         if !self.conns.contains_key(&conn) {
             return Vec::new();
         }
         match request {
-            InMessage::AnnounceRequest(a) => self.announce(conn, a, now),
-            InMessage::ScrapeRequest(s) => vec![self.scrape(conn, s)],
+            Request::Announce(a) => self.announce(conn, a, now),
+            Request::Scrape(s) => vec![self.scrape(conn, s)],
         }
     }
 
@@ -239,7 +244,7 @@ impl Tracker {
         encode(conn, &message)
     }
 
-    fn announce(&mut self, conn: ConnId, a: AnnounceRequest, now: Instant) -> Vec<Outgoing> {
+    fn announce(&mut self, conn: ConnId, a: Announce<'_>, now: Instant) -> Vec<Outgoing> {
         let fail = |reason: &str| {
             vec![Self::failure(
                 conn,
@@ -271,14 +276,10 @@ impl Tracker {
             };
             return match self.relayed.take(&key, now) {
                 Some(r) if r.offerer_peer == to_peer && r.recipient_peer == a.peer_id => {
-                    let message = OutMessage::AnswerOutMessage(AnswerOutMessage {
-                        action: AnnounceAction::Announce,
-                        peer_id: a.peer_id,
-                        info_hash: a.info_hash,
-                        answer,
-                        offer_id,
-                    });
-                    vec![encode(r.offerer_conn, &message)]
+                    vec![Outgoing {
+                        to: r.offerer_conn,
+                        text: answer_frame(&a.peer_id, &a.info_hash, answer, &offer_id),
+                    }]
                 }
                 Some(r) => {
                     // Not this peer's to answer: keep the offer for its real recipient.
@@ -356,14 +357,10 @@ impl Tracker {
                         expires: now + OFFER_TTL,
                     },
                 );
-                let message = OutMessage::OfferOutMessage(OfferOutMessage {
-                    action: AnnounceAction::Announce,
-                    peer_id: a.peer_id,
-                    info_hash: a.info_hash,
-                    offer: offer.offer,
-                    offer_id: offer.offer_id,
+                out.push(Outgoing {
+                    to: peer_conn,
+                    text: offer_frame(&a.peer_id, &a.info_hash, offer.sdp, &offer.offer_id),
                 });
-                out.push(encode(peer_conn, &message));
                 self.offers_relayed += 1;
             }
         }
@@ -446,14 +443,10 @@ impl Tracker {
             .swarms
             .get(&info_hash)
             .map_or((0, 0), |s| (s.seeders, s.leechers()));
-        let message = OutMessage::AnnounceResponse(AnnounceResponse {
-            action: AnnounceAction::Announce,
-            info_hash,
-            complete,
-            incomplete,
-            announce_interval: ANNOUNCE_INTERVAL_SECS,
-        });
-        encode(conn, &message)
+        Outgoing {
+            to: conn,
+            text: announce_response_frame(&info_hash, complete, incomplete, ANNOUNCE_INTERVAL_SECS),
+        }
     }
 
     fn scrape(&self, conn: ConnId, s: ScrapeRequest) -> Outgoing {
@@ -500,6 +493,7 @@ mod tests {
     use super::*;
     use crate::tracker::protocol::parse_request;
     use serde_json::{json, Value};
+    use std::collections::{HashMap, HashSet};
 
     fn bin(s: &str) -> String {
         assert_eq!(s.len(), 20);
@@ -512,11 +506,14 @@ mod tests {
         format!("-SD0100-peer{n:08}")
     }
 
-    fn req(v: Value) -> InMessage {
-        parse_request(&v.to_string()).expect("valid request")
+    /// A request decoded from `v`'s text, which the test keeps for its whole
+    /// run (leaked: requests borrow their SDPs from the frame).
+    fn req(v: Value) -> Request<'static> {
+        let text: &'static str = Box::leak(v.to_string().into_boxed_str());
+        parse_request(text).expect("valid request")
     }
 
-    fn announce(peer: &str, left: u64, offers: &[&str]) -> InMessage {
+    fn announce(peer: &str, left: u64, offers: &[&str]) -> Request<'static> {
         let offers: Vec<Value> = offers
             .iter()
             .map(|id| json!({"offer_id": bin(id), "offer": {"type": "offer", "sdp": format!("sdp-{id}")}}))
@@ -527,7 +524,7 @@ mod tests {
         }))
     }
 
-    fn answer(peer: &str, to: &str, offer_id: &str) -> InMessage {
+    fn answer(peer: &str, to: &str, offer_id: &str) -> Request<'static> {
         req(json!({
             "action": "announce", "info_hash": IH, "peer_id": peer, "to_peer_id": to,
             "offer_id": offer_id, "answer": {"type": "answer", "sdp": "answer-sdp"}
