@@ -10,10 +10,11 @@ import { createCipheriv, createHash, randomBytes } from 'node:crypto'
 const MIN_PIECE = 16 * 1024
 const MAX_PIECE = 16 * 1024 * 1024
 
-/** src/engine/lengths.rs `auto_piece_length`: smallest power of two keeping ≤ 2048 pieces. */
+/** src/engine/lengths.rs `auto_piece_length`: the whole bytes of total / 2048 rounded up to a power of two, 16 KiB to 16 MiB. */
 export function autoPieceLength (total) {
+  const target = Math.floor(total / 2048)
   let len = MIN_PIECE
-  while (len < MAX_PIECE && Math.ceil(total / len) > 2048) len *= 2
+  while (len < MAX_PIECE && len < target) len *= 2
   return len
 }
 

@@ -219,19 +219,17 @@ try {
           ? ` ${TARGET}× sha1sum means ${fmt(median(sha) / TARGET, 2)} s, at most ${fmt((2 * median(sha)) / TARGET, 2)}` +
             ' CPU-seconds on 2 cores: the cost per GiB must fall, more parallelism cannot do it.'
           : ` The CPU-seconds would fit in ${fmt(median(sha) / TARGET, 2)} s on 2 cores: the workers also wait.`) +
-        ' The hashing (js/host/hasher.js, hash-worker.js) runs one' +
-        ' worker per core, each reading 8 MiB of consecutive pieces per Blob read (the next read under way while the' +
-        ' current pieces are digested) and digesting every piece with WebCrypto SHA-1. Measured by hand in Chromium 156' +
-        ' on this machine (CPU time of all Chromium processes per GiB, page cache warm, 2026-11-21): reading 1 MiB' +
-        ' slices one at a time cost 2.6 to 3.7 s (the old hashing path: 4.5 s with its digests), 8 to 32 MiB reads 1.5' +
-        ' to 2.0 s, about half in the browser process (its IO thread and the file reads) and half in the renderer (each' +
-        ' read a fresh ArrayBuffer, 262,144 page faults per GiB); digesting 1 MiB pieces costs 0.96 s against 0.6 s for' +
-        ' 512 KiB ones, because WebCrypto copies its input and a copy over about 1 MiB is a fresh mapping (page faults' +
-        ' again; 512 KiB copies are recycled). What would move it: 512 KiB pieces for this bundle (the engine picks 1 MiB' +
-        ' because the manifest takes it just over 1 GiB, 2,048 pieces), reads into reused buffers (Blob.stream() with a' +
-        ' BYOB reader: renderer page faults 266k → 10k per GiB in a hand test) and a faster start: ' +
-        `${fmt(median(phases.map((p) => p.before)), 2)} s pass before the first piece is hashed (offscreen document, engine,` +
-        ' thumbnails and the record saved first). The machine was shared with other work' +
+        ' The hashing (js/host/hasher.js, hash-worker.js, pieces.js streamRun) runs one worker per core, each' +
+        ' handed a batch of up to 32 MiB of consecutive pieces at a time; a batch is read as one Blob stream into one reused piece buffer (a BYOB reader) and each piece goes to WebCrypto' +
+        ' SHA-1 as soon as its bytes are in (digest copies it, so the buffer is refilled while earlier pieces are' +
+        ' digested); the engine picks 512 KiB pieces for this bundle (libtorrent\'s rule: total / 2048 rounded up to' +
+        ' a power of two). A per-thread CPU profile of one run (hand-made, 2026-11-21, /proc/<pid>/task of every' +
+        ' Chromium process; a slower run than these, 4.2 CPU-s, so the shares are rough) put most of the CPU in the browser process reading the files (its thread pool, about 40 %,' +
+        ' and its IO thread, about 17 %, moving the bytes into the data pipes), about a quarter in the two hashing' +
+        ' workers (SHA-1 and the copies into the stream buffer) and under 10 % in the renderer\'s IO thread: the' +
+        ' reading, not the hashing, is what is left to cut, and the page cannot choose how the browser reads a file.' +
+        ` ${fmt(median(phases.map((p) => p.before)), 2)} s pass before the first piece is hashed (offscreen` +
+        ' document, engine, thumbnails and the record saved first). The machine was shared with other work' +
         ` (load average ${load} on 2 cores).`,
     reason: null
   })

@@ -224,18 +224,26 @@ impl Lengths {
         first..last + 1
     }
 
-    /// Piece length Swarmdrop picks for a bundle of `total_length` bytes: the
-    /// smallest power of two from 16 KiB to 16 MiB that keeps the bundle at
-    /// about 1,000 to 2,000 pieces, and never above 65,536 pieces (1 TiB at
-    /// 16 MiB).
+    /// Piece length Swarmdrop picks for a bundle of `total_length` bytes, as
+    /// libtorrent's `create_torrent` does: the whole bytes of
+    /// `total_length / 2048` rounded up to a power of two from 16 KiB to 16
+    /// MiB. That keeps the bundle at 1,024 to 2,049 pieces (never above
+    /// 65,536: 1 TiB at 16 MiB), and a bundle a few bytes over a power of two
+    /// (1 GiB of files and the manifest) keeps the smaller pieces: 512 KiB
+    /// pieces cost less to hash in the browser than 1 MiB ones (BENCHMARKS.md
+    /// row 1).
     pub fn auto_piece_length(total_length: u64) -> u32 {
+        let target = total_length / AUTO_PIECES;
         let mut len = MIN_PIECE_LENGTH;
-        while len < MAX_PIECE_LENGTH && total_length.div_ceil(len as u64) > 2048 {
+        while len < MAX_PIECE_LENGTH && u64::from(len) < target {
             len *= 2;
         }
         len
     }
 }
+
+/// The piece count [`Lengths::auto_piece_length`] aims at.
+const AUTO_PIECES: u64 = 2048;
 
 #[cfg(test)]
 mod tests {
@@ -303,6 +311,45 @@ mod tests {
         let pl = Lengths::auto_piece_length(tb);
         assert_eq!(pl, MAX_PIECE_LENGTH);
         assert!(tb.div_ceil(pl as u64) <= 65_536);
+        assert_eq!(
+            Lengths::auto_piece_length(MAX_TOTAL_LENGTH),
+            MAX_PIECE_LENGTH
+        );
+    }
+
+    #[test]
+    fn auto_piece_length_keeps_small_pieces_for_a_bundle_just_over_a_power_of_two() {
+        // 1 GiB of files and a small manifest: 2,049 pieces of 512 KiB, not
+        // 1,025 of 1 MiB.
+        assert_eq!(Lengths::auto_piece_length((1 << 30) + 1259), 512 * 1024);
+        assert_eq!(Lengths::auto_piece_length((1 << 30) + 2047), 512 * 1024);
+        // A whole extra 2,048 bytes per piece count step moves it up.
+        assert_eq!(Lengths::auto_piece_length((1 << 30) + 2048), 1024 * 1024);
+        assert_eq!(Lengths::auto_piece_length(4 << 30), 2048 * 1024);
+        assert_eq!(Lengths::auto_piece_length(32 << 20), 16 * 1024);
+        assert_eq!(Lengths::auto_piece_length((32 << 20) + 2048), 32 * 1024);
+    }
+
+    proptest! {
+        #[test]
+        fn auto_piece_length_is_a_power_of_two_giving_about_2048_pieces(
+            total in 1u64..=MAX_TOTAL_LENGTH,
+        ) {
+            let pl = Lengths::auto_piece_length(total);
+            prop_assert!(pl.is_power_of_two());
+            prop_assert!((MIN_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&pl));
+            let pieces = total.div_ceil(u64::from(pl));
+            // Never more than 2,049 pieces (one over for the bytes below a
+            // whole 2,048th), nor more than 65,536 at the largest pieces.
+            prop_assert!(pieces <= 2049 || pl == MAX_PIECE_LENGTH);
+            prop_assert!(pieces <= 65_536);
+            // Never at least twice the pieces' worth smaller than needed:
+            // halving the length would go over 2,049 pieces.
+            if pl > MIN_PIECE_LENGTH {
+                prop_assert!(total.div_ceil(u64::from(pl / 2)) > 2048);
+            }
+            prop_assert!(Lengths::new(total, u64::from(pl)).is_ok());
+        }
     }
 
     #[test]

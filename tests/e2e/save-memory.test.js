@@ -30,10 +30,11 @@ let server;
 let browser;
 const scratch = [];
 
-/** The engine's rule (Lengths::auto_piece_length): at most 2,048 pieces, 16 KiB to 16 MiB. */
+/** src/engine/lengths.rs `auto_piece_length`: the whole bytes of total / 2048 rounded up to a power of two, 16 KiB to 16 MiB. */
 function autoPieceLength(total) {
+  const target = Math.floor(total / 2048);
   let len = 16 * 1024;
-  while (len < 16 * MiB && Math.ceil(total / len) > 2048) len *= 2;
+  while (len < 16 * MiB && len < target) len *= 2;
   return len;
 }
 

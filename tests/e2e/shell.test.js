@@ -36,23 +36,70 @@ test('piece hashes over many small files equal hashing the concatenation', async
   }
 });
 
-test('a run of consecutive pieces reads exactly their bytes, across files', async () => {
+/** The pieces `streamRun` yields, each copied out (its buffer is reused for the next). */
+async function streamed(src, first, count) {
+  const out = [];
+  for await (const { index, bytes } of src.streamRun(first, count)) out.push({ index, bytes: Buffer.from(bytes) });
+  return out;
+}
+
+test('a run of consecutive pieces streams exactly their bytes, piece by piece, across files', async () => {
   const parts = Array.from({ length: 23 }, (_, i) => 'y'.repeat(i * 7 + 3) + i);
   const src = new PieceSource(parts.map((p) => ({ blob: blob(p) })), 32);
   const whole = Buffer.from(parts.join(''));
   for (const [first, count] of [[0, 1], [0, src.pieceCount], [3, 5], [src.pieceCount - 2, 2]]) {
-    const got = Buffer.from(await src.readRun(first, count));
-    const end = Math.min(whole.length, (first + count) * 32);
-    assert.ok(got.equals(whole.subarray(first * 32, end)), `pieces ${first}..${first + count - 1}`);
+    const got = await streamed(src, first, count);
+    assert.deepEqual(got.map((p) => p.index), Array.from({ length: count }, (_, i) => first + i));
+    for (const { index, bytes } of got) {
+      assert.ok(bytes.equals(whole.subarray(index * 32, Math.min(whole.length, index * 32 + 32))), `piece ${index}`);
+    }
   }
-  await assert.rejects(() => src.readRun(src.pieceCount - 1, 2), RangeError);
-  await assert.rejects(() => src.readRun(0, 0), RangeError);
+  await assert.rejects(() => streamed(src, src.pieceCount - 1, 2), RangeError);
+  await assert.rejects(() => streamed(src, 0, 0), RangeError);
+});
+
+test('WebCrypto digests of streamed pieces equal the SHA-1 of the pieces, over runs that share one buffer', async () => {
+  // Pieces larger than the stream's chunks, and files that end inside pieces.
+  const sizes = [100_000, 1, 0, 70_001, 262_144, 33_333];
+  let seed = 1;
+  const files = sizes.map((n) => Uint8Array.from({ length: n }, () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24));
+  const whole = Buffer.concat(files);
+  const src = new PieceSource(files.map((f) => ({ blob: new Blob([f]) })), 65_536);
+  for (const [first, count] of [[0, 3], [3, src.pieceCount - 3]]) {
+    for await (const { index, bytes } of src.streamRun(first, count)) {
+      const expected = createHash('sha1').update(whole.subarray(index * 65_536, index * 65_536 + 65_536)).digest('hex');
+      const got = Buffer.from(await crypto.subtle.digest('SHA-1', bytes)).toString('hex');
+      assert.equal(got, expected, `piece ${index}`);
+    }
+  }
+  assert.equal(src.pieceCount, 8);
+});
+
+test('a stream without a BYOB reader is copied in chunk by chunk, to the same pieces', async () => {
+  const whole = Buffer.from(Array.from({ length: 300 }, (_, i) => i % 251));
+  // A Blob-like whose stream is a plain (not byte) stream of uneven chunks.
+  const plain = (bytes) => ({
+    stream: () => {
+      let at = 0;
+      return new ReadableStream({
+        pull(c) {
+          if (at >= bytes.length) return c.close();
+          const n = 1 + (at % 37);
+          c.enqueue(bytes.slice(at, at + n));
+          at += n;
+        },
+      });
+    },
+  });
+  const src = new PieceSource([{ blob: { slice: (a, b) => plain(whole.subarray(a, b)), size: whole.length } }], 64);
+  const got = await streamed(src, 0, src.pieceCount);
+  assert.deepEqual(got.map((p) => p.bytes.toString('hex')), [0, 1, 2, 3, 4].map((i) => whole.subarray(i * 64, i * 64 + 64).toString('hex')));
 });
 
 test('a run over a file that shrank is reported, never read short', async () => {
   const src = new PieceSource([{ blob: blob('abcdefgh') }], 4);
   src.files[0].blob = { slice: (a, b) => blob('abcdef').slice(a, b), size: 8 };
-  await assert.rejects(() => src.readRun(0, 2), /read 6 bytes, expected 8/);
+  await assert.rejects(() => streamed(src, 0, 2), /read 6 bytes, expected 8/);
 });
 
 test('asking for a piece that does not exist is an error, not a short read', async () => {

@@ -2,11 +2,14 @@
 // WebCrypto SHA-1. Several run at once (one per core); the engine host hands
 // each a batch of piece indices at a time and collects the hashes.
 //
-// Consecutive pieces are read together, up to RUN_BYTES at a time, and the
-// next run is read while the current one is digested: reading a file slice
-// is a round trip to the browser process and a fresh buffer each time, and
-// reading 1 MiB pieces one by one cost more CPU than hashing them (bench row
-// 1 in BENCHMARKS.md). All digests of a run are started at once.
+// Each run of consecutive pieces in a batch is read as one stream into one
+// reused buffer (PieceSource.streamRun), and every piece is handed to
+// WebCrypto as soon as its bytes are in: digest() copies its input at once,
+// so the buffer is filled again while earlier pieces are digested. Reading a
+// file slice per piece, or a fresh buffer per read, cost more CPU than the
+// hashing itself (bench row 1 in BENCHMARKS.md). The hashes go back in groups
+// of about GROUP_BYTES, at most GROUPS_IN_FLIGHT groups digesting at a time
+// (each digest holds its copy of the piece until it is done).
 //
 // Messages in:  {type:'init', files:[{blob}], pieceLength}
 //               {type:'hash', batch, pieces:[index...]}
@@ -14,8 +17,10 @@
 //               {type:'done', batch} | {type:'error', batch, message}
 import { PieceSource } from './pieces.js';
 
-/** Bytes read at a time (at least one piece): 8 MiB. */
-const RUN_BYTES = 8 * 1024 * 1024;
+/** Bytes of pieces whose hashes are sent back together: 8 MiB. */
+const GROUP_BYTES = 8 * 1024 * 1024;
+/** Groups whose digests may be under way at once. */
+const GROUPS_IN_FLIGHT = 3;
 
 let source = null;
 
@@ -26,44 +31,47 @@ self.onmessage = async ({ data }) => {
   }
   if (data.type !== 'hash') return;
   const { batch, pieces } = data;
+  const inFlight = [];
   try {
-    const runs = consecutiveRuns(pieces, Math.max(1, Math.floor(RUN_BYTES / source.pieceLength)));
-    const read = (run) => {
-      const bytes = source.readRun(run.first, run.count);
-      bytes.catch(() => {}); // awaited below; this only marks a failure as seen
-      return bytes;
+    let group = null;
+    const send = () => {
+      const { indices, lengths, digests } = group;
+      group = null;
+      const sent = Promise.all(digests).then((done) => {
+        const hashes = new Uint8Array(20 * done.length);
+        done.forEach((d, i) => hashes.set(new Uint8Array(d), 20 * i));
+        self.postMessage({ type: 'hashed', batch, pieces: indices, hashes, lengths }, [hashes.buffer]);
+      });
+      sent.catch(() => {}); // awaited below; this only marks a failure as seen
+      inFlight.push(sent);
     };
-    let next = read(runs[0]);
-    for (let r = 0; r < runs.length; r++) {
-      const bytes = await next;
-      if (r + 1 < runs.length) next = read(runs[r + 1]);
-      const { first, count } = runs[r];
-      const lengths = [];
-      const digests = [];
-      let offset = 0;
-      for (let i = 0; i < count; i++) {
-        const length = source.pieceLen(first + i);
-        digests.push(crypto.subtle.digest('SHA-1', bytes.subarray(offset, offset + length)));
-        lengths.push(length);
-        offset += length;
+    for (const { first, count } of consecutiveRuns(pieces)) {
+      for await (const { index, bytes } of source.streamRun(first, count)) {
+        group ??= { indices: [], lengths: [], digests: [], bytes: 0 };
+        group.digests.push(crypto.subtle.digest('SHA-1', bytes));
+        group.indices.push(index);
+        group.lengths.push(bytes.length);
+        group.bytes += bytes.length;
+        if (group.bytes >= GROUP_BYTES) {
+          send();
+          if (inFlight.length >= GROUPS_IN_FLIGHT) await inFlight.shift();
+        }
       }
-      const hashes = new Uint8Array(20 * count);
-      (await Promise.all(digests)).forEach((d, i) => hashes.set(new Uint8Array(d), 20 * i));
-      const indices = Array.from({ length: count }, (_, i) => first + i);
-      self.postMessage({ type: 'hashed', batch, pieces: indices, hashes, lengths }, [hashes.buffer]);
     }
+    if (group) send();
+    while (inFlight.length) await inFlight.shift();
     self.postMessage({ type: 'done', batch });
   } catch (err) {
     self.postMessage({ type: 'error', batch, message: err?.message ?? String(err) });
   }
 };
 
-/** Cuts piece indices into runs of consecutive ones, at most `max` pieces each. */
-function consecutiveRuns(pieces, max) {
+/** Cuts piece indices into runs of consecutive ones. */
+function consecutiveRuns(pieces) {
   const runs = [];
   for (const index of pieces) {
     const last = runs.at(-1);
-    if (last && last.first + last.count === index && last.count < max) last.count++;
+    if (last && last.first + last.count === index) last.count++;
     else runs.push({ first: index, count: 1 });
   }
   return runs;
