@@ -59,7 +59,7 @@ export class Network {
   /**
    * Starts sharing a bundle whose .torrent is made: seeding to peers and,
    * unless the user chose peer-to-peer only, uploading it to the server.
-   * @param {{torrent: Uint8Array, infoHash: string, paused?: boolean}} record
+   * @param {{torrent: Uint8Array, infoHash: string, paused?: boolean, limits?: object}} record
    * @param {{blob: Blob, parts: string[]}[]} files in torrent order
    */
   async send(record, files) {
@@ -72,13 +72,14 @@ export class Network {
       files.map((f) => ({ path: f.parts.join('/'), file: f.blob })),
       { server: s.serverUrl, upload, paused: Boolean(record.paused) },
     );
+    this.setLimits(record.infoHash, record.limits);
     this.#report(record.infoHash);
   }
 
   /**
    * Starts (or, after a restart, resumes) a download from the record's
    * .torrent or magnet link; pieces stored earlier are kept.
-   * @param {{torrent?: Uint8Array, magnet?: string, infoHash: string, selection?: number[], paused?: boolean}} record
+   * @param {{torrent?: Uint8Array, magnet?: string, infoHash: string, selection?: number[], paused?: boolean, limits?: object}} record
    */
   async receive(record) {
     const host = await this.#swarm();
@@ -87,7 +88,19 @@ export class Network {
       selection: record.selectionIndices ?? null,
       paused: Boolean(record.paused),
     });
+    this.setLimits(record.infoHash, record.limits);
     this.#report(record.infoHash);
+  }
+
+  /**
+   * Caps one bundle's rates (on top of the global caps of the settings).
+   * @param {string} infoHash
+   * @param {{uploadKBps?: number, downloadKBps?: number} | null | undefined} limits 0 or missing: no cap
+   */
+  setLimits(infoHash, limits) {
+    if (!this.has(infoHash)) return;
+    const bytes = (kbps) => (kbps > 0 ? kbps * 1000 : null);
+    this.#host.setLimits(infoHash, bytes(limits?.uploadKBps), bytes(limits?.downloadKBps));
   }
 
   pause(infoHash) {
