@@ -13,6 +13,12 @@ import { engine } from './engine.js';
 /** How often figures are pushed to transfers while bundles run. */
 const REPORT_EVERY_MS = 1000;
 
+/** A record's caps (KB/s, 0 or missing: none) as SwarmHost takes them (bytes per second or null). */
+function capsOf(limits) {
+  const bytes = (kbps) => (kbps > 0 ? kbps * 1000 : null);
+  return { uploadLimit: bytes(limits?.uploadKBps), downloadLimit: bytes(limits?.downloadKBps) };
+}
+
 export class Network {
   #settings;
   #onReport;
@@ -70,9 +76,8 @@ export class Network {
     await host.addSend(
       record.torrent,
       files.map((f) => ({ path: f.parts.join('/'), file: f.blob })),
-      { server: s.serverUrl, upload, paused: Boolean(record.paused) },
+      { server: s.serverUrl, upload, paused: Boolean(record.paused), ...capsOf(record.limits) },
     );
-    this.setLimits(record.infoHash, record.limits);
     this.#report(record.infoHash);
   }
 
@@ -87,8 +92,8 @@ export class Network {
     await host.addDownload(record.torrent ?? record.magnet, {
       selection: record.selectionIndices ?? null,
       paused: Boolean(record.paused),
+      ...capsOf(record.limits),
     });
-    this.setLimits(record.infoHash, record.limits);
     this.#report(record.infoHash);
   }
 
@@ -99,8 +104,8 @@ export class Network {
    */
   setLimits(infoHash, limits) {
     if (!this.has(infoHash)) return;
-    const bytes = (kbps) => (kbps > 0 ? kbps * 1000 : null);
-    this.#host.setLimits(infoHash, bytes(limits?.uploadKBps), bytes(limits?.downloadKBps));
+    const { uploadLimit, downloadLimit } = capsOf(limits);
+    this.#host.setLimits(infoHash, uploadLimit, downloadLimit);
   }
 
   pause(infoHash) {
