@@ -15,13 +15,6 @@ import { collectInput, pickWithHandles, picksHandles } from './collect.js';
 import { el, icon } from './icons.js';
 
 const REFRESH_MS = 700;
-/**
- * How long the list may take before the popup says so and asks again: a
- * request lost on the way (the background's worker restarting while the
- * extension is updated) is never answered, and one unanswered request must
- * not stop the refreshes.
- */
-const LIST_WAIT_MS = 10_000;
 const $ = (id) => document.getElementById(id);
 const cards = new Map(); // id -> {root, parts...}
 let refreshTimer = null;
@@ -108,12 +101,7 @@ let engineTrouble = false;
 /** Asks the engine host for the list and renders it; one request at a time, then every REFRESH_MS. */
 function refresh() {
   clearTimeout(refreshTimer);
-  refreshing ??= Promise.race([
-    call('transfers.list'),
-    new Promise((_, reject) =>
-      setTimeout(() => reject(new Error(`no answer in ${LIST_WAIT_MS / 1000} s (asking again)`)), LIST_WAIT_MS),
-    ),
-  ])
+  refreshing ??= call('transfers.list')
     .then(
       (list) => {
         if (engineTrouble) notice(null);
