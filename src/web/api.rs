@@ -72,6 +72,18 @@ fn rate(value: &JsValue) -> Option<u64> {
         .map(|v| v as u64)
 }
 
+/// The bundle's own caps from an add's `options` (`uploadLimit?`,
+/// `downloadLimit?`: bytes per second, null or 0 for none).
+fn bundle_limits(info_hash: InfoHash, options: &JsValue) -> Input<'static> {
+    Input::Command(Command::SetLimits {
+        scope: LimitScope::Bundle(info_hash),
+        limits: Limits {
+            upload: rate(&field(options, "uploadLimit")),
+            download: rate(&field(options, "downloadLimit")),
+        },
+    })
+}
+
 fn parse_hash(s: &str) -> Result<InfoHash, NetError> {
     InfoHash::from_hex(s.trim())
         .ok_or_else(|| NetError::Argument(format!("{s:?} is not an info hash")))
@@ -215,7 +227,9 @@ impl SwarmHost {
     /// `Blob`s in torrent order, or of `{path, file}`), read lazily.
     /// `options`: `{server?: string` (the availability server's base URL),
     /// `upload?: boolean` (default: true when a server is given; false sends
-    /// peer-to-peer only), `paused?: boolean}`. Resolves to the info hash.
+    /// peer-to-peer only), `paused?: boolean`, `uploadLimit?`,
+    /// `downloadLimit?` (the bundle's own caps, bytes per second)}`.
+    /// Resolves to the info hash.
     #[wasm_bindgen(js_name = addSend)]
     pub fn add_send(&self, torrent: Vec<u8>, files: JsValue, options: JsValue) -> Promise {
         let shared = self.shared.clone();
@@ -281,6 +295,7 @@ impl SwarmHost {
                     host.bundles.remove(&info_hash);
                     return Err(e.into());
                 }
+                host.feed(bundle_limits(info_hash, &options))?;
                 host.drive_upload(info_hash);
                 Ok(())
             })??;
@@ -292,8 +307,9 @@ impl SwarmHost {
     /// `ArrayBuffer`), a `magnet:` link, or a share link (the server's
     /// `http(s)://SERVER/b/<info hash>` page, or any `.torrent` URL).
     /// Pieces already stored (an earlier run) are kept. `options`:
-    /// `{selection?: number[]` (file indices), `paused?: boolean}`. Resolves
-    /// to the info hash.
+    /// `{selection?: number[]` (file indices), `paused?: boolean`,
+    /// `uploadLimit?`, `downloadLimit?` (the bundle's own caps, bytes per
+    /// second)}`. Resolves to the info hash.
     #[wasm_bindgen(js_name = addDownload)]
     pub fn add_download(&self, source: JsValue, options: JsValue) -> Promise {
         let shared = self.shared.clone();
@@ -369,6 +385,8 @@ impl SwarmHost {
                     host.bundles.remove(&info_hash);
                     return Err(e.into());
                 }
+                // Before the web seeds start: no byte goes uncapped.
+                host.feed(bundle_limits(info_hash, &options))?;
                 host.watch_web_seeds(info_hash, &web_seeds);
                 Ok(())
             })??;

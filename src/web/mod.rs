@@ -22,6 +22,7 @@ mod api;
 mod bundle;
 mod error;
 mod host;
+mod idb_open;
 mod js;
 pub mod net;
 mod pieces;

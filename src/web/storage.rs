@@ -8,7 +8,7 @@
 //!
 //! | store     | key                        | value                                  |
 //! |-----------|----------------------------|----------------------------------------|
-//! | `bundles` | `id` (in the record)       | the transfer record the engine host keeps: metainfo (`.torrent` bytes or magnet), role, state, file list and selection, limits, statistics |
+//! | `bundles` | `id` (in the record)       | the transfer record the engine host keeps: metainfo (`.torrent` bytes or magnet), role, state, file list and selection, the bundle's own caps (`limits: {uploadKBps, downloadKBps}`, 0 for none), statistics |
 //! | `handles` | `id` (in the record)       | `{id, handles}`: a send's file system handles, where the browser has them |
 //! | `pieces`  | `[info hash hex, piece]`   | the piece, a `Blob`                    |
 //! | `have`    | info hash hex              | `{pieces: n, bits: Uint8Array}` (BEP 3 order) |
@@ -23,19 +23,31 @@
 //!   copy and the delete copies nothing twice. The pieces never move (they
 //!   can be gigabytes).
 //!
-//! A new version adds its step to [`Storage::open`] and a line above.
+//! Records are schemaless values: a field added to them (such as `limits`,
+//! which records written before it lack and the host reads as "no cap")
+//! needs no version. A new version is for stores, keys and indexes, and for
+//! rewriting records: it adds its step to `upgrade_steps` (run inside
+//! IndexedDB's upgrade, so only store changes) or to [`Storage::open`]
+//! after it (copies and rewrites), and a line above.
+//!
+//! An upgrade waits for every other connection to the database to close.
+//! Every connection opened here closes itself on `versionchange`; one that
+//! does not (another context, an older build still running) makes opening
+//! fail after a bounded wait with an error saying so (`idb_open.rs`), which
+//! the popup shows, instead of a host that never answers.
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::Blob;
+use web_sys::{Blob, IdbDatabase, IdbObjectStoreParameters};
 
 use crate::engine::api::StoreFailure;
 use crate::engine::bitfield::Bitfield;
 use crate::engine::ids::InfoHash;
 use crate::engine::metainfo::Info;
 
+use super::idb_open;
 use super::net::error::{js_message, NetError};
 
 /// The database's name in the extension origin.
@@ -119,13 +131,59 @@ fn bundle_key(info_hash: InfoHash) -> JsValue {
     JsValue::from_str(&info_hash.to_hex())
 }
 
+/// The upgrade steps of [`DB_NAME`], from the version it had (0: new) to
+/// [`SCHEMA_VERSION`]. Each step only adds what is missing, so a step that
+/// ran half (an aborted upgrade rolls back anyway) is safe to run again.
+fn upgrade_steps(db: &IdbDatabase, old: u32) -> Result<(), JsValue> {
+    if old < 1 {
+        create_store(db, PIECES, None)?;
+        create_store(db, HAVE, None)?;
+        create_store(db, UPLOADS, None)?;
+    }
+    if old < 2 {
+        // The records move here; their copy runs once the upgrade is done
+        // (`Storage::migrate_legacy_records`), outside the upgrade.
+        create_store(db, BUNDLES, Some(RECORD_KEY))?;
+        create_store(db, HANDLES, Some(RECORD_KEY))?;
+    }
+    Ok(())
+}
+
+/// Schema 1's [`LEGACY_RECORDS_DB`], made empty when it does not exist (the
+/// copy then copies nothing and deletes it).
+fn legacy_steps(db: &IdbDatabase, _old: u32) -> Result<(), JsValue> {
+    create_store(db, BUNDLES, Some(RECORD_KEY))?;
+    create_store(db, HANDLES, Some(RECORD_KEY))
+}
+
+fn create_store(db: &IdbDatabase, name: &str, key_path: Option<&str>) -> Result<(), JsValue> {
+    if db.object_store_names().contains(name) {
+        return Ok(());
+    }
+    let params = IdbObjectStoreParameters::new();
+    if let Some(key_path) = key_path {
+        params.set_key_path(&JsValue::from_str(key_path));
+    }
+    db.create_object_store_with_optional_parameters(name, &params)?;
+    Ok(())
+}
+
 impl Storage {
     /// Opens (creating or upgrading) the database, once per context: later
-    /// calls share the first connection.
+    /// calls share the first connection. An upgrade that another connection
+    /// blocks fails after [`idb_open::BLOCKED_WAIT_MS`] with an error saying
+    /// so (the next call tries again), never hangs.
     pub async fn open() -> Result<Storage, NetError> {
         if let Some(open) = OPEN.with(|o| o.borrow().clone()) {
             return Ok(open);
         }
+        // The upgrade runs here, bounded in time; rexie then opens the
+        // database at its current version (nothing left to upgrade, so
+        // nothing can block it). Its connection closes itself on
+        // `versionchange`, as this one does.
+        idb_open::open(DB_NAME, SCHEMA_VERSION, upgrade_steps)
+            .await?
+            .close();
         let db = Rexie::builder(DB_NAME)
             .version(SCHEMA_VERSION)
             .add_object_store(ObjectStore::new(BUNDLES).key_path(RECORD_KEY))
@@ -150,6 +208,9 @@ impl Storage {
         if !database_may_exist(LEGACY_RECORDS_DB).await {
             return Ok(());
         }
+        idb_open::open(LEGACY_RECORDS_DB, 1, legacy_steps)
+            .await?
+            .close();
         let old = Rexie::builder(LEGACY_RECORDS_DB)
             .version(1)
             .add_object_store(ObjectStore::new(BUNDLES).key_path(RECORD_KEY))
@@ -211,11 +272,8 @@ impl Storage {
         // be, after an update, but a blocked delete must not stop the host)
         // delays the delete until it closes; the copy above is idempotent.
         wasm_bindgen_futures::spawn_local(async {
-            if let Err(e) = Rexie::delete(LEGACY_RECORDS_DB).await {
-                web_sys::console::warn_1(&JsValue::from_str(&format!(
-                    "swarmdrop: deleting {LEGACY_RECORDS_DB}: {}",
-                    error_text(&e)
-                )));
+            if let Err(e) = idb_open::delete(LEGACY_RECORDS_DB).await {
+                web_sys::console::warn_1(&JsValue::from_str(&format!("swarmdrop: {e}")));
             }
         });
         Ok(())

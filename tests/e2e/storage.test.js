@@ -4,19 +4,23 @@
 //   schema 1 data is opened by the new build, and every record, handle,
 //   piece, bit and token is there, the old database is gone, and a migrated
 //   download's file reads back byte for byte.
-// - a full disk (the extension origin's quota shrunk through the DevTools
-//   protocol) pauses a download with a clear message instead of failing it;
-//   with room again, resume completes it and the saved bytes match.
+// - a full disk (the receiving profile on a small tmpfs, filled by a
+//   ballast file) pauses a download with a clear message instead of failing
+//   it, keeping every verified piece; with the ballast deleted, resume
+//   completes it and the saved bytes match.
 // - freeing: a finished download's "Free space" and a cancelled download
 //   delete their pieces (no key left, navigator.storage.estimate() drops).
+// - per-bundle caps: kept in the bundle's record, they hold before and
+//   after a restart of the browser on the same profile.
 // - pause, in Chromium and Firefox: a paused download moves no bytes for 10 s (its counters and the
 //   server's web seed egress stay flat), then resume completes it.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { launchChromium } from './lib/chromium.js';
+import { launchBrowser, launchChromium } from './lib/chromium.js';
 import { SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
 import { startFirefox } from './lib/webdriver.js';
 import { sha256File, startServer, tempDir, until } from './net/support.js';
@@ -150,7 +154,10 @@ async function readSchema2({ receiveHash, sendHash, handleId }) {
 
 test('schema 1 data (two databases) is upgraded into the one database of schema 2', {
   timeout: 180_000,
-  skip: 'not reliable yet (issue 5): passed once, then the host never answered in two runs (a blocked upgrade is suspected)',
+  skip:
+    'not reliable yet (issue 5): passes about one run in two. When it fails the host never gets ready: ' +
+    'no error reaches the popup, file.get over the channel hangs too, yet in one such run the database had been upgraded ' +
+    'and copied (so the hang is in the host after Storage::open, not a blocked upgrade, which now fails after 10 s and says so)',
 }, async (t) => {
   const dir = join(WORK, `upgrade-extension-${Date.now()}`);
   let profile = null;
@@ -241,10 +248,16 @@ test('schema 1 data (two databases) is upgraded into the one database of schema 
   await t.test('the popup lists both transfers in the state they had', async () => {
     const cards = popup.locator('article.transfer');
     // The engine host starts (wasm compiled, database upgraded) on the popup's first call.
-    await popup.waitForFunction(() => document.querySelectorAll('article.transfer').length === 2, null, {
-      polling: 100,
-      timeout: 90_000,
-    });
+    await popup
+      .waitForFunction(() => document.querySelectorAll('article.transfer').length === 2, null, {
+        polling: 100,
+        timeout: 90_000,
+      })
+      .catch(async (err) => {
+        // What the popup was told (a blocked upgrade says so there).
+        const notice = await popup.locator('#notice').textContent().catch(() => null);
+        throw new Error(`${err.message}; the popup says: ${notice || '(nothing)'}`);
+      });
     const states = await cards.evaluateAll((a) => a.map((x) => [x.querySelector('.t-name')?.textContent ?? x.textContent, x.dataset.state]));
     assert.equal(states.length, 2);
     const byState = Object.fromEntries(states.map(([, s]) => [s, true]));
@@ -293,6 +306,64 @@ test('schema 1 data (two databases) is upgraded into the one database of schema 
     assert.equal(bytes.length, data.length);
     assert.equal(sha256(Buffer.from(bytes)), sha256(data));
   });
+});
+
+test('an upgrade blocked by a connection that stays open says so in the popup, and goes on once it closes', {
+  timeout: 180_000,
+}, async (t) => {
+  const b = await launchChromium(builtExtension('chrome'));
+  t.after(async () => {
+    await b.context.close().catch(() => {});
+    rmSync(b.profile, { recursive: true, force: true });
+  });
+  // A page of the extension's origin that holds schema 1's database open
+  // and never closes it on versionchange (as an older build's page would).
+  // Nothing has started the engine host yet: no transfer was running.
+  const blocker = await b.context.newPage();
+  await blocker.goto(`${b.base}manifest.json`);
+  const version = await blocker.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const req = indexedDB.open('swarmdrop-engine', 1);
+        req.onupgradeneeded = () => ['pieces', 'have', 'uploads'].forEach((s) => req.result.createObjectStore(s));
+        req.onsuccess = () => {
+          window.heldOpen = req.result;
+          resolve(req.result.version);
+        };
+        req.onerror = () => reject(req.error);
+      }),
+  );
+  assert.equal(version, 1);
+
+  const popup = await b.context.newPage();
+  await popup.goto(`${b.base}popup.html`);
+  await popup.waitForFunction(() => /blocked/.test(document.querySelector('#notice')?.textContent), null, {
+    polling: 100,
+    timeout: 60_000,
+  });
+  const notice = await popup.locator('#notice').textContent();
+  console.log(`the popup says: ${notice}`);
+  assert.match(notice, /upgrade of swarmdrop-engine to version 2 is blocked/);
+  assert.match(notice, /Close the other Swarmdrop tabs/);
+  await popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'storage-popup-upgrade-blocked.png') });
+
+  // The blocker goes: the host's next try upgrades, and the popup works.
+  await blocker.evaluate(() => window.heldOpen.close());
+  await popup.waitForFunction(() => document.querySelector('#notice').hidden, null, { polling: 100, timeout: 60_000 });
+  assert.deepEqual(await call(popup, 'transfers.list'), []);
+  const seen = await blocker.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const req = indexedDB.open('swarmdrop-engine');
+        req.onsuccess = () => {
+          const db = req.result;
+          resolve({ version: db.version, stores: [...db.objectStoreNames].sort() });
+          db.close();
+        };
+        req.onerror = () => reject(req.error);
+      }),
+  );
+  assert.deepEqual(seen, { version: 2, stores: ['bundles', 'handles', 'have', 'pieces', 'uploads'] });
 });
 
 // ------------------------------------------------------------ network tests
@@ -345,9 +416,9 @@ async function stored(infoHash) {
 }
 
 /** A Chromium with the extension pointed at `server`; its popup page. */
-async function receiver(t, server, { downloadLimitKBps = 0, extension = builtExtension('chrome') } = {}) {
+async function receiver(t, server, { downloadLimitKBps = 0, extension = builtExtension('chrome'), workDir = WORK } = {}) {
   const downloads = tempDir('storage-downloads-');
-  const b = await launchChromium(extension, { downloads });
+  const b = await launchBrowser({ extension, downloads, workDir });
   b.downloads = downloads;
   t.after(async () => {
     await b.context.close().catch(() => {});
@@ -404,33 +475,32 @@ async function saveAndCheck(b, name, expected) {
 
 test('a full disk pauses a download with a clear message; with room again it completes; freeing deletes its pieces', {
   timeout: 300_000,
-  skip: 'does not work yet (issue 5): Chromium ignores Storage.overrideQuotaForOrigin for the extension origin; a small tmpfs profile is the next try',
+  skip: process.getuid?.() === 0 ? false : 'needs root: the receiving profile lives on a small tmpfs (mount -t tmpfs)',
 }, async (t) => {
   const server = await startServer();
   t.after(() => server.stop());
   const data = randomBytes(24 * 1024 * 1024 + 4321);
   const torrent = torrentOf('disk full.bin', data, 256 * 1024);
   await onServer(server, torrent);
-  // With `unlimitedStorage` Chrome lifts the origin's quota (DevTools'
-  // override included): only a really full disk fails a write. The build
-  // under test, less that permission, meets the shrunk quota the same way.
-  const extension = join(WORK, `quota-extension-${Date.now()}`);
-  cpSync(builtExtension('chrome'), extension, { recursive: true });
-  const manifest = JSON.parse(readFileSync(join(extension, 'manifest.json'), 'utf8'));
-  assert.ok(manifest.permissions.includes('unlimitedStorage'), 'the build asks for unlimitedStorage');
-  manifest.permissions = manifest.permissions.filter((p) => p !== 'unlimitedStorage');
-  writeFileSync(join(extension, 'manifest.json'), JSON.stringify(manifest));
-  t.after(() => rmSync(extension, { recursive: true, force: true }));
-  const b = await receiver(t, server, { extension });
-  const origin = b.base.replace(/\/$/, '');
-  const cdp = await b.context.newCDPSession(b.popup);
-
-  // Room for about a quarter of the bundle.
-  const before = await b.popup.evaluate(stored, torrent.infoHash);
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: before.usage + 6 * 1024 * 1024 });
-  const shrunk = await b.popup.evaluate(stored, torrent.infoHash);
-  assert.ok(shrunk.quota <= before.usage + 6 * 1024 * 1024, `quota shrunk to ${shrunk.quota}`);
+  // A really full disk: the receiving profile on a small tmpfs, filled up
+  // by a ballast file but for room for about a third of the bundle. The
+  // build is the real one (with unlimitedStorage, so the origin's quota is
+  // the disk's free space). Deleting the ballast is the user freeing space.
+  const disk = join(WORK, `tmpfs-${Date.now()}`);
+  mkdirSync(disk, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=192m', 'tmpfs', disk]);
+  t.after(() => {
+    execFileSync('umount', ['-l', disk]);
+    rmSync(disk, { recursive: true, force: true });
+  });
+  const b = await receiver(t, server, { workDir: disk });
+  const ballast = join(disk, 'ballast.bin');
+  const free = () => statfsSync(disk).bavail * statfsSync(disk).bsize;
+  const room = 8 * 1024 * 1024;
+  writeFileSync(ballast, Buffer.alloc(Math.max(0, free() - room)));
+  console.log(`tmpfs: ${free()} bytes free for a bundle of ${data.length} bytes`);
   const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
+  let pausedAt = null;
 
   await t.test('the download pauses (not fails) with "Not enough disk space" in the popup and the bundle page', async () => {
     const paused = await until(
@@ -442,6 +512,10 @@ test('a full disk pauses a download with a clear message; with room again it com
     );
     assert.match(paused.error, /^Not enough disk space: .*Free some space, then resume\.$/);
     assert.ok(paused.progress > 0 && paused.progress < 1, `paused part way (${paused.progress})`);
+    // Every piece counted as verified is stored (nothing verified is lost).
+    const kept = await b.popup.evaluate(stored, torrent.infoHash);
+    assert.equal(kept.keys, Math.ceil(paused.progressBytes / (256 * 1024)), 'the stored pieces are the verified ones');
+    pausedAt = paused;
     const card = b.popup.locator('article.transfer');
     await b.popup.waitForFunction(() => /Not enough disk space/.test(document.querySelector('article.transfer .t-error')?.textContent), null, {
       polling: 100,
@@ -457,8 +531,11 @@ test('a full disk pauses a download with a clear message; with room again it com
   });
 
   await t.test('with room again, resume from the popup completes it and the saved bytes match', async () => {
-    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+    rmSync(ballast);
     await b.popup.locator('article.transfer [data-action=resume]').click();
+    // It carries on from what it had: no verified piece is fetched again.
+    const resumed = await view(b, id);
+    assert.ok(resumed.progressBytes >= pausedAt.progressBytes, 'resumed from the pieces it had');
     await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 180_000, what: 'the download to complete' });
     const done = await view(b, id);
     assert.equal(done.error, null, 'the disk-full message is gone');
@@ -512,6 +589,76 @@ test('cancelling a download deletes its pieces', { timeout: 240_000 }, async (t)
     { timeoutMs: 60_000, what: 'the pieces to be deleted and the usage to drop' },
   );
   console.log(`usage ${full.usage} -> ${after.usage} bytes after removing ${data.length} bytes`);
+});
+
+test("a bundle's own caps are kept in its record and hold again after a restart", { timeout: 300_000 }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const data = randomBytes(48 * 1024 * 1024 + 313);
+  const torrent = torrentOf('capped.bin', data, 256 * 1024);
+  await onServer(server, torrent);
+  const extension = builtExtension('chrome');
+  const b = await receiver(t, server);
+  const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
+  // Set on the bundle page, as the user does.
+  const caps = { uploadKBps: 300, downloadKBps: 1000 };
+  const page = b.bundlePage;
+  await page.locator('#caps').waitFor();
+  await page.fill('#cap-up', String(caps.uploadKBps));
+  await page.fill('#cap-down', String(caps.downloadKBps));
+  await page.click('#caps-set');
+  await page.waitForFunction(() => /^Caps for this bundle: upload 300 KB\/s, download 1000 KB\/s\.$/.test(document.querySelector('#message')?.textContent), null, {
+    polling: 100,
+    timeout: 10_000,
+  });
+  assert.deepEqual((await view(b, id)).limits, caps);
+  // Verified bytes over a window: the bundle's cap, not loopback's speed.
+  const rate = async (page) => {
+    const a = await call(page, 'transfer.get', { id });
+    await new Promise((r) => setTimeout(r, 6000));
+    const z = await call(page, 'transfer.get', { id });
+    assert.ok(z.progress < 1, `still downloading at the end of the window (${z.progress})`);
+    return (z.progressBytes - a.progressBytes) / 6;
+  };
+  const capBytes = caps.downloadKBps * 1000;
+  // One piece of slack: progress counts whole verified pieces.
+  const ceiling = 1.15 * capBytes + (256 * 1024) / 6;
+  // Requests made before the caps (at loopback speed) land first.
+  await new Promise((r) => setTimeout(r, 3000));
+  const before = await rate(b.popup);
+  console.log(`capped at ${capBytes} B/s: ${before.toFixed(0)} B/s before the restart`);
+  assert.ok(before > 0.3 * capBytes && before <= ceiling, `rate ${before} B/s with a cap of ${capBytes} B/s`);
+
+  // A clean restart on the same profile: the host comes back by itself.
+  await b.context.close();
+  const again = await launchChromium(extension, { downloads: b.downloads, profile: b.profile });
+  t.after(() => again.context.close().catch(() => {}));
+  const popup = await again.context.newPage();
+  await popup.goto(`${again.base}popup.html`);
+  const first = await until(async () => call(popup, 'transfer.get', { id }).catch(() => null), {
+    timeoutMs: 60_000,
+    what: 'the engine host to answer after the restart',
+  });
+  const restored = await until(
+    async () => {
+      const v = await call(popup, 'transfer.get', { id });
+      return v.state === 'downloading' && v.progressBytes > first.progressBytes ? v : null;
+    },
+    { timeoutMs: 60_000, what: 'the download to run again after the restart' },
+  );
+  assert.deepEqual(restored.limits, caps, 'the caps came back with the record');
+  const after = await rate(popup);
+  console.log(`capped at ${capBytes} B/s: ${after.toFixed(0)} B/s after the restart`);
+  assert.ok(after > 0.3 * capBytes && after <= ceiling, `rate ${after} B/s with a cap of ${capBytes} B/s after the restart`);
+
+  // Lifting the caps is kept too.
+  const lifted = await call(popup, 'transfer.limits', { id, uploadKBps: 0, downloadKBps: 0 });
+  assert.deepEqual(lifted.limits, { uploadKBps: 0, downloadKBps: 0 });
+  await until(async () => (await call(popup, 'transfer.get', { id })).state === 'complete', {
+    timeoutMs: 120_000,
+    what: 'the download to complete once uncapped',
+  });
+  await again.context.close();
 });
 
 test('Chromium: a paused download moves no bytes for 10 s, then resume completes it', { timeout: 300_000 }, async (t) => {

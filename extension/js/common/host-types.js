@@ -8,6 +8,7 @@ export const HOST_TYPES = Object.freeze([
   'transfer.regrant',
   'transfer.cancel',
   'transfer.free',
+  'transfer.limits',
   'transfers.pauseAll',
   'transfers.resumeAll',
   'transfer.torrent',

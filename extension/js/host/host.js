@@ -49,7 +49,19 @@ export function startHost(emit) {
       statusTimer ??= setTimeout(sendStatus, 250);
     },
   });
-  const ready = Promise.all([transfers.load(), engine()]).then(sendStatus);
+  // Loading the records opens (and may upgrade) the database: when that
+  // fails (an upgrade blocked by another connection, say), every request is
+  // answered with the error, and the next one tries again.
+  let starting = null;
+  const ready = () => {
+    starting ??= Promise.all([transfers.load(), engine()]).then(sendStatus, (err) => {
+      starting = null;
+      console.error('swarmdrop: the engine host could not start', err);
+      throw err;
+    });
+    return starting;
+  };
+  ready().catch(() => {});
 
   const handlers = {
     'host.ping': () => ({ running: transfers.runningCount() }),
@@ -60,6 +72,7 @@ export function startHost(emit) {
     'transfer.regrant': ({ id }) => transfers.regrant(id),
     'transfer.cancel': ({ id }) => transfers.cancel(id),
     'transfer.free': ({ id }) => transfers.free(id),
+    'transfer.limits': ({ id, uploadKBps, downloadKBps }) => transfers.setLimits(id, { uploadKBps, downloadKBps }),
     'transfers.pauseAll': () => transfers.pauseAll(),
     'transfers.resumeAll': () => transfers.resumeAll(),
     'transfer.torrent': ({ id }) => {
@@ -81,26 +94,26 @@ export function startHost(emit) {
 
   serve({
     'bundle.create': async ({ entries, handles }) => {
-      await ready;
+      await ready();
       lastRequest = Date.now();
       return transfers.createSend(entries, handles ?? []);
     },
     'bundle.reattach': async ({ transfer, entries }) => {
-      await ready;
+      await ready();
       lastRequest = Date.now();
       return transfers.reattachPicked(transfer, entries ?? []);
     },
     'send.handles': async ({ transfer }) => {
-      await ready;
+      await ready();
       return transfers.handles(transfer);
     },
     'file.get': async ({ transfer, path }) => {
-      await ready;
+      await ready();
       lastRequest = Date.now();
       return transfers.file(transfer, path);
     },
     'file.release': async ({ name }) => {
-      await ready;
+      await ready();
       lastRequest = Date.now();
       if (typeof name === 'string') await transfers.releaseFile(name);
       return null;
@@ -117,7 +130,7 @@ export function startHost(emit) {
 
   return {
     async handle(msg) {
-      await ready;
+      await ready();
       lastRequest = Date.now();
       const handler = Object.hasOwn(handlers, msg?.type) ? handlers[msg.type] : null;
       if (!handler) throw new Error(`unknown message type: ${String(msg?.type)}`);

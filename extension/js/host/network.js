@@ -13,6 +13,12 @@ import { engine } from './engine.js';
 /** How often figures are pushed to transfers while bundles run. */
 const REPORT_EVERY_MS = 1000;
 
+/** A record's caps (KB/s, 0 or missing: none) as SwarmHost takes them (bytes per second or null). */
+function capsOf(limits) {
+  const bytes = (kbps) => (kbps > 0 ? kbps * 1000 : null);
+  return { uploadLimit: bytes(limits?.uploadKBps), downloadLimit: bytes(limits?.downloadKBps) };
+}
+
 export class Network {
   #settings;
   #onReport;
@@ -59,7 +65,7 @@ export class Network {
   /**
    * Starts sharing a bundle whose .torrent is made: seeding to peers and,
    * unless the user chose peer-to-peer only, uploading it to the server.
-   * @param {{torrent: Uint8Array, infoHash: string, paused?: boolean}} record
+   * @param {{torrent: Uint8Array, infoHash: string, paused?: boolean, limits?: object}} record
    * @param {{blob: Blob, parts: string[]}[]} files in torrent order
    */
   async send(record, files) {
@@ -70,7 +76,7 @@ export class Network {
     await host.addSend(
       record.torrent,
       files.map((f) => ({ path: f.parts.join('/'), file: f.blob })),
-      { server: s.serverUrl, upload, paused: Boolean(record.paused) },
+      { server: s.serverUrl, upload, paused: Boolean(record.paused), ...capsOf(record.limits) },
     );
     this.#report(record.infoHash);
   }
@@ -78,7 +84,7 @@ export class Network {
   /**
    * Starts (or, after a restart, resumes) a download from the record's
    * .torrent or magnet link; pieces stored earlier are kept.
-   * @param {{torrent?: Uint8Array, magnet?: string, infoHash: string, selection?: number[], paused?: boolean}} record
+   * @param {{torrent?: Uint8Array, magnet?: string, infoHash: string, selection?: number[], paused?: boolean, limits?: object}} record
    */
   async receive(record) {
     const host = await this.#swarm();
@@ -86,8 +92,20 @@ export class Network {
     await host.addDownload(record.torrent ?? record.magnet, {
       selection: record.selectionIndices ?? null,
       paused: Boolean(record.paused),
+      ...capsOf(record.limits),
     });
     this.#report(record.infoHash);
+  }
+
+  /**
+   * Caps one bundle's rates (on top of the global caps of the settings).
+   * @param {string} infoHash
+   * @param {{uploadKBps?: number, downloadKBps?: number} | null | undefined} limits 0 or missing: no cap
+   */
+  setLimits(infoHash, limits) {
+    if (!this.has(infoHash)) return;
+    const { uploadLimit, downloadLimit } = capsOf(limits);
+    this.#host.setLimits(infoHash, uploadLimit, downloadLimit);
   }
 
   pause(infoHash) {

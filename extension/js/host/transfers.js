@@ -68,6 +68,11 @@ class Gate {
   }
 }
 
+/** A record's own caps (KB/s, 0 for none); records written before caps were kept have none. */
+function limitsOf(r) {
+  return { uploadKBps: r.limits?.uploadKBps ?? 0, downloadKBps: r.limits?.downloadKBps ?? 0 };
+}
+
 export class Transfers {
   /** id -> persisted record */
   #records = new Map();
@@ -190,6 +195,7 @@ export class Transfers {
       fromServer: r.stats.fromServer,
       fromPeers: r.stats.fromPeers,
       upload: live?.net?.upload ?? r.upload ?? null,
+      limits: limitsOf(r),
       diskFull: r.diskFull === true,
       freed: r.freed === true,
       infoHash: r.infoHash ?? null,
@@ -512,6 +518,26 @@ export class Transfers {
     r.freed = true;
     const live = this.#live.get(id);
     if (live) live.net = null;
+    await this.#save(r);
+    return this.view(id);
+  }
+
+  /**
+   * Caps one transfer's upload and download rates (KB/s, 0 for none), on
+   * top of the global caps. The caps are kept in its record: they hold
+   * again after a restart.
+   */
+  async setLimits(id, { uploadKBps = 0, downloadKBps = 0 } = {}) {
+    const r = this.#get(id);
+    const cap = (v, name) => {
+      const n = Number(v ?? 0);
+      if (!Number.isFinite(n) || n < 0 || n > 10_000_000) {
+        throw new Error(`The ${name} cap must be a number of KB/s (0 for none).`);
+      }
+      return Math.round(n);
+    };
+    r.limits = { uploadKBps: cap(uploadKBps, 'upload'), downloadKBps: cap(downloadKBps, 'download') };
+    if (r.infoHash) this.#net.setLimits(r.infoHash, r.limits);
     await this.#save(r);
     return this.view(id);
   }

@@ -70,6 +70,14 @@ function render() {
   const finished = bundle.role === 'receive' && bundle.state === S.COMPLETE;
   $('free').hidden = !finished || bundle.freed;
   $('freed').hidden = !(finished && bundle.freed);
+  // The bundle's own caps, as kept in its record (not while the user types).
+  $('caps').hidden = bundle.freed || bundle.state === S.ERROR;
+  for (const [input, value] of [
+    ['cap-up', bundle.limits?.uploadKBps],
+    ['cap-down', bundle.limits?.downloadKBps],
+  ]) {
+    if (document.activeElement !== $(input)) $(input).value = value ? String(value) : '';
+  }
   for (const f of bundle.files) {
     let t = tiles.get(f.path);
     if (!t) {
@@ -240,6 +248,22 @@ $('free').addEventListener('click', async () => {
   try {
     await call('transfer.free', { id });
     message('The downloaded copy was deleted: this bundle no longer takes space, nor is it seeded.');
+  } catch (err) {
+    message(err.message, true);
+  }
+  refresh();
+});
+
+$('caps').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  try {
+    const v = await call('transfer.limits', {
+      id,
+      uploadKBps: Number($('cap-up').value || 0),
+      downloadKBps: Number($('cap-down').value || 0),
+    });
+    const text = (n) => (n ? `${n} KB/s` : 'none');
+    message(`Caps for this bundle: upload ${text(v.limits.uploadKBps)}, download ${text(v.limits.downloadKBps)}.`);
   } catch (err) {
     message(err.message, true);
   }

@@ -95,12 +95,24 @@ function notice(text, kind = '') {
 }
 
 let refreshing = null;
+/** Whether the notice shows the engine's trouble (cleared once it answers again). */
+let engineTrouble = false;
 
 /** Asks the engine host for the list and renders it; one request at a time, then every REFRESH_MS. */
 function refresh() {
   clearTimeout(refreshTimer);
   refreshing ??= call('transfers.list')
-    .then(render, (err) => notice(`Swarmdrop's engine is not answering: ${err.message}`))
+    .then(
+      (list) => {
+        if (engineTrouble) notice(null);
+        engineTrouble = false;
+        render(list);
+      },
+      (err) => {
+        engineTrouble = true;
+        notice(`Swarmdrop's engine is not answering: ${err.message}`);
+      },
+    )
     .finally(() => {
       refreshing = null;
       clearTimeout(refreshTimer);
