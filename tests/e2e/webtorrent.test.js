@@ -18,7 +18,7 @@ import { builtExtension } from './lib/paths.js';
 import {
   ROOT,
   randomFiles,
-  sha256File,
+  saveIntact,
   startServer,
   startStatic,
   tempDir,
@@ -188,28 +188,7 @@ async function swarmdropCompleted(b, id, onTimeout) {
 async function swarmdropSave(b, page, name, files) {
   await page.reload();
   await page.locator('article.tile').first().waitFor();
-  await page.locator('#save').click();
-  const message = page.locator('#message');
-  await until(async () => /Saved|downloaded yet/.test((await message.textContent()) ?? ''), {
-    timeoutMs: 120_000,
-    what: `${b.label}'s bundle page to save the files`,
-  });
-  const text = await message.textContent();
-  assert.match(text, /^Saved \d+ files? to your downloads folder/, text);
-  for (const f of files) {
-    const path = join(b.downloads, name, f.savedAs ?? f.name);
-    const sha = await until(
-      async () => {
-        try {
-          return (await sha256File(path)) === f.sha256 ? f.sha256 : null;
-        } catch {
-          return null;
-        }
-      },
-      { timeoutMs: 120_000, what: `${path} to be saved with the original's SHA-256` },
-    );
-    assert.equal(sha, f.sha256, `${f.name} saved intact`);
-  }
+  await saveIntact(page, { label: b.label, downloads: b.downloads, name, files });
 }
 
 /** WebTorrent seeds the files; resolves to {infoHash, magnetURI, pieceLength}. */
