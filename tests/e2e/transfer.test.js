@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { launchChromium } from './lib/chromium.js';
 import { SCREENSHOTS, builtExtension } from './lib/paths.js';
-import { BUNDLE_BYTES, ISSUE_BUNDLE_BYTES, randomFiles, saveIntact, startServer, tempDir, until } from './net/support.js';
+import { BUNDLE_BYTES, ISSUE_BUNDLE_BYTES, randomFiles, saveIntact, startServer, tempDir, testSettings, until } from './net/support.js';
 
 const MB = 1e6;
 let server;
@@ -40,10 +40,7 @@ async function browser(label, { uploadToServer = true } = {}) {
   const popup = await b.context.newPage();
   await popup.setViewportSize({ width: 440, height: 640 });
   await popup.goto(`${b.base}popup.html`);
-  await popup.evaluate(
-    (settings) => chrome.storage.local.set({ settings }),
-    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer, iceServers: [] },
-  );
+  await popup.evaluate((settings) => chrome.storage.local.set({ settings }), testSettings(server, { uploadToServer }));
   b.popup = popup;
   b.close = async () => {
     await b.context.close().catch(() => {});

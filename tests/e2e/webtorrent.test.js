@@ -22,6 +22,7 @@ import {
   startServer,
   startStatic,
   tempDir,
+  testSettings,
   until,
 } from './net/support.js';
 
@@ -67,10 +68,7 @@ async function swarmdrop(label, { uploadToServer }) {
   b.context.on('weberror', (e) => console.log(`[${label}] ${e.error()}`));
   const popup = await b.context.newPage();
   await popup.goto(`${b.base}popup.html`);
-  await popup.evaluate(
-    (settings) => chrome.storage.local.set({ settings }),
-    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer },
-  );
+  await popup.evaluate((settings) => chrome.storage.local.set({ settings }), testSettings(server, { uploadToServer }));
   b.popup = popup;
   return b;
 }

@@ -182,6 +182,25 @@ export async function saveIntact(page, { label, downloads, name, files, timeoutM
   }
 }
 
+/**
+ * The extension settings a browser test stores: `server` as the availability
+ * server and the only tracker, no STUN server (loopback needs none), no rate
+ * caps, the drop zone on, uploads to the server on; `overrides` replaces any
+ * field (`testSettings(server, { uploadToServer: false })`).
+ */
+export function testSettings(server, overrides = {}) {
+  return {
+    serverUrl: server.url,
+    trackers: [],
+    uploadLimitKBps: 0,
+    downloadLimitKBps: 0,
+    dropZone: true,
+    uploadToServer: true,
+    iceServers: [],
+    ...overrides,
+  };
+}
+
 /** Chromium with a fresh profile (no extension): a page of the glue harness. */
 export async function launchHarness(url, label) {
   const b = await launchBrowser({ label, workDir: WORK });
