@@ -12,7 +12,7 @@ if (process.env.BENCH_SERVER_BIN) process.env.SWARMDROP_SERVER ??= process.env.B
 const { launchChromium } = await import(path.join(ROOT, 'tests/e2e/lib/chromium.js'))
 const { builtExtension } = await import(path.join(ROOT, 'tests/e2e/lib/paths.js'))
 const support = await import(path.join(ROOT, 'tests/e2e/net/support.js'))
-export const { startServer, until, randomFiles, launchHarness, DISABLED_FEATURES } = support
+export const { startServer, until, randomFiles, launchHarness } = support
 export { builtExtension }
 
 const MB = 1e6
