@@ -1,14 +1,15 @@
 // Plain pages for the anchors of the transfer rows (bench/pages: the raw data
 // channel, WebTorrent 3), served on loopback, each in its own Chromium with a
-// fresh profile and the flags the extension's browsers get.
+// fresh profile, launched by the tests' one launcher (tests/e2e/lib/chromium.js)
+// with the flags the extension's browsers get.
 
 import path from 'node:path'
-import { chromium } from 'playwright-core'
 import { ROOT, log, removeDir, tempDir } from './common.mjs'
 import { browserPid } from './procs.mjs'
-import { DISABLED_FEATURES, startServer } from './swarmdrop.mjs'
+import { startServer } from './swarmdrop.mjs'
 
 const { startStatic } = await import(path.join(ROOT, 'tests/e2e/net/support.js'))
+const { launchBrowser } = await import(path.join(ROOT, 'tests/e2e/lib/chromium.js'))
 
 /** Serves bench/pages at / and WebTorrent's browser bundle at /wt/. */
 export function startPages () {
@@ -25,24 +26,10 @@ const open = new Set()
 /** Chromium (fresh profile, no extension) with `url` open; resolves once `readyExpr` is truthy. */
 export async function pageBrowser (row, label, url, readyExpr) {
   const profile = await tempDir(`chromium-${label}-`)
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: false,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      `--disable-features=${DISABLED_FEATURES.join(',')}`
-    ]
-  })
+  const { context, page } = await launchBrowser({ label, profile })
   const b = { label, context, profile }
   open.add(b)
   b.pid = await browserPid(profile)
-  const page = context.pages()[0] ?? (await context.newPage())
   page.on('console', (m) => {
     if (m.type() === 'error') log(row, `${label}: console: ${m.text()}`)
   })

@@ -1,11 +1,13 @@
-// Shared by the transfer rows: the test files, CPU accounting around a timed
-// transfer, and formatting of the split of CPU time by process kind.
+// Shared by the transfer rows: the test files, what one timed transfer is
+// measured by (time, CPU, the server's egress), and formatting of the split
+// of CPU time by process kind.
 
 import { randomFill } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import path from 'node:path'
+import { performance } from 'node:perf_hooks'
 import { promisify } from 'node:util'
-import { fmt } from './common.mjs'
+import { fmt, median } from './common.mjs'
 import { cpuBetween, cpuSnapshot, processKind } from './procs.mjs'
 
 /** Writes `count` files of `bytes` random bytes each in `dir`; returns their paths. */
@@ -48,6 +50,29 @@ export async function cpuMeter (pids) {
       return trees
     }
   }
+}
+
+/**
+ * Measures one run of a transfer: `transfer()` is timed, and over the same
+ * interval, with `pids` (the browser processes of [sender, receiver]), the
+ * CPU of each one's process tree (as `cpuMeter`), and with `server`, the
+ * bytes it served. Resolves to {value: what `transfer()` resolved to,
+ * seconds, cpu: [{seconds, kinds}] or null, egress: bytes or null}.
+ */
+export async function timedRun (transfer, { pids, server } = {}) {
+  const meter = pids ? await cpuMeter(pids) : null
+  const served = server ? (await server.stats()).bytes_served : 0
+  const t0 = performance.now()
+  const value = await transfer()
+  const seconds = (performance.now() - t0) / 1000
+  const cpu = meter ? await meter.stop() : null
+  const egress = server ? (await server.stats()).bytes_served - served : null
+  return { value, seconds, cpu, egress }
+}
+
+/** The median throughput in MB/s of runs of {bytes, seconds}. */
+export function medianRate (runs) {
+  return median(runs.map((x) => x.bytes / 1e6 / x.seconds))
 }
 
 /** "renderer:extension 41.2 s, gpu-process 3.1 s, …" for the kinds using at least 0.5 s. */

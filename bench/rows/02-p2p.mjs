@@ -21,12 +21,11 @@
 // process of both browsers (the whole process trees, from /proc) over the same
 // interval, per GiB moved.
 
-import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { RUNS, fmt, log, median, removeDir, tempDir, writeResult } from '../lib/common.mjs'
 import { closePages, pageBrowser, startPages } from '../lib/pages.mjs'
 import { call, closeAll, completed, extensionBrowser, receive, send, startServer } from '../lib/swarmdrop.mjs'
-import { addKinds, cpuMeter, kindsText, randomFileSet } from '../lib/transfer.mjs'
+import { addKinds, kindsText, medianRate, randomFileSet, timedRun } from '../lib/transfer.mjs'
 
 const ROW = 'p2p'
 const GiB = 2 ** 30
@@ -48,12 +47,11 @@ async function rawRun (pages) {
     const answer = await r.page.evaluate((sdp) => window.raw.answer(sdp), offer)
     await s.page.evaluate((sdp) => window.raw.accept(sdp), answer)
     await r.page.evaluate(() => window.raw.ready())
-    const cpu = await cpuMeter([s.pid, r.pid])
-    const t0 = performance.now()
-    const sent = s.page.evaluate(([t, m, lo, hi]) => window.raw.send(t, m, lo, hi), [TOTAL, RAW_MESSAGE, RAW_LOW, RAW_HIGH])
-    const got = await r.page.evaluate((t) => window.raw.until(t), TOTAL)
-    const seconds = (performance.now() - t0) / 1000
-    const [cs, cr] = await cpu.stop()
+    let sent
+    const { value: got, seconds, cpu: [cs, cr] } = await timedRun(() => {
+      sent = s.page.evaluate(([t, m, lo, hi]) => window.raw.send(t, m, lo, hi), [TOTAL, RAW_MESSAGE, RAW_LOW, RAW_HIGH])
+      return r.page.evaluate((t) => window.raw.until(t), TOTAL)
+    }, { pids: [s.pid, r.pid] })
     await sent
     if (got !== TOTAL) throw new Error(`raw: received ${got} bytes, not ${TOTAL}`)
     return { seconds, bytes: TOTAL, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr }
@@ -71,23 +69,22 @@ async function webtorrentRun (pages, server, files) {
     const h0 = performance.now()
     const seeded = await s.page.evaluate((a) => window.wt.seed(a), server.tracker)
     log(ROW, `WebTorrent: seeding ${fmt(seeded.length / MB, 1)} MB in pieces of ${seeded.pieceLength} bytes (hashed in ${fmt((performance.now() - h0) / 1000, 1)} s)`)
-    const cpu = await cpuMeter([s.pid, r.pid])
-    const t0 = performance.now()
-    let said = t0
+    let said = performance.now()
     const progress = setInterval(async () => {
       if (performance.now() - said < 15_000) return
       said = performance.now()
       const st = await r.page.evaluate(() => window.wt.stats()).catch(() => null)
       if (st) log(ROW, `WebTorrent receiver: ${fmt(st.downloaded / MB, 1)} MB, ${st.peers} peers`)
     }, 1000)
-    let done
+    let run
     try {
-      done = await r.page.evaluate(([t, a]) => window.wt.download(t, a), [seeded.torrent, server.tracker])
+      run = await timedRun(() => r.page.evaluate(([t, a]) => window.wt.download(t, a), [seeded.torrent, server.tracker]), {
+        pids: [s.pid, r.pid]
+      })
     } finally {
       clearInterval(progress)
     }
-    const seconds = (performance.now() - t0) / 1000
-    const [cs, cr] = await cpu.stop()
+    const { value: done, seconds, cpu: [cs, cr] } = run
     if (done.length !== seeded.length) throw new Error(`WebTorrent: got ${done.length} bytes, not ${seeded.length}`)
     return { seconds, bytes: done.length, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr, pieceLength: seeded.pieceLength }
   } finally {
@@ -101,12 +98,11 @@ async function swarmdropRun (server, files) {
   const b = await extensionBrowser(ROW, 'sd-receiver', server)
   try {
     const sent = await send(a, files)
-    const cpu = await cpuMeter([a.pid, b.pid])
-    const t0 = performance.now()
-    const id = await receive(ROW, b, { magnet: sent.magnet })
-    const got = await completed(ROW, b, id)
-    const seconds = (performance.now() - t0) / 1000
-    const [cs, cr] = await cpu.stop()
+    let id
+    const { value: got, seconds, cpu: [cs, cr] } = await timedRun(async () => {
+      id = await receive(ROW, b, { magnet: sent.magnet })
+      return completed(ROW, b, id)
+    }, { pids: [a.pid, b.pid] })
     if (got.fromServer !== 0) throw new Error(`Swarmdrop: ${got.fromServer} bytes came from the server`)
     if (got.totalLength !== sent.totalLength) throw new Error(`Swarmdrop: got ${got.totalLength} bytes`)
     const t = await call(b.popup, 'transfer.get', { id })
@@ -147,11 +143,10 @@ try {
       raw_cpu_send_recv: `${fmt(raw.sender.seconds, 1)} / ${fmt(raw.receiver.seconds, 1)}`
     })
   }
-  const rate = (xs) => median(xs.map((x) => x.bytes / MB / x.seconds))
   const cpuGiB = (xs) => median(xs.map((x) => x.cpu / (x.bytes / GiB)))
-  const sdRate = rate(all.sd)
-  const rawRate = rate(all.raw)
-  const wtRate = rate(all.wt)
+  const sdRate = medianRate(all.sd)
+  const rawRate = medianRate(all.raw)
+  const wtRate = medianRate(all.wt)
   const vsRaw = sdRate / rawRate
   const vsWt = sdRate / wtRate
   const cpuRatio = cpuGiB(all.sd) / cpuGiB(all.raw)

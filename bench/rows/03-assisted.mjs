@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks'
 import { RUNS, fmt, log, median, removeDir, tempDir, writeResult } from '../lib/common.mjs'
 import { closePages, pageBrowser, startPages } from '../lib/pages.mjs'
 import { closeAll, completed, extensionBrowser, receive, send, startServer, uploaded } from '../lib/swarmdrop.mjs'
-import { randomFileSet } from '../lib/transfer.mjs'
+import { medianRate, randomFileSet, timedRun } from '../lib/transfer.mjs'
 
 const ROW = 'assisted'
 const GiB = 2 ** 30
@@ -72,12 +72,10 @@ try {
   for (let i = 0; i < RUNS; i++) {
     // Swarmdrop
     const b = await extensionBrowser(ROW, `sd-receiver-${i + 1}`, server)
-    let e0 = (await server.stats()).bytes_served
-    let t0 = performance.now()
-    const id = await receive(ROW, b, { link: sent.link })
-    const got = await completed(ROW, b, id)
-    const sdSeconds = (performance.now() - t0) / 1000
-    const sdEgress = (await server.stats()).bytes_served - e0
+    const { value: got, seconds: sdSeconds, egress: sdEgress } = await timedRun(
+      async () => completed(ROW, b, await receive(ROW, b, { link: sent.link })),
+      { server }
+    )
     await b.close()
     if (got.totalLength !== sent.totalLength) throw new Error(`Swarmdrop: got ${got.totalLength} bytes`)
     sd.push({ seconds: sdSeconds, bytes: got.totalLength, peers: got.fromPeers, server: got.fromServer, egress: sdEgress })
@@ -85,16 +83,13 @@ try {
 
     // WebTorrent
     const r = await pageBrowser(ROW, `wt-receiver-${i + 1}`, `${pages.url}/webtorrent.html`, 'window.wt?.ready')
-    e0 = (await server.stats()).bytes_served
-    t0 = performance.now()
-    let done
+    let run
     try {
-      done = await r.page.evaluate(([t, a]) => window.wt.download(t, a), [seeded.torrent, server.tracker])
+      run = await timedRun(() => r.page.evaluate(([t, a]) => window.wt.download(t, a), [seeded.torrent, server.tracker]), { server })
     } finally {
       await r.close()
     }
-    const wtSeconds = (performance.now() - t0) / 1000
-    const wtEgress = (await server.stats()).bytes_served - e0
+    const { value: done, seconds: wtSeconds, egress: wtEgress } = run
     if (done.length !== seeded.length) throw new Error(`WebTorrent: got ${done.length} bytes`)
     const wtPeers = done.wires.webrtc ?? 0
     const wtServer = done.wires.webSeed ?? 0
@@ -112,9 +107,8 @@ try {
       egress_mb: `${fmt(sdEgress / MB)} / ${fmt(wtEgress / MB)}`
     })
   }
-  const rate = (xs) => median(xs.map((x) => x.bytes / MB / x.seconds))
-  const sdRate = rate(sd)
-  const wtRate = rate(wt)
+  const sdRate = medianRate(sd)
+  const wtRate = medianRate(wt)
   const ratio = sdRate / wtRate
   const met = ratio >= TARGET
   await writeResult({

@@ -555,7 +555,8 @@ impl SwarmHost {
     /// `downloads.download`: a send's own file, or for a download a `File`
     /// in the origin private file system written piece by piece from the
     /// stored pieces (one piece in memory at a time; see `saves.rs` for why
-    /// not a Blob composed of the stored ones). Hand it back to
+    /// not a Blob composed of the stored ones), or without one a Blob the
+    /// browser builds from a stream of those pieces. Hand it back to
     /// [`releaseFile`](Self::release_file) once the download has read it.
     #[wasm_bindgen(js_name = fileBlob)]
     pub fn file_blob(&self, info_hash: &str, index: u32, content_type: Option<String>) -> Promise {

@@ -14,6 +14,11 @@
 //!
 //! A save file lives until [`Saves::release`] (the page that saved it is done)
 //! or, if that never comes, until a later host sweeps it ([`Saves::sweep`]).
+//!
+//! Where the context has no origin private file system (Firefox before 111,
+//! private windows), the same piece-by-piece read feeds a stream that the
+//! browser turns into a new Blob ([`streamed_blob`]): still no Blob is ever
+//! built over a stored one.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -23,15 +28,15 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Blob, File, FilePropertyBag, FileSystemDirectoryHandle, FileSystemFileHandle,
-    FileSystemGetDirectoryOptions, FileSystemGetFileOptions, FileSystemWritableFileStream,
-    StorageManager,
+    FileSystemGetDirectoryOptions, FileSystemGetFileOptions, FileSystemWritableFileStream, Headers,
+    Response, ResponseInit, StorageManager, TransformStream, WritableStreamDefaultWriter,
 };
 
 use crate::engine::ids::InfoHash;
 use crate::engine::metainfo::Info;
 
 use super::net::error::{js_message, NetError};
-use super::storage::{file_spans, Storage};
+use super::storage::{file_spans, FileSpan, Storage};
 
 /// The OPFS directory of save files.
 const DIR: &str = "swarmdrop-saves";
@@ -89,8 +94,8 @@ async fn directory() -> Result<Option<FileSystemDirectoryHandle>, NetError> {
 impl Saves {
     /// A file of a downloaded bundle as a `File` on disk (see the module
     /// documentation). Where the context has no origin private file system
-    /// (Firefox before 111, private windows), a Blob composed of slices of
-    /// the stored pieces: only Chromium is known to mishandle such Blobs.
+    /// (Firefox before 111, private windows), a Blob the browser builds from
+    /// a stream of the file's bytes ([`streamed_blob`]).
     pub async fn save(
         &self,
         storage: &Storage,
@@ -100,9 +105,7 @@ impl Saves {
         content_type: &str,
     ) -> Result<Blob, NetError> {
         let Some(dir) = directory().await? else {
-            return storage
-                .file_blob(info_hash, info, file_index, content_type)
-                .await;
+            return streamed_blob(storage, info_hash, info, file_index, content_type).await;
         };
         let file = info
             .files
@@ -218,6 +221,36 @@ impl Saves {
     }
 }
 
+/// The bytes of one span of a file, read from its stored piece. The stored
+/// Blob is read, never sliced or composed: see the module documentation.
+async fn span_bytes(
+    storage: &Storage,
+    info_hash: InfoHash,
+    info: &Info,
+    file_index: usize,
+    span: &FileSpan,
+) -> Result<Uint8Array, NetError> {
+    let blob = storage.span_blob(info_hash, info, file_index, span).await?;
+    let (p, a, b) = (span.piece, span.start, span.end);
+    let buffer = JsFuture::from(blob.array_buffer())
+        .await
+        .map_err(|e| NetError::Storage(js_message(&e)))?;
+    let buffer: ArrayBuffer = buffer
+        .dyn_into()
+        .map_err(|_| NetError::Storage(format!("piece {p} did not read as bytes")))?;
+    if (buffer.byte_length() as u64) < b {
+        return Err(NetError::Storage(format!(
+            "piece {p} of {} reads back short",
+            info.files[file_index].path.join("/")
+        )));
+    }
+    Ok(Uint8Array::new_with_byte_offset_and_length(
+        &buffer,
+        a as u32,
+        (b - a) as u32,
+    ))
+}
+
 /// Writes the file's bytes, piece by piece, from the stored pieces.
 async fn copy_pieces(
     storage: &Storage,
@@ -227,24 +260,7 @@ async fn copy_pieces(
     writable: &FileSystemWritableFileStream,
 ) -> Result<(), NetError> {
     for span in file_spans(info, file_index)? {
-        let blob = storage
-            .span_blob(info_hash, info, file_index, &span)
-            .await?;
-        let (p, a, b) = (span.piece, span.start, span.end);
-        // The stored Blob is read, never sliced: see the module documentation.
-        let buffer = JsFuture::from(blob.array_buffer())
-            .await
-            .map_err(|e| NetError::Storage(js_message(&e)))?;
-        let buffer: ArrayBuffer = buffer
-            .dyn_into()
-            .map_err(|_| NetError::Storage(format!("piece {p} did not read as bytes")))?;
-        if (buffer.byte_length() as u64) < b {
-            return Err(NetError::Storage(format!(
-                "piece {p} of {} reads back short",
-                info.files[file_index].path.join("/")
-            )));
-        }
-        let bytes = Uint8Array::new_with_byte_offset_and_length(&buffer, a as u32, (b - a) as u32);
+        let bytes = span_bytes(storage, info_hash, info, file_index, &span).await?;
         JsFuture::from(
             writable
                 .write_with_js_u8_array(&bytes)
@@ -254,4 +270,79 @@ async fn copy_pieces(
         .map_err(|e| NetError::browser(&e))?;
     }
     Ok(())
+}
+
+/// The save without an origin private file system: the file's bytes, read
+/// one piece at a time, are written into a `TransformStream` whose readable
+/// side is the body of a `Response`, and `Response.blob()` makes the Blob.
+/// The browser builds that Blob from bytes, so nothing references a stored
+/// Blob (the Chromium crash of the module documentation cannot happen), and
+/// the writer waits for the stream's backpressure (`ready`) before reading
+/// the next piece, so this page holds about one piece at a time.
+//
+// The trade-off: the finished Blob holds the whole file. Chromium and
+// Firefox page large Blobs out to temporary files, but a Firefox private
+// window keeps them in memory, so there a save needs the file's size in
+// memory until the download has read it. Without OPFS no browser offers a
+// file to write into, and the one copy-free alternative (a Blob composed of
+// slices of the stored Blobs) is the construction Chromium crashes on, so a
+// bounded page and a browser-held copy is the safest there is.
+async fn streamed_blob(
+    storage: &Storage,
+    info_hash: InfoHash,
+    info: &Info,
+    file_index: usize,
+    content_type: &str,
+) -> Result<Blob, NetError> {
+    let spans = file_spans(info, file_index)?;
+    let pipe = TransformStream::new().map_err(|e| NetError::browser(&e))?;
+    let headers = Headers::new().map_err(|e| NetError::browser(&e))?;
+    headers
+        .set("content-type", content_type)
+        .map_err(|e| NetError::browser(&e))?;
+    let init = ResponseInit::new();
+    init.set_headers(&headers);
+    let response = Response::new_with_opt_readable_stream_and_init(Some(&pipe.readable()), &init)
+        .map_err(|e| NetError::browser(&e))?;
+    // Reading starts now, before the first write, and the future is made
+    // at once so that a failed stream is never an unhandled rejection.
+    let blob = JsFuture::from(response.blob().map_err(|e| NetError::browser(&e))?);
+    let writer: WritableStreamDefaultWriter = pipe
+        .writable()
+        .get_writer()
+        .map_err(|e| NetError::browser(&e))?;
+    let written = async {
+        for span in &spans {
+            JsFuture::from(writer.ready())
+                .await
+                .map_err(|e| NetError::browser(&e))?;
+            let bytes = span_bytes(storage, info_hash, info, file_index, span).await?;
+            JsFuture::from(writer.write_with_chunk(&bytes))
+                .await
+                .map_err(|e| NetError::browser(&e))?;
+        }
+        JsFuture::from(writer.close())
+            .await
+            .map_err(|e| NetError::browser(&e))
+    }
+    .await;
+    if let Err(e) = written {
+        // Errors the stream, so the Response's read ends too.
+        let _ = JsFuture::from(writer.abort_with_reason(&e.to_string().into())).await;
+        return Err(e);
+    }
+    let blob: Blob = blob
+        .await
+        .map_err(|e| NetError::Storage(js_message(&e)))?
+        .dyn_into()
+        .map_err(|v| NetError::Browser(format!("unexpected value {v:?}")))?;
+    let length = info.files[file_index].length;
+    if blob.size() != length as f64 {
+        return Err(NetError::Storage(format!(
+            "{} was saved with {} bytes instead of {length}",
+            info.files[file_index].path.join("/"),
+            blob.size()
+        )));
+    }
+    Ok(blob)
 }

@@ -499,32 +499,6 @@ impl Storage {
         })
     }
 
-    /// A file of a downloaded bundle as one Blob composed of slices of the
-    /// stored pieces: nothing is copied into memory. Only where there is no
-    /// origin private file system: Chromium kills the renderer that builds
-    /// a Blob over stored Blobs at the wrong moment (see `saves.rs`).
-    pub async fn file_blob(
-        &self,
-        info_hash: InfoHash,
-        info: &Info,
-        file_index: usize,
-        content_type: &str,
-    ) -> Result<Blob, NetError> {
-        let parts = Array::new();
-        for span in file_spans(info, file_index)? {
-            let blob = self.span_blob(info_hash, info, file_index, &span).await?;
-            let (a, b) = (span.start, span.end);
-            let slice = blob
-                .slice_with_f64_and_f64(a as f64, b as f64)
-                .map_err(|e| NetError::browser(&e))?;
-            parts.push(&slice);
-        }
-        let options = web_sys::BlobPropertyBag::new();
-        options.set_type(content_type);
-        Blob::new_with_blob_sequence_and_options(&parts, &options)
-            .map_err(|e| NetError::browser(&e))
-    }
-
     /// Deletes a bundle's pieces and have-bitfield.
     pub async fn delete_bundle(&self, info_hash: InfoHash) -> Result<(), NetError> {
         let tx = self

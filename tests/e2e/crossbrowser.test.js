@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { launchChromium } from './lib/chromium.js';
 import { builtExtension } from './lib/paths.js';
 import { startFirefox } from './lib/webdriver.js';
-import { BUNDLE_BYTES, randomFiles, sha256File, startServer, tempDir, until } from './net/support.js';
+import { BUNDLE_BYTES, randomFiles, sha256File, startServer, tempDir, testSettings, until } from './net/support.js';
 
 const ADDON_ID = 'swarmdrop@swarmdrop.dev';
 const UUID = '7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f';
@@ -20,10 +20,6 @@ const SIZE = Math.floor(BUNDLE_BYTES / 3);
 
 let server;
 const cleanup = [];
-
-function settings(uploadToServer) {
-  return { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer, iceServers: [] };
-}
 
 async function firefox() {
   const downloads = tempDir('ff-downloads-');
@@ -39,7 +35,7 @@ async function firefox() {
   cleanup.push(() => ff.close());
   assert.equal(await ff.installAddon(builtExtension('firefox')), ADDON_ID);
   await ff.goto(`${FF_BASE}popup.html`);
-  await ff.execAsync(`(s) => browser.storage.local.set({ settings: s })`, [settings(false)]);
+  await ff.execAsync(`(s) => browser.storage.local.set({ settings: s })`, [testSettings(server, { uploadToServer: false })]);
   const call = (type, fields = {}) =>
     ff.execAsync(`async (t, f) => (await import('${FF_BASE}js/common/messages.js')).call(t, f)`, [type, fields]);
   return { ff, downloads, call };
@@ -51,7 +47,7 @@ async function chromium() {
   cleanup.push(() => b.context.close());
   const popup = await b.context.newPage();
   await popup.goto(`${b.base}popup.html`);
-  await popup.evaluate((s) => chrome.storage.local.set({ settings: s }), settings(false));
+  await popup.evaluate((s) => chrome.storage.local.set({ settings: s }), testSettings(server, { uploadToServer: false }));
   const call = (type, fields = {}) =>
     popup.evaluate(
       async ([t, f]) => (await import('./js/common/messages.js')).call(t, f),

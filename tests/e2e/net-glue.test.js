@@ -52,10 +52,14 @@ async function completed(b, infoHash, what) {
   );
 }
 
+/** Each file saves intact, through OPFS and through the streamed fallback without it. */
 async function assertSameFiles(b, infoHash) {
-  const got = await b.page.evaluate((h) => window.harness.fileHashes(h), infoHash);
-  for (const f of files) {
-    assert.deepEqual(got[f.name], { size: f.size, sha256: f.sha256 }, `${f.name} arrived intact`);
+  for (const opfs of [true, false]) {
+    const got = await b.page.evaluate(([h, o]) => window.harness.fileHashes(h, { opfs: o }), [infoHash, opfs]);
+    for (const f of files) {
+      const how = opfs ? 'saved through OPFS' : 'saved without OPFS';
+      assert.deepEqual(got[f.name], { size: f.size, sha256: f.sha256 }, `${f.name} arrived intact, ${how}`);
+    }
   }
 }
 

@@ -28,7 +28,7 @@ import { SCREENSHOTS, builtExtension } from './lib/paths.js';
 import {
   BUNDLE_BYTES,
   randomFiles,
-  sha256File,
+  saveIntact,
   startServer,
   tempDir,
   until,
@@ -195,28 +195,7 @@ async function saveAndVerify(b, id, view, files) {
   b.bundlePage = page;
   await page.goto(`${b.base}bundle.html?id=${id}`);
   await page.locator('article.tile').first().waitFor();
-  await page.locator('#save').click();
-  const message = page.locator('#message');
-  await until(async () => /Saved|downloaded yet/.test((await message.textContent()) ?? ''), {
-    timeoutMs: 180_000,
-    what: `${b.label}'s bundle page to save the files`,
-  });
-  const text = await message.textContent();
-  assert.match(text, /^Saved \d+ files? to your downloads folder/, text);
-  for (const f of files) {
-    const path = join(b.downloads, view.name, f.name);
-    const sha = await until(
-      async () => {
-        try {
-          return (await sha256File(path)) === f.sha256 ? f.sha256 : null;
-        } catch {
-          return null;
-        }
-      },
-      { timeoutMs: 180_000, what: `${path} to be saved with the original's SHA-256` },
-    );
-    assert.equal(sha, f.sha256, `${f.name} saved intact`);
-  }
+  await saveIntact(page, { label: b.label, downloads: b.downloads, name: view.name, files, timeoutMs: 180_000 });
 }
 
 function sizes(total) {

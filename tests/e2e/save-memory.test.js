@@ -17,7 +17,7 @@ import { after, before, test } from 'node:test';
 import { launchChromium } from './lib/chromium.js';
 import { sampleMemory } from './lib/memory.js';
 import { builtExtension } from './lib/paths.js';
-import { sha256File, startServer, tempDir, until } from './net/support.js';
+import { sha256File, startServer, tempDir, testSettings, until } from './net/support.js';
 
 const MiB = 1024 * 1024;
 const SIZE = Number(process.env.SWARMDROP_E2E_SAVE_MB ?? 1024) * MiB;
@@ -115,10 +115,7 @@ test(`saving a ${SIZE / MiB} MiB file keeps the browser's memory far below the f
   scratch.push(browser.profile, downloads);
   const popup = await browser.context.newPage();
   await popup.goto(`${browser.base}popup.html`);
-  await popup.evaluate(
-    (settings) => chrome.storage.local.set({ settings }),
-    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer: true, iceServers: [] },
-  );
+  await popup.evaluate((settings) => chrome.storage.local.set({ settings }), testSettings(server));
   const page = await browser.context.newPage();
   const t1 = Date.now();
   await page.goto(`${browser.base}bundle.html?link=${encodeURIComponent(`${server.url}/b/${infoHash}`)}`);

@@ -23,7 +23,7 @@ import { test } from 'node:test';
 import { launchBrowser, launchChromium } from './lib/chromium.js';
 import { SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
 import { startFirefox } from './lib/webdriver.js';
-import { sha256File, startServer, tempDir, until } from './net/support.js';
+import { sha256File, startServer, tempDir, testSettings, until } from './net/support.js';
 
 /** Canonical bencoding of strings, byte arrays, integers, lists and dictionaries. */
 function bencode(v) {
@@ -429,14 +429,7 @@ async function receiver(t, server, { downloadLimitKBps = 0, extension = builtExt
   const popup = await b.context.newPage();
   await popup.setViewportSize({ width: 440, height: 640 });
   await popup.goto(`${b.base}popup.html`);
-  await popup.evaluate((settings) => chrome.storage.local.set({ settings }), {
-    serverUrl: server.url,
-    trackers: [],
-    uploadLimitKBps: 0,
-    downloadLimitKBps,
-    dropZone: true,
-    uploadToServer: true,
-  });
+  await popup.evaluate((settings) => chrome.storage.local.set({ settings }), testSettings(server, { downloadLimitKBps }));
   b.popup = popup;
   return b;
 }
@@ -721,9 +714,7 @@ test('Firefox: a paused download moves no bytes for 10 s, then resume completes 
   });
   assert.equal(await ff.installAddon(builtExtension('firefox')), ADDON_ID);
   await ff.goto(`${BASE}popup.html`);
-  await ff.execAsync(`(s) => browser.storage.local.set({ settings: s })`, [
-    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 2000, dropZone: true, uploadToServer: true },
-  ]);
+  await ff.execAsync(`(s) => browser.storage.local.set({ settings: s })`, [testSettings(server, { downloadLimitKBps: 2000 })]);
   const call = (type, fields = {}) =>
     ff.execAsync(`async (t, f) => (await import('${BASE}js/common/messages.js')).call(t, f)`, [type, fields]);
   await ff.goto(`${BASE}bundle.html?link=${encodeURIComponent(`${server.url}/b/${torrent.infoHash}`)}`);

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { launchChromium } from './lib/chromium.js';
 import { SCREENSHOTS, builtExtension } from './lib/paths.js';
-import { BUNDLE_BYTES, ISSUE_BUNDLE_BYTES, randomFiles, sha256File, startServer, tempDir, until } from './net/support.js';
+import { BUNDLE_BYTES, ISSUE_BUNDLE_BYTES, randomFiles, saveIntact, startServer, tempDir, testSettings, until } from './net/support.js';
 
 const MB = 1e6;
 let server;
@@ -40,10 +40,7 @@ async function browser(label, { uploadToServer = true } = {}) {
   const popup = await b.context.newPage();
   await popup.setViewportSize({ width: 440, height: 640 });
   await popup.goto(`${b.base}popup.html`);
-  await popup.evaluate(
-    (settings) => chrome.storage.local.set({ settings }),
-    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer, iceServers: [] },
-  );
+  await popup.evaluate((settings) => chrome.storage.local.set({ settings }), testSettings(server, { uploadToServer }));
   b.popup = popup;
   b.close = async () => {
     await b.context.close().catch(() => {});
@@ -101,29 +98,13 @@ async function saveAndVerify(b, view, files) {
   // The page refreshes itself once a second while the transfer runs.
   await page.reload();
   await page.locator('article.tile').first().waitFor();
-  await page.locator('#save').click();
-  const message = page.locator('#message');
-  await until(async () => /Saved|downloaded yet/.test((await message.textContent()) ?? ''), {
-    timeoutMs: 120_000,
-    what: `${b.label}'s bundle page to save the files`,
+  await saveIntact(page, {
+    label: b.label,
+    downloads: b.downloads,
+    name: view.name,
+    files,
+    screenshot: join(SCREENSHOTS, `transfer-bundle-${b.label}.png`),
   });
-  const text = await message.textContent();
-  await page.screenshot({ path: join(SCREENSHOTS, `transfer-bundle-${b.label}.png`) });
-  assert.match(text, /^Saved \d+ files? to your downloads folder/, text);
-  for (const f of files) {
-    const path = join(b.downloads, view.name, f.name);
-    const sha = await until(
-      async () => {
-        try {
-          return (await sha256File(path)) === f.sha256 ? f.sha256 : null;
-        } catch {
-          return null;
-        }
-      },
-      { timeoutMs: 120_000, what: `${path} to be saved with the original's SHA-256` },
-    );
-    assert.equal(sha, f.sha256, `${f.name} saved intact`);
-  }
 }
 
 function mbps(bytes, ms) {

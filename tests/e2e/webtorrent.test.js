@@ -18,10 +18,11 @@ import { builtExtension } from './lib/paths.js';
 import {
   ROOT,
   randomFiles,
-  sha256File,
+  saveIntact,
   startServer,
   startStatic,
   tempDir,
+  testSettings,
   until,
 } from './net/support.js';
 
@@ -67,10 +68,7 @@ async function swarmdrop(label, { uploadToServer }) {
   b.context.on('weberror', (e) => console.log(`[${label}] ${e.error()}`));
   const popup = await b.context.newPage();
   await popup.goto(`${b.base}popup.html`);
-  await popup.evaluate(
-    (settings) => chrome.storage.local.set({ settings }),
-    { serverUrl: server.url, trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer },
-  );
+  await popup.evaluate((settings) => chrome.storage.local.set({ settings }), testSettings(server, { uploadToServer }));
   b.popup = popup;
   return b;
 }
@@ -188,28 +186,7 @@ async function swarmdropCompleted(b, id, onTimeout) {
 async function swarmdropSave(b, page, name, files) {
   await page.reload();
   await page.locator('article.tile').first().waitFor();
-  await page.locator('#save').click();
-  const message = page.locator('#message');
-  await until(async () => /Saved|downloaded yet/.test((await message.textContent()) ?? ''), {
-    timeoutMs: 120_000,
-    what: `${b.label}'s bundle page to save the files`,
-  });
-  const text = await message.textContent();
-  assert.match(text, /^Saved \d+ files? to your downloads folder/, text);
-  for (const f of files) {
-    const path = join(b.downloads, name, f.savedAs ?? f.name);
-    const sha = await until(
-      async () => {
-        try {
-          return (await sha256File(path)) === f.sha256 ? f.sha256 : null;
-        } catch {
-          return null;
-        }
-      },
-      { timeoutMs: 120_000, what: `${path} to be saved with the original's SHA-256` },
-    );
-    assert.equal(sha, f.sha256, `${f.name} saved intact`);
-  }
+  await saveIntact(page, { label: b.label, downloads: b.downloads, name, files });
 }
 
 /** WebTorrent seeds the files; resolves to {infoHash, magnetURI, pieceLength}. */

@@ -10,22 +10,70 @@ import { call } from './messages.js';
 
 export const CHANNEL = 'swarmdrop.files';
 const TIMEOUT_MS = 20000;
+/**
+ * The host acknowledges a request as soon as it receives it; without an
+ * acknowledgement this soon, the request is posted again (after making sure
+ * the host exists), as many times as the overall timeout allows.
+ */
+export const ACK_MS = 1000;
+/**
+ * How long the host remembers a request's answer, so that a repeat of its id
+ * is answered, not run again: longer than a sender waits.
+ */
+const REMEMBER_MS = TIMEOUT_MS + 10_000;
 
-/** Sends a request on the channel and waits for the engine host's answer. */
+/**
+ * Sends a request on the channel and waits for the engine host's answer.
+ *
+ * BroadcastChannel keeps no message for a listener that is not there: a
+ * request posted as an idle host is being closed (Chrome closes its
+ * offscreen document) would be lost. So the host acknowledges each request
+ * it receives, and an unacknowledged request is posted again, with the same
+ * id, once the host has been ensured again; the host runs one id only once
+ * (a repeated send never makes two bundles).
+ */
 export async function request(type, fields) {
-  await call('host.ensure');
   const channel = new BroadcastChannel(CHANNEL);
   const id = crypto.randomUUID();
+  let ackTimer = null;
+  let acked = false;
+  let done = false;
   try {
     return await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('The Swarmdrop engine did not answer.')), TIMEOUT_MS);
-      channel.onmessage = ({ data }) => {
-        if (data?.replyTo !== id) return;
-        clearTimeout(timer);
-        if (data.ok) resolve(data.value);
-        else reject(new Error(data.error));
+      const finish = (fn, v) => {
+        done = true;
+        clearTimeout(deadline);
+        clearTimeout(ackTimer);
+        fn(v);
       };
-      channel.postMessage({ ...fields, type, id });
+      const deadline = setTimeout(() => finish(reject, new Error('The Swarmdrop engine did not answer.')), TIMEOUT_MS);
+      let posts = 0;
+      const post = async () => {
+        try {
+          await call('host.ensure');
+        } catch (err) {
+          // A retry may meet a host still closing: try again, until the deadline.
+          if (posts === 0) finish(reject, err);
+          else ackTimer = setTimeout(post, ACK_MS);
+          return;
+        }
+        if (done || acked) return;
+        posts++;
+        channel.postMessage({ ...fields, type, id });
+        ackTimer = setTimeout(post, ACK_MS);
+      };
+      channel.onmessage = ({ data }) => {
+        if (done) return;
+        if (data?.ackOf === id) {
+          acked = true;
+          clearTimeout(ackTimer);
+          return;
+        }
+        if (data?.replyTo !== id) return;
+        if (data.ok) finish(resolve, data.value);
+        else finish(reject, new Error(data.error));
+      };
+      post();
     });
   } finally {
     channel.close();
@@ -61,17 +109,54 @@ export function releaseFile(blob) {
   return request('file.release', { name: blob?.name ?? null });
 }
 
-/** Serves channel requests with a table of handlers keyed by type (engine host side). */
+/**
+ * Serves channel requests with a table of handlers keyed by type (engine host
+ * side). Each request is acknowledged on arrival and run once per id: a
+ * repeat of a recent id gets the first run's answer.
+ * Returns what the host needs to close safely: `pending()`, the requests
+ * still running, and `refuseFor(ms)`, which stops acknowledging (and
+ * running) requests for a while, so that requests arriving while the host
+ * is being closed are posted again to the next host instead of being lost;
+ * `close()` stops serving.
+ */
 export function serve(handlers) {
   const channel = new BroadcastChannel(CHANNEL);
+  /** id -> {answer: Promise of the reply, forget: timer}, for REMEMBER_MS after the id was first seen */
+  const seen = new Map();
+  let pending = 0;
+  let refusingUntil = 0;
+  let closed = false;
   channel.onmessage = async ({ data }) => {
     if (!data || typeof data.id !== 'string' || !Object.hasOwn(handlers, data.type)) return;
-    try {
-      const value = await handlers[data.type](data);
-      channel.postMessage({ replyTo: data.id, ok: true, value });
-    } catch (err) {
-      channel.postMessage({ replyTo: data.id, ok: false, error: err?.message ?? String(err) });
+    if (Date.now() < refusingUntil) return;
+    channel.postMessage({ ackOf: data.id });
+    let answer = seen.get(data.id)?.answer;
+    if (!answer) {
+      pending++;
+      answer = (async () => {
+        try {
+          return { replyTo: data.id, ok: true, value: await handlers[data.type](data) };
+        } catch (err) {
+          return { replyTo: data.id, ok: false, error: err?.message ?? String(err) };
+        } finally {
+          pending--;
+        }
+      })();
+      seen.set(data.id, { answer, forget: setTimeout(() => seen.delete(data.id), REMEMBER_MS) });
     }
+    const reply = await answer;
+    if (!closed) channel.postMessage(reply);
   };
-  return channel;
+  return {
+    pending: () => pending,
+    refuseFor(ms) {
+      refusingUntil = Date.now() + ms;
+    },
+    close() {
+      closed = true;
+      channel.close();
+      for (const { forget } of seen.values()) clearTimeout(forget);
+      seen.clear();
+    },
+  };
 }

@@ -13,6 +13,12 @@ import { Transfers } from './transfers.js';
 
 /** After this long with nothing running and no request, the host may be closed. */
 const IDLE_AFTER_MS = 60_000;
+/**
+ * Once the host has agreed to be closed, it ignores file channel requests
+ * this long (their senders post them again to the next host); if it is still
+ * open by then, the close did not happen and it serves again.
+ */
+const CLOSING_MS = 5_000;
 
 function toBase64(bytes) {
   let s = '';
@@ -64,7 +70,13 @@ export function startHost(emit) {
   ready().catch(() => {});
 
   const handlers = {
-    'host.ping': () => ({ running: transfers.runningCount() }),
+    // `closing`: the background asks before it closes the host; an idle host
+    // agrees and from then refuses file requests, so none is taken and lost.
+    'host.ping': ({ closing }) => {
+      const running = transfers.runningCount() + files.pending();
+      if (closing && running === 0) files.refuseFor(CLOSING_MS);
+      return { running };
+    },
     'transfers.list': () => transfers.list(),
     'transfer.get': ({ id }) => transfers.view(id),
     'transfer.pause': ({ id }) => transfers.pause(id),
@@ -92,7 +104,7 @@ export function startHost(emit) {
     throw new Error(`host handler table out of step: missing ${missing}, extra ${extra}`);
   }
 
-  serve({
+  const files = serve({
     'bundle.create': async ({ entries, handles }) => {
       await ready();
       lastRequest = Date.now();

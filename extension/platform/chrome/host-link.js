@@ -63,10 +63,14 @@ export async function toHost(msg) {
   }
 }
 
-/** Closes the engine host when it says it is idle and nothing runs. */
+/**
+ * Closes the engine host when it says it is idle and nothing runs. The ping
+ * says `closing`: an idle host then stops taking file channel requests, so a
+ * send picked meanwhile is posted again to the next host (js/common/channel.js).
+ */
 export async function closeHostIfIdle() {
   if (!(await hostOpen())) return false;
-  const { running } = await toHost({ type: 'host.ping' });
+  const { running } = await toHost({ type: 'host.ping', closing: true });
   if (running > 0) return false;
   await chrome.offscreen.closeDocument();
   return true;

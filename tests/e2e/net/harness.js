@@ -66,15 +66,28 @@ window.harness = {
     host.resume(infoHash);
   },
 
-  /** SHA-256 of every file of a transfer, as the host would save it. */
-  async fileHashes(infoHash) {
-    const t = host.transfer(infoHash);
-    const out = {};
-    for (const f of t.files) {
-      const blob = await host.fileBlob(infoHash, f.index);
-      out[f.path] = { size: blob.size, sha256: await sha256Hex(blob) };
-      await host.releaseFile(blob);
+  /**
+   * SHA-256 of every file of a transfer, as the host would save it. With
+   * `opfs: false` the page has no origin private file system (as a Firefox
+   * private window), so the host saves the other way; either way the check
+   * throws if the save took the other path.
+   */
+  async fileHashes(infoHash, { opfs = true } = {}) {
+    const hidden = opfs ? null : Object.getOwnPropertyDescriptor(StorageManager.prototype, 'getDirectory');
+    if (hidden) delete StorageManager.prototype.getDirectory;
+    try {
+      const t = host.transfer(infoHash);
+      const out = {};
+      for (const f of t.files) {
+        const blob = await host.fileBlob(infoHash, f.index);
+        // Only the OPFS save hands out a File.
+        if ((blob instanceof File) !== opfs) throw new Error(`${f.path} was not saved ${opfs ? 'through' : 'without'} OPFS`);
+        out[f.path] = { size: blob.size, sha256: await sha256Hex(blob) };
+        await host.releaseFile(blob);
+      }
+      return out;
+    } finally {
+      if (hidden) Object.defineProperty(StorageManager.prototype, 'getDirectory', hidden);
     }
-    return out;
   },
 };

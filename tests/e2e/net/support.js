@@ -1,5 +1,6 @@
 // Support for the network end-to-end tests: the server on loopback, a static
 // file server, random files, browsers with fresh profiles.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, statSync } from 'node:fs';
@@ -146,6 +147,58 @@ export function sha256File(path) {
       .on('end', () => res(h.digest('hex')))
       .on('error', rej);
   });
+}
+
+/**
+ * Clicks Save on `page` (a bundle page already showing the bundle), checks the
+ * page reports the files saved, then waits until each of `files` is on disk at
+ * `downloads/name/(f.savedAs ?? f.name)` with the original's `f.sha256`.
+ * `screenshot`, if given, is a path for a screenshot taken once the page has
+ * answered (before anything is asserted).
+ */
+export async function saveIntact(page, { label, downloads, name, files, timeoutMs = 120_000, screenshot }) {
+  await page.locator('#save').click();
+  const message = page.locator('#message');
+  await until(async () => /Saved|downloaded yet/.test((await message.textContent()) ?? ''), {
+    timeoutMs,
+    what: `${label}'s bundle page to save the files`,
+  });
+  const text = await message.textContent();
+  if (screenshot) await page.screenshot({ path: screenshot });
+  assert.match(text, /^Saved \d+ files? to your downloads folder/, text);
+  for (const f of files) {
+    const path = join(downloads, name, f.savedAs ?? f.name);
+    const sha = await until(
+      async () => {
+        try {
+          return (await sha256File(path)) === f.sha256 ? f.sha256 : null;
+        } catch {
+          return null;
+        }
+      },
+      { timeoutMs, what: `${path} to be saved with the original's SHA-256` },
+    );
+    assert.equal(sha, f.sha256, `${f.name} saved intact`);
+  }
+}
+
+/**
+ * The extension settings a browser test stores: `server` as the availability
+ * server and the only tracker, no STUN server (loopback needs none), no rate
+ * caps, the drop zone on, uploads to the server on; `overrides` replaces any
+ * field (`testSettings(server, { uploadToServer: false })`).
+ */
+export function testSettings(server, overrides = {}) {
+  return {
+    serverUrl: server.url,
+    trackers: [],
+    uploadLimitKBps: 0,
+    downloadLimitKBps: 0,
+    dropZone: true,
+    uploadToServer: true,
+    iceServers: [],
+    ...overrides,
+  };
 }
 
 /** Chromium with a fresh profile (no extension): a page of the glue harness. */
