@@ -462,6 +462,9 @@ export class Transfers {
    */
   async regrant(id) {
     const r = this.#get(id);
+    // A look at the handles already under way may have asked before the
+    // grant was given: it ends first, then they are looked at again.
+    await this.#live.get(id)?.attaching?.catch(() => {});
     if (r.role !== 'send' || r.state !== S.NEEDS_FILES) return this.view(id);
     await this.#reattach(r);
     return this.view(id);
@@ -742,6 +745,40 @@ export class Transfers {
   }
 
   /**
+   * A running send could not read its files: those Chrome refuses to read
+   * (a File whose file changed on disk since it was given) are named, the
+   * send stops serving and waits for the original files, as a paused send
+   * whose files changed does. `otherwise` is the error shown when every file
+   * reads as it did (null: none).
+   */
+  async #checkRunning(r, live, otherwise) {
+    if (live.checkingRunning) return;
+    live.checkingRunning = true;
+    try {
+      const blobs = new Map(live.files.filter((f) => !f.manifest).map((f) => [f.parts.join('/'), f.blob]));
+      const changed = [];
+      for (const w of this.#dataFiles(r)) {
+        const blob = blobs.get(w.path);
+        if (!blob || blob.size !== w.length || !(await stillReadable(blob))) changed.push(w.path);
+      }
+      if (!changed.length) {
+        if (otherwise) {
+          r.error = otherwise;
+          await this.#save(r);
+        }
+        return;
+      }
+      if (!this.#records.has(r.id) || r.state !== S.SHARING || live.files === null) return;
+      live.files = null;
+      await this.#net.remove(r.infoHash, false).catch((err) => console.warn('swarmdrop:', err));
+      r.needsFilesFor = S.SHARING;
+      await this.#changed(r, changed);
+    } finally {
+      live.checkingRunning = false;
+    }
+  }
+
+  /**
    * Whether a file of a running send changed on disk since it was given:
    * through its handle when one is kept (its date or size), else by trying
    * to read it (Chrome refuses to read a File whose file changed).
@@ -860,10 +897,22 @@ export class Transfers {
         break;
       case 'upload':
         if (event.upload?.phase === 'failed') {
-          r.error = `Upload to the server stopped: ${event.upload.error}`;
-          save = true;
+          const stopped = `Upload to the server stopped: ${event.upload.error}`;
+          if (r.role === 'send' && r.state === S.SHARING && live.files) {
+            // Most often a file changed on disk: it is named, not reported as a failed upload.
+            this.#checkRunning(r, live, stopped).catch((err) => this.#fail(r, err));
+          } else {
+            r.error = stopped;
+            save = true;
+          }
         } else if (event.upload?.phase === 'done') {
           save = true;
+        }
+        break;
+      case 'error':
+        // A piece a peer asked for could not be read: did a file change?
+        if (r.role === 'send' && r.state === S.SHARING && live.files) {
+          this.#checkRunning(r, live, null).catch((err) => this.#fail(r, err));
         }
         break;
       default:

@@ -1,6 +1,6 @@
 // A small W3C WebDriver client (fetch) for geckodriver and Firefox ESR.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { WORK } from './paths.js';
@@ -19,11 +19,14 @@ async function freePort() {
 export class WebDriverError extends Error {}
 
 export class Session {
-  constructor(base, id, driver, profile) {
+  constructor(base, id, driver, profile, { pid = null, keepProfile = false } = {}) {
     this.base = base;
     this.id = id;
     this.driver = driver;
     this.profile = profile;
+    /** Firefox's process id (geckodriver's moz:processID). */
+    this.pid = pid;
+    this.keepProfile = keepProfile;
   }
 
   async cmd(method, path, body) {
@@ -99,8 +102,9 @@ export class Session {
     const b64 = await this.cmd('GET', el ? `/element/${el}/screenshot` : '/screenshot');
     return Buffer.from(b64, 'base64');
   }
-  installAddon(path) {
-    return this.cmd('POST', '/moz/addon/install', { path, temporary: true });
+  /** Installs an add-on: temporary (a directory or .xpi), or for good (an .xpi, unsigned where allowed). */
+  installAddon(path, { temporary = true } = {}) {
+    return this.cmd('POST', '/moz/addon/install', { path, temporary });
   }
   /** Polls an async script until it returns something truthy. */
   async until(fnSource, args = [], timeout = 30_000) {
@@ -117,16 +121,34 @@ export class Session {
       await fetch(`${this.base}/session/${this.id}`, { method: 'DELETE' });
     } finally {
       this.driver.kill();
-      rmSync(this.profile, { recursive: true, force: true });
+      if (!this.keepProfile) rmSync(this.profile, { recursive: true, force: true });
     }
+  }
+  /** SIGKILL to Firefox (a crash, not a quit), then geckodriver; the profile stays. */
+  async kill() {
+    if (!this.pid) throw new WebDriverError('no Firefox process id');
+    process.kill(this.pid, 'SIGKILL');
+    // Dead once the kernel says so (a zombie geckodriver has not reaped yet counts).
+    const dead = () => {
+      try {
+        return /^\S+ \(.*\) Z/.test(readFileSync(`/proc/${this.pid}/stat`, 'utf8'));
+      } catch {
+        return true;
+      }
+    };
+    while (!dead()) await new Promise((r) => setTimeout(r, 100));
+    const exited = new Promise((r) => (this.driver.exitCode !== null ? r() : this.driver.once('exit', r)));
+    this.driver.kill();
+    await exited;
   }
 }
 
 /**
- * Starts geckodriver and a headless Firefox ESR with a fresh profile.
+ * Starts geckodriver and a headless Firefox ESR with a fresh profile, or on
+ * `profile` (kept on close: a restart on the same profile).
  * @param {object} prefs Firefox preferences for the session
  */
-export async function startFirefox(prefs = {}) {
+export async function startFirefox(prefs = {}, { profile: given = null } = {}) {
   const port = await freePort();
   const driver = spawn(
     process.env.GECKODRIVER ?? 'geckodriver',
@@ -145,7 +167,7 @@ export async function startFirefox(prefs = {}) {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  const profile = mkdtempSync(join(WORK, 'firefox-profile-'));
+  const profile = given ?? mkdtempSync(join(WORK, 'firefox-profile-'));
   const res = await fetch(`${base}/session`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -168,5 +190,8 @@ export async function startFirefox(prefs = {}) {
     driver.kill();
     throw new WebDriverError(`new session: ${JSON.stringify(json.value)}\n${log}`);
   }
-  return new Session(base, json.value.sessionId, driver, profile);
+  return new Session(base, json.value.sessionId, driver, profile, {
+    pid: json.value.capabilities?.['moz:processID'] ?? null,
+    keepProfile: given !== null,
+  });
 }
