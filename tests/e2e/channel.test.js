@@ -21,7 +21,7 @@ globalThis.chrome = {
     },
   },
 };
-const { ACK_MS, CHANNEL, request, sendFiles, serve } = await import(
+const { ACK_MS, CHANNEL, TIMEOUT_MS, request, sendFiles, serve } = await import(
   pathToFileURL(join(builtExtension('chrome'), 'js/common/channel.js')).href
 );
 
@@ -113,4 +113,29 @@ test('a repeated request id is acknowledged and answered each time but runs once
     client.close();
     h.served.close();
   }
+});
+
+test('a request that runs longer than the timeout (saving a large file) still gets its answer', { timeout: TIMEOUT_MS * 2 }, async () => {
+  ensures = 0;
+  onEnsure = async () => {};
+  const h = host('long', { slowMs: TIMEOUT_MS + 5_000 });
+  try {
+    assert.equal(await request('bundle.create', { entries: [] }), 'long:0', 'answered, not timed out');
+    assert.equal(ensures, 1, 'posted once: the host kept saying it was at work');
+  } finally {
+    h.served.close();
+  }
+});
+
+test('a host that goes away during a request is reported, not waited on for ever', { timeout: TIMEOUT_MS * 2 }, async () => {
+  ensures = 0;
+  onEnsure = async () => {};
+  const h = host('dies', { slowMs: TIMEOUT_MS + 2_000 });
+  const started = Date.now();
+  const answer = request('bundle.create', { entries: [] });
+  await ticks(ACK_MS / 2);
+  h.served.close(); // as when the offscreen document's renderer dies
+  await assert.rejects(answer, /did not answer/);
+  const waited = Date.now() - started;
+  assert.ok(waited >= TIMEOUT_MS && waited < TIMEOUT_MS + 3_000, `reported after ${waited} ms`);
 });

@@ -9,7 +9,15 @@
 import { call } from './messages.js';
 
 export const CHANNEL = 'swarmdrop.files';
-const TIMEOUT_MS = 20000;
+/**
+ * How long a requester waits without hearing from the host: for the first
+ * acknowledgement, and then between two of the host's "still working"
+ * acknowledgements. A long request (saving a large file) takes as long as it
+ * takes; a host that died under it is noticed within this time.
+ */
+export const TIMEOUT_MS = 20000;
+/** How often the host repeats its acknowledgement while a request runs. */
+const BUSY_MS = 5000;
 /**
  * The host acknowledges a request as soon as it receives it; without an
  * acknowledgement this soon, the request is posted again (after making sure
@@ -46,7 +54,8 @@ export async function request(type, fields) {
         clearTimeout(ackTimer);
         fn(v);
       };
-      const deadline = setTimeout(() => finish(reject, new Error('The Swarmdrop engine did not answer.')), TIMEOUT_MS);
+      const timedOut = () => finish(reject, new Error('The Swarmdrop engine did not answer.'));
+      let deadline = setTimeout(timedOut, TIMEOUT_MS);
       let posts = 0;
       const post = async () => {
         try {
@@ -67,6 +76,9 @@ export async function request(type, fields) {
         if (data?.ackOf === id) {
           acked = true;
           clearTimeout(ackTimer);
+          // The host has it and is still at work: wait on.
+          clearTimeout(deadline);
+          deadline = setTimeout(timedOut, TIMEOUT_MS);
           return;
         }
         if (data?.replyTo !== id) return;
@@ -133,16 +145,22 @@ export function serve(handlers) {
     let answer = seen.get(data.id)?.answer;
     if (!answer) {
       pending++;
+      const id = data.id;
+      const busy = setInterval(() => closed || channel.postMessage({ ackOf: id }), BUSY_MS);
       answer = (async () => {
         try {
           return { replyTo: data.id, ok: true, value: await handlers[data.type](data) };
         } catch (err) {
           return { replyTo: data.id, ok: false, error: err?.message ?? String(err) };
         } finally {
+          clearInterval(busy);
           pending--;
+          // Remembered from the answer on, however long the request ran.
+          const entry = seen.get(id);
+          if (entry) entry.forget = setTimeout(() => seen.delete(id), REMEMBER_MS);
         }
       })();
-      seen.set(data.id, { answer, forget: setTimeout(() => seen.delete(data.id), REMEMBER_MS) });
+      seen.set(data.id, { answer, forget: null });
     }
     const reply = await answer;
     if (!closed) channel.postMessage(reply);
