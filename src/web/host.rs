@@ -95,7 +95,7 @@ pub enum Work {
     PieceRead {
         info_hash: InfoHash,
         piece: u32,
-        result: Result<Rc<[u8]>, String>,
+        result: Result<Rc<Vec<u8>>, String>,
     },
     /// A batch of pieces was persisted, or not.
     PiecesStored {
@@ -601,13 +601,13 @@ impl Host {
                 Work::PieceRead {
                     info_hash,
                     piece,
-                    result: result.map(Rc::from).map_err(|e| e.to_string()),
+                    result: result.map(Rc::new).map_err(|e| e.to_string()),
                 },
             );
         });
     }
 
-    fn piece_read(&mut self, info_hash: InfoHash, piece: u32, result: Result<Rc<[u8]>, String>) {
+    fn piece_read(&mut self, info_hash: InfoHash, piece: u32, result: Result<Rc<Vec<u8>>, String>) {
         let waiters = self.loading.remove(&(info_hash, piece)).unwrap_or_default();
         if let Ok(bytes) = &result {
             self.cache.insert((info_hash, piece), bytes.clone());
@@ -653,7 +653,8 @@ impl Host {
             );
             return;
         };
-        let bytes: Rc<[u8]> = Rc::from(data);
+        // Shared, not copied: the cache and the storage queue hold the same bytes.
+        let bytes = Rc::new(data);
         // Peers told of this piece ask for it soon: serve them from memory.
         self.cache.insert((info_hash, piece), bytes.clone());
         self.store_queue.push_back(PieceToStore {
@@ -1011,7 +1012,7 @@ async fn fetch_server_have(status: &str) -> Result<Bitfield, String> {
 
 /// Recently read or stored pieces, to serve blocks without reading again.
 struct PieceCache {
-    map: HashMap<(InfoHash, u32), Rc<[u8]>>,
+    map: HashMap<(InfoHash, u32), Rc<Vec<u8>>>,
     order: VecDeque<(InfoHash, u32)>,
     bytes: usize,
     cap: usize,
@@ -1027,11 +1028,11 @@ impl PieceCache {
         }
     }
 
-    fn get(&self, key: &(InfoHash, u32)) -> Option<Rc<[u8]>> {
+    fn get(&self, key: &(InfoHash, u32)) -> Option<Rc<Vec<u8>>> {
         self.map.get(key).cloned()
     }
 
-    fn insert(&mut self, key: (InfoHash, u32), bytes: Rc<[u8]>) {
+    fn insert(&mut self, key: (InfoHash, u32), bytes: Rc<Vec<u8>>) {
         if let Some(old) = self.map.insert(key, bytes.clone()) {
             self.bytes -= old.len();
             self.order.retain(|k| *k != key);
