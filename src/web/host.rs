@@ -42,7 +42,9 @@ pub type Weak = std::rc::Weak<Shared>;
 
 /// Most bytes of pieces kept in memory to serve blocks from (a piece is read
 /// once from the files or from storage, then its blocks come from here).
-const PIECE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Peers ask for a piece's blocks close together, so a few pieces do; every
+/// byte here is wasm memory held for good once reached.
+const PIECE_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// How often a server still receiving a bundle is asked what it holds.
 const SEED_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most bytes of pieces written in one storage transaction.
