@@ -9,11 +9,11 @@ import { ROOT, fmt, log, removeDir, tempDir } from './common.mjs'
 import { browserPid } from './procs.mjs'
 
 if (process.env.BENCH_SERVER_BIN) process.env.SWARMDROP_SERVER ??= process.env.BENCH_SERVER_BIN
-const { launchChromium } = await import(path.join(ROOT, 'tests/e2e/lib/chromium.js'))
+const { launchChromium, DISABLED_FEATURES } = await import(path.join(ROOT, 'tests/e2e/lib/chromium.js'))
 const { builtExtension } = await import(path.join(ROOT, 'tests/e2e/lib/paths.js'))
 const support = await import(path.join(ROOT, 'tests/e2e/net/support.js'))
-export const { startServer, until, randomFiles, launchHarness, DISABLED_FEATURES } = support
-export { builtExtension }
+export const { startServer, until, randomFiles, launchHarness } = support
+export { builtExtension, DISABLED_FEATURES }
 
 const MB = 1e6
 
