@@ -159,19 +159,37 @@ export async function treePss (root) {
 
 /**
  * Samples the PSS of the tree under `root` every `everyMs` until stopped;
- * `stop()` resolves to {peak, samples, last}.
+ * `stop()` resolves to {peak, samples, last, atPeak, kindPeaks}: `atPeak` is
+ * the split of the peak sample by process kind (browser, renderer:extension,
+ * utility:mojom.StorageService, …), `kindPeaks` each kind's own peak.
  */
 export function pssSampler (root, everyMs = 200) {
   let peak = 0
   let samples = 0
   let last = 0
+  let atPeak = {}
+  const kindPeaks = {}
+  const kinds = new Map()
   let running = true
   const loop = (async () => {
     while (running) {
       const t = Date.now()
-      last = await treePss(root)
+      const by = {}
+      let sum = 0
+      for (const pid of await treePids(root)) {
+        if (!kinds.has(pid)) kinds.set(pid, await processKind(pid))
+        const k = kinds.get(pid)
+        const v = await pss(pid)
+        by[k] = (by[k] ?? 0) + v
+        sum += v
+      }
+      last = sum
       samples++
-      if (last > peak) peak = last
+      for (const [k, v] of Object.entries(by)) kindPeaks[k] = Math.max(kindPeaks[k] ?? 0, v)
+      if (last > peak) {
+        peak = last
+        atPeak = by
+      }
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, everyMs - (Date.now() - t))))
     }
   })()
@@ -180,7 +198,16 @@ export function pssSampler (root, everyMs = 200) {
     async stop () {
       running = false
       await loop
-      return { peak, samples, last }
+      return { peak, samples, last, atPeak, kindPeaks }
     }
   }
+}
+
+/** "browser 310 MB, renderer:extension 240 MB, …" for kinds of at least 1 MB, largest first. */
+export function pssKindsText (kinds) {
+  return Object.entries(kinds)
+    .filter(([, b]) => b >= 1e6)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, b]) => `${k} ${Math.round(b / 1e6)} MB`)
+    .join(', ')
 }

@@ -54,9 +54,12 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// The defaults: 30 peers per bundle, 1 MiB send budget, 256 KiB
-    /// low-water mark, 128 MiB of pieces in assembly and 64 MiB in storage's
+    /// low-water mark, 32 MiB of pieces in assembly and 32 MiB in storage's
     /// hands per bundle, web seeds held back while peers bring 1 MiB/s, no
-    /// caps, no default tracker.
+    /// caps, no default tracker. The memory bounds are
+    /// what a download holds at its peak (wasm memory never shrinks), and
+    /// are enough in flight for a loopback transfer: a few MiB of requests
+    /// outstanding, and two storage transactions' worth of pieces.
     pub fn new(peer_id: PeerId, seed: u64) -> Self {
         ClientConfig {
             peer_id,
@@ -67,8 +70,8 @@ impl ClientConfig {
             send_budget: 1024 * 1024,
             send_low_water: 256 * 1024,
             offer_gather_timeout: Duration::from_secs(10),
-            max_partial_bytes: 128 * 1024 * 1024,
-            max_storing_bytes: 64 * 1024 * 1024,
+            max_partial_bytes: 32 * 1024 * 1024,
+            max_storing_bytes: 32 * 1024 * 1024,
             web_seed_peer_floor: DEFAULT_WEB_SEED_PEER_FLOOR,
         }
     }

@@ -824,14 +824,22 @@ impl Peer {
     // ----- sending and timers -----
 
     /// Takes the next chunk to hand to the glue, within `budget` bytes in
-    /// flight. Returns `None` when nothing is queued or the budget is used
+    /// flight. Returns `None` when nothing is queued, the budget is used
     /// up (then [`Peer::wants_watch`] says whether to ask for a
-    /// `PeerWritable`).
+    /// `PeerWritable`), or less than [`MAX_SEND_CHUNK`] is queued while
+    /// blocks for the peer are still being loaded.
     pub fn poll_send(&mut self, now: Instant, budget: usize) -> Option<Vec<u8>> {
         if self.outbox.is_empty() || self.stage == Stage::Signalling {
             return None;
         }
         if self.in_flight >= budget {
+            return None;
+        }
+        if self.outbox.len() < MAX_SEND_CHUNK && !self.loading.is_empty() {
+            // More blocks for this peer are being loaded: the partial chunk
+            // waits for them, so the channel carries full chunks rather than
+            // one message per block (every data channel message costs both
+            // sides a fixed overhead). The last load to finish releases it.
             return None;
         }
         let chunk = if self.outbox.len() <= MAX_SEND_CHUNK {
@@ -1246,6 +1254,58 @@ mod tests {
         assert!(!p.wants_watch(budget), "asked once");
         p.on_writable(0);
         assert!(p.poll_send(at(2), budget).is_some());
+    }
+
+    #[test]
+    fn blocks_being_loaded_hold_a_partial_chunk_until_it_is_full_or_they_are_done() {
+        let have = Bitfield::full(8);
+        let mut p = active(true);
+        p.unchoke();
+        sent(&mut p);
+        let blocks: Vec<BlockInfo> = (0..6)
+            .map(|i| {
+                lengths()
+                    .validate_block(i, 0, BLOCK_SIZE)
+                    .expect("a block of the bundle")
+            })
+            .collect();
+        for b in &blocks {
+            msg(&mut p, Message::Request(request_of(*b)), &have).unwrap();
+        }
+        while let Some(b) = p.serve_queue.pop_front() {
+            p.loading.push(b);
+        }
+        let budget = usize::MAX;
+        let data = vec![7u8; BLOCK_SIZE as usize];
+        for b in &blocks[..3] {
+            assert!(p.take_loaded(*b));
+            p.send_block(at(2), *b, &data);
+            assert_eq!(
+                p.poll_send(at(2), budget),
+                None,
+                "under one chunk, loads pending"
+            );
+        }
+        assert!(p.take_loaded(blocks[3]));
+        p.send_block(at(2), blocks[3], &data);
+        let full = p.poll_send(at(2), budget).expect("a full chunk");
+        assert_eq!(full.len(), MAX_SEND_CHUNK);
+        assert_eq!(p.poll_send(at(2), budget), None, "the rest waits");
+        for b in &blocks[4..] {
+            assert!(p.take_loaded(*b));
+            p.send_block(at(3), *b, &data);
+        }
+        let mut rest = Vec::new();
+        while let Some(c) = p.poll_send(at(3), budget) {
+            assert!(c.len() <= MAX_SEND_CHUNK);
+            rest.extend(c);
+        }
+        let piece_message = 13 + BLOCK_SIZE as usize;
+        assert_eq!(
+            full.len() + rest.len(),
+            6 * piece_message,
+            "every byte goes out once the loads are done"
+        );
     }
 
     #[test]

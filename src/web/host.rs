@@ -42,7 +42,9 @@ pub type Weak = std::rc::Weak<Shared>;
 
 /// Most bytes of pieces kept in memory to serve blocks from (a piece is read
 /// once from the files or from storage, then its blocks come from here).
-const PIECE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Peers ask for a piece's blocks close together, so a few pieces do; every
+/// byte here is wasm memory held for good once reached.
+const PIECE_CACHE_BYTES: usize = 16 * 1024 * 1024;
 /// How often a server still receiving a bundle is asked what it holds.
 const SEED_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most bytes of pieces written in one storage transaction.
@@ -95,7 +97,7 @@ pub enum Work {
     PieceRead {
         info_hash: InfoHash,
         piece: u32,
-        result: Result<Rc<[u8]>, String>,
+        result: Result<Rc<Vec<u8>>, String>,
     },
     /// A batch of pieces was persisted, or not.
     PiecesStored {
@@ -601,13 +603,13 @@ impl Host {
                 Work::PieceRead {
                     info_hash,
                     piece,
-                    result: result.map(Rc::from).map_err(|e| e.to_string()),
+                    result: result.map(Rc::new).map_err(|e| e.to_string()),
                 },
             );
         });
     }
 
-    fn piece_read(&mut self, info_hash: InfoHash, piece: u32, result: Result<Rc<[u8]>, String>) {
+    fn piece_read(&mut self, info_hash: InfoHash, piece: u32, result: Result<Rc<Vec<u8>>, String>) {
         let waiters = self.loading.remove(&(info_hash, piece)).unwrap_or_default();
         if let Ok(bytes) = &result {
             self.cache.insert((info_hash, piece), bytes.clone());
@@ -653,7 +655,8 @@ impl Host {
             );
             return;
         };
-        let bytes: Rc<[u8]> = Rc::from(data);
+        // Shared, not copied: the cache and the storage queue hold the same bytes.
+        let bytes = Rc::new(data);
         // Peers told of this piece ask for it soon: serve them from memory.
         self.cache.insert((info_hash, piece), bytes.clone());
         self.store_queue.push_back(PieceToStore {
@@ -1011,7 +1014,7 @@ async fn fetch_server_have(status: &str) -> Result<Bitfield, String> {
 
 /// Recently read or stored pieces, to serve blocks without reading again.
 struct PieceCache {
-    map: HashMap<(InfoHash, u32), Rc<[u8]>>,
+    map: HashMap<(InfoHash, u32), Rc<Vec<u8>>>,
     order: VecDeque<(InfoHash, u32)>,
     bytes: usize,
     cap: usize,
@@ -1027,11 +1030,11 @@ impl PieceCache {
         }
     }
 
-    fn get(&self, key: &(InfoHash, u32)) -> Option<Rc<[u8]>> {
+    fn get(&self, key: &(InfoHash, u32)) -> Option<Rc<Vec<u8>>> {
         self.map.get(key).cloned()
     }
 
-    fn insert(&mut self, key: (InfoHash, u32), bytes: Rc<[u8]>) {
+    fn insert(&mut self, key: (InfoHash, u32), bytes: Rc<Vec<u8>>) {
         if let Some(old) = self.map.insert(key, bytes.clone()) {
             self.bytes -= old.len();
             self.order.retain(|k| *k != key);

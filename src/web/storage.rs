@@ -80,7 +80,7 @@ pub struct PieceToStore {
     /// Pieces of the bundle (the have-bitfield's length).
     pub num_pieces: u32,
     /// The bytes.
-    pub data: std::rc::Rc<[u8]>,
+    pub data: std::rc::Rc<Vec<u8>>,
 }
 
 /// The open database.
@@ -388,9 +388,15 @@ impl Storage {
         let mut blobs = Vec::with_capacity(batch.len());
         for p in batch {
             let parts = Array::new();
-            parts.push(&Uint8Array::from(&p.data[..]));
+            // SAFETY: the view into wasm memory is only read by the Blob
+            // constructor, which copies the bytes before it returns; nothing
+            // allocates in wasm memory (which could move it) in between.
+            // No intermediate JS copy of every piece (garbage for the GC).
+            let view = unsafe { Uint8Array::view(&p.data[..]) };
+            parts.push(&view);
             let blob = Blob::new_with_u8_array_sequence(&parts)
                 .map_err(|e| StoreFailure::Other(js_message(&e)))?;
+            drop(parts);
             blobs.push(blob);
         }
         let tx = self
