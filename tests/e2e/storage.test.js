@@ -17,7 +17,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { launchBrowser, launchChromium } from './lib/chromium.js';
@@ -51,15 +51,20 @@ function torrentOf(name, data, pieceLength) {
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 
-/** An extension at `dir` that does nothing but write schema 1's databases from its page. */
+/**
+ * The old build at `dir`: the real build's files under a lower version, plus
+ * a page to write schema 1's databases from (its background starts no engine
+ * host: nothing was running). A stand-in with other files (an empty classic
+ * service worker) is no faithful old build: Chrome then kept refusing to
+ * start the new build's worker for extension events after the relaunch
+ * ("DidStartWorkerFail ...: 18" in chrome_debug.log), so the popup's
+ * messages never reached the background and no engine host was made.
+ */
 function writeSeedExtension(dir) {
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(
-    join(dir, 'manifest.json'),
-    JSON.stringify({ manifest_version: 3, name: 'Swarmdrop', version: '0.0.1', background: { service_worker: 'sw.js' } }),
-  );
-  writeFileSync(join(dir, 'sw.js'), '');
+  cpSync(builtExtension('chrome'), dir, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ ...manifest, version: '0.0.1' }));
   writeFileSync(join(dir, 'seed.html'), '<!doctype html><title>seed</title>');
 }
 
@@ -154,10 +159,6 @@ async function readSchema2({ receiveHash, sendHash, handleId }) {
 
 test('schema 1 data (two databases) is upgraded into the one database of schema 2', {
   timeout: 180_000,
-  skip:
-    'not reliable yet (issue 5): passes about one run in two. When it fails the host never gets ready: ' +
-    'no error reaches the popup, file.get over the channel hangs too, yet in one such run the database had been upgraded ' +
-    'and copied (so the hang is in the host after Storage::open, not a blocked upgrade, which now fails after 10 s and says so)',
 }, async (t) => {
   const dir = join(WORK, `upgrade-extension-${Date.now()}`);
   let profile = null;
@@ -244,6 +245,24 @@ test('schema 1 data (two databases) is upgraded into the one database of schema 
   t.after(() => b.context.close());
   const popup = await b.context.newPage();
   await popup.goto(`${b.base}popup.html`);
+  // On a hang: which extension contexts exist, and what Chrome logged of the
+  // extension's service worker and pages.
+  const diagnosis = async () => {
+    const contexts = await popup
+      .evaluate(async () => (await chrome.runtime.getContexts({})).map((c) => c.contextType).join(', '))
+      .catch((e) => String(e));
+    const log = (() => {
+      try {
+        return readFileSync(join(profile, 'chrome_debug.log'), 'utf8')
+          .split('\n')
+          .filter((l) => /service_worker|CONSOLE|offscreen/i.test(l))
+          .slice(-20);
+      } catch {
+        return [];
+      }
+    })();
+    return `contexts: ${contexts}; browser log:\n${log.join('\n')}`;
+  };
 
   await t.test('the popup lists both transfers in the state they had', async () => {
     const cards = popup.locator('article.transfer');
@@ -256,7 +275,7 @@ test('schema 1 data (two databases) is upgraded into the one database of schema 
       .catch(async (err) => {
         // What the popup was told (a blocked upgrade says so there).
         const notice = await popup.locator('#notice').textContent().catch(() => null);
-        throw new Error(`${err.message}; the popup says: ${notice || '(nothing)'}`);
+        throw new Error(`${err.message}; the popup says: ${notice || '(nothing)'}; ${await diagnosis()}`);
       });
     const states = await cards.evaluateAll((a) => a.map((x) => [x.querySelector('.t-name')?.textContent ?? x.textContent, x.dataset.state]));
     assert.equal(states.length, 2);
