@@ -450,10 +450,13 @@ test('the sending Chromium is killed at ~50 % of its upload: after a restart one
   await c.close();
 });
 
-test('a file changed on disk while its send was paused is named in the popup and none of its pieces are served', { timeout: 900_000 }, async () => {
-  const { open: openFile } = await import('node:fs/promises');
-  const files = await randomFiles(tempDir('resume-changed-files-'), [3_000_000, 5_000_123, 2_000_000]);
-  const a = await startChromium('A2', tempDir('resume-profile-A2-'), tempDir('resume-downloads-A2-'));
+/**
+ * A sender of three small files, peers only (no upload to the server), on
+ * its own profile: its browser, popup, files, shared bundle and popup card.
+ */
+async function smallPeerSender(label, prefix) {
+  const files = await randomFiles(tempDir(`resume-${prefix}-files-`), [3_000_000, 5_000_123, 2_000_000]);
+  const a = await startChromium(label, tempDir(`resume-profile-${label}-`), tempDir(`resume-downloads-${label}-`));
   const popup = await popupOf(a);
   await popup.evaluate((settings) => chrome.storage.local.set({ settings }), {
     ...SETTINGS,
@@ -464,6 +467,12 @@ test('a file changed on disk while its send was paused is named in the popup and
   const sent = await shared(a);
   await popup.reload();
   const card = popup.locator(`article.transfer[data-id="${sent.id}"]`);
+  return { a, popup, files, sent, card };
+}
+
+test('a file changed on disk while its send was paused is named in the popup and none of its pieces are served', { timeout: 900_000 }, async () => {
+  const { open: openFile } = await import('node:fs/promises');
+  const { a, popup, files, sent, card } = await smallPeerSender('A2', 'changed');
   await card.locator('button[data-action="pause"]').click();
   await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'paused', { what: 'the pause' });
 
@@ -530,18 +539,7 @@ test('a file changed on disk while its send was paused is named in the popup and
 
 test('a file changed on disk while its send runs is named in the popup and none of its bytes are served', { timeout: 900_000 }, async () => {
   const { open: openFile } = await import('node:fs/promises');
-  const files = await randomFiles(tempDir('resume-running-files-'), [3_000_000, 5_000_123, 2_000_000]);
-  const a = await startChromium('A4', tempDir('resume-profile-A4-'), tempDir('resume-downloads-A4-'));
-  const popup = await popupOf(a);
-  await popup.evaluate((settings) => chrome.storage.local.set({ settings }), {
-    ...SETTINGS,
-    serverUrl: server.url,
-    uploadToServer: false,
-  });
-  await dropFiles(a, files);
-  const sent = await shared(a);
-  await popup.reload();
-  const card = popup.locator(`article.transfer[data-id="${sent.id}"]`);
+  const { a, popup, files, sent, card } = await smallPeerSender('A4', 'running');
 
   // The middle file changes while the send runs (same size, other bytes in its middle).
   const changed = files[1];
