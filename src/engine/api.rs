@@ -216,6 +216,21 @@ pub enum Input<'a> {
         /// Piece index.
         piece: u32,
     },
+    /// A piece we have read back wrong (its SHA-1 is not the torrent's)
+    /// when it was loaded to serve or to save: storage deleted it and cleared
+    /// its have-bit in one transaction (for a send, a file changed under
+    /// it). The engine trusts only what the have-bitfield records: the piece
+    /// is no longer ours, its pending and later requests from peers are not
+    /// served (rejected under Fast, retracted with `lt_donthave` where the
+    /// peer has it), a complete bundle is downloading again, and the picker
+    /// fetches the piece again from peers or web seeds. A piece the engine
+    /// does not have is ignored.
+    PieceDamaged {
+        /// The bundle.
+        info_hash: InfoHash,
+        /// Piece index.
+        piece: u32,
+    },
     /// An [`Output::StorePiece`] failed.
     StoreFailed {
         /// The bundle.

@@ -285,6 +285,9 @@ impl Client {
                     s.load_failed(ctx, piece, offset, reason)
                 });
             }
+            Input::PieceDamaged { info_hash, piece } => {
+                self.with_session(now, info_hash, |s, ctx| s.piece_damaged(ctx, piece));
+            }
             Input::PieceStored { info_hash, piece } => {
                 self.with_session(now, info_hash, |s, ctx| s.piece_stored(ctx, piece));
             }

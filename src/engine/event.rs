@@ -34,6 +34,15 @@ pub enum Event {
         /// The piece.
         piece: u32,
     },
+    /// A piece we had read back wrong and is no longer ours
+    /// ([`Input::PieceDamaged`](crate::engine::api::Input::PieceDamaged)):
+    /// it is being fetched again.
+    PieceDamaged {
+        /// The bundle.
+        info_hash: InfoHash,
+        /// The piece.
+        piece: u32,
+    },
     /// Every selected piece is verified and stored.
     Completed {
         /// The bundle.
@@ -124,6 +133,9 @@ pub struct Progress {
     pub peers: u32,
     /// Whether the bundle is paused.
     pub paused: bool,
+    /// Pieces read back wrong since the bundle was added and not fetched
+    /// again yet.
+    pub damaged: u32,
 }
 
 /// Why a peer connection was closed. Peer-local: a drop never ends the

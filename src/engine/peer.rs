@@ -9,7 +9,7 @@
 //! and hands back a [`PeerEvent`] for the session to route. Misbehaviour is
 //! an `Err(DropReason)`: the session closes the connection and carries on.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::engine::api::ConnId;
@@ -21,7 +21,7 @@ use crate::engine::limiter::RateEstimator;
 use crate::engine::picker::PeerKey;
 use crate::engine::time::Instant;
 use crate::engine::timer::{timer_enum, TimerTable};
-use crate::engine::wire::extension::{decode_donthave, EXTENDED_HANDSHAKE_ID};
+use crate::engine::wire::extension::{decode_donthave, encode_donthave, EXTENDED_HANDSHAKE_ID};
 use crate::engine::wire::{BlockRequest, ExtendedHandshake, Framer, Handshake, Message};
 
 /// We send a keep-alive after this long without sending anything (peers
@@ -195,6 +195,9 @@ pub struct Peer {
     in_flight: usize,
     /// We asked the glue for a [`PeerWritable`](crate::engine::api::Input).
     watching: bool,
+    /// Pieces we announced and then lost (read back wrong): a request for
+    /// one that crossed our retraction is refused, not misbehaviour.
+    retracted: BTreeSet<u32>,
     timers: TimerTable<PeerTimer>,
 }
 
@@ -228,6 +231,7 @@ impl Peer {
             outbox: Vec::new(),
             in_flight: 0,
             watching: false,
+            retracted: BTreeSet::new(),
             timers,
         }
     }
@@ -676,6 +680,13 @@ impl Peer {
                 len: r.length,
             })?;
         if !have.get(r.index) {
+            if self.retracted.contains(&r.index) {
+                // We told it we had this piece: not its fault.
+                if self.fast() {
+                    self.send(&Message::Reject(r));
+                }
+                return Ok(PeerEvent::Nothing);
+            }
             return self.refuse(now, r, DropReason::InvalidPiece(r.index));
         }
         if self.am_choking && !self.allowed_fast_out.contains(&block.piece) {
@@ -713,6 +724,42 @@ impl Peer {
     }
 
     // ----- actions the session takes -----
+
+    /// We no longer have `piece` (it read back wrong): its requests waiting
+    /// to be served or loading are dropped (rejected under Fast; without
+    /// it a request may go unanswered, BEP 3 allows that), the peer is told
+    /// with `lt_donthave` when it supports it, and a request for it that
+    /// crosses this is refused without blaming the peer.
+    pub fn retract(&mut self, piece: PieceIndex) {
+        self.retracted.insert(piece.get());
+        let mut dropped: Vec<BlockInfo> = Vec::new();
+        self.serve_queue.retain(|b| {
+            let keep = b.piece != piece;
+            if !keep {
+                dropped.push(*b);
+            }
+            keep
+        });
+        self.loading.retain(|b| {
+            let keep = b.piece != piece;
+            if !keep {
+                dropped.push(*b);
+            }
+            keep
+        });
+        if self.fast() {
+            for b in &dropped {
+                self.send(&Message::Reject(request_of(*b)));
+            }
+        }
+        if let Some(id) = self.extensions.as_ref().and_then(|e| e.lt_donthave()) {
+            let payload = encode_donthave(piece.get());
+            self.send(&Message::Extended {
+                id,
+                payload: &payload,
+            });
+        }
+    }
 
     /// Queues a message.
     pub fn send(&mut self, msg: &Message<'_>) {

@@ -262,7 +262,7 @@ impl Partial {
 /// [`request_rejected`](Self::request_rejected),
 /// [`request_cancelled`](Self::request_cancelled),
 /// [`timed_out`](Self::timed_out), [`piece_verified`](Self::piece_verified),
-/// [`piece_failed`](Self::piece_failed). Decisions: [`pick`](Self::pick),
+/// [`piece_failed`](Self::piece_failed), [`piece_lost`](Self::piece_lost). Decisions: [`pick`](Self::pick),
 /// [`pick_allowed_fast`](Self::pick_allowed_fast).
 #[derive(Clone, Debug)]
 pub struct Picker {
@@ -823,6 +823,23 @@ impl Picker {
             self.bucket_insert(p);
         }
         Ok(contributors.into_iter().collect())
+    }
+
+    /// A piece we had read back wrong from storage (or a sent file changed
+    /// under it): we no longer have it, and it is wanted again (open, in its
+    /// bucket) unless its priority is [`Priority::Skip`]. Returns false, and
+    /// changes nothing, when we did not have it.
+    pub fn piece_lost(&mut self, piece: PieceIndex) -> bool {
+        let p = piece.get();
+        if !self.have.get(p) {
+            return false;
+        }
+        self.have.set(p, false);
+        if self.is_wanted(p) {
+            self.wanted_changed(p, true);
+            self.bucket_insert(p);
+        }
+        true
     }
 
     // ----- internals -----
@@ -1489,6 +1506,58 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_piece_is_wanted_and_picked_again() {
+        // A complete download loses a piece read back wrong: it is no longer
+        // complete, the piece is open again and a peer that has it gets it.
+        let mut p = Picker::new(
+            Lengths::new(4 * 2 * KIB16, 2 * KIB16).unwrap(),
+            bits(4, 0..4),
+            vec![Priority::Normal; 4],
+        )
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(5);
+        p.peer_have_all(A);
+        assert!(p.is_complete());
+        assert!(!p.is_interesting(A));
+        assert!(p.piece_lost(piece(&p, 2)));
+        assert!(!p.piece_lost(piece(&p, 2)), "lost once");
+        assert!(!p.have().get(2));
+        assert!(!p.is_complete());
+        assert_eq!(p.wanted_remaining().pieces, 1);
+        assert_eq!(p.wanted_remaining().bytes, 2 * KIB16);
+        assert!(p.is_interesting(A));
+        let picked = p.pick(A, 4, t(0), &mut rng);
+        assert_eq!(pieces_of(&picked), vec![2]);
+        check_invariants(&p);
+        receive_all(&mut p, A, &picked);
+        assert!(p.is_complete());
+        check_invariants(&p);
+    }
+
+    #[test]
+    fn a_lost_piece_of_a_skipped_file_is_not_fetched_again() {
+        // Only what the selection wants is fetched again.
+        let mut p = Picker::new(
+            Lengths::new(4 * KIB16, KIB16).unwrap(),
+            bits(4, [0, 3]),
+            vec![
+                Priority::Normal,
+                Priority::Normal,
+                Priority::Normal,
+                Priority::Skip,
+            ],
+        )
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(5);
+        p.peer_have_all(A);
+        assert!(p.piece_lost(piece(&p, 3)));
+        assert_eq!(p.wanted_remaining().pieces, 2, "pieces 1 and 2 only");
+        let picked = p.pick(A, 8, t(0), &mut rng);
+        assert!(!pieces_of(&picked).contains(&3));
+        check_invariants(&p);
+    }
+
+    #[test]
     fn rarest_piece_is_picked_first() {
         // Piece 3 is held only by A; pieces 0..3 by everybody.
         let mut p = picker(4, 1);
@@ -1944,6 +2013,7 @@ mod tests {
         Tick(u64),
         MarkSource(u32),
         PickUnshared(u32, usize, u32),
+        Lose(u32),
     }
 
     fn op(pieces: u32) -> impl Strategy<Value = Op> {
@@ -1965,6 +2035,7 @@ mod tests {
             1 => (0u64..40).prop_map(Op::Tick),
             1 => peer.clone().prop_map(Op::MarkSource),
             3 => (peer.clone(), 0usize..12, 1u32..4).prop_map(|(k, m, d)| Op::PickUnshared(k, m, d)),
+            1 => pc.clone().prop_map(Op::Lose),
         ]
     }
 
@@ -2057,6 +2128,11 @@ mod tests {
                     Op::MarkSource(k) => {
                         p.mark_source(PeerKey(k));
                         removed.remove(&PeerKey(k));
+                    }
+                    Op::Lose(q) => {
+                        let had = p.have.get(q);
+                        prop_assert_eq!(p.piece_lost(piece(&p, q)), had);
+                        prop_assert!(!p.have.get(q));
                     }
                     Op::PickUnshared(k, max, d) => {
                         // Ours: every d-th piece.

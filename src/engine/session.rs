@@ -103,6 +103,8 @@ struct Ready {
     picker: Picker,
     assembly: Assembly,
     completed: bool,
+    /// Pieces read back wrong and not fetched again yet.
+    damaged: BTreeSet<u32>,
 }
 
 impl Ready {
@@ -388,6 +390,7 @@ impl Session {
             uploaded: self.stats.uploaded,
             peers: self.peers.values().filter(|p| p.is_active()).count() as u32,
             paused: self.is_paused(),
+            damaged: self.ready.as_ref().map_or(0, |r| r.damaged.len() as u32),
         }
     }
 
@@ -1253,6 +1256,7 @@ impl Session {
         if ready.picker.piece_verified(piece).is_err() {
             return;
         }
+        ready.damaged.remove(&piece.get());
         for peer in self.peers.values_mut().filter(|p| p.is_active()) {
             peer.send(&Message::Have(piece.get()));
         }
@@ -1281,6 +1285,45 @@ impl Session {
             }
             self.emit_progress(ctx);
         }
+        self.pump(ctx);
+    }
+
+    /// A piece we have read back wrong: storage deleted it with its
+    /// have-bit, so it is no longer ours (see
+    /// [`Input::PieceDamaged`](crate::engine::api::Input::PieceDamaged)).
+    pub fn piece_damaged(&mut self, ctx: &mut Ctx<'_>, piece: u32) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        let Some(piece) = ready.lengths().validate_piece(piece) else {
+            return;
+        };
+        if !ready.picker.piece_lost(piece) {
+            return;
+        }
+        ready.damaged.insert(piece.get());
+        if ready.completed && !ready.picker.is_complete() {
+            ready.completed = false;
+        }
+        // Its blocks being loaded are not served: whatever storage answers
+        // for them now finds nobody waiting.
+        let loading: Vec<BlockInfo> = self.loads.blocks().filter(|b| b.piece == piece).collect();
+        for block in loading {
+            self.loads.finish(block);
+        }
+        for peer in self.peers.values_mut().filter(|p| p.is_active()) {
+            peer.retract(piece);
+        }
+        ctx.event(Event::PieceDamaged {
+            info_hash: self.info_hash,
+            piece: piece.get(),
+        });
+        if self.paused.is_none() {
+            // A bundle that started complete has no web seed yet.
+            self.add_web_seeds(ctx);
+        }
+        self.choke_dirty = true;
+        self.emit_progress(ctx);
         self.pump(ctx);
     }
 
@@ -1817,6 +1860,7 @@ impl Ready {
             picker,
             assembly: Assembly::default(),
             completed,
+            damaged: BTreeSet::new(),
         })
     }
 }
@@ -1926,6 +1970,8 @@ mod tests {
         Msg(&'static str),
         Request(BlockRequest),
         Have(u32),
+        /// An extension message other than the extended handshake.
+        Extended(u8, Vec<u8>),
     }
 
     impl Env {
@@ -1972,6 +2018,9 @@ mod tests {
                         sent.push(match m {
                             Message::Request(r) => Sent::Request(r),
                             Message::Have(i) => Sent::Have(i),
+                            Message::Extended { id, payload } if id != 0 => {
+                                Sent::Extended(id, payload.to_vec())
+                            }
                             m => Sent::Msg(m.name()),
                         });
                     }
@@ -2471,6 +2520,218 @@ mod tests {
         assert!(!sent.contains(&Sent::Msg("piece")), "{sent:?}");
         assert!(!sent.contains(&Sent::Msg("unchoke")), "{sent:?}");
         assert!(!other.iter().any(|o| matches!(o, Output::LoadBlock { .. })));
+    }
+
+    /// A complete download of [`bundle`] with the web seed `url-list` names.
+    fn complete_with_web_seed(env: &mut Env) -> (Session, Vec<u8>) {
+        let (mut meta, content) = bundle();
+        meta.url_list = vec!["http://server/seed/f.bin".into()];
+        let s = Session::new(
+            &mut env.ctx(),
+            add(&meta, Role::Download, Bitfield::full(4)),
+        )
+        .unwrap();
+        (s, content)
+    }
+
+    /// The last progress figures among `outputs`.
+    fn last_progress(outputs: &[Output]) -> Option<Progress> {
+        outputs.iter().rev().find_map(|o| match o {
+            Output::Event(Event::Progress(p)) => Some(p.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_damaged_piece_of_a_complete_download_is_fetched_again_and_completes_it() {
+        // The have-bit is what the engine trusts: once storage says the piece
+        // read back wrong, the bundle is downloading again, the status counts
+        // the damaged piece, the web seed fetches it, and storing it
+        // completes the bundle once more.
+        let mut env = Env::new();
+        let (mut s, content) = complete_with_web_seed(&mut env);
+        s.pump(&mut env.ctx());
+        let (_, out) = env.drain(ConnId(0));
+        assert!(
+            fetched(&out).is_empty(),
+            "a complete bundle fetches nothing"
+        );
+        assert!(s.ready.as_ref().unwrap().completed);
+
+        s.piece_damaged(&mut env.ctx(), 2);
+        let (_, out) = env.drain(ConnId(0));
+        assert!(out.contains(&Output::Event(Event::PieceDamaged {
+            info_hash: s.info_hash(),
+            piece: 2
+        })));
+        let p = last_progress(&out).expect("the figures change");
+        assert_eq!(p.damaged, 1);
+        assert_eq!(p.have_bytes, 3 * 32 * 1024);
+        assert_eq!(p.wanted_bytes, 4 * 32 * 1024);
+        let ready = s.ready.as_ref().unwrap();
+        assert!(!ready.completed, "downloading again");
+        assert!(!ready.picker.have().get(2));
+        assert_eq!(fetched(&out), vec![2], "the piece is fetched again");
+
+        let fetch = out
+            .iter()
+            .find_map(|o| match o {
+                Output::WebSeedFetch(f) => Some(f.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let start = 2 * 32 * 1024 + fetch.offset as usize;
+        let data = content[start..start + fetch.len as usize].to_vec();
+        s.web_seed_data(&mut env.ctx(), fetch.conn, 2, fetch.offset, &data);
+        let (_, out) = env.drain(ConnId(0));
+        let stored: Vec<u32> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::StorePiece { piece, data, .. } => {
+                    assert!(data[..] == content[2 * 32 * 1024..3 * 32 * 1024]);
+                    Some(*piece)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored, vec![2]);
+        s.piece_stored(&mut env.ctx(), 2);
+        let (_, out) = env.drain(ConnId(0));
+        assert!(out.contains(&Output::Event(Event::Completed {
+            info_hash: s.info_hash()
+        })));
+        assert_eq!(last_progress(&out).map(|p| p.damaged), Some(0));
+        assert!(s.ready.as_ref().unwrap().picker.have().is_full());
+    }
+
+    #[test]
+    fn a_damaged_piece_is_requested_again_from_a_peer_that_has_it() {
+        // No web seed: the peer holding the piece is asked for it.
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = Session::new(
+            &mut env.ctx(),
+            add(&meta, Role::Download, Bitfield::full(4)),
+        )
+        .unwrap();
+        s.add_peer(env.now, conn);
+        s.peer_opened(&mut env.ctx(), conn);
+        let mut bytes = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
+        Message::Bitfield(&[0b0010_0000]).encode_into(&mut bytes);
+        Message::Unchoke.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+        let (sent, _) = env.drain(conn);
+        assert!(requests(&sent).is_empty());
+
+        s.piece_damaged(&mut env.ctx(), 2);
+        let (sent, _) = env.drain(conn);
+        assert!(sent.contains(&Sent::Msg("interested")), "{sent:?}");
+        let reqs = requests(&sent);
+        assert!(!reqs.is_empty());
+        assert!(reqs.iter().all(|r| r.index == 2), "{reqs:?}");
+    }
+
+    #[test]
+    fn requests_for_a_damaged_piece_are_never_answered_with_its_bytes() {
+        // A peer asked for blocks of a piece that then read back wrong: the
+        // loads in flight are not sent, the peer is told we lost the piece
+        // (reject under Fast, lt_donthave), and a request that crosses that
+        // is rejected without dropping the peer.
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let conn = ConnId(1);
+        let mut s = Session::new(
+            &mut env.ctx(),
+            add(&meta, Role::Download, Bitfield::full(4)),
+        )
+        .unwrap();
+        s.add_peer(env.now, conn);
+        s.peer_opened(&mut env.ctx(), conn);
+        let mut bytes = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
+        let mut m = BTreeMap::new();
+        m.insert("lt_donthave".to_owned(), 7);
+        let theirs = ExtendedHandshake {
+            m,
+            metadata_size: None,
+            client: None,
+            reqq: None,
+        };
+        Message::Extended {
+            id: 0,
+            payload: &theirs.encode(),
+        }
+        .encode_into(&mut bytes);
+        Message::HaveNone.encode_into(&mut bytes);
+        Message::Interested.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+        env.now += Duration::from_secs(15);
+        s.handle_timeout(&mut env.ctx());
+        let (sent, _) = env.drain(conn);
+        assert!(sent.contains(&Sent::Msg("unchoke")), "{sent:?}");
+
+        let req = |begin: u32| BlockRequest {
+            index: 1,
+            begin,
+            length: BLOCK_SIZE,
+        };
+        let mut bytes = Vec::new();
+        Message::Request(req(0)).encode_into(&mut bytes);
+        Message::Request(req(BLOCK_SIZE)).encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+        let (_, other) = env.drain(conn);
+        assert!(other
+            .iter()
+            .any(|o| matches!(o, Output::LoadBlock { piece: 1, .. })));
+
+        s.piece_damaged(&mut env.ctx(), 1);
+        let (sent, _) = env.drain(conn);
+        assert_eq!(
+            sent.iter().filter(|m| **m == Sent::Msg("reject")).count(),
+            2,
+            "{sent:?}"
+        );
+        assert!(
+            sent.contains(&Sent::Extended(7, 1u32.to_be_bytes().to_vec())),
+            "lt_donthave: {sent:?}"
+        );
+        // Storage answers the loads anyway: nothing is sent.
+        s.block_loaded_all(&mut env);
+        let (sent, _) = env.drain(conn);
+        assert!(!sent.contains(&Sent::Msg("piece")), "{sent:?}");
+
+        // A request that crossed the retraction: rejected, the peer stays.
+        let mut bytes = Vec::new();
+        Message::Request(req(0)).encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), conn, &bytes);
+        let (sent, other) = env.drain(conn);
+        assert!(sent.contains(&Sent::Msg("reject")), "{sent:?}");
+        assert!(!other
+            .iter()
+            .any(|o| matches!(o, Output::ClosePeer { .. } | Output::LoadBlock { .. })));
+        assert!(s.has_conn(conn));
+    }
+
+    #[test]
+    fn a_piece_reported_damaged_twice_or_not_held_changes_nothing() {
+        // Only a piece we have can be lost, once; out of range is ignored.
+        let (meta, _) = bundle();
+        let mut env = Env::new();
+        let mut have = Bitfield::new(4);
+        have.set(0, true);
+        let mut s = Session::new(&mut env.ctx(), add(&meta, Role::Download, have)).unwrap();
+        s.piece_damaged(&mut env.ctx(), 0);
+        let _ = env.drain(ConnId(0));
+        for piece in [0, 1, 9] {
+            s.piece_damaged(&mut env.ctx(), piece);
+            let (_, out) = env.drain(ConnId(0));
+            assert!(
+                !out.iter()
+                    .any(|o| matches!(o, Output::Event(Event::PieceDamaged { .. }))),
+                "piece {piece}"
+            );
+        }
+        assert_eq!(s.progress(env.now).damaged, 1);
     }
 
     mod fuzzish {

@@ -58,6 +58,7 @@ pub fn progress(p: &Progress) -> JsValue {
         ("uploadedPeers", num(p.uploaded)),
         ("peers", JsValue::from(p.peers)),
         ("paused", JsValue::from_bool(p.paused)),
+        ("damaged", JsValue::from(p.damaged)),
     ])
 }
 
@@ -85,6 +86,11 @@ pub fn engine_event(e: &Event) -> JsValue {
         ]),
         Event::PieceVerified { info_hash, piece } => object(&[
             t("piece"),
+            ("infoHash", hex(info_hash)),
+            ("piece", JsValue::from(*piece)),
+        ]),
+        Event::PieceDamaged { info_hash, piece } => object(&[
+            t("pieceDamaged"),
             ("infoHash", hex(info_hash)),
             ("piece", JsValue::from(*piece)),
         ]),
