@@ -581,6 +581,14 @@ impl SwarmHost {
                     .map(JsValue::from)
                     .ok_or_else(|| NetError::Argument(format!("no file {index}")).into());
             }
+            // A piece that reads back wrong is fetched again through the
+            // engine, and the save waits for it.
+            let refetch = |piece: u32, damaged: bool| {
+                shared
+                    .with(|host| host.await_refetch(h, piece, damaged))
+                    .ok()
+                    .flatten()
+            };
             let blob = saves
                 .save(
                     &storage,
@@ -590,6 +598,7 @@ impl SwarmHost {
                     content_type
                         .as_deref()
                         .unwrap_or("application/octet-stream"),
+                    &refetch,
                 )
                 .await?;
             Ok(blob.into())

@@ -28,6 +28,7 @@ use crate::engine::metainfo::Info;
 use crate::engine::time::Instant;
 use crate::engine::upload::Upload;
 
+use super::digest;
 use super::js;
 use super::net::error::NetError;
 use super::net::http;
@@ -99,6 +100,9 @@ pub enum Work {
         piece: u32,
         result: Result<Rc<Vec<u8>>, String>,
     },
+    /// A piece read back wrong (to serve it, or to upload it): it is not
+    /// ours any more and is fetched again.
+    PieceDamaged { info_hash: InfoHash, piece: u32 },
     /// A batch of pieces was persisted, or not.
     PiecesStored {
         pieces: Vec<(InfoHash, u32)>,
@@ -267,6 +271,13 @@ pub struct Host {
     cache: PieceCache,
     /// Block loads waiting for their piece to be read.
     loading: HashMap<(InfoHash, u32), Vec<(u32, u32)>>,
+    /// Pieces whose bytes read back right this session, per bundle: a
+    /// piece is hashed the first time it is read to be served, not again
+    /// at every later read (see `load_block`).
+    verified: HashMap<InfoHash, Bitfield>,
+    /// Saves waiting for a damaged piece to be stored again: `(resolve,
+    /// reject)` of the promise each awaits.
+    refetch_waiters: HashMap<(InfoHash, u32), Vec<(Function, Function)>>,
     /// Verified pieces waiting for the next storage transaction.
     store_queue: VecDeque<PieceToStore>,
     /// A storage transaction is under way.
@@ -293,6 +304,8 @@ impl Host {
             bundles: BTreeMap::new(),
             cache: PieceCache::new(PIECE_CACHE_BYTES),
             loading: HashMap::new(),
+            verified: HashMap::new(),
+            refetch_waiters: HashMap::new(),
             store_queue: VecDeque::new(),
             storing: false,
             watches: Vec::new(),
@@ -405,8 +418,20 @@ impl Host {
                 piece,
                 result,
             } => self.piece_read(info_hash, piece, result),
+            Work::PieceDamaged { info_hash, piece } => self.piece_damaged(info_hash, piece),
             Work::PiecesStored { pieces, result } => {
                 self.storing = false;
+                for &(info_hash, piece) in &pieces {
+                    if result.is_ok() {
+                        for (resolve, _) in self
+                            .refetch_waiters
+                            .remove(&(info_hash, piece))
+                            .unwrap_or_default()
+                        {
+                            let _ = resolve.call0(&JsValue::NULL);
+                        }
+                    }
+                }
                 for (info_hash, piece) in pieces {
                     let _ = match &result {
                         Ok(()) => self.feed(Input::PieceStored { info_hash, piece }),
@@ -591,13 +616,36 @@ impl Host {
             .info
             .as_ref()
             .and_then(|i| i.lengths.validate_piece(piece));
+        // Each piece is checked against its hash the first time it is read
+        // this session (then it is served from the cache, or read again
+        // from storage unchecked): what was checked once stays trusted
+        // until the host restarts, which keeps the hashing off the P2P
+        // path's CPU budget after the first read.
+        let check = match (&bundle.info, index) {
+            (Some(info), Some(index)) => {
+                let done = self
+                    .verified
+                    .get(&info_hash)
+                    .is_some_and(|v| v.get(index.get()));
+                (!done).then(|| (info.clone(), index))
+            }
+            _ => None,
+        };
         let storage = self.storage.clone();
         spawn_local(async move {
-            let result = match (files, index) {
+            let mut result = match (files, index) {
                 (Some(files), Some(index)) => files.read_piece(index).await,
                 (Some(_), None) => Err(NetError::Argument(format!("no piece {piece}"))),
                 (None, _) => storage.read_piece(info_hash, piece).await,
             };
+            if let (Ok(bytes), Some((info, index))) = (&result, check) {
+                if let Err(e) = digest::check_piece_bytes(&info, index, bytes).await {
+                    if matches!(e, NetError::Damaged { .. }) {
+                        post(&me, Work::PieceDamaged { info_hash, piece });
+                    }
+                    result = Err(e);
+                }
+            }
             post(
                 &me,
                 Work::PieceRead {
@@ -613,6 +661,20 @@ impl Host {
         let waiters = self.loading.remove(&(info_hash, piece)).unwrap_or_default();
         if let Ok(bytes) = &result {
             self.cache.insert((info_hash, piece), bytes.clone());
+            let num_pieces = self
+                .bundles
+                .get(&info_hash)
+                .and_then(|b| b.info.as_ref())
+                .map(|i| i.lengths.num_pieces());
+            if let Some(n) = num_pieces {
+                let verified = self
+                    .verified
+                    .entry(info_hash)
+                    .or_insert_with(|| Bitfield::new(n));
+                if piece < verified.len() {
+                    verified.set(piece, true);
+                }
+            }
         }
         for (offset, len) in waiters {
             let block = result.as_ref().map_err(String::as_str).and_then(|bytes| {
@@ -636,6 +698,70 @@ impl Host {
                 }),
             };
         }
+    }
+
+    /// A piece read back wrong: storage deletes it and clears its have-bit
+    /// in one transaction (a send has no stored pieces: its file changed),
+    /// and the engine is told at once, so it neither serves the piece nor
+    /// counts it; it fetches it again. The delete's transaction is created
+    /// before any store of the piece fetched again (that takes a network
+    /// round trip), and IndexedDB runs them in that order.
+    pub fn piece_damaged(&mut self, info_hash: InfoHash, piece: u32) {
+        let Some(bundle) = self.bundles.get_mut(&info_hash) else {
+            return;
+        };
+        let Some(num_pieces) = bundle.info.as_ref().map(|i| i.lengths.num_pieces()) else {
+            return;
+        };
+        if piece >= num_pieces {
+            return;
+        }
+        if let Some(have) = bundle.have.as_mut() {
+            have.set(piece, false);
+        }
+        if bundle.role == Role::Download {
+            bundle.completed = false;
+        }
+        let stored = bundle.files.is_none();
+        self.cache.remove((info_hash, piece));
+        if let Some(v) = self.verified.get_mut(&info_hash) {
+            v.set(piece, false);
+        }
+        if stored {
+            let storage = self.storage.clone();
+            spawn_local(async move {
+                if let Err(e) = storage.discard_piece(info_hash, piece, num_pieces).await {
+                    // Its have-bit may stay set: the piece fetched again
+                    // overwrites it, and a later read finds it wrong again.
+                    web_sys::console::warn_1(&format!("swarmdrop: {e}").into());
+                }
+            });
+        }
+        let _ = self.feed(Input::PieceDamaged { info_hash, piece });
+    }
+
+    /// A save met piece `piece` of a download damaged (`damaged`), or
+    /// missing: a promise that resolves once the piece is stored again
+    /// (rejects if the bundle is removed first), or `None` when the piece
+    /// is not being fetched again (the bundle is gone, a send, or the
+    /// engine has the piece: the read failed for another reason).
+    pub fn await_refetch(
+        &mut self,
+        info_hash: InfoHash,
+        piece: u32,
+        damaged: bool,
+    ) -> Option<js_sys::Promise> {
+        if damaged {
+            self.piece_damaged(info_hash, piece);
+        }
+        let bundle = self.bundles.get(&info_hash)?;
+        if bundle.files.is_some() || bundle.have.as_ref()?.get(piece) {
+            return None;
+        }
+        let waiters = self.refetch_waiters.entry((info_hash, piece)).or_default();
+        Some(js_sys::Promise::new(&mut |resolve, reject| {
+            waiters.push((resolve, reject));
+        }))
     }
 
     fn store_piece(&mut self, info_hash: InfoHash, piece: u32, data: Vec<u8>) {
@@ -804,6 +930,21 @@ impl Host {
     /// Forgets a bundle's cached pieces.
     pub fn forget_pieces(&mut self, info_hash: InfoHash) {
         self.cache.remove_bundle(info_hash);
+        self.verified.remove(&info_hash);
+        let gone: Vec<(InfoHash, u32)> = self
+            .refetch_waiters
+            .keys()
+            .filter(|(h, _)| *h == info_hash)
+            .copied()
+            .collect();
+        for key in gone {
+            for (_, reject) in self.refetch_waiters.remove(&key).unwrap_or_default() {
+                let _ = reject.call1(
+                    &JsValue::NULL,
+                    &js_sys::Error::new("the transfer was removed").into(),
+                );
+            }
+        }
         self.loading.retain(|(h, _), _| *h != info_hash);
         self.store_queue.retain(|p| p.info_hash != info_hash);
         self.watches.retain(|w| w.info_hash != info_hash);
@@ -1048,6 +1189,13 @@ impl PieceCache {
             if let Some(old) = self.map.remove(&oldest) {
                 self.bytes -= old.len();
             }
+        }
+    }
+
+    fn remove(&mut self, key: (InfoHash, u32)) {
+        if let Some(old) = self.map.remove(&key) {
+            self.bytes -= old.len();
+            self.order.retain(|k| *k != key);
         }
     }
 

@@ -20,6 +20,7 @@
 
 mod api;
 mod bundle;
+mod digest;
 mod error;
 mod host;
 mod idb_open;

@@ -98,6 +98,16 @@ impl FileSet {
             .await
     }
 
+    /// Reads a whole piece and checks it against the torrent's hash:
+    /// [`NetError::Damaged`] when a file no longer holds what the bundle was
+    /// made from (changed with its size and date kept, which the browser's
+    /// own check of a `File` misses).
+    pub async fn read_checked_piece(&self, piece: PieceIndex) -> Result<Vec<u8>, NetError> {
+        let bytes = self.read_piece(piece).await?;
+        super::digest::check_piece_bytes(&self.info, piece, &bytes).await?;
+        Ok(bytes)
+    }
+
     /// Reads `len` bytes of the bundle's stream from `start`: the file bytes
     /// become piece bytes here and nowhere else.
     pub async fn read(&self, start: u64, len: u32) -> Result<Vec<u8>, NetError> {

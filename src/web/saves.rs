@@ -35,8 +35,19 @@ use web_sys::{
 use crate::engine::ids::InfoHash;
 use crate::engine::metainfo::Info;
 
+use super::digest;
 use super::net::error::{js_message, NetError};
 use super::storage::{file_spans, FileSpan, Storage};
+
+/// How a save gets a piece fetched again: called with the piece and
+/// whether it read back damaged (else it is missing), it answers a promise
+/// that resolves once the piece is stored again, or `None` when the piece
+/// is not being fetched again (the read failed for another reason).
+pub type Refetch<'a> = &'a dyn Fn(u32, bool) -> Option<js_sys::Promise>;
+
+/// How many times one save fetches the same piece again before it gives up
+/// (storage that damages every copy it is given).
+const MAX_REFETCHES: u32 = 3;
 
 /// The OPFS directory of save files.
 const DIR: &str = "swarmdrop-saves";
@@ -103,9 +114,17 @@ impl Saves {
         info: &Info,
         file_index: usize,
         content_type: &str,
+        refetch: Refetch<'_>,
     ) -> Result<Blob, NetError> {
+        let src = Source {
+            storage,
+            info_hash,
+            info,
+            file_index,
+            refetch,
+        };
         let Some(dir) = directory().await? else {
-            return streamed_blob(storage, info_hash, info, file_index, content_type).await;
+            return streamed_blob(&src, content_type).await;
         };
         let file = info
             .files
@@ -125,7 +144,7 @@ impl Saves {
         self.names.borrow_mut().insert(name.clone());
         let written = async {
             let writable: FileSystemWritableFileStream = promise(handle.create_writable()).await?;
-            let copied = copy_pieces(storage, info_hash, info, file_index, &writable).await;
+            let copied = copy_pieces(&src, &writable).await;
             if let Err(e) = copied {
                 let _ = JsFuture::from(writable.abort()).await;
                 return Err(e);
@@ -244,6 +263,12 @@ async fn span_bytes(
             info.files[file_index].path.join("/")
         )));
     }
+    // The whole piece is checked before any of its bytes are written.
+    let index = info
+        .lengths
+        .validate_piece(p)
+        .ok_or_else(|| NetError::Storage(format!("no piece {p}")))?;
+    digest::check_piece(info, index, &buffer).await?;
     Ok(Uint8Array::new_with_byte_offset_and_length(
         &buffer,
         a as u32,
@@ -251,16 +276,65 @@ async fn span_bytes(
     ))
 }
 
+/// What a save reads: one file of a download, from its stored pieces.
+struct Source<'a> {
+    storage: &'a Storage,
+    info_hash: InfoHash,
+    info: &'a Info,
+    file_index: usize,
+    refetch: Refetch<'a>,
+}
+
+impl Source<'_> {
+    /// The checked bytes of one span: a piece that reads back wrong (or is
+    /// missing because it did and is being fetched again) is waited for
+    /// until it is stored again, so a save never writes a wrong byte and
+    /// needs no second try from the user.
+    async fn span(&self, span: &FileSpan) -> Result<Uint8Array, NetError> {
+        let mut refetched = 0;
+        loop {
+            let e = match span_bytes(
+                self.storage,
+                self.info_hash,
+                self.info,
+                self.file_index,
+                span,
+            )
+            .await
+            {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => e,
+            };
+            let damaged = matches!(e, NetError::Damaged { .. });
+            if refetched == MAX_REFETCHES {
+                return Err(if damaged {
+                    NetError::Storage(format!(
+                        "piece {} of {} read back wrong {MAX_REFETCHES} times after it was fetched again",
+                        span.piece,
+                        self.info.files[self.file_index].path.join("/")
+                    ))
+                } else {
+                    e
+                });
+            }
+            let Some(stored) = (self.refetch)(span.piece, damaged) else {
+                return Err(e);
+            };
+            refetched += 1;
+            JsFuture::from(stored)
+                .await
+                .map_err(|e| NetError::Storage(js_message(&e)))?;
+        }
+    }
+}
+
 /// Writes the file's bytes, piece by piece, from the stored pieces.
 async fn copy_pieces(
-    storage: &Storage,
-    info_hash: InfoHash,
-    info: &Info,
-    file_index: usize,
+    src: &Source<'_>,
     writable: &FileSystemWritableFileStream,
 ) -> Result<(), NetError> {
-    for span in file_spans(info, file_index)? {
-        let bytes = span_bytes(storage, info_hash, info, file_index, &span).await?;
+    for span in file_spans(src.info, src.file_index)? {
+        let bytes = src.span(&span).await?;
         JsFuture::from(
             writable
                 .write_with_js_u8_array(&bytes)
@@ -287,13 +361,8 @@ async fn copy_pieces(
 // file to write into, and the one copy-free alternative (a Blob composed of
 // slices of the stored Blobs) is the construction Chromium crashes on, so a
 // bounded page and a browser-held copy is the safest there is.
-async fn streamed_blob(
-    storage: &Storage,
-    info_hash: InfoHash,
-    info: &Info,
-    file_index: usize,
-    content_type: &str,
-) -> Result<Blob, NetError> {
+async fn streamed_blob(src: &Source<'_>, content_type: &str) -> Result<Blob, NetError> {
+    let (info, file_index) = (src.info, src.file_index);
     let spans = file_spans(info, file_index)?;
     let pipe = TransformStream::new().map_err(|e| NetError::browser(&e))?;
     let headers = Headers::new().map_err(|e| NetError::browser(&e))?;
@@ -316,7 +385,7 @@ async fn streamed_blob(
             JsFuture::from(writer.ready())
                 .await
                 .map_err(|e| NetError::browser(&e))?;
-            let bytes = span_bytes(storage, info_hash, info, file_index, span).await?;
+            let bytes = src.span(span).await?;
             JsFuture::from(writer.write_with_chunk(&bytes))
                 .await
                 .map_err(|e| NetError::browser(&e))?;

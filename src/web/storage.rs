@@ -442,6 +442,46 @@ impl Storage {
         }
     }
 
+    /// Deletes a piece that read back wrong and clears its have-bit, in one
+    /// transaction: the have-bitfield never records a piece that is not
+    /// there, and what it records is all the engine trusts.
+    pub async fn discard_piece(
+        &self,
+        info_hash: InfoHash,
+        piece: u32,
+        num_pieces: u32,
+    ) -> Result<(), NetError> {
+        let tx = self
+            .db
+            .transaction(&[PIECES, HAVE], TransactionMode::ReadWrite)
+            .map_err(storage_error)?;
+        tx.store(PIECES)
+            .map_err(storage_error)?
+            .delete(piece_key(info_hash, piece))
+            .await
+            .map_err(storage_error)?;
+        let have = tx.store(HAVE).map_err(storage_error)?;
+        let current = have
+            .get(bundle_key(info_hash))
+            .await
+            .map_err(storage_error)?;
+        if let Some(mut bits) = current.as_ref().and_then(|v| decode_have(v, num_pieces)) {
+            if piece < bits.len() {
+                bits.set(piece, false);
+            }
+            have.put(&encode_have(&bits), Some(&bundle_key(info_hash)))
+                .await
+                .map_err(storage_error)?;
+        }
+        match tx.done().await {
+            Ok(r) if r.is_committed() => Ok(()),
+            Ok(_) => Err(NetError::Storage(format!(
+                "deleting damaged piece {piece} was aborted"
+            ))),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
     /// The have-bitfield recorded for a bundle (empty when none, or when the
     /// record does not fit the bundle).
     pub async fn have(&self, info_hash: InfoHash, num_pieces: u32) -> Result<Bitfield, NetError> {

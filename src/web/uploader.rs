@@ -12,6 +12,7 @@ use crate::engine::lengths::PieceIndex;
 use crate::engine::upload::{Upload, UploadAction, UploadFailure};
 
 use super::host::{post, Weak, Work};
+use super::net::error::NetError;
 use super::net::http::{self, Answer};
 use super::pieces::FileSet;
 use super::storage::Storage;
@@ -75,7 +76,7 @@ pub fn start(
             },
             UploadAction::Put(piece) => UploadOutcome::Piece {
                 piece,
-                result: put(&server, info_hash, token.as_deref(), &files, piece).await,
+                result: put(&server, info_hash, token.as_deref(), &files, piece, &host).await,
             },
         };
         post(&host, Work::Upload { info_hash, outcome });
@@ -191,12 +192,30 @@ async fn put(
     token: Option<&str>,
     files: &FileSet,
     piece: PieceIndex,
+    host: &Weak,
 ) -> Result<(), UploadFailure> {
     let token = token.ok_or_else(|| UploadFailure::Fatal("no owner token".into()))?;
-    let bytes = files
-        .read_piece(piece)
-        .await
-        .map_err(|e| UploadFailure::Fatal(e.to_string()))?;
+    // Checked here, not only by the server: a file changed with its date
+    // kept reads without error, and is named to the user through the
+    // engine's damaged piece (see `Host::piece_damaged`).
+    let bytes = match files.read_checked_piece(piece).await {
+        Ok(bytes) => bytes,
+        Err(NetError::Damaged { .. }) => {
+            post(
+                host,
+                Work::PieceDamaged {
+                    info_hash,
+                    piece: piece.get(),
+                },
+            );
+            return Err(UploadFailure::Fatal(format!(
+                "piece {} of the files is not what the bundle was made from \
+                 (did a file change since the bundle was made?)",
+                piece.get()
+            )));
+        }
+        Err(e) => return Err(UploadFailure::Fatal(e.to_string())),
+    };
     let url = format!(
         "{server}/api/bundles/{}/pieces/{}",
         info_hash.to_hex(),

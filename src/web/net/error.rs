@@ -34,6 +34,13 @@ pub enum NetError {
     /// The browser refused an operation (a JavaScript exception).
     #[error("{0}")]
     Browser(String),
+    /// Piece bytes read back (from storage, or a send's files) are not the
+    /// piece: their SHA-1 is not the torrent's.
+    #[error("piece {piece} read back with the wrong SHA-1")]
+    Damaged {
+        /// The piece.
+        piece: u32,
+    },
     /// The host is busy in a callback; the call must not re-enter it.
     #[error("the engine host was called from inside its own callback")]
     Reentrant,
