@@ -774,3 +774,142 @@ test('Firefox: a paused download moves no bytes for 10 s, then resume completes 
   );
   assert.equal(digest, sha256(data));
 });
+
+// ------------------------------------------------------------ pieces read back wrong
+
+/**
+ * In an extension page: overwrites the stored piece `piece` of a bundle with
+ * other bytes of the same length, its have-bit kept (a damaged IndexedDB
+ * entry). Resolves to the length written.
+ */
+async function damagePiece({ infoHash, piece }) {
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open('swarmdrop-engine');
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  db.onversionchange = () => db.close();
+  const run = (mode, fn) =>
+    new Promise((resolve, reject) => {
+      const req = fn(db.transaction('pieces', mode).objectStore('pieces'));
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const blob = await run('readonly', (s) => s.get([infoHash, piece]));
+  if (!blob) throw new Error(`piece ${piece} is not stored`);
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  for (let i = 0; i < bytes.length; i += 97) bytes[i] ^= 0x5a;
+  await run('readwrite', (s) => s.put(new Blob([bytes]), [infoHash, piece]));
+  db.close();
+  return bytes.length;
+}
+
+/** In an extension page: the SHA-1 (hex) of a stored piece, or null when it is not stored. */
+async function storedPieceSha1({ infoHash, piece }) {
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open('swarmdrop-engine');
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  db.onversionchange = () => db.close();
+  const blob = await new Promise((resolve, reject) => {
+    const req = db.transaction('pieces', 'readonly').objectStore('pieces').get([infoHash, piece]);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  db.close();
+  if (!blob) return null;
+  const hash = new Uint8Array(await crypto.subtle.digest('SHA-1', await blob.arrayBuffer()));
+  return [...hash].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+const sha1Hex = (b) => createHash('sha1').update(b).digest('hex');
+
+test('a stored piece damaged after the download is fetched again when the file is saved, and the saved file is intact', {
+  timeout: 300_000,
+}, async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const pieceLength = 256 * 1024;
+  const data = randomBytes(12 * 1024 * 1024 + 4321);
+  const torrent = torrentOf('damaged.bin', data, pieceLength);
+  await onServer(server, torrent);
+  const b = await receiver(t, server);
+  const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
+  await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 120_000, what: 'the download to complete' });
+  const piece = 17;
+  const written = await b.popup.evaluate(damagePiece, { infoHash: torrent.infoHash, piece });
+  assert.equal(written, pieceLength);
+  assert.notEqual(await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece }), sha1Hex(torrent.pieces[piece]));
+  const before = await view(b, id);
+  const served = (await server.stats()).bytes_served;
+
+  await saveAndCheck(b, 'damaged.bin', sha256(data));
+
+  const after = await until(
+    async () => {
+      const v = await view(b, id);
+      return v.state === 'complete' && v.damaged === 0 ? v : null;
+    },
+    { timeoutMs: 60_000, what: 'the download to be complete again' },
+  );
+  const refetched = (await server.stats()).bytes_served - served;
+  console.log(
+    `piece ${piece} damaged in IndexedDB: saving fetched it again, the server's web seed served ${refetched} bytes ` +
+      `(a piece is ${pieceLength}), the transfer's bytes from the server went ${before.fromServer} -> ${after.fromServer}`,
+  );
+  assert.ok(refetched >= pieceLength && refetched < 2 * pieceLength, `about one piece served again: ${refetched}`);
+  assert.equal(after.fromServer - before.fromServer, pieceLength, 'the transfer fetched one piece again');
+  assert.equal(
+    await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece }),
+    sha1Hex(torrent.pieces[piece]),
+    'the piece stored again is the right one',
+  );
+});
+
+test('a damaged stored piece is never served to a peer: the seeding download fetches it again and the peer completes intact', {
+  timeout: 360_000,
+}, async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const pieceLength = 256 * 1024;
+  const data = randomBytes(12 * 1024 * 1024 + 4321);
+  const torrent = torrentOf('served.bin', data, pieceLength);
+  await onServer(server, torrent);
+  const a = await receiver(t, server);
+  const aid = await open(a, `${server.url}/b/${torrent.infoHash}`);
+  await until(async () => (await view(a, aid)).state === 'complete', { timeoutMs: 120_000, what: "A's download to complete" });
+  const piece = 23;
+  await a.popup.evaluate(damagePiece, { infoHash: torrent.infoHash, piece });
+  // A new engine host: nothing of the download is in its memory, every
+  // piece served to a peer is read back from IndexedDB.
+  await a.popup.evaluate(() => chrome.offscreen.closeDocument());
+  await until(async () => (await view(a, aid)).state === 'complete', { timeoutMs: 60_000, what: "A's download to come back" });
+  const served = (await server.stats()).bytes_served;
+
+  // B knows only the info hash: the metadata and every byte come from A.
+  const b = await receiver(t, server);
+  const page = await b.context.newPage();
+  await page.goto(`${b.base}bundle.html?magnet=${encodeURIComponent(`magnet:?xt=urn:btih:${torrent.infoHash}&dn=served.bin`)}`);
+  await page.waitForURL(/bundle\.html\?id=/, { timeout: 60_000 });
+  b.bundlePage = page;
+  const bid = new URL(page.url()).searchParams.get('id');
+  const got = await until(async () => ((await view(b, bid)).state === 'complete' ? view(b, bid) : null), {
+    timeoutMs: 180_000,
+    what: "B's download from A to complete",
+  });
+  const refetched = (await server.stats()).bytes_served - served;
+  const av = await view(a, aid);
+  console.log(
+    `piece ${piece} damaged in A's IndexedDB: B got ${got.fromPeers} bytes from peers and ${got.fromServer} from the server; ` +
+      `A fetched ${refetched} bytes again from the server's web seed, and is ${av.state}`,
+  );
+  assert.equal(got.fromServer, 0, 'B downloaded from A only');
+  assert.ok(refetched >= pieceLength && refetched < 2 * pieceLength, `A fetched about one piece again: ${refetched}`);
+  assert.equal(
+    await a.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece }),
+    sha1Hex(torrent.pieces[piece]),
+    "A's piece stored again is the right one",
+  );
+  await saveAndCheck(b, 'served.bin', sha256(data));
+});

@@ -197,6 +197,8 @@ export class Transfers {
       upload: live?.net?.upload ?? r.upload ?? null,
       limits: limitsOf(r),
       diskFull: r.diskFull === true,
+      // Pieces that read back wrong from storage and are being fetched again.
+      damaged: r.role === 'receive' ? (net?.damaged ?? 0) : 0,
       freed: r.freed === true,
       infoHash: r.infoHash ?? null,
       link: r.link ?? null,
@@ -262,8 +264,11 @@ export class Transfers {
       // A save file written from the stored pieces, one piece in memory at a time.
       const index = r.files.findIndex((f) => f.path === path);
       if (index < 0) throw new Error(`No file ${path} in this bundle.`);
-      const t = this.#net.figures(r.infoHash)?.files?.find((f) => f.index === index);
-      if (t && !t.complete) throw new Error('This file has not been downloaded yet.');
+      const figures = this.#net.figures(r.infoHash);
+      const t = figures?.files?.find((f) => f.index === index);
+      // A file missing only pieces that read back wrong is saved: the save
+      // waits for them to be fetched again.
+      if (t && !t.complete && !(figures?.progress?.damaged > 0)) throw new Error('This file has not been downloaded yet.');
       return this.#net.fileBlob(r.infoHash, index, r.files[index].type);
     }
     const files = this.#live.get(id)?.files;
@@ -752,15 +757,21 @@ export class Transfers {
    * reads as it did (null: none).
    */
   async #checkRunning(r, live, otherwise) {
-    if (live.checkingRunning) return;
+    if (live.checkingRunning) {
+      // A piece reported damaged meanwhile is looked at once this check ends.
+      if (live.damaged?.size) live.recheck = true;
+      return;
+    }
     live.checkingRunning = true;
     try {
+      if (!live.files) return;
       const blobs = new Map(live.files.filter((f) => !f.manifest).map((f) => [f.parts.join('/'), f.blob]));
       const changed = [];
       for (const w of this.#dataFiles(r)) {
         const blob = blobs.get(w.path);
         if (!blob || blob.size !== w.length || !(await stillReadable(blob))) changed.push(w.path);
       }
+      if (!changed.length && live.damaged?.size) changed.push(...(await this.#damagedFiles(r, live, blobs)));
       if (!changed.length) {
         if (otherwise) {
           r.error = otherwise;
@@ -772,10 +783,44 @@ export class Transfers {
       live.files = null;
       await this.#net.remove(r.infoHash, false).catch((err) => console.warn('swarmdrop:', err));
       r.needsFilesFor = S.SHARING;
+      live.damaged = null;
       await this.#changed(r, changed);
     } finally {
       live.checkingRunning = false;
+      if (live.recheck) {
+        live.recheck = false;
+        this.#checkRunning(r, live, null).catch((err) => this.#fail(r, err));
+      }
     }
+  }
+
+  /**
+   * The files of a running send behind pieces that read back with the wrong
+   * SHA-1 (a file changed with its size and date kept, which Chrome's own
+   * check of a File misses): the pieces of the files those pieces touch are
+   * hashed to name the changed ones; when that names none, the files the
+   * pieces touch are named.
+   */
+  async #damagedFiles(r, live, blobs) {
+    const layout = this.#dataFiles(r);
+    const { pieceLength } = r;
+    const touches = (w, p) => w.length > 0 && w.offset < (p + 1) * pieceLength && w.offset + w.length > p * pieceLength;
+    const pieces = [...live.damaged];
+    const suspect = new Set(layout.flatMap((w, i) => (pieces.some((p) => touches(w, p)) ? [i] : [])));
+    const manifest = live.files.find((f) => f.manifest)?.blob;
+    let found = [];
+    if (r.pieceHashes && manifest) {
+      found = await changedFiles({
+        layout,
+        manifest,
+        files: layout.map((w) => blobs.get(w.path)),
+        suspect,
+        pieceHashes: r.pieceHashes,
+        pieceLength,
+        signal: live.abort.signal,
+      });
+    }
+    return found.length ? found : [...suspect].sort((a, b) => a - b).map((i) => layout[i].path);
   }
 
   /**
@@ -907,6 +952,18 @@ export class Transfers {
           }
         } else if (event.upload?.phase === 'done') {
           save = true;
+        }
+        break;
+      case 'pieceDamaged':
+        if (r.role === 'receive' && r.state === S.COMPLETE) {
+          // The engine fetches it again: not complete until it is stored.
+          r.state = S.DOWNLOADING;
+          save = true;
+        } else if (r.role === 'send' && r.state === S.SHARING && live.files) {
+          // A piece of the files is not what the bundle was made from: the
+          // file changed, and is named.
+          (live.damaged ??= new Set()).add(event.piece);
+          this.#checkRunning(r, live, null).catch((err) => this.#fail(r, err));
         }
         break;
       case 'error':

@@ -62,6 +62,11 @@ function render() {
     // A paused download's full disk, an upload or transfer failure.
     if (!$('message').textContent.startsWith('Saved')) message(bundle.error, true);
     shownError = bundle.error;
+  } else if (bundle.damaged > 0) {
+    // Pieces that read back wrong: a save in progress waits for them.
+    const n = bundle.damaged;
+    shownError = n === 1 ? '1 damaged piece is being fetched again.' : `${n} damaged pieces are being fetched again.`;
+    message(shownError);
   } else if ($('message').textContent.startsWith('Fetching the list') || (shownError && $('message').textContent === shownError)) {
     message(null);
     shownError = null;

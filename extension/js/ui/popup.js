@@ -229,6 +229,11 @@ function makeCard(t) {
   return c;
 }
 
+/** What the user reads about pieces that read back wrong and are fetched again. */
+function damagedText(n) {
+  return n === 1 ? '1 damaged piece is being fetched again' : `${n} damaged pieces are being fetched again`;
+}
+
 function update(c, t) {
   c.name.textContent = t.name;
   c.name.title = t.name;
@@ -279,6 +284,7 @@ function update(c, t) {
       ? 'Done · space freed, not seeding'
       : `Done · seeding${t.peers ? ` to ${t.peers} peer${t.peers === 1 ? '' : 's'}` : ''} · keep it, or free the space once saved`;
   }
+  if (t.damaged > 0) progress += ` · ${damagedText(t.damaged)}`;
   c.free.hidden = !(t.role === 'receive' && t.state === S.COMPLETE && !t.freed);
   c.progress.textContent = progress;
   c.eta.replaceChildren(t.eta !== null && t.state !== S.PAUSED ? `${fmt.duration(t.eta)} left` : '');
