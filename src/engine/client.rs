@@ -1202,6 +1202,49 @@ mod tests {
     }
 
     #[test]
+    fn a_piece_damaged_input_reaches_its_bundle_and_an_unknown_bundle_is_ignored() {
+        // The glue's report of a piece read back wrong clears the bundle's
+        // have-bit (the UI hears of it); one for another bundle is dropped.
+        let mut c = client();
+        let a = torrent("a");
+        c.handle_input(at(0), add(&a)).unwrap();
+        drain(&mut c);
+        let other = torrent("other").info_hash;
+        c.handle_input(
+            at(1),
+            Input::PieceDamaged {
+                info_hash: other,
+                piece: 0,
+            },
+        )
+        .unwrap();
+        assert!(drain(&mut c).is_empty());
+        c.handle_input(
+            at(1),
+            Input::PieceDamaged {
+                info_hash: a.info_hash,
+                piece: 1,
+            },
+        )
+        .unwrap();
+        let out = drain(&mut c);
+        assert!(out.contains(&Output::Event(Event::PieceDamaged {
+            info_hash: a.info_hash,
+            piece: 1
+        })));
+        let progress = out.iter().rev().find_map(|o| match o {
+            Output::Event(Event::Progress(p)) => Some(p.clone()),
+            _ => None,
+        });
+        let l = a.info.lengths;
+        let lost = u64::from(l.piece_len(l.validate_piece(1).unwrap()));
+        assert_eq!(
+            progress.map(|p| (p.damaged, p.have_bytes)),
+            Some((1, l.total_length() - lost))
+        );
+    }
+
+    #[test]
     fn a_seed_alone_keeps_the_regular_interval() {
         let mut c = client();
         let a = torrent("a");
