@@ -292,6 +292,7 @@ impl Source<'_> {
     /// needs no second try from the user.
     async fn span(&self, span: &FileSpan) -> Result<Uint8Array, NetError> {
         let mut refetched = 0;
+        let mut reread = false;
         loop {
             let e = match span_bytes(
                 self.storage,
@@ -318,6 +319,12 @@ impl Source<'_> {
                 });
             }
             let Some(stored) = (self.refetch)(span.piece, damaged) else {
+                if !damaged && !reread {
+                    // Missing a moment ago, ours now: a piece fetched again
+                    // was stored in between. Read it once more.
+                    reread = true;
+                    continue;
+                }
                 return Err(e);
             };
             refetched += 1;
