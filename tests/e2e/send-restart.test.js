@@ -86,7 +86,10 @@ const onServer = async (server, infoHash) => (await fetch(`${server.url}/api/bun
 
 test('a send made peer-to-peer only stays so after a restart, though the settings now say to upload', { timeout: 300_000 }, async (t) => {
   const server = await startServer();
-  t.after(() => server.stop());
+  t.after(() => {
+    server.stop();
+    rmSync(server.dataDir, { recursive: true, force: true });
+  });
   const dir = tempDir('send-choice-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const files = await randomFiles(dir, [3 * 1024 * 1024 + 17]);
@@ -136,6 +139,7 @@ test('after a restart the popup shows the upload as resuming until the server an
   t.after(() => {
     if (held) hold(false);
     server.stop();
+    rmSync(server.dataDir, { recursive: true, force: true });
   });
   const dir = tempDir('send-figures-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
