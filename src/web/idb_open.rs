@@ -26,6 +26,9 @@ pub const BLOCKED_WAIT_MS: u32 = 10_000;
 /// How long opening may take at all (the upgrade steps included).
 pub const OPEN_WAIT_MS: u32 = 60_000;
 
+/// The name given to the rejection of an open that met a newer version.
+const NEWER: &str = "VersionError";
+
 /// The upgrade steps of a database: called inside the upgrade transaction
 /// with the database and the version it had (0 when new).
 pub type UpgradeSteps = fn(&IdbDatabase, u32) -> Result<(), JsValue>;
@@ -65,7 +68,8 @@ fn reject_with(reject: &Function, text: String) {
 }
 
 /// Opens `name` at `version`, running `steps` when the database is older,
-/// and returns the connection. The connection closes itself on
+/// and returns the connection. A database at a newer version fails with
+/// [`NetError::NewerSchema`]. The connection closes itself on
 /// `versionchange`, so that it never blocks a later upgrade or delete.
 pub async fn open(name: &str, version: u32, steps: UpgradeSteps) -> Result<IdbDatabase, NetError> {
     let request = factory()?
@@ -128,7 +132,9 @@ pub async fn open(name: &str, version: u32, steps: UpgradeSteps) -> Result<IdbDa
             let reject = reject.clone();
             let name = name.clone();
             Closure::once_into_js(move || {
-                let text = match request.error() {
+                let error = request.error();
+                let newer = matches!(&error, Ok(Some(e)) if e.name() == "VersionError");
+                let text = match error {
                     Ok(Some(e)) if e.name() == "VersionError" => format!(
                         "{name} has a newer version than {version}: it was written by a newer \
                          Swarmdrop (update the extension)"
@@ -138,7 +144,11 @@ pub async fn open(name: &str, version: u32, steps: UpgradeSteps) -> Result<IdbDa
                 };
                 warn(&text);
                 if settled.claim() {
-                    reject_with(&reject, text);
+                    let error = js_sys::Error::new(&text);
+                    if newer {
+                        error.set_name(NEWER);
+                    }
+                    let _ = reject.call1(&JsValue::NULL, &error);
                 }
             })
         };
@@ -187,9 +197,16 @@ pub async fn open(name: &str, version: u32, steps: UpgradeSteps) -> Result<IdbDa
         })
         .forget();
     });
-    let value = JsFuture::from(promise)
-        .await
-        .map_err(|e| NetError::Storage(js_message_only(&e)))?;
+    let value = JsFuture::from(promise).await.map_err(|e| {
+        let newer = Reflect::get(&e, &"name".into())
+            .ok()
+            .and_then(|n| n.as_string());
+        if newer.as_deref() == Some(NEWER) {
+            NetError::NewerSchema(js_message_only(&e))
+        } else {
+            NetError::Storage(js_message_only(&e))
+        }
+    })?;
     value
         .dyn_into::<IdbDatabase>()
         .map_err(|_| NetError::Storage(format!("opening {name} gave no database")))

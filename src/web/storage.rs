@@ -8,7 +8,7 @@
 //!
 //! | store     | key                        | value                                  |
 //! |-----------|----------------------------|----------------------------------------|
-//! | `bundles` | `id` (in the record)       | the transfer record the engine host keeps: metainfo (`.torrent` bytes or magnet), role, state, file list and selection, the bundle's own caps (`limits: {uploadKBps, downloadKBps}`, 0 for none), statistics |
+//! | `bundles` | `id` (in the record)       | the transfer record the engine host keeps: metainfo (`.torrent` bytes or magnet), role, state, file list and selection, the bundle's own caps (`limits: {uploadKBps, downloadKBps}`, 0 for none), a send's choice to upload to the server (`uploadToServer`), its last upload figures (`upload`), statistics |
 //! | `handles` | `id` (in the record)       | `{id, handles}`: a send's file system handles, where the browser has them |
 //! | `pieces`  | `[info hash hex, piece]`   | the piece, a `Blob`                    |
 //! | `have`    | info hash hex              | `{pieces: n, bits: Uint8Array}` (BEP 3 order) |
@@ -23,18 +23,25 @@
 //!   copy and the delete copies nothing twice. The pieces never move (they
 //!   can be gigabytes).
 //!
-//! Records are schemaless values: a field added to them (such as `limits`,
-//! which records written before it lack and the host reads as "no cap")
-//! needs no version. A new version is for stores, keys and indexes, and for
-//! rewriting records: it adds its step to `upgrade_steps` (run inside
-//! IndexedDB's upgrade, so only store changes) or to [`Storage::open`]
-//! after it (copies and rewrites), and a line above.
+//! Records are schemaless values: a field added to them needs no version
+//! (`limits`, which records written before it lack and the host reads as
+//! "no cap"; `uploadToServer`, which the host reads for older sends as "if
+//! it had begun to upload", else the settings). A new version is for
+//! stores, keys and indexes, and for rewriting records: it adds its step to
+//! `upgrade_steps` (run inside IndexedDB's upgrade, so only store changes)
+//! or to [`Storage::open`] after it (copies and rewrites), and a line above.
 //!
 //! An upgrade waits for every other connection to the database to close.
-//! Every connection opened here closes itself on `versionchange`; one that
-//! does not (another context, an older build still running) makes opening
+//! Every connection opened here closes itself on `versionchange`, and the
+//! next operation opens the database again (a database another build
+//! upgraded past [`SCHEMA_VERSION`] meanwhile fails with a message telling
+//! the user to reload the extension). A connection that does not close
+//! (another context, an older build still running) makes opening
 //! fail after a bounded wait with an error saying so (`idb_open.rs`), which
 //! the popup shows, instead of a host that never answers.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode};
@@ -83,10 +90,12 @@ pub struct PieceToStore {
     pub data: std::rc::Rc<Vec<u8>>,
 }
 
-/// The open database.
+/// The open database: one connection per context, shared by every clone of
+/// this handle. Another context's upgrade or delete closes it
+/// (`versionchange`); the next operation then opens it again.
 #[derive(Clone)]
 pub struct Storage {
-    db: std::rc::Rc<Rexie>,
+    db: Rc<RefCell<Rc<Rexie>>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -177,25 +186,8 @@ impl Storage {
         if let Some(open) = OPEN.with(|o| o.borrow().clone()) {
             return Ok(open);
         }
-        // The upgrade runs here, bounded in time; rexie then opens the
-        // database at its current version (nothing left to upgrade, so
-        // nothing can block it). Its connection closes itself on
-        // `versionchange`, as this one does.
-        idb_open::open(DB_NAME, SCHEMA_VERSION, upgrade_steps)
-            .await?
-            .close();
-        let db = Rexie::builder(DB_NAME)
-            .version(SCHEMA_VERSION)
-            .add_object_store(ObjectStore::new(BUNDLES).key_path(RECORD_KEY))
-            .add_object_store(ObjectStore::new(HANDLES).key_path(RECORD_KEY))
-            .add_object_store(ObjectStore::new(PIECES))
-            .add_object_store(ObjectStore::new(HAVE))
-            .add_object_store(ObjectStore::new(UPLOADS))
-            .build()
-            .await
-            .map_err(storage_error)?;
         let storage = Storage {
-            db: std::rc::Rc::new(db),
+            db: Rc::new(RefCell::new(Rc::new(connect().await?))),
         };
         storage.migrate_legacy_records().await?;
         // Two first calls may race: both connections work, the first is kept.
@@ -241,9 +233,8 @@ impl Storage {
         old.close();
         let (bundles, handles) = read?;
         let tx = self
-            .db
             .transaction(&[BUNDLES, HANDLES], TransactionMode::ReadWrite)
-            .map_err(storage_error)?;
+            .await?;
         for (name, records) in [(BUNDLES, bundles), (HANDLES, handles)] {
             let store = tx.store(name).map_err(storage_error)?;
             for record in records {
@@ -279,12 +270,51 @@ impl Storage {
         Ok(())
     }
 
+    /// A transaction on `stores`. When another context's upgrade or delete
+    /// closed the connection (`versionchange`), the database is opened again
+    /// first, through the same bounded open as at the start; a database
+    /// upgraded past [`SCHEMA_VERSION`] meanwhile fails with
+    /// [`NetError::NewerSchema`], telling the user to reload.
+    async fn transaction(
+        &self,
+        stores: &[&str],
+        mode: TransactionMode,
+    ) -> Result<rexie::Transaction, NetError> {
+        let db = self.db.borrow().clone();
+        match db.transaction(stores, mode) {
+            Ok(tx) => return Ok(tx),
+            Err(e) if !is_closed(&e) => return Err(storage_error(e)),
+            Err(_) => {}
+        }
+        web_sys::console::info_1(&JsValue::from_str(&format!(
+            "swarmdrop: {DB_NAME} was closed by another context's upgrade or delete; opening it again"
+        )));
+        let fresh = connect().await.map_err(|e| match e {
+            NetError::NewerSchema(_) => NetError::NewerSchema(format!(
+                "another Swarmdrop page upgraded {DB_NAME} past version {SCHEMA_VERSION}, the one \
+                 this Swarmdrop knows, and closed this engine's connection to it: reload the \
+                 extension (or restart the browser) so that one Swarmdrop runs"
+            )),
+            other => other,
+        })?;
+        let current = {
+            let mut slot = self.db.borrow_mut();
+            if Rc::ptr_eq(&slot, &db) {
+                *slot = Rc::new(fresh);
+            } else {
+                // Another operation opened it again meanwhile: keep that one.
+                fresh.close();
+            }
+            slot.clone()
+        };
+        current.transaction(stores, mode).map_err(storage_error)
+    }
+
     /// Every bundle record.
     pub async fn records(&self) -> Result<Vec<JsValue>, NetError> {
         let tx = self
-            .db
             .transaction(&[BUNDLES], TransactionMode::ReadOnly)
-            .map_err(storage_error)?;
+            .await?;
         tx.store(BUNDLES)
             .map_err(storage_error)?
             .get_all(None, None)
@@ -295,9 +325,8 @@ impl Storage {
     /// One record of `bundles` or `handles` by its id.
     async fn record_in(&self, store: &str, id: &str) -> Result<Option<JsValue>, NetError> {
         let tx = self
-            .db
             .transaction(&[store], TransactionMode::ReadOnly)
-            .map_err(storage_error)?;
+            .await?;
         tx.store(store)
             .map_err(storage_error)?
             .get(JsValue::from_str(id))
@@ -323,9 +352,8 @@ impl Storage {
             return Err(NetError::Argument("a record needs a string id".into()));
         }
         let tx = self
-            .db
             .transaction(&[store], TransactionMode::ReadWrite)
-            .map_err(storage_error)?;
+            .await?;
         tx.store(store)
             .map_err(storage_error)?
             .put(record, None)
@@ -339,9 +367,8 @@ impl Storage {
     /// see [`Storage::delete_bundle`]).
     pub async fn delete_record(&self, id: &str) -> Result<(), NetError> {
         let tx = self
-            .db
             .transaction(&[BUNDLES, HANDLES], TransactionMode::ReadWrite)
-            .map_err(storage_error)?;
+            .await?;
         for store in [BUNDLES, HANDLES] {
             tx.store(store)
                 .map_err(storage_error)?
@@ -371,9 +398,8 @@ impl Storage {
     /// was freed).
     pub async fn piece_count(&self, info_hash: InfoHash) -> Result<u32, NetError> {
         let tx = self
-            .db
             .transaction(&[PIECES], TransactionMode::ReadOnly)
-            .map_err(storage_error)?;
+            .await?;
         tx.store(PIECES)
             .map_err(storage_error)?
             .count(Some(bundle_pieces(info_hash)?))
@@ -400,9 +426,9 @@ impl Storage {
             blobs.push(blob);
         }
         let tx = self
-            .db
             .transaction(&[PIECES, HAVE], TransactionMode::ReadWrite)
-            .map_err(failure)?;
+            .await
+            .map_err(|e| StoreFailure::Other(e.to_string()))?;
         let pieces = tx.store(PIECES).map_err(failure)?;
         let have = tx.store(HAVE).map_err(failure)?;
         for (p, blob) in batch.iter().zip(&blobs) {
@@ -485,10 +511,7 @@ impl Storage {
     /// The have-bitfield recorded for a bundle (empty when none, or when the
     /// record does not fit the bundle).
     pub async fn have(&self, info_hash: InfoHash, num_pieces: u32) -> Result<Bitfield, NetError> {
-        let tx = self
-            .db
-            .transaction(&[HAVE], TransactionMode::ReadOnly)
-            .map_err(storage_error)?;
+        let tx = self.transaction(&[HAVE], TransactionMode::ReadOnly).await?;
         let have = tx.store(HAVE).map_err(storage_error)?;
         let value = have
             .get(bundle_key(info_hash))
@@ -503,9 +526,8 @@ impl Storage {
     /// The stored Blob of a piece.
     pub async fn piece_blob(&self, info_hash: InfoHash, piece: u32) -> Result<Blob, NetError> {
         let tx = self
-            .db
             .transaction(&[PIECES], TransactionMode::ReadOnly)
-            .map_err(storage_error)?;
+            .await?;
         let store = tx.store(PIECES).map_err(storage_error)?;
         let value = store
             .get(piece_key(info_hash, piece))
@@ -548,9 +570,8 @@ impl Storage {
     /// Deletes a bundle's pieces and have-bitfield.
     pub async fn delete_bundle(&self, info_hash: InfoHash) -> Result<(), NetError> {
         let tx = self
-            .db
             .transaction(&[PIECES, HAVE, UPLOADS], TransactionMode::ReadWrite)
-            .map_err(storage_error)?;
+            .await?;
         let range = bundle_pieces(info_hash)?;
         tx.store(PIECES)
             .map_err(storage_error)?
@@ -578,9 +599,8 @@ impl Storage {
         server: &str,
     ) -> Result<Option<String>, NetError> {
         let tx = self
-            .db
             .transaction(&[UPLOADS], TransactionMode::ReadOnly)
-            .map_err(storage_error)?;
+            .await?;
         let value = tx
             .store(UPLOADS)
             .map_err(storage_error)?
@@ -611,9 +631,8 @@ impl Storage {
         let _ = Reflect::set(&record, &"server".into(), &JsValue::from_str(server));
         let _ = Reflect::set(&record, &"token".into(), &JsValue::from_str(token));
         let tx = self
-            .db
             .transaction(&[UPLOADS], TransactionMode::ReadWrite)
-            .map_err(storage_error)?;
+            .await?;
         tx.store(UPLOADS)
             .map_err(storage_error)?
             .put(&record, Some(&bundle_key(info_hash)))
@@ -667,6 +686,41 @@ async fn database_may_exist(name: &str) -> bool {
         }))
     };
     list.await.unwrap_or(true)
+}
+
+/// Opens (creating or upgrading) [`DB_NAME`] at [`SCHEMA_VERSION`].
+async fn connect() -> Result<Rexie, NetError> {
+    // The upgrade runs here, bounded in time; rexie then opens the
+    // database at its current version (nothing left to upgrade, so
+    // nothing can block it). Its connection closes itself on
+    // `versionchange`, as this one does.
+    idb_open::open(DB_NAME, SCHEMA_VERSION, upgrade_steps)
+        .await?
+        .close();
+    Rexie::builder(DB_NAME)
+        .version(SCHEMA_VERSION)
+        .add_object_store(ObjectStore::new(BUNDLES).key_path(RECORD_KEY))
+        .add_object_store(ObjectStore::new(HANDLES).key_path(RECORD_KEY))
+        .add_object_store(ObjectStore::new(PIECES))
+        .add_object_store(ObjectStore::new(HAVE))
+        .add_object_store(ObjectStore::new(UPLOADS))
+        .build()
+        .await
+        .map_err(storage_error)
+}
+
+/// Whether a transaction could not start because the connection is closed
+/// (an `InvalidStateError`: `versionchange` closed it).
+fn is_closed(e: &rexie::Error) -> bool {
+    match e {
+        rexie::Error::IdbError(idb::Error::TransactionOpenFailed(v)) => {
+            Reflect::get(v, &"name".into())
+                .ok()
+                .and_then(|n| n.as_string())
+                .is_some_and(|n| n == "InvalidStateError")
+        }
+        _ => false,
+    }
 }
 
 /// A storage error as the engine sees it: a full disk, or anything else.

@@ -20,14 +20,12 @@
 //
 // The two restart tests move the issue's 300 MB.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { ws as WebSocket } from 'playwright-core/lib/utilsBundle';
-import { DISABLED_FEATURES, chromiumLog, launchChromium } from './lib/chromium.js';
+import { launchBrowser, launchChromium, unpackedId } from './lib/chromium.js';
 import { SCREENSHOTS, builtExtension } from './lib/paths.js';
 import {
   ISSUE_BUNDLE_BYTES,
@@ -54,99 +52,38 @@ function call(page, type, fields = {}) {
 const SETTINGS = { trackers: [], uploadLimitKBps: 0, downloadLimitKBps: 0, dropZone: true, uploadToServer: true };
 
 /**
- * Starts Chromium ourselves (so that its process group can be killed) on the
- * profile `profile`, and connects Playwright to it over CDP. The first start
- * of a profile sets its download folder.
+ * Starts Chromium as a process of our own (lib/chromium.js, so that its
+ * process group can be killed) on the profile `profile`. The first start of
+ * a profile sets its download folder. No page of the extension is opened
+ * here, nor is its worker waited for: after a restart, what runs must run
+ * by itself.
  */
 async function startChromium(label, profile, downloads, { keepFileAccess = false } = {}) {
-  mkdirSync(join(profile, 'Default'), { recursive: true });
-  if (!existsSync(join(profile, 'Default/Preferences'))) {
-    const prefs = { download: { default_directory: downloads, prompt_for_download: false } };
-    if (keepFileAccess) {
-      // What Chrome records when the user answers its file access prompt
-      // with "Allow on every visit": grants to files outlive a restart.
-      const origin = `chrome-extension://${unpackedId(extension)},*`;
-      prefs.profile = {
-        content_settings: {
-          exceptions: { file_system_access_extended_permission: { [origin]: { setting: 1 } } },
+  // What Chrome records when the user answers its file access prompt with
+  // "Allow on every visit": grants to files outlive a restart.
+  const preferences = keepFileAccess
+    ? {
+        profile: {
+          content_settings: {
+            exceptions: { file_system_access_extended_permission: { [`chrome-extension://${unpackedId(extension)},*`]: { setting: 1 } } },
+          },
         },
-      };
-    }
-    writeFileSync(join(profile, 'Default/Preferences'), JSON.stringify(prefs));
-  }
-  const child = spawn(
-    process.env.CHROMIUM ?? '/usr/bin/chromium',
-    [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--no-default-browser-check',
-      '--remote-debugging-port=0',
-      '--enable-logging',
-      `--log-file=${chromiumLog(profile)}`,
-      `--user-data-dir=${profile}`,
-      `--disable-extensions-except=${extension}`,
-      `--load-extension=${extension}`,
-      `--disable-features=${DISABLED_FEATURES.join(',')}`,
-      'about:blank',
-    ],
-    { detached: true, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  const ws = await new Promise((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`${label}: Chromium did not start: ${err.slice(-2000)}`)), 60_000);
-    child.stderr.on('data', (d) => {
-      err += d;
-      const m = /DevTools listening on (ws:\/\/\S+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
       }
-    });
-    child.once('exit', (code) => reject(new Error(`${label}: Chromium exited with ${code}: ${err.slice(-2000)}`)));
-  });
-  child.stderr.resume();
-  const browser = await chromium.connectOverCDP(ws);
-  const context = browser.contexts()[0];
-  // No page of the extension is opened here, nor is its worker waited for:
-  // after a restart, what runs must run by itself.
-  const base = `chrome-extension://${unpackedId(extension)}/`;
-  const cdp = await browser.newBrowserCDPSession();
-  await cdp.send('Browser.setDownloadBehavior', { behavior: 'default' });
-  const b = { label, profile, downloads, child, browser, context, base, cdp, ws };
-  b.exited = new Promise((r) => child.once('exit', r));
+    : {};
+  const b = await launchBrowser({ extension, label, profile, downloads, preferences, ownProcess: true, waitForWorker: false });
+  Object.assign(b, { label, downloads });
   open.push(b);
   return b;
 }
 
-/** Chrome's id of an unpacked extension: its absolute path's SHA-256, in letters a to p. */
-function unpackedId(dir) {
-  const hex = createHash('sha256').update(realpathSync(dir)).digest('hex').slice(0, 32);
-  return [...hex].map((c) => String.fromCharCode(97 + parseInt(c, 16))).join('');
-}
-
 /** SIGKILL to the browser's whole process group: a crash, not a close. */
 async function killChromium(b) {
-  process.kill(-b.child.pid, 'SIGKILL');
-  await b.exited;
-  // Children that left the group (none expected) would keep the profile locked.
-  await new Promise((r) => setTimeout(r, 500));
+  await b.kill();
   open.splice(open.indexOf(b), 1);
-  await b.browser.close().catch(() => {});
 }
 
 async function closeChromium(b) {
-  await b.browser.close().catch(() => {});
-  try {
-    process.kill(-b.child.pid, 'SIGKILL');
-  } catch {
-    // gone already
-  }
-  await b.exited;
+  await b.close();
   const i = open.indexOf(b);
   if (i >= 0) open.splice(i, 1);
 }

@@ -12,6 +12,30 @@ export async function call(type, fields = {}) {
   return unwrap(reply, type);
 }
 
+/**
+ * How long a page of the UI waits for the engine before saying that it is not
+ * answering. Longer than the engine host's own 10 s wait for a database
+ * upgrade another page blocks (BLOCKED_WAIT_MS in src/web/idb_open.rs), so
+ * that a host which can say what is wrong says it first.
+ */
+export const SILENT_MS = 15_000;
+
+/** What the UI says when the engine has not answered within SILENT_MS. */
+export const SILENT_TEXT =
+  'The Swarmdrop engine is not answering. It may still be starting, or be stuck: try again, or reload the extension if it goes on.';
+
+/**
+ * `call(type, fields)`, calling `onSilent()` once if no answer has come
+ * within SILENT_MS. The returned promise still settles with the answer,
+ * however late it comes, so a page shows it when it lands.
+ */
+export function callNoting(type, fields, onSilent, silentMs = SILENT_MS) {
+  const timer = setTimeout(onSilent, silentMs);
+  const answer = call(type, fields);
+  answer.finally(() => clearTimeout(timer)).catch(() => {});
+  return answer;
+}
+
 /** Turns a `{ok, value | error}` reply into a value or a thrown Error. */
 export function unwrap(reply, type) {
   if (reply === undefined || reply === null) {

@@ -65,14 +65,17 @@ export class Network {
   /**
    * Starts sharing a bundle whose .torrent is made: seeding to peers and,
    * unless the user chose peer-to-peer only, uploading it to the server.
-   * @param {{torrent: Uint8Array, infoHash: string, paused?: boolean, limits?: object}} record
+   * @param {{torrent: Uint8Array, infoHash: string, uploadToServer?: boolean, upload?: object, paused?: boolean, limits?: object}} record
    * @param {{blob: Blob, parts: string[]}[]} files in torrent order
    */
   async send(record, files) {
     const host = await this.#swarm();
     if (this.has(record.infoHash)) return;
     const s = await this.#settings();
-    const upload = record.upload ?? s.uploadToServer !== false;
+    // The choice kept in the send's record; a record from before it was
+    // kept uploads if it had begun to (it has upload figures), else as the
+    // settings say.
+    const upload = typeof record.uploadToServer === 'boolean' ? record.uploadToServer : Boolean(record.upload) || s.uploadToServer !== false;
     await host.addSend(
       record.torrent,
       files.map((f) => ({ path: f.parts.join('/'), file: f.blob })),

@@ -194,7 +194,9 @@ export class Transfers {
       downloaded: r.stats.downloaded,
       fromServer: r.stats.fromServer,
       fromPeers: r.stats.fromPeers,
-      upload: live?.net?.upload ?? r.upload ?? null,
+      // Figures kept from before a restart are not current until the
+      // network reports again: the popup does not show them as live.
+      upload: live?.net?.upload ?? (r.upload ? { ...r.upload, current: false } : null),
       limits: limitsOf(r),
       diskFull: r.diskFull === true,
       // Pieces that read back wrong from storage and are being fetched again.
@@ -336,9 +338,13 @@ export class Transfers {
     const bundle = layout(entries);
     const id = crypto.randomUUID();
     const now = this.#now();
+    const settings = await this.#settings();
     const record = {
       id,
       role: 'send',
+      // The user's choice when the send was made, kept for its life (a
+      // restart included), whatever the settings say later.
+      uploadToServer: settings.uploadToServer !== false,
       state: S.HASHING,
       phase: 'thumbnails',
       name: bundle.name,

@@ -7,7 +7,7 @@ import { fetchFile, releaseFile } from '../common/channel.js';
 import { ext } from '../common/ext.js';
 import { kind } from '../common/filetypes.js';
 import * as fmt from '../common/format.js';
-import { call } from '../common/messages.js';
+import { SILENT_TEXT, call, callNoting } from '../common/messages.js';
 import * as S from '../common/states.js';
 import { copyText } from './clipboard.js';
 import { el, icon } from './icons.js';
@@ -23,21 +23,53 @@ let shownError = null;
 let lightboxBlob = null;
 
 function message(text, bad = false) {
+  delete $('message').dataset.silent;
   $('message').hidden = !text;
   $('message').className = bad ? 'bad' : '';
   $('message').textContent = text ?? '';
 }
 
+/** The number of the last bundle.get asked for, and of the last shown (an older answer is dropped). */
+let asked = 0;
+let shown = 0;
+
+/**
+ * Asks the engine host for the bundle and renders it, every second while it
+ * runs. A request not answered within SILENT_MS says so, with a way to ask
+ * again; its answer is still shown if it comes later.
+ */
 async function refresh() {
   clearTimeout(refreshTimer);
+  const mine = ++asked;
+  let answer;
   try {
-    bundle = await call('bundle.get', { id });
+    answer = await callNoting('bundle.get', { id }, engineSilent);
   } catch (err) {
+    if (mine < shown) return;
+    shown = mine;
     message(err.message, true);
     return;
   }
+  if (mine < shown) return;
+  shown = mine;
+  bundle = answer;
+  if ($('message').dataset.silent) message(null);
   render();
+  if (mine !== asked) return; // a request asked again over this one keeps the loop going
   if (S.isRunning(bundle.state) || bundle.state === S.PAUSED) refreshTimer = setTimeout(refresh, 1000);
+}
+
+/** The engine has not answered for SILENT_MS: say so, and offer to ask again. */
+function engineSilent() {
+  message(SILENT_TEXT, true);
+  $('message').dataset.silent = '1';
+  const again = el('button', { class: 'btn small', dataset: { action: 'retry' } }, 'Try again');
+  again.addEventListener('click', () => {
+    message('Asking the Swarmdrop engine again…');
+    $('message').dataset.silent = '1';
+    refresh();
+  });
+  $('message').append(' ', again);
 }
 
 function render() {

@@ -6,7 +6,7 @@ import { fetchHandles, reattachFiles, sendFiles } from '../common/channel.js';
 import { ext } from '../common/ext.js';
 import * as fmt from '../common/format.js';
 import { bundlePage } from '../common/links.js';
-import { call } from '../common/messages.js';
+import { SILENT_TEXT, call, callNoting } from '../common/messages.js';
 import { formatIceServers, getSettings, setSettings } from '../common/settings.js';
 import * as S from '../common/states.js';
 import { pickerInPopup } from '../platform/ui.js';
@@ -97,28 +97,57 @@ function notice(text, kind = '') {
 let refreshing = null;
 /** Whether the notice shows the engine's trouble (cleared once it answers again). */
 let engineTrouble = false;
+/** The number of the last list asked for, and of the last shown: an answer older than the one shown is dropped. */
+let asked = 0;
+let shown = 0;
 
-/** Asks the engine host for the list and renders it; one request at a time, then every REFRESH_MS. */
+/**
+ * Asks the engine host for the list and renders it; one request at a time,
+ * then every REFRESH_MS. A request not answered within SILENT_MS says so,
+ * with a way to ask again; its answer is still shown if it comes later.
+ */
 function refresh() {
   clearTimeout(refreshTimer);
-  refreshing ??= call('transfers.list')
+  if (refreshing) return refreshing;
+  const mine = ++asked;
+  const request = callNoting('transfers.list', {}, engineSilent)
     .then(
       (list) => {
+        if (mine < shown) return;
+        shown = mine;
         if (engineTrouble) notice(null);
         engineTrouble = false;
         render(list);
       },
       (err) => {
+        if (mine < shown) return;
         engineTrouble = true;
         notice(`Swarmdrop's engine is not answering: ${err.message}`);
       },
     )
     .finally(() => {
+      // A request asked again over this one keeps the loop going.
+      if (refreshing !== request) return;
       refreshing = null;
       clearTimeout(refreshTimer);
       refreshTimer = setTimeout(refresh, REFRESH_MS);
     });
-  return refreshing;
+  refreshing = request;
+  return request;
+}
+
+/** The engine has not answered for SILENT_MS: say so, and offer to ask again. */
+function engineSilent() {
+  engineTrouble = true;
+  notice(SILENT_TEXT);
+  const again = el('button', { class: 'btn small', dataset: { action: 'retry' } }, 'Try again');
+  again.addEventListener('click', () => {
+    notice('Asking the Swarmdrop engine again…', 'info');
+    // The request still out keeps running: whichever answers first is shown.
+    refreshing = null;
+    refresh();
+  });
+  $('notice').append(' ', again);
 }
 
 function render(list) {
@@ -253,7 +282,13 @@ function update(c, t) {
   } else if (t.role === 'send' && base === S.SHARING) {
     const up = t.upload;
     if (up && up.phase !== 'done' && up.phase !== 'failed') {
-      progress = `Uploading to the server · ${fmt.percent(up.bytesTotal > 0 ? up.bytesDone / up.bytesTotal : 0)}`;
+      const part = fmt.percent(up.bytesTotal > 0 ? up.bytesDone / up.bytesTotal : 0);
+      // Figures from before a restart, or an upload asking the server what
+      // it holds: no live percentage yet.
+      if (up.current === false) progress = `Resuming the upload to the server (it was at ${part})…`;
+      else if (up.phase === 'checking') progress = 'Resuming the upload: asking the server what it holds…';
+      else if (up.phase === 'creating') progress = 'Starting the upload to the server…';
+      else progress = `Uploading to the server · ${part}`;
     } else if (t.peers > 0) {
       progress = `Sharing with ${t.peers} peer${t.peers === 1 ? '' : 's'}${up?.phase === 'done' ? ' · on the server' : ''}`;
     } else {

@@ -31,6 +31,10 @@ pub enum NetError {
     /// IndexedDB failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// The database is at a newer schema version than this build knows
+    /// (a newer build upgraded it): the message says what the user can do.
+    #[error("{0}")]
+    NewerSchema(String),
     /// The browser refused an operation (a JavaScript exception).
     #[error("{0}")]
     Browser(String),

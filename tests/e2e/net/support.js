@@ -80,6 +80,8 @@ export async function startServer() {
     url,
     tracker: `ws://127.0.0.1:${port}/announce`,
     dataDir,
+    /** The server's process (a test may stop it with SIGSTOP to hold its answers). */
+    child,
     async stats() {
       return (await fetch(`${url}/api/stats`)).json();
     },

@@ -1,0 +1,202 @@
+// A send across a restart of the browser on the same profile, end to end in
+// Chromium with the built extension and the server on loopback:
+// - the "upload to the server" choice is the send's own, kept in its
+//   record: a send made peer-to-peer only does not upload after a restart,
+//   though the settings now say to;
+// - the upload figures saved before the restart are not shown as current:
+//   the popup says the upload is resuming until the server has answered
+//   (the server is held with SIGSTOP meanwhile), then the upload goes on
+//   from what the server holds and completes.
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { launchBrowser } from './lib/chromium.js';
+import { SCREENSHOTS, builtExtension } from './lib/paths.js';
+import { WORK, randomFiles, startServer, tempDir, testSettings, until } from './net/support.js';
+
+/** Runs the extension's message call in one of its pages. */
+function call(page, type, fields = {}) {
+  return page.evaluate(async ([type, fields]) => (await import('./js/common/messages.js')).call(type, fields), [type, fields]);
+}
+
+/** Chromium with the extension on `profile` (a fresh one if not given); its popup page. */
+async function start(t, label, profile) {
+  const b = await launchBrowser({ extension: builtExtension('chrome'), label, workDir: WORK, profile });
+  t.after(() => b.context.close().catch(() => {}));
+  b.context.on('weberror', (e) => console.log(`[${label}] ${e.error()}`));
+  const popup = await b.context.newPage();
+  await popup.setViewportSize({ width: 440, height: 640 });
+  await popup.goto(`${b.base}popup.html`);
+  b.popup = popup;
+  return b;
+}
+
+const setSettings = (page, settings) => page.evaluate((settings) => chrome.storage.local.set({ settings }), settings);
+
+/** Picks `files` in the popup; resolves to the send's view once it is shared. */
+async function send(b, files) {
+  await b.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
+  return until(
+    async () => (await call(b.popup, 'transfers.list')).find((x) => x.role === 'send' && x.state === 'sharing' && x.infoHash) ?? null,
+    { timeoutMs: 120_000, what: 'the send to be shared' },
+  );
+}
+
+/** After a restart: waits for the send to ask for its files, picks them again, and waits until it shares. */
+async function pickAgain(b, id, files) {
+  const waiting = await until(
+    async () => {
+      const v = await call(b.popup, 'transfer.get', { id }).catch(() => null);
+      return v?.state === 'needs-files' && v.access === 'pick' ? v : null;
+    },
+    { timeoutMs: 60_000, what: 'the send to ask for its files after the restart' },
+  );
+  await b.popup.locator(`article[data-id="${id}"] input[type=file]`).setInputFiles(files.map((f) => f.path));
+  await until(async () => (await call(b.popup, 'transfer.get', { id })).state === 'sharing', {
+    timeoutMs: 120_000,
+    what: 'the send to share again with the files picked again',
+  });
+  return waiting;
+}
+
+/** In an extension page: the record `id` as stored. */
+function storedRecord(page, id) {
+  return page.evaluate(
+    (id) =>
+      new Promise((resolve, reject) => {
+        const req = indexedDB.open('swarmdrop-engine');
+        req.onsuccess = () => {
+          const db = req.result;
+          db.onversionchange = () => db.close();
+          const get = db.transaction('bundles', 'readonly').objectStore('bundles').get(id);
+          get.onsuccess = () => {
+            db.close();
+            resolve(get.result ? { uploadToServer: get.result.uploadToServer, state: get.result.state } : null);
+          };
+          get.onerror = () => reject(get.error);
+        };
+        req.onerror = () => reject(req.error);
+      }),
+    id,
+  );
+}
+
+const onServer = async (server, infoHash) => (await fetch(`${server.url}/api/bundles/${infoHash}`)).status;
+
+test('a send made peer-to-peer only stays so after a restart, though the settings now say to upload', { timeout: 300_000 }, async (t) => {
+  const server = await startServer();
+  t.after(() => {
+    server.stop();
+    rmSync(server.dataDir, { recursive: true, force: true });
+  });
+  const dir = tempDir('send-choice-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const files = await randomFiles(dir, [3 * 1024 * 1024 + 17]);
+
+  const a = await start(t, 'choice');
+  await setSettings(a.popup, testSettings(server, { uploadToServer: false }));
+  const sent = await send(a, files);
+  assert.deepEqual(await storedRecord(a.popup, sent.id), { uploadToServer: false, state: 'sharing' });
+  await new Promise((r) => setTimeout(r, 2000));
+  assert.equal(await onServer(server, sent.infoHash), 404, 'nothing was uploaded before the restart');
+
+  // The user turns uploads on for the sends to come, then the browser restarts.
+  await setSettings(a.popup, testSettings(server, { uploadToServer: true }));
+  await a.context.close();
+  const again = await start(t, 'choice-again', a.profile);
+  t.after(() => rmSync(a.profile, { recursive: true, force: true }));
+  await pickAgain(again, sent.id, files);
+  // Long enough for an upload to have created the bundle on the server.
+  await new Promise((r) => setTimeout(r, 5000));
+  const v = await call(again.popup, 'transfer.get', { id: sent.id });
+  assert.equal(v.state, 'sharing');
+  assert.equal(v.upload, null, 'no upload figures: the send does not upload');
+  assert.equal(await onServer(server, sent.infoHash), 404, 'the server never got the bundle');
+  assert.equal((await storedRecord(again.popup, sent.id)).uploadToServer, false);
+
+  // A send made now follows the settings: it uploads.
+  const otherDir = tempDir('send-choice-later-');
+  t.after(() => rmSync(otherDir, { recursive: true, force: true }));
+  const other = await randomFiles(otherDir, [1024 * 1024 + 5]);
+  await again.popup.locator('#pick-files').setInputFiles(other.map((f) => f.path));
+  const uploaded = await until(
+    async () =>
+      (await call(again.popup, 'transfers.list')).find((x) => x.id !== sent.id && x.role === 'send' && x.upload?.phase === 'done') ??
+      null,
+    { timeoutMs: 120_000, what: 'a send made after the change to upload' },
+  );
+  assert.equal(await onServer(server, uploaded.infoHash), 200);
+});
+
+test('after a restart the popup shows the upload as resuming until the server answers, then it goes on', { timeout: 420_000 }, async (t) => {
+  const server = await startServer();
+  let held = false;
+  const hold = (on) => {
+    server.child.kill(on ? 'SIGSTOP' : 'SIGCONT');
+    held = on;
+  };
+  t.after(() => {
+    if (held) hold(false);
+    server.stop();
+    rmSync(server.dataDir, { recursive: true, force: true });
+  });
+  const dir = tempDir('send-figures-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const files = await randomFiles(dir, [160 * 1024 * 1024]);
+
+  const a = await start(t, 'figures');
+  await setSettings(a.popup, testSettings(server));
+  await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
+  // The server is held once part of the bundle is on it.
+  const sent = await until(
+    async () => {
+      const s = (await call(a.popup, 'transfers.list')).find((x) => x.role === 'send');
+      const up = s?.upload;
+      if (up?.phase === 'done') throw new Error('the upload ended before the server could be held');
+      if (up && up.bytesDone > 0) {
+        hold(true);
+        return s;
+      }
+      return null;
+    },
+    { timeoutMs: 180_000, everyMs: 20, what: 'part of the bundle to be on the server' },
+  );
+  // What the popup shows last before the restart (saved with the record).
+  await new Promise((r) => setTimeout(r, 2500));
+  const before = (await call(a.popup, 'transfer.get', { id: sent.id })).upload;
+  console.log(`held the server at ${before.bytesDone} of ${before.bytesTotal} bytes (${before.phase})`);
+  assert.equal(before.phase, 'uploading');
+  assert.ok(before.bytesDone > 0 && before.bytesDone < before.bytesTotal);
+  await a.context.close();
+
+  const again = await start(t, 'figures-again', a.profile);
+  t.after(() => rmSync(a.profile, { recursive: true, force: true }));
+  const waiting = await pickAgain(again, sent.id, files);
+  assert.equal(waiting.upload?.current, false, 'figures from before the restart are marked as not current');
+  // Sharing again; the upload asks the server what it holds, and waits.
+  const card = again.popup.locator(`article[data-id="${sent.id}"] .t-line span.grow`).first();
+  const resuming = 'Resuming the upload: asking the server what it holds…';
+  await until(async () => (await card.textContent()) === resuming, {
+    timeoutMs: 30_000,
+    what: `the popup to say "${resuming}" (it says "${await card.textContent()}")`,
+  });
+  for (let i = 0; i < 10; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await card.textContent(), resuming, 'no figures are shown as current while the server has not answered');
+  }
+  await again.popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'popup-upload-resuming.png') });
+
+  // The server answers: the upload goes on from what it holds, and completes.
+  hold(false);
+  const done = await until(
+    async () => {
+      const v = await call(again.popup, 'transfer.get', { id: sent.id });
+      return v.upload?.phase === 'done' ? v : null;
+    },
+    { timeoutMs: 180_000, what: 'the upload to complete after the restart' },
+  );
+  console.log(`after the restart: ${done.upload.bytesSent} bytes put, the server lacked ${before.bytesTotal - before.bytesDone} at most`);
+  assert.ok(done.upload.bytesSent <= done.upload.bytesTotal - before.bytesDone, 'what the server held was not put again');
+  await until(async () => /On the server/.test(await card.textContent()), { timeoutMs: 10_000, what: 'the popup to say it is on the server' });
+});
