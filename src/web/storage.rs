@@ -478,9 +478,8 @@ impl Storage {
         num_pieces: u32,
     ) -> Result<(), NetError> {
         let tx = self
-            .db
             .transaction(&[PIECES, HAVE], TransactionMode::ReadWrite)
-            .map_err(storage_error)?;
+            .await?;
         tx.store(PIECES)
             .map_err(storage_error)?
             .delete(piece_key(info_hash, piece))
