@@ -37,6 +37,9 @@ pub const MIN_PIPELINE: usize = 4;
 pub const MAX_PIPELINE: usize = 256;
 /// The pipeline holds about this much time of the measured download rate.
 pub const PIPELINE_TIME: Duration = Duration::from_secs(1);
+/// Requests go out in batches of at least the pipeline target over this
+/// (see [`requests_due`]).
+pub const REQUEST_BATCH_DIVISOR: usize = 4;
 /// Most requests we queue from one peer; more is misbehaviour. Announced to
 /// peers as `reqq`.
 pub const MAX_QUEUED_REQUESTS: usize = 256;
@@ -54,6 +57,24 @@ const MAX_ALLOWED_FAST_IN: usize = 32;
 const MAX_EARLY_HAVES: usize = 65_536;
 /// Largest data a single [`Output::PeerSend`](crate::engine::api::Output) carries.
 pub const MAX_SEND_CHUNK: usize = 64 * 1024;
+
+/// How many requests to send to keep `target` outstanding when
+/// `outstanding` are: none until at least a batch (the target over
+/// [`REQUEST_BATCH_DIVISOR`], at least one) is missing, then all that is.
+/// The requests of a batch leave in one data channel message, so a fast
+/// peer gets one message of requests per several of blocks rather than one
+/// per message of blocks received (every data channel message costs both
+/// browsers a fixed overhead); the pipeline stays at least three quarters
+/// full.
+pub fn requests_due(outstanding: usize, target: usize) -> usize {
+    let missing = target.saturating_sub(outstanding);
+    let batch = (target / REQUEST_BATCH_DIVISOR).max(1);
+    if missing >= batch {
+        missing
+    } else {
+        0
+    }
+}
 
 timer_enum! {
     /// A peer's timers.
@@ -293,6 +314,11 @@ impl Peer {
             .and_then(|e| e.reqq)
             .map_or(MAX_PIPELINE, |q| (q as usize).max(1));
         blocks.clamp(MIN_PIPELINE, MAX_PIPELINE).min(reqq)
+    }
+
+    /// How many requests to send now to `target` outstanding (see [`requests_due`]).
+    pub fn requests_due(&mut self, now: Instant, outstanding: usize) -> usize {
+        requests_due(outstanding, self.pipeline_target(now))
     }
 
     /// For the choker's snub test: while the peer unchokes us and we want
@@ -956,6 +982,7 @@ fn valid_request(
 mod tests {
     use super::*;
     use crate::engine::wire::Frame;
+    use proptest::prelude::*;
 
     const IH: InfoHash = InfoHash([1; 20]);
     const US: PeerId = PeerId([2; 20]);
@@ -1197,6 +1224,38 @@ mod tests {
                 len: 100
             })
         );
+    }
+
+    #[test]
+    fn requests_wait_until_a_quarter_of_the_pipeline_is_missing() {
+        assert_eq!(requests_due(0, 256), 256);
+        assert_eq!(requests_due(255, 256), 0);
+        assert_eq!(requests_due(193, 256), 0);
+        assert_eq!(requests_due(192, 256), 64);
+        assert_eq!(requests_due(10, 256), 246);
+        assert_eq!(requests_due(300, 256), 0);
+    }
+
+    #[test]
+    fn a_small_pipeline_is_refilled_one_request_at_a_time() {
+        for target in 1..REQUEST_BATCH_DIVISOR {
+            assert_eq!(requests_due(target - 1, target), 1);
+            assert_eq!(requests_due(target, target), 0);
+        }
+        assert_eq!(requests_due(MIN_PIPELINE - 1, MIN_PIPELINE), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn requests_due_never_overfills_and_never_leaves_a_batch_missing(
+            outstanding in 0usize..600,
+            target in 1usize..=MAX_PIPELINE,
+        ) {
+            let due = requests_due(outstanding, target);
+            prop_assert!(outstanding + due <= target.max(outstanding));
+            let after = outstanding + due;
+            prop_assert!(target.saturating_sub(after) < (target / REQUEST_BATCH_DIVISOR).max(1));
+        }
     }
 
     #[test]
