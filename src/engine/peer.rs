@@ -55,8 +55,11 @@ pub const ALLOWED_FAST_COUNT: usize = 4;
 const MAX_ALLOWED_FAST_IN: usize = 32;
 /// Most `have` messages kept from a peer before the metadata is known.
 const MAX_EARLY_HAVES: usize = 65_536;
-/// Largest data a single [`Output::PeerSend`](crate::engine::api::Output) carries.
-pub const MAX_SEND_CHUNK: usize = 64 * 1024;
+/// Largest data a single [`Output::PeerSend`](crate::engine::api::Output)
+/// carries: one data channel message where the peer takes it (Chromium's
+/// `a=max-message-size` is 256 KiB; the glue cuts a chunk to the peer's
+/// limit). Fewer, larger messages cost both browsers less.
+pub const MAX_SEND_CHUNK: usize = 256 * 1024;
 
 /// How many requests to send to keep `target` outstanding when
 /// `outstanding` are: none until at least a batch (the target over
@@ -1317,26 +1320,24 @@ mod tests {
 
     #[test]
     fn blocks_being_loaded_hold_a_partial_chunk_until_it_is_full_or_they_are_done() {
-        let have = Bitfield::full(8);
         let mut p = active(true);
         p.unchoke();
         sent(&mut p);
-        let blocks: Vec<BlockInfo> = (0..6)
+        let piece_message = 13 + BLOCK_SIZE as usize;
+        // The blocks whose piece messages make one chunk, and two more.
+        let fill = MAX_SEND_CHUNK.div_ceil(piece_message);
+        let total = fill + 2;
+        let big = Lengths::new(total as u64 * 32 * 1024, 32 * 1024).unwrap();
+        let blocks: Vec<BlockInfo> = (0..total as u32)
             .map(|i| {
-                lengths()
-                    .validate_block(i, 0, BLOCK_SIZE)
+                big.validate_block(i, 0, BLOCK_SIZE)
                     .expect("a block of the bundle")
             })
             .collect();
-        for b in &blocks {
-            msg(&mut p, Message::Request(request_of(*b)), &have).unwrap();
-        }
-        while let Some(b) = p.serve_queue.pop_front() {
-            p.loading.push(b);
-        }
+        p.loading.extend(blocks.iter().copied());
         let budget = usize::MAX;
         let data = vec![7u8; BLOCK_SIZE as usize];
-        for b in &blocks[..3] {
+        for b in &blocks[..fill - 1] {
             assert!(p.take_loaded(*b));
             p.send_block(at(2), *b, &data);
             assert_eq!(
@@ -1345,12 +1346,12 @@ mod tests {
                 "under one chunk, loads pending"
             );
         }
-        assert!(p.take_loaded(blocks[3]));
-        p.send_block(at(2), blocks[3], &data);
+        assert!(p.take_loaded(blocks[fill - 1]));
+        p.send_block(at(2), blocks[fill - 1], &data);
         let full = p.poll_send(at(2), budget).expect("a full chunk");
         assert_eq!(full.len(), MAX_SEND_CHUNK);
         assert_eq!(p.poll_send(at(2), budget), None, "the rest waits");
-        for b in &blocks[4..] {
+        for b in &blocks[fill..] {
             assert!(p.take_loaded(*b));
             p.send_block(at(3), *b, &data);
         }
@@ -1359,10 +1360,9 @@ mod tests {
             assert!(c.len() <= MAX_SEND_CHUNK);
             rest.extend(c);
         }
-        let piece_message = 13 + BLOCK_SIZE as usize;
         assert_eq!(
             full.len() + rest.len(),
-            6 * piece_message,
+            total * piece_message,
             "every byte goes out once the loads are done"
         );
     }
