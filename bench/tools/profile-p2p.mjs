@@ -140,7 +140,7 @@ function summary (label, profile, counts, seconds) {
   }
   const all = total.get('all')
   const idle = self.get('(idle)') ?? 0
-  const mb = counts.receivedBytes / MB || counts.sentBytes / MB
+  const mb = Math.max(counts.receivedBytes, counts.sentBytes) / MB
   console.log(`\n== ${label}: ${fmt(seconds, 1)} s; main thread busy ${fmt((all - idle) / 1e6, 1)} s of ${fmt(all / 1e6, 1)} s sampled`)
   console.log(`   data channel: sent ${counts.sent} messages (${fmt(counts.sentBytes / MB, 1)} MB, ${counts.small} under 1 KiB), received ${counts.received} (${fmt(counts.receivedBytes / MB, 1)} MB)`)
   console.log(`   IndexedDB transactions ${counts.idbTx}, Blobs made ${counts.blobs} (${fmt(counts.blobBytes / MB, 1)} MB); per MB moved: ${fmt(counts.sent / mb, 2)} sends, ${fmt(counts.received / mb, 2)} receives`)
