@@ -53,8 +53,9 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// The defaults: 30 peers per bundle, 1 MiB send budget, 256 KiB
-    /// low-water mark, 32 MiB of pieces in assembly and 32 MiB in storage's
+    /// The defaults: 30 peers per bundle, 4 MiB send budget, 1 MiB
+    /// low-water mark (what a fast channel drains in tens of milliseconds,
+    /// time enough for a busy page to refill it), 32 MiB of pieces in assembly and 32 MiB in storage's
     /// hands per bundle, web seeds held back while peers bring 1 MiB/s, no
     /// caps, no default tracker. The memory bounds are
     /// what a download holds at its peak (wasm memory never shrinks), and
@@ -67,8 +68,8 @@ impl ClientConfig {
             trackers: Vec::new(),
             limits: Limits::default(),
             max_peers: 30,
-            send_budget: 1024 * 1024,
-            send_low_water: 256 * 1024,
+            send_budget: 4 * 1024 * 1024,
+            send_low_water: 1024 * 1024,
             offer_gather_timeout: Duration::from_secs(10),
             max_partial_bytes: 32 * 1024 * 1024,
             max_storing_bytes: 32 * 1024 * 1024,

@@ -37,6 +37,9 @@ pub const MIN_PIPELINE: usize = 4;
 pub const MAX_PIPELINE: usize = 256;
 /// The pipeline holds about this much time of the measured download rate.
 pub const PIPELINE_TIME: Duration = Duration::from_secs(1);
+/// Requests go out in batches of at least the pipeline target over this
+/// (see [`requests_due`]).
+pub const REQUEST_BATCH_DIVISOR: usize = 4;
 /// Most requests we queue from one peer; more is misbehaviour. Announced to
 /// peers as `reqq`.
 pub const MAX_QUEUED_REQUESTS: usize = 256;
@@ -52,8 +55,29 @@ pub const ALLOWED_FAST_COUNT: usize = 4;
 const MAX_ALLOWED_FAST_IN: usize = 32;
 /// Most `have` messages kept from a peer before the metadata is known.
 const MAX_EARLY_HAVES: usize = 65_536;
-/// Largest data a single [`Output::PeerSend`](crate::engine::api::Output) carries.
-pub const MAX_SEND_CHUNK: usize = 64 * 1024;
+/// Largest data a single [`Output::PeerSend`](crate::engine::api::Output)
+/// carries: one data channel message where the peer takes it (Chromium's
+/// `a=max-message-size` is 256 KiB; the glue cuts a chunk to the peer's
+/// limit). Fewer, larger messages cost both browsers less.
+pub const MAX_SEND_CHUNK: usize = 256 * 1024;
+
+/// How many requests to send to keep `target` outstanding when
+/// `outstanding` are: none until at least a batch (the target over
+/// [`REQUEST_BATCH_DIVISOR`], at least one) is missing, then all that is.
+/// The requests of a batch leave in one data channel message, so a fast
+/// peer gets one message of requests per several of blocks rather than one
+/// per message of blocks received (every data channel message costs both
+/// browsers a fixed overhead); the pipeline stays at least three quarters
+/// full.
+pub fn requests_due(outstanding: usize, target: usize) -> usize {
+    let missing = target.saturating_sub(outstanding);
+    let batch = (target / REQUEST_BATCH_DIVISOR).max(1);
+    if missing >= batch {
+        missing
+    } else {
+        0
+    }
+}
 
 timer_enum! {
     /// A peer's timers.
@@ -297,6 +321,11 @@ impl Peer {
             .and_then(|e| e.reqq)
             .map_or(MAX_PIPELINE, |q| (q as usize).max(1));
         blocks.clamp(MIN_PIPELINE, MAX_PIPELINE).min(reqq)
+    }
+
+    /// How many requests to send now to `target` outstanding (see [`requests_due`]).
+    pub fn requests_due(&mut self, now: Instant, outstanding: usize) -> usize {
+        requests_due(outstanding, self.pipeline_target(now))
     }
 
     /// For the choker's snub test: while the peer unchokes us and we want
@@ -1003,6 +1032,7 @@ fn valid_request(
 mod tests {
     use super::*;
     use crate::engine::wire::Frame;
+    use proptest::prelude::*;
 
     const IH: InfoHash = InfoHash([1; 20]);
     const US: PeerId = PeerId([2; 20]);
@@ -1247,6 +1277,38 @@ mod tests {
     }
 
     #[test]
+    fn requests_wait_until_a_quarter_of_the_pipeline_is_missing() {
+        assert_eq!(requests_due(0, 256), 256);
+        assert_eq!(requests_due(255, 256), 0);
+        assert_eq!(requests_due(193, 256), 0);
+        assert_eq!(requests_due(192, 256), 64);
+        assert_eq!(requests_due(10, 256), 246);
+        assert_eq!(requests_due(300, 256), 0);
+    }
+
+    #[test]
+    fn a_small_pipeline_is_refilled_one_request_at_a_time() {
+        for target in 1..REQUEST_BATCH_DIVISOR {
+            assert_eq!(requests_due(target - 1, target), 1);
+            assert_eq!(requests_due(target, target), 0);
+        }
+        assert_eq!(requests_due(MIN_PIPELINE - 1, MIN_PIPELINE), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn requests_due_never_overfills_and_never_leaves_a_batch_missing(
+            outstanding in 0usize..600,
+            target in 1usize..=MAX_PIPELINE,
+        ) {
+            let due = requests_due(outstanding, target);
+            prop_assert!(outstanding + due <= target.max(outstanding));
+            let after = outstanding + due;
+            prop_assert!(target.saturating_sub(after) < (target / REQUEST_BATCH_DIVISOR).max(1));
+        }
+    }
+
+    #[test]
     fn the_pipeline_follows_the_measured_rate_within_its_bounds() {
         let mut p = active(true);
         assert_eq!(p.pipeline_target(at(0)), MIN_PIPELINE);
@@ -1305,26 +1367,24 @@ mod tests {
 
     #[test]
     fn blocks_being_loaded_hold_a_partial_chunk_until_it_is_full_or_they_are_done() {
-        let have = Bitfield::full(8);
         let mut p = active(true);
         p.unchoke();
         sent(&mut p);
-        let blocks: Vec<BlockInfo> = (0..6)
+        let piece_message = 13 + BLOCK_SIZE as usize;
+        // The blocks whose piece messages make one chunk, and two more.
+        let fill = MAX_SEND_CHUNK.div_ceil(piece_message);
+        let total = fill + 2;
+        let big = Lengths::new(total as u64 * 32 * 1024, 32 * 1024).unwrap();
+        let blocks: Vec<BlockInfo> = (0..total as u32)
             .map(|i| {
-                lengths()
-                    .validate_block(i, 0, BLOCK_SIZE)
+                big.validate_block(i, 0, BLOCK_SIZE)
                     .expect("a block of the bundle")
             })
             .collect();
-        for b in &blocks {
-            msg(&mut p, Message::Request(request_of(*b)), &have).unwrap();
-        }
-        while let Some(b) = p.serve_queue.pop_front() {
-            p.loading.push(b);
-        }
+        p.loading.extend(blocks.iter().copied());
         let budget = usize::MAX;
         let data = vec![7u8; BLOCK_SIZE as usize];
-        for b in &blocks[..3] {
+        for b in &blocks[..fill - 1] {
             assert!(p.take_loaded(*b));
             p.send_block(at(2), *b, &data);
             assert_eq!(
@@ -1333,12 +1393,12 @@ mod tests {
                 "under one chunk, loads pending"
             );
         }
-        assert!(p.take_loaded(blocks[3]));
-        p.send_block(at(2), blocks[3], &data);
+        assert!(p.take_loaded(blocks[fill - 1]));
+        p.send_block(at(2), blocks[fill - 1], &data);
         let full = p.poll_send(at(2), budget).expect("a full chunk");
         assert_eq!(full.len(), MAX_SEND_CHUNK);
         assert_eq!(p.poll_send(at(2), budget), None, "the rest waits");
-        for b in &blocks[4..] {
+        for b in &blocks[fill..] {
             assert!(p.take_loaded(*b));
             p.send_block(at(3), *b, &data);
         }
@@ -1347,10 +1407,9 @@ mod tests {
             assert!(c.len() <= MAX_SEND_CHUNK);
             rest.extend(c);
         }
-        let piece_message = 13 + BLOCK_SIZE as usize;
         assert_eq!(
             full.len() + rest.len(),
-            6 * piece_message,
+            total * piece_message,
             "every byte goes out once the loads are done"
         );
     }

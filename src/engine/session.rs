@@ -1607,14 +1607,13 @@ impl Session {
                 continue;
             }
             let outstanding = ready.picker.outstanding(peer.key);
-            let target = peer.pipeline_target(ctx.now);
-            if outstanding >= target {
+            let want = peer.requests_due(ctx.now, outstanding);
+            if want == 0 {
                 continue;
             }
             if !may_download(ctx, &mut self.timers, self.info_hash) {
                 break;
             }
-            let want = target - outstanding;
             let only = choked.then_some(peer.allowed_fast_in.as_slice());
             let blocks = ready.pick(ctx, peer.key, want, only, None);
             let blocks = within_caps(

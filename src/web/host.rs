@@ -50,6 +50,14 @@ const PIECE_CACHE_BYTES: usize = 16 * 1024 * 1024;
 const SEED_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most bytes of pieces written in one storage transaction.
 const STORE_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Verified pieces wait for more until this many bytes are queued, or
+/// [`STORE_WAIT`] has passed: every transaction costs the page and the
+/// browser's IndexedDB a fixed amount (and reads and writes the
+/// have-bitfield), and pieces of a fast download otherwise go one or two at
+/// a time.
+const STORE_MIN_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Longest a verified piece waits for others to share its transaction.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A finished signalling step.
 #[derive(Debug)]
@@ -282,6 +290,8 @@ pub struct Host {
     store_queue: VecDeque<PieceToStore>,
     /// A storage transaction is under way.
     storing: bool,
+    /// When the oldest piece in `store_queue` was queued.
+    store_since: Option<Instant>,
     /// Web seeds of availability servers that do not hold every piece yet.
     watches: Vec<SeedWatch>,
     timer: Option<(Instant, Timeout)>,
@@ -308,6 +318,7 @@ impl Host {
             refetch_waiters: HashMap::new(),
             store_queue: VecDeque::new(),
             storing: false,
+            store_since: None,
             watches: Vec::new(),
             timer: None,
             events: Vec::new(),
@@ -350,6 +361,7 @@ impl Host {
                     self.drive_upload(h);
                 }
                 self.drive_watches();
+                self.flush_stores();
             }
             Work::TrackerOpened { url, generation } => {
                 if self.tracker_current(&url, generation) {
@@ -791,13 +803,23 @@ impl Host {
             num_pieces,
             data: bytes,
         });
+        self.store_since.get_or_insert_with(now);
         self.flush_stores();
     }
 
     /// Writes the queued pieces in one transaction, unless one is under way
-    /// (the pieces that come meanwhile go in the next: a group commit).
+    /// (the pieces that come meanwhile go in the next: a group commit) or
+    /// fewer than [`STORE_MIN_BATCH_BYTES`] have waited less than
+    /// [`STORE_WAIT`] (the timer comes back then).
     fn flush_stores(&mut self) {
         if self.storing || self.store_queue.is_empty() {
+            return;
+        }
+        let queued: usize = self.store_queue.iter().map(|p| p.data.len()).sum();
+        let waited = self
+            .store_since
+            .is_some_and(|t| now().saturating_since(t) >= STORE_WAIT);
+        if queued < STORE_MIN_BATCH_BYTES && !waited {
             return;
         }
         let mut batch = Vec::new();
@@ -809,6 +831,8 @@ impl Host {
             bytes += p.data.len();
             batch.extend(self.store_queue.pop_front());
         }
+        // What is left (over one transaction's worth) goes next, at once.
+        self.store_since = (!self.store_queue.is_empty()).then_some(Instant::ZERO);
         self.storing = true;
         let (me, storage) = (self.me.clone(), self.storage.clone());
         spawn_local(async move {
@@ -947,6 +971,9 @@ impl Host {
         }
         self.loading.retain(|(h, _), _| *h != info_hash);
         self.store_queue.retain(|p| p.info_hash != info_hash);
+        if self.store_queue.is_empty() {
+            self.store_since = None;
+        }
         self.watches.retain(|w| w.info_hash != info_hash);
     }
 
@@ -1097,7 +1124,11 @@ impl Host {
             .filter(|w| !w.busy)
             .map(|w| w.next)
             .min();
-        let Some(deadline) = [self.client.poll_timeout(), uploads, watches]
+        let stores = self
+            .store_since
+            .filter(|_| !self.storing)
+            .map(|t| t + STORE_WAIT);
+        let Some(deadline) = [self.client.poll_timeout(), uploads, watches, stores]
             .into_iter()
             .flatten()
             .min()

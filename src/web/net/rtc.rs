@@ -2,6 +2,7 @@
 //! data channel carrying the BEP 3 byte stream; non-trickle signalling
 //! (each SDP goes out once, after ICE gathering, with every candidate).
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use gloo::events::EventListener;
@@ -24,6 +25,10 @@ use super::error::{js_message, NetError};
 const CHANNEL_LABEL: &str = "swarmdrop";
 /// How often ICE gathering is checked while waiting for it to complete.
 const GATHER_POLL_MS: u32 = 10;
+/// Largest data channel message while the connection does not say what
+/// its peer takes (`RTCSctpTransport.maxMessageSize`): RFC 8841's default
+/// for a peer that announces no `a=max-message-size`.
+const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
 
 /// What every peer connection is made with.
 #[derive(Clone, Debug)]
@@ -47,6 +52,8 @@ pub struct PeerLink {
     channel_listeners: Vec<EventListener>,
     /// The engine waits for `bufferedamountlow`.
     watching: bool,
+    /// The largest message the peer takes, once the connection says (0: not yet).
+    max_message: Cell<usize>,
 }
 
 impl PeerLink {
@@ -64,6 +71,7 @@ impl PeerLink {
             channel: None,
             channel_listeners: Vec::new(),
             watching: false,
+            max_message: Cell::new(0),
         };
         link.attach_channel(conn, channel, settings.low_water, host);
         let (pc, host, timeout) = (link.pc.clone(), host.clone(), settings.gather_timeout);
@@ -103,6 +111,7 @@ impl PeerLink {
             _pc_listeners: listeners,
             channel_listeners: Vec::new(),
             watching: false,
+            max_message: Cell::new(0),
         };
         let (pc, host, timeout) = (link.pc.clone(), host.clone(), settings.gather_timeout);
         spawn_local(async move {
@@ -181,15 +190,44 @@ impl PeerLink {
         self.channel = Some(channel);
     }
 
-    /// Hands bytes to the channel.
+    /// Hands bytes to the channel, in messages no larger than the peer
+    /// takes (the BEP 3 stream may be cut anywhere).
     pub fn send(&self, data: &[u8]) -> Result<(), NetError> {
         let channel = self
             .channel
             .as_ref()
             .ok_or_else(|| NetError::Browser("the data channel is not there yet".into()))?;
-        channel
-            .send_with_u8_array(data)
-            .map_err(|e| NetError::browser(&e))
+        for message in data.chunks(self.max_message()) {
+            channel
+                .send_with_u8_array(message)
+                .map_err(|e| NetError::browser(&e))?;
+        }
+        Ok(())
+    }
+
+    /// The largest message the peer takes: the connection's
+    /// `sctp.maxMessageSize` once it has one (kept), [`DEFAULT_MAX_MESSAGE`]
+    /// until then.
+    fn max_message(&self) -> usize {
+        let known = self.max_message.get();
+        if known != 0 {
+            return known;
+        }
+        let size = Reflect::get(&self.pc, &JsValue::from_str("sctp"))
+            .ok()
+            .filter(|sctp| sctp.is_object())
+            .and_then(|sctp| Reflect::get(&sctp, &JsValue::from_str("maxMessageSize")).ok())
+            .and_then(|v| v.as_f64());
+        match size {
+            // Infinity (no limit) saturates; a limit under 1 KiB is not a
+            // real browser's, and would turn every send into many.
+            Some(n) if n >= 1024.0 => {
+                let n = n as usize;
+                self.max_message.set(n);
+                n
+            }
+            _ => DEFAULT_MAX_MESSAGE,
+        }
     }
 
     /// The engine waits until the channel drains: returns `true` if it
