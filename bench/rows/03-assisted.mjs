@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks'
 import { RUNS, fmt, log, median, removeDir, tempDir, writeResult } from '../lib/common.mjs'
 import { closePages, pageBrowser, startPages } from '../lib/pages.mjs'
 import { closeAll, completed, extensionBrowser, receive, send, startServer, uploaded } from '../lib/swarmdrop.mjs'
-import { medianRate, randomFileSet, timedRun } from '../lib/transfer.mjs'
+import { kindsText, medianRate, randomFileSet, timedRun } from '../lib/transfer.mjs'
 
 const ROW = 'assisted'
 const GiB = 2 ** 30
@@ -72,28 +72,31 @@ try {
   for (let i = 0; i < RUNS; i++) {
     // Swarmdrop
     const b = await extensionBrowser(ROW, `sd-receiver-${i + 1}`, server)
-    const { value: got, seconds: sdSeconds, egress: sdEgress } = await timedRun(
+    const { value: got, seconds: sdSeconds, egress: sdEgress, cpu: sdCpu } = await timedRun(
       async () => completed(ROW, b, await receive(ROW, b, { link: sent.link })),
-      { server }
+      { server, pids: [sdSender.pid, b.pid] }
     )
     await b.close()
     if (got.totalLength !== sent.totalLength) throw new Error(`Swarmdrop: got ${got.totalLength} bytes`)
-    sd.push({ seconds: sdSeconds, bytes: got.totalLength, peers: got.fromPeers, server: got.fromServer, egress: sdEgress })
+    sd.push({ seconds: sdSeconds, bytes: got.totalLength, peers: got.fromPeers, server: got.fromServer, egress: sdEgress, cpu: sdCpu })
     log(ROW, `run ${i + 1}/${RUNS}: Swarmdrop ${fmt(got.totalLength / MB / sdSeconds, 1)} MB/s (peers ${fmt(got.fromPeers / MB)} MB, server ${fmt(got.fromServer / MB)} MB)`)
 
     // WebTorrent
     const r = await pageBrowser(ROW, `wt-receiver-${i + 1}`, `${pages.url}/webtorrent.html`, 'window.wt?.ready')
     let run
     try {
-      run = await timedRun(() => r.page.evaluate(([t, a]) => window.wt.download(t, a), [seeded.torrent, server.tracker]), { server })
+      run = await timedRun(() => r.page.evaluate(([t, a]) => window.wt.download(t, a), [seeded.torrent, server.tracker]), {
+        server,
+        pids: [wtSender.pid, r.pid]
+      })
     } finally {
       await r.close()
     }
-    const { value: done, seconds: wtSeconds, egress: wtEgress } = run
+    const { value: done, seconds: wtSeconds, egress: wtEgress, cpu: wtCpu } = run
     if (done.length !== seeded.length) throw new Error(`WebTorrent: got ${done.length} bytes`)
     const wtPeers = done.wires.webrtc ?? 0
     const wtServer = done.wires.webSeed ?? 0
-    wt.push({ seconds: wtSeconds, bytes: done.length, peers: wtPeers, server: wtServer, egress: wtEgress })
+    wt.push({ seconds: wtSeconds, bytes: done.length, peers: wtPeers, server: wtServer, egress: wtEgress, cpu: wtCpu })
     log(ROW, `run ${i + 1}/${RUNS}: WebTorrent ${fmt(done.length / MB / wtSeconds, 1)} MB/s (wires: ${JSON.stringify(done.wires)})`)
 
     runs.push({
@@ -104,11 +107,17 @@ try {
       webtorrent_s: Number(wtSeconds.toFixed(1)),
       swarmdrop_peers_server_mb: `${fmt(got.fromPeers / MB)} / ${fmt(got.fromServer / MB)}`,
       webtorrent_peers_server_mb: `${fmt(wtPeers / MB)} / ${fmt(wtServer / MB)}`,
-      egress_mb: `${fmt(sdEgress / MB)} / ${fmt(wtEgress / MB)}`
+      egress_mb: `${fmt(sdEgress / MB)} / ${fmt(wtEgress / MB)}`,
+      swarmdrop_cpu_send_recv: `${fmt(sdCpu[0].seconds, 1)} / ${fmt(sdCpu[1].seconds, 1)}`,
+      webtorrent_cpu_send_recv: `${fmt(wtCpu[0].seconds, 1)} / ${fmt(wtCpu[1].seconds, 1)}`
     })
   }
   const sdRate = medianRate(sd)
   const wtRate = medianRate(wt)
+  // The receiver's CPU: per GiB, and split by process kind (median run by throughput).
+  const cpuPerGiB = (xs) => median(xs.map((x) => x.cpu[1].seconds / (x.bytes / GiB)))
+  const midRun = (xs) => [...xs].sort((p, q) => p.bytes / p.seconds - q.bytes / q.seconds)[xs.length >> 1]
+  const paired = runs.map((x) => `${fmt(x.ratio, 2)}×`).join(', ')
   const ratio = sdRate / wtRate
   const met = ratio >= TARGET
   await writeResult({
@@ -129,7 +138,12 @@ try {
         ' profile opens the share link (the server\'s .torrent with its web seed); timed to the `complete` state',
       `WebTorrent 3.0.21 (dist/webtorrent.min.js in a plain page, OPFS chunk store, no ICE servers): the sender seeds the files with` +
         ` url-list ${webSeed.replace(/[0-9a-f]{40}/, '<info hash>')}; each run a fresh receiver adds that .torrent; timed to its 'done' event`,
-      'columns: bytes from peers / from the web seed as each client counts them; egress_mb: the server\'s bytes_served during the Swarmdrop / WebTorrent download'
+      'columns: bytes from peers / from the web seed as each client counts them; egress_mb: the server\'s bytes_served during the Swarmdrop / WebTorrent download;' +
+        ' cpu_send_recv: CPU-seconds of the sender\'s and the receiver\'s browser (all their processes) during the download',
+      `paired per run, Swarmdrop against WebTorrent: ${paired}`,
+      `receiver CPU-seconds per GiB (medians): Swarmdrop ${fmt(cpuPerGiB(sd), 1)}, WebTorrent ${fmt(cpuPerGiB(wt), 1)}`,
+      `receiver CPU by process kind, median run: Swarmdrop ${kindsText(midRun(sd).cpu[1].kinds)}; WebTorrent ${kindsText(midRun(wt).cpu[1].kinds)}`,
+      `sender CPU by process kind, median run: Swarmdrop ${kindsText(midRun(sd).cpu[0].kinds)}; WebTorrent ${kindsText(midRun(wt).cpu[0].kinds)}`
     ],
     limit: met
       ? null

@@ -21,9 +21,11 @@ pub const MAX_FETCHES: usize = 2;
 /// Most fetches in flight towards one web seed: browsers open at most six
 /// HTTP/1.1 connections to a host.
 pub const MAX_FETCH_SLOTS: usize = 6;
-/// Bytes a web seed should have in flight to hide the per-request latency:
-/// small pieces get more fetches at once (up to [`MAX_FETCH_SLOTS`]).
-pub const IN_FLIGHT_TARGET: u64 = 2 * 1024 * 1024;
+/// Bytes a web seed should have in flight to hide the per-request latency
+/// (a fetch's answer waits behind the receiver's other work before the next
+/// one starts): small pieces get more fetches at once (up to
+/// [`MAX_FETCH_SLOTS`]).
+pub const IN_FLIGHT_TARGET: u64 = 4 * 1024 * 1024;
 
 /// Fetches in flight for pieces of `piece_length` bytes: enough to keep
 /// about [`IN_FLIGHT_TARGET`] bytes in flight, between [`MAX_FETCHES`] and
@@ -506,8 +508,9 @@ mod tests {
     #[test]
     fn small_pieces_get_more_fetches_in_flight_up_to_the_browsers_connections() {
         assert_eq!(fetch_slots(16 * 1024), MAX_FETCH_SLOTS);
-        assert_eq!(fetch_slots(512 * 1024), 4);
-        assert_eq!(fetch_slots(1024 * 1024), MAX_FETCHES);
+        assert_eq!(fetch_slots(512 * 1024), MAX_FETCH_SLOTS);
+        assert_eq!(fetch_slots(1024 * 1024), 4);
+        assert_eq!(fetch_slots(2 * 1024 * 1024), MAX_FETCHES);
         assert_eq!(fetch_slots(16 * 1024 * 1024), MAX_FETCHES);
     }
 

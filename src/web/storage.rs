@@ -405,12 +405,18 @@ impl Storage {
             .map_err(failure)?;
         let pieces = tx.store(PIECES).map_err(failure)?;
         let have = tx.store(HAVE).map_err(failure)?;
-        for (p, blob) in batch.iter().zip(&blobs) {
-            pieces
-                .put(blob, Some(&piece_key(p.info_hash, p.piece)))
-                .await
-                .map_err(failure)?;
-        }
+        // Every put is issued before any is awaited (one wait for the batch,
+        // not one browser round trip per piece); they complete in order, and
+        // a failed one aborts the transaction, which `done` reports.
+        pieces
+            .put_all(
+                batch
+                    .iter()
+                    .zip(blobs)
+                    .map(|(p, blob)| (blob.into(), Some(piece_key(p.info_hash, p.piece)))),
+            )
+            .await
+            .map_err(failure)?;
         let mut bundles: Vec<InfoHash> = batch.iter().map(|p| p.info_hash).collect();
         bundles.sort_unstable();
         bundles.dedup();
