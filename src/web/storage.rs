@@ -387,13 +387,16 @@ impl Storage {
     pub async fn store_pieces(&self, batch: &[PieceToStore]) -> Result<(), StoreFailure> {
         let mut blobs = Vec::with_capacity(batch.len());
         for p in batch {
+            // The Blob is made from a JavaScript copy of the piece, not from
+            // a view into wasm memory: its bytes live in the browser process
+            // until the garbage collector frees the Blob object, which V8
+            // sizes as a few bytes and so would leave for long, piling up
+            // stored pieces in the browser. The copy's buffer is garbage of
+            // the piece's size, which V8 counts (external memory): its
+            // collections then come as often as pieces are stored, and take
+            // the Blobs with them.
             let parts = Array::new();
-            // SAFETY: the view into wasm memory is only read by the Blob
-            // constructor, which copies the bytes before it returns; nothing
-            // allocates in wasm memory (which could move it) in between.
-            // No intermediate JS copy of every piece (garbage for the GC).
-            let view = unsafe { Uint8Array::view(&p.data[..]) };
-            parts.push(&view);
+            parts.push(&Uint8Array::from(&p.data[..]));
             let blob = Blob::new_with_u8_array_sequence(&parts)
                 .map_err(|e| StoreFailure::Other(js_message(&e)))?;
             drop(parts);
