@@ -147,15 +147,18 @@ try {
     ],
     limit: met
       ? null
-      : `Swarmdrop downloaded at ${fmt(sdRate, 1)} MB/s, WebTorrent at ${fmt(wtRate, 1)} MB/s (${fmt(ratio, 2)}×).` +
+      : `Swarmdrop downloaded at ${fmt(sdRate, 1)} MB/s, WebTorrent at ${fmt(wtRate, 1)} MB/s (${fmt(ratio, 2)}×; paired runs ${paired}).` +
         ` Both took from their sender and from the web seed at once (median split, Swarmdrop: ${fmt(median(sd.map((x) => x.peers)) / MB)} MB` +
         ` from the peer, ${fmt(median(sd.map((x) => x.server)) / MB)} MB from the server; WebTorrent:` +
-        ` ${fmt(median(wt.map((x) => x.peers)) / MB)} MB and ${fmt(median(wt.map((x) => x.server)) / MB)} MB). On loopback both sources are` +
-        ' fast and the receiving browser is the likely bottleneck (this row does not measure CPU): row 2 measures about the same CPU per GiB for either client on' +
-        ' these 2 shared cores, so neither can run much ahead of the other here. What would move it is the receiver\'s CPU per' +
-        ' GiB (see row 2: the engine, hashing and IndexedDB work in the extension\'s renderer and the browser process);' +
-        ' a 3× margin over WebTorrent needs a setting where WebTorrent is held back by its sources (a slow or distant peer,' +
-        ' a web seed with latency), which loopback does not have, and this row has not tried.',
+        ` ${fmt(median(wt.map((x) => x.peers)) / MB)} MB and ${fmt(median(wt.map((x) => x.server)) / MB)} MB). On loopback neither source` +
+        ` is the limit: the receiving browser's CPU is, ${fmt(cpuPerGiB(sd), 1)} CPU-seconds per GiB for Swarmdrop's receiver and` +
+        ` ${fmt(cpuPerGiB(wt), 1)} for WebTorrent's (the split by process is above), on 2 cores shared with both senders' browsers,` +
+        ' the server and other work. Swarmdrop\'s web seed keeps up to 4 MiB in flight (a fetch per piece, at most 6: the browser' +
+        ` opens at most 6 connections to a host; ${fmt(Math.min(6, Math.max(2, Math.ceil(4 * 2 ** 20 / facts.pieceLength))))} here), reads each body in 256 KiB chunks straight into wasm memory, hashes each piece (SHA-1 in wasm)` +
+        ' and stores verified pieces in IndexedDB in one transaction per group of pieces; what would move the figure is fewer' +
+        ' CPU-seconds per GiB in the receiver (the extension renderer\'s main thread: hashing, the engine\'s work per block, the Blob' +
+        ' and IndexedDB calls; and the browser process writing the pieces). A 3× margin over WebTorrent needs WebTorrent to be' +
+        ' held back by its sources (a web seed with latency, a slow peer), which loopback does not have, and this row has not tried.',
     reason: null
   })
 } finally {
