@@ -218,10 +218,9 @@ struct Read {
 }
 
 /// Reads a response body into `slot`, in chunks, until the body ends or
-/// holds more than the slot. A byte stream (Chromium's and Firefox's fetch
-/// bodies) is read with a BYOB reader into a reused buffer, so reading makes
-/// no garbage but the small read results; other streams with a default
-/// reader, whose chunks die young.
+/// holds more than the slot. A byte stream is read with a BYOB reader into
+/// a reused buffer, so reading makes no garbage but the small read results;
+/// a body that is not one, with a default reader, whose chunks die young.
 async fn read_body(response: &Response, slot: &mut [u8]) -> Result<Read, String> {
     let Some(body) = response.body() else {
         return Ok(Read {
