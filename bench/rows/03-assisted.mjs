@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks'
 import { RUNS, fmt, log, median, removeDir, tempDir, writeResult } from '../lib/common.mjs'
 import { closePages, pageBrowser, startPages } from '../lib/pages.mjs'
 import { closeAll, completed, extensionBrowser, receive, send, startServer, uploaded } from '../lib/swarmdrop.mjs'
-import { medianRate, randomFileSet, timedRun } from '../lib/transfer.mjs'
+import { kindsText, medianRate, randomFileSet, timedRun } from '../lib/transfer.mjs'
 
 const ROW = 'assisted'
 const GiB = 2 ** 30
@@ -72,28 +72,31 @@ try {
   for (let i = 0; i < RUNS; i++) {
     // Swarmdrop
     const b = await extensionBrowser(ROW, `sd-receiver-${i + 1}`, server)
-    const { value: got, seconds: sdSeconds, egress: sdEgress } = await timedRun(
+    const { value: got, seconds: sdSeconds, egress: sdEgress, cpu: sdCpu } = await timedRun(
       async () => completed(ROW, b, await receive(ROW, b, { link: sent.link })),
-      { server }
+      { server, pids: [sdSender.pid, b.pid] }
     )
     await b.close()
     if (got.totalLength !== sent.totalLength) throw new Error(`Swarmdrop: got ${got.totalLength} bytes`)
-    sd.push({ seconds: sdSeconds, bytes: got.totalLength, peers: got.fromPeers, server: got.fromServer, egress: sdEgress })
+    sd.push({ seconds: sdSeconds, bytes: got.totalLength, peers: got.fromPeers, server: got.fromServer, egress: sdEgress, cpu: sdCpu })
     log(ROW, `run ${i + 1}/${RUNS}: Swarmdrop ${fmt(got.totalLength / MB / sdSeconds, 1)} MB/s (peers ${fmt(got.fromPeers / MB)} MB, server ${fmt(got.fromServer / MB)} MB)`)
 
     // WebTorrent
     const r = await pageBrowser(ROW, `wt-receiver-${i + 1}`, `${pages.url}/webtorrent.html`, 'window.wt?.ready')
     let run
     try {
-      run = await timedRun(() => r.page.evaluate(([t, a]) => window.wt.download(t, a), [seeded.torrent, server.tracker]), { server })
+      run = await timedRun(() => r.page.evaluate(([t, a]) => window.wt.download(t, a), [seeded.torrent, server.tracker]), {
+        server,
+        pids: [wtSender.pid, r.pid]
+      })
     } finally {
       await r.close()
     }
-    const { value: done, seconds: wtSeconds, egress: wtEgress } = run
+    const { value: done, seconds: wtSeconds, egress: wtEgress, cpu: wtCpu } = run
     if (done.length !== seeded.length) throw new Error(`WebTorrent: got ${done.length} bytes`)
     const wtPeers = done.wires.webrtc ?? 0
     const wtServer = done.wires.webSeed ?? 0
-    wt.push({ seconds: wtSeconds, bytes: done.length, peers: wtPeers, server: wtServer, egress: wtEgress })
+    wt.push({ seconds: wtSeconds, bytes: done.length, peers: wtPeers, server: wtServer, egress: wtEgress, cpu: wtCpu })
     log(ROW, `run ${i + 1}/${RUNS}: WebTorrent ${fmt(done.length / MB / wtSeconds, 1)} MB/s (wires: ${JSON.stringify(done.wires)})`)
 
     runs.push({
@@ -104,11 +107,17 @@ try {
       webtorrent_s: Number(wtSeconds.toFixed(1)),
       swarmdrop_peers_server_mb: `${fmt(got.fromPeers / MB)} / ${fmt(got.fromServer / MB)}`,
       webtorrent_peers_server_mb: `${fmt(wtPeers / MB)} / ${fmt(wtServer / MB)}`,
-      egress_mb: `${fmt(sdEgress / MB)} / ${fmt(wtEgress / MB)}`
+      egress_mb: `${fmt(sdEgress / MB)} / ${fmt(wtEgress / MB)}`,
+      swarmdrop_cpu_send_recv: `${fmt(sdCpu[0].seconds, 1)} / ${fmt(sdCpu[1].seconds, 1)}`,
+      webtorrent_cpu_send_recv: `${fmt(wtCpu[0].seconds, 1)} / ${fmt(wtCpu[1].seconds, 1)}`
     })
   }
   const sdRate = medianRate(sd)
   const wtRate = medianRate(wt)
+  // The receiver's CPU: per GiB, and split by process kind (median run by throughput).
+  const cpuPerGiB = (xs) => median(xs.map((x) => x.cpu[1].seconds / (x.bytes / GiB)))
+  const midRun = (xs) => [...xs].sort((p, q) => p.bytes / p.seconds - q.bytes / q.seconds)[xs.length >> 1]
+  const paired = runs.map((x) => `${fmt(x.ratio, 2)}×`).join(', ')
   const ratio = sdRate / wtRate
   const met = ratio >= TARGET
   await writeResult({
@@ -129,19 +138,31 @@ try {
         ' profile opens the share link (the server\'s .torrent with its web seed); timed to the `complete` state',
       `WebTorrent 3.0.21 (dist/webtorrent.min.js in a plain page, OPFS chunk store, no ICE servers): the sender seeds the files with` +
         ` url-list ${webSeed.replace(/[0-9a-f]{40}/, '<info hash>')}; each run a fresh receiver adds that .torrent; timed to its 'done' event`,
-      'columns: bytes from peers / from the web seed as each client counts them; egress_mb: the server\'s bytes_served during the Swarmdrop / WebTorrent download'
+      'columns: bytes from peers / from the web seed as each client counts them; egress_mb: the server\'s bytes_served during the Swarmdrop / WebTorrent download;' +
+        ' cpu_send_recv: CPU-seconds of the sender\'s and the receiver\'s browser (all their processes) during the download',
+      `paired per run, Swarmdrop against WebTorrent: ${paired}`,
+      `receiver CPU-seconds per GiB (medians): Swarmdrop ${fmt(cpuPerGiB(sd), 1)}, WebTorrent ${fmt(cpuPerGiB(wt), 1)}`,
+      `receiver CPU by process kind, median run: Swarmdrop ${kindsText(midRun(sd).cpu[1].kinds)}; WebTorrent ${kindsText(midRun(wt).cpu[1].kinds)}`,
+      `sender CPU by process kind, median run: Swarmdrop ${kindsText(midRun(sd).cpu[0].kinds)}; WebTorrent ${kindsText(midRun(wt).cpu[0].kinds)}`
     ],
     limit: met
       ? null
-      : `Swarmdrop downloaded at ${fmt(sdRate, 1)} MB/s, WebTorrent at ${fmt(wtRate, 1)} MB/s (${fmt(ratio, 2)}×).` +
+      : `Swarmdrop downloaded at ${fmt(sdRate, 1)} MB/s, WebTorrent at ${fmt(wtRate, 1)} MB/s (${fmt(ratio, 2)}×; paired runs ${paired}).` +
         ` Both took from their sender and from the web seed at once (median split, Swarmdrop: ${fmt(median(sd.map((x) => x.peers)) / MB)} MB` +
         ` from the peer, ${fmt(median(sd.map((x) => x.server)) / MB)} MB from the server; WebTorrent:` +
-        ` ${fmt(median(wt.map((x) => x.peers)) / MB)} MB and ${fmt(median(wt.map((x) => x.server)) / MB)} MB). On loopback both sources are` +
-        ' fast and the receiving browser is the likely bottleneck (this row does not measure CPU): row 2 measures about the same CPU per GiB for either client on' +
-        ' these 2 shared cores, so neither can run much ahead of the other here. What would move it is the receiver\'s CPU per' +
-        ' GiB (see row 2: the engine, hashing and IndexedDB work in the extension\'s renderer and the browser process);' +
-        ' a 3× margin over WebTorrent needs a setting where WebTorrent is held back by its sources (a slow or distant peer,' +
-        ' a web seed with latency), which loopback does not have, and this row has not tried.',
+        ` ${fmt(median(wt.map((x) => x.peers)) / MB)} MB and ${fmt(median(wt.map((x) => x.server)) / MB)} MB). On loopback neither source` +
+        ` is the limit: the receiving browser's CPU is, ${fmt(cpuPerGiB(sd), 1)} CPU-seconds per GiB for Swarmdrop's receiver and` +
+        ` ${fmt(cpuPerGiB(wt), 1)} for WebTorrent's (the split by process is above), on 2 cores shared with both senders' browsers,` +
+        ' the server and other work. Swarmdrop\'s web seed keeps up to 4 MiB in flight (a fetch per piece, at most 6: the browser' +
+        ` opens at most 6 connections to a host; ${fmt(Math.min(6, Math.max(2, Math.ceil(4 * 2 ** 20 / facts.pieceLength))))} here), reads each body in 256 KiB chunks straight into wasm memory, hashes each piece (SHA-1 in wasm)` +
+        ' and stores verified pieces in IndexedDB in one transaction per group of pieces; what would move the figure is fewer' +
+        ' CPU-seconds per GiB in the receiver (the extension renderer\'s main thread: hashing, the engine\'s work per block, the Blob' +
+        ' and IndexedDB calls; and the browser process writing the pieces). A 3× margin over WebTorrent needs WebTorrent to be' +
+        ' held back by its sources (a web seed with latency, a slow peer), which loopback does not have, and this row has not tried.' +
+        ' A CPU profile of the receiving offscreen document (2026-11-21 10:23 UTC, 1 GiB from the web seed alone) found its main thread' +
+        ' busy 97 % of the download: a third in the browser\'s work outside JavaScript, 16 % in fetch() itself (about 1.5 ms per piece' +
+        ' fetch), 17 % in the wasm-bindgen glue, 13 % in what is most likely SHA-1; fewer, larger fetches (runs of consecutive pieces' +
+        ' per request) and hashing off the main thread are the next steps.',
     reason: null
   })
 } finally {

@@ -109,7 +109,13 @@ try {
         ' the transfer\'s `complete` state; the stored pieces are the browser\'s IndexedDB (on disk, not counted)',
       `median download times: ${fmt(median(small.map((x) => x.seconds)), 1)} s (1 GiB), ${fmt(median(large.map((x) => x.seconds)), 1)} s (4 GiB)`,
       `at the peak, by process kind (the median run): 4 GiB: ${split(mid(large))}; 1 GiB: ${split(mid(small))}`,
-      `each kind's own peak, 4 GiB minus 1 GiB (median runs): ${grew || 'no kind differs by 5 MB or more'}`
+      `each kind's own peak, 4 GiB minus 1 GiB (median runs): ${grew || 'no kind differs by 5 MB or more'}`,
+      'what a download holds: web seed bodies are read in chunks straight into wasm memory (through a reused 256 KiB buffer when the body is a byte stream)' +
+        ' (src/web/net/http.rs; no piece-sized JavaScript buffer per fetch); the engine bounds the pieces in assembly and those' +
+        ' waiting for storage (32 MiB each) and the glue its piece cache (16 MiB); each stored piece\'s Blob is made from a' +
+        ' JavaScript copy of it (src/web/storage.rs), so V8 counts the bytes and collects the Blobs, whose bytes wait in the' +
+        ' browser process until then, as often as pieces are stored: what is held then depends on the collector, not on the' +
+        ' bundle\'s size'
     ],
     limit: met
       ? null

@@ -21,15 +21,18 @@ pub const MAX_FETCHES: usize = 2;
 /// Most fetches in flight towards one web seed: browsers open at most six
 /// HTTP/1.1 connections to a host.
 pub const MAX_FETCH_SLOTS: usize = 6;
-/// Bytes a web seed should have in flight to hide the per-request latency:
-/// small pieces get more fetches at once (up to [`MAX_FETCH_SLOTS`]).
-pub const IN_FLIGHT_TARGET: u64 = 2 * 1024 * 1024;
+/// Bytes a web seed should have in flight to hide the per-request latency
+/// (a fetch's answer waits behind the receiver's other work before the next
+/// one starts): small pieces get more fetches at once (up to
+/// [`MAX_FETCH_SLOTS`]).
+pub const IN_FLIGHT_TARGET: u64 = 4 * 1024 * 1024;
 
 /// Fetches in flight for pieces of `piece_length` bytes: enough to keep
 /// about [`IN_FLIGHT_TARGET`] bytes in flight, between [`MAX_FETCHES`] and
-/// [`MAX_FETCH_SLOTS`].
+/// [`MAX_FETCH_SLOTS`]. A fetch is a piece, or [`MAX_FETCH_LEN`] of a
+/// larger one.
 pub fn fetch_slots(piece_length: u32) -> usize {
-    let per = u64::from(piece_length.max(1));
+    let per = u64::from(piece_length.clamp(1, MAX_FETCH_LEN));
     let wanted = usize::try_from(IN_FLIGHT_TARGET.div_ceil(per)).unwrap_or(MAX_FETCH_SLOTS);
     wanted.clamp(MAX_FETCHES, MAX_FETCH_SLOTS)
 }
@@ -504,11 +507,13 @@ mod tests {
     }
 
     #[test]
-    fn small_pieces_get_more_fetches_in_flight_up_to_the_browsers_connections() {
+    fn fetches_in_flight_keep_about_the_target_bytes_within_the_browsers_connections() {
         assert_eq!(fetch_slots(16 * 1024), MAX_FETCH_SLOTS);
-        assert_eq!(fetch_slots(512 * 1024), 4);
-        assert_eq!(fetch_slots(1024 * 1024), MAX_FETCHES);
-        assert_eq!(fetch_slots(16 * 1024 * 1024), MAX_FETCHES);
+        assert_eq!(fetch_slots(512 * 1024), MAX_FETCH_SLOTS);
+        assert_eq!(fetch_slots(1024 * 1024), 4);
+        assert_eq!(fetch_slots(3 * 1024 * 1024 / 2), 4, "fetches of 1 MiB");
+        assert_eq!(fetch_slots(2 * 1024 * 1024), 4, "two pieces of two fetches");
+        assert_eq!(fetch_slots(16 * 1024 * 1024), 4);
     }
 
     #[test]

@@ -413,13 +413,16 @@ impl Storage {
     pub async fn store_pieces(&self, batch: &[PieceToStore]) -> Result<(), StoreFailure> {
         let mut blobs = Vec::with_capacity(batch.len());
         for p in batch {
+            // The Blob is made from a JavaScript copy of the piece, not from
+            // a view into wasm memory: its bytes live in the browser process
+            // until the garbage collector frees the Blob object, which V8
+            // sizes as a few bytes and so would leave for long, piling up
+            // stored pieces in the browser. The copy's buffer is garbage of
+            // the piece's size, which V8 counts (external memory): its
+            // collections then come as often as pieces are stored, and take
+            // the Blobs with them.
             let parts = Array::new();
-            // SAFETY: the view into wasm memory is only read by the Blob
-            // constructor, which copies the bytes before it returns; nothing
-            // allocates in wasm memory (which could move it) in between.
-            // No intermediate JS copy of every piece (garbage for the GC).
-            let view = unsafe { Uint8Array::view(&p.data[..]) };
-            parts.push(&view);
+            parts.push(&Uint8Array::from(&p.data[..]));
             let blob = Blob::new_with_u8_array_sequence(&parts)
                 .map_err(|e| StoreFailure::Other(js_message(&e)))?;
             drop(parts);
@@ -431,12 +434,18 @@ impl Storage {
             .map_err(|e| StoreFailure::Other(e.to_string()))?;
         let pieces = tx.store(PIECES).map_err(failure)?;
         let have = tx.store(HAVE).map_err(failure)?;
-        for (p, blob) in batch.iter().zip(&blobs) {
-            pieces
-                .put(blob, Some(&piece_key(p.info_hash, p.piece)))
-                .await
-                .map_err(failure)?;
-        }
+        // Every put is issued before any is awaited (one wait for the batch,
+        // not one browser round trip per piece); they complete in order, and
+        // a failed one aborts the transaction, which `done` reports.
+        pieces
+            .put_all(
+                batch
+                    .iter()
+                    .zip(blobs)
+                    .map(|(p, blob)| (blob.into(), Some(piece_key(p.info_hash, p.piece)))),
+            )
+            .await
+            .map_err(failure)?;
         let mut bundles: Vec<InfoHash> = batch.iter().map(|p| p.info_hash).collect();
         bundles.sort_unstable();
         bundles.dedup();

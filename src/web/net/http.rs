@@ -1,10 +1,15 @@
 //! HTTP through `fetch`: web seed range requests (BEP 19) and the requests of
 //! the bundle API.
 
-use js_sys::Uint8Array;
+use std::cell::RefCell;
+
+use js_sys::{ArrayBuffer, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortSignal, Headers, Request, RequestCache, RequestInit, Response};
+use web_sys::{
+    AbortSignal, Headers, ReadableStreamByobReader, ReadableStreamDefaultReader,
+    ReadableStreamReadResult, Request, RequestCache, RequestInit, Response,
+};
 
 use crate::engine::api::UrlRange;
 
@@ -53,26 +58,7 @@ pub async fn request(
     body: Option<&[u8]>,
     signal: Option<&AbortSignal>,
 ) -> Result<Answer, NetError> {
-    let init = RequestInit::new();
-    init.set_method(method);
-    init.set_cache(RequestCache::NoStore);
-    let h = Headers::new().map_err(|e| NetError::browser(&e))?;
-    for (name, value) in headers {
-        h.set(name, value).map_err(|e| NetError::browser(&e))?;
-    }
-    init.set_headers(&h);
-    if let Some(body) = body {
-        init.set_body(&Uint8Array::from(body));
-    }
-    init.set_signal(signal);
-    let request =
-        Request::new_with_str_and_init(url, &init).map_err(|e| NetError::Http(js_message(&e)))?;
-    let window = web_sys::window().ok_or_else(|| NetError::Browser("no window".into()))?;
-    let response: Response = JsFuture::from(window.fetch_with_request(&request))
-        .await
-        .map_err(|e| NetError::Http(format!("{method} {url}: {}", js_message(&e))))?
-        .dyn_into()
-        .map_err(|_| NetError::Http("fetch did not return a response".into()))?;
+    let response = send(method, url, headers, body, signal).await?;
     let status = response.status();
     let content_range = response.headers().get("content-range").ok().flatten();
     let buffer = JsFuture::from(
@@ -89,73 +75,241 @@ pub async fn request(
     })
 }
 
-/// Fetches the ranges of a web seed fetch, in order, and concatenates them.
+/// Makes a request; the answer's head, its body not read yet.
+async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    signal: Option<&AbortSignal>,
+) -> Result<Response, NetError> {
+    let init = RequestInit::new();
+    init.set_method(method);
+    init.set_cache(RequestCache::NoStore);
+    let h = Headers::new().map_err(|e| NetError::browser(&e))?;
+    for (name, value) in headers {
+        h.set(name, value).map_err(|e| NetError::browser(&e))?;
+    }
+    init.set_headers(&h);
+    if let Some(body) = body {
+        init.set_body(&Uint8Array::from(body));
+    }
+    init.set_signal(signal);
+    let request =
+        Request::new_with_str_and_init(url, &init).map_err(|e| NetError::Http(js_message(&e)))?;
+    let window = web_sys::window().ok_or_else(|| NetError::Browser("no window".into()))?;
+    JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .map_err(|e| NetError::Http(format!("{method} {url}: {}", js_message(&e))))?
+        .dyn_into()
+        .map_err(|_| NetError::Http("fetch did not return a response".into()))
+}
+
+/// Bytes read from a web seed body per read: the reader's buffer.
+const READ_CHUNK: u32 = 256 * 1024;
+/// Read buffers kept for the next web seed fetches (one per fetch in flight).
+const SPARE_BUFFERS: usize = 8;
+/// Most bytes of an error answer's body kept for its message.
+const ERROR_BODY_BYTES: usize = 4096;
+
+thread_local! {
+    /// Read buffers of finished fetches, reused by the next ones.
+    static BUFFERS: RefCell<Vec<ArrayBuffer>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Fetches the ranges of a web seed fetch, in order, into one buffer.
 ///
 /// Each range must come back as `206` with a `Content-Range` naming exactly
 /// that range, or as `200` when the range is the whole file; anything else
 /// (a `503` for a piece the server does not hold yet, included) is an error.
+/// Each body is read in chunks straight into its place in the buffer: no
+/// piece-sized JavaScript buffer is made (it would be garbage as soon as it
+/// was copied, and piles up in the renderer until the garbage collector
+/// runs), and a body longer than its range is an error as soon as it shows.
 pub async fn fetch_ranges(
     ranges: &[UrlRange],
     signal: Option<&AbortSignal>,
 ) -> Result<Vec<u8>, NetError> {
     let total: u64 = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
-    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let total = usize::try_from(total)
+        .map_err(|_| NetError::Http(format!("a fetch of {total} bytes is too large")))?;
+    let mut out = vec![0; total];
+    let mut at = 0;
     for r in ranges {
         if r.end <= r.start {
             continue;
         }
+        let want = (r.end - r.start) as usize;
         let range = format!("bytes={}-{}", r.start, r.end - 1);
-        let answer = request("GET", &r.url, &[("range", &range)], None, signal).await?;
-        check_range(&answer, r)?;
-        out.extend_from_slice(&answer.body);
+        let response = send("GET", &r.url, &[("range", &range)], None, signal).await?;
+        let status = response.status();
+        match status {
+            206 => {
+                let header = response.headers().get("content-range").ok().flatten();
+                let header = header.as_deref().unwrap_or("");
+                match parse_content_range(header) {
+                    Some((a, b)) if a == r.start && b + 1 == r.end => {}
+                    _ => {
+                        cancel(&response);
+                        return Err(NetError::Http(format!(
+                            "{}: asked for bytes {}-{}, the server sent content-range {header:?}",
+                            r.url,
+                            r.start,
+                            r.end - 1
+                        )));
+                    }
+                }
+            }
+            // A server that ignores Range sends the whole file: that is the
+            // answer only if the whole file was asked for.
+            200 if r.start == 0 => {}
+            200 => {
+                cancel(&response);
+                return Err(ignored_range(r));
+            }
+            _ => {
+                let mut body = [0; ERROR_BODY_BYTES];
+                let n = read_body(&response, &mut body)
+                    .await
+                    .map_or(0, |read| read.len);
+                let answer = Answer {
+                    status,
+                    body: body[..n].to_vec(),
+                    content_range: None,
+                };
+                return Err(NetError::Http(format!(
+                    "{}: HTTP {status}: {}",
+                    r.url,
+                    answer.error_message()
+                )));
+            }
+        }
+        let read = read_body(&response, &mut out[at..at + want])
+            .await
+            .map_err(|e| NetError::Http(format!("GET {}: {e}", r.url)))?;
+        if read.more {
+            return Err(if status == 200 {
+                ignored_range(r)
+            } else {
+                NetError::Http(format!("{}: more than the {want} bytes asked for", r.url))
+            });
+        }
+        if read.len != want {
+            return Err(NetError::Http(format!(
+                "{}: {} bytes received, {want} asked for",
+                r.url, read.len
+            )));
+        }
+        at += want;
     }
     Ok(out)
 }
 
-/// Checks that an answer carries exactly the bytes of `r`.
-fn check_range(answer: &Answer, r: &UrlRange) -> Result<(), NetError> {
-    let want = r.end - r.start;
-    match answer.status {
-        206 => {
-            let header = answer.content_range.as_deref().unwrap_or("");
-            match parse_content_range(header) {
-                Some((a, b)) if a == r.start && b + 1 == r.end => {}
-                _ => {
-                    return Err(NetError::Http(format!(
-                        "{}: asked for bytes {}-{}, the server sent content-range {header:?}",
-                        r.url,
-                        r.start,
-                        r.end - 1
-                    )))
+fn ignored_range(r: &UrlRange) -> NetError {
+    NetError::Http(format!("{}: the server ignored the range request", r.url))
+}
+
+/// What [`read_body`] read.
+struct Read {
+    /// Bytes written to the front of the slot.
+    len: usize,
+    /// The body had more bytes than the slot holds (the rest was not read).
+    more: bool,
+}
+
+/// Reads a response body into `slot`, in chunks, until the body ends or
+/// holds more than the slot. A byte stream is read with a BYOB reader into
+/// a reused buffer, so reading makes no garbage but the small read results;
+/// a body that is not one, with a default reader, whose chunks die young.
+async fn read_body(response: &Response, slot: &mut [u8]) -> Result<Read, String> {
+    let Some(body) = response.body() else {
+        return Ok(Read {
+            len: 0,
+            more: false,
+        });
+    };
+    match ReadableStreamByobReader::new(&body) {
+        Ok(reader) => read_byob(&reader, slot).await,
+        Err(_) => {
+            let reader = ReadableStreamDefaultReader::new(&body).map_err(|e| js_message(&e))?;
+            read_default(&reader, slot).await
+        }
+    }
+}
+
+async fn read_byob(reader: &ReadableStreamByobReader, slot: &mut [u8]) -> Result<Read, String> {
+    let mut buffer = BUFFERS
+        .with(|b| b.borrow_mut().pop())
+        .unwrap_or_else(|| ArrayBuffer::new(READ_CHUNK));
+    let mut len = 0;
+    loop {
+        let view = Uint8Array::new(&buffer);
+        let result: ReadableStreamReadResult =
+            JsFuture::from(reader.read_with_array_buffer_view(&view))
+                .await
+                .map_err(|e| js_message(&e))?
+                .unchecked_into();
+        let done = result.get_done().unwrap_or(false);
+        // The buffer moved into the view that came back (empty when done).
+        let Ok(chunk) = result.get_value().dyn_into::<Uint8Array>() else {
+            return if done {
+                Ok(Read { len, more: false })
+            } else {
+                Err("the body stream returned no buffer".into())
+            };
+        };
+        buffer = chunk.buffer();
+        let n = chunk.length() as usize;
+        if n > slot.len() - len {
+            let _ = reader.cancel();
+            return Ok(Read { len, more: true });
+        }
+        chunk.copy_to(&mut slot[len..len + n]);
+        len += n;
+        if done {
+            BUFFERS.with(|b| {
+                let mut spare = b.borrow_mut();
+                if spare.len() < SPARE_BUFFERS && buffer.byte_length() == READ_CHUNK {
+                    spare.push(buffer);
                 }
-            }
-        }
-        // A server that ignores Range sends the whole file: that is the
-        // answer only if the whole file was asked for.
-        200 if r.start == 0 && answer.body.len() as u64 == want => {}
-        200 => {
-            return Err(NetError::Http(format!(
-                "{}: the server ignored the range request",
-                r.url
-            )))
-        }
-        _ => {
-            return Err(NetError::Http(format!(
-                "{}: HTTP {}: {}",
-                r.url,
-                answer.status,
-                answer.error_message()
-            )))
+            });
+            return Ok(Read { len, more: false });
         }
     }
-    if answer.body.len() as u64 != want {
-        return Err(NetError::Http(format!(
-            "{}: {} bytes received, {want} asked for",
-            r.url,
-            answer.body.len()
-        )));
+}
+
+async fn read_default(
+    reader: &ReadableStreamDefaultReader,
+    slot: &mut [u8],
+) -> Result<Read, String> {
+    let mut len = 0;
+    loop {
+        let result: ReadableStreamReadResult = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| js_message(&e))?
+            .unchecked_into();
+        if result.get_done().unwrap_or(false) {
+            return Ok(Read { len, more: false });
+        }
+        let chunk: Uint8Array = result
+            .get_value()
+            .dyn_into()
+            .map_err(|_| "the body stream returned something other than bytes".to_string())?;
+        let n = chunk.length() as usize;
+        if n > slot.len() - len {
+            let _ = reader.cancel();
+            return Ok(Read { len, more: true });
+        }
+        chunk.copy_to(&mut slot[len..len + n]);
+        len += n;
     }
-    Ok(())
+}
+
+/// Drops a response's body unread.
+fn cancel(response: &Response) {
+    if let Some(body) = response.body() {
+        let _ = body.cancel();
+    }
 }
 
 /// `bytes a-b/total` → `(a, b)`.
