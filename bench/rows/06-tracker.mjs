@@ -292,6 +292,7 @@ async function measureOne (name, start) {
  */
 async function profileSwarmdrop () {
   const data = path.join(WORK, 'tracker-perf.data')
+  let syscalls = null
   const tracker = await startSwarmdrop()
   const generators = Array.from({ length: PROCS }, (_, i) => startGenerator(i, tracker.url))
   try {
@@ -299,6 +300,7 @@ async function profileSwarmdrop () {
     for (const g of generators) g.send({ cmd: 'go' })
     await sleep(WARMUP_S * 1000)
     await run('perf', ['record', '-q', '-F', '499', '-p', String(tracker.pid), '-o', data, '--', 'sleep', '5'])
+    syscalls = await countSyscalls(tracker)
   } catch (e) {
     log(ROW, `no profile: ${e.message.split('\n')[0]}`)
     return null
@@ -332,7 +334,45 @@ async function profileSwarmdrop () {
     memset: share(s => /^__memset/.test(s.sym)),
     json: share(s => /serde_json|aquatic_ws_protocol/.test(s.sym)),
     server: share(s => !s.kernel && /swarmdrop/.test(s.dso)),
-    top: symbols.slice(0, 6).map(s => `${short(s.sym)} ${fmt(s.pct, 1)}%`)
+    top: symbols.slice(0, 6).map(s => `${short(s.sym)} ${fmt(s.pct, 1)}%`),
+    syscalls
+  }
+}
+
+/** What `perf stat` counts on the server, per relayed offer (see countSyscalls). */
+const SYSCALL_EVENTS = [
+  ['syscalls:sys_enter_sendto', 'sendto'],
+  ['syscalls:sys_enter_recvfrom', 'recvfrom'],
+  ['syscalls:sys_enter_epoll_wait', 'epoll_wait'],
+  ['syscalls:sys_enter_futex', 'futex'],
+  ['context-switches', 'context switches']
+]
+
+/**
+ * System calls and context switches of the running Swarmdrop server per
+ * offer it relays, over 3 s of load (the server's own `offers_relayed`
+ * counter brackets the window): unlike CPU time, these do not depend on how
+ * busy the rest of the machine is. Null when perf cannot count them.
+ */
+async function countSyscalls (tracker) {
+  const out = path.join(WORK, 'tracker-perf-stat.txt')
+  try {
+    const before = await tracker.relayed()
+    await run('perf', ['stat', '-x', ',', '-o', out, '-e', SYSCALL_EVENTS.map(([e]) => e).join(','),
+      '-p', String(tracker.pid), '--', 'sleep', '3'])
+    const offers = await tracker.relayed() - before
+    const counts = new Map()
+    for (const line of (await readFile(out, 'utf8')).split('\n')) {
+      const f = line.split(',')
+      if (f.length > 2 && /^\d+$/.test(f[0])) counts.set(f[2], Number(f[0]))
+    }
+    if (offers <= 0 || counts.size === 0) return null
+    return SYSCALL_EVENTS.filter(([e]) => counts.has(e)).map(([e, name]) => `${name} ${fmt(counts.get(e) / offers, 2)}`)
+  } catch (e) {
+    log(ROW, `no system call counts: ${e.message.split('\n')[0]}`)
+    return null
+  } finally {
+    await rm(out, { force: true })
   }
 }
 
@@ -409,6 +449,10 @@ if (profile) {
   details.push(`Swarmdrop server profile (perf, one extra unmeasured window): ${fmt(profile.server, 0)}% in the server binary` +
     ` (${fmt(profile.json, 0)}% JSON), ${fmt(profile.alloc, 0)}% in the allocator, ${fmt(profile.copy, 0)}% in memmove/memset,` +
     ` ${fmt(profile.kernel, 0)}% in the kernel; top: ${profile.top.join('; ')}`)
+  if (profile.syscalls) {
+    details.push(`Swarmdrop server per relayed offer (perf stat, 3 s of the same window; each offer also brings its answer` +
+      ` and a tenth of an announce and its response): ${profile.syscalls.join(', ')}`)
+  }
 }
 
 let limit = null
