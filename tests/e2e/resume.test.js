@@ -409,39 +409,62 @@ async function smallPeerSender(label, prefix) {
   return { a, popup, files, sent, card };
 }
 
-test('a file changed on disk while its send was paused is named in the popup and none of its pieces are served', { timeout: 900_000 }, async () => {
+/**
+ * Overwrites 4 KiB in the middle of a file (same size, other bytes), keeping
+ * the original; returns a function that puts the original bytes back.
+ */
+async function changeMiddle(path) {
   const { open: openFile } = await import('node:fs/promises');
-  const { a, popup, files, sent, card } = await smallPeerSender('A2', 'changed');
-  await card.locator('button[data-action="pause"]').click();
-  await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'paused', { what: 'the pause' });
-
-  // The middle file changes (same size, other bytes in its middle).
-  const changed = files[1];
-  const fh = await openFile(changed.path, 'r+');
+  const fh = await openFile(path, 'r+');
   const original = Buffer.alloc(4096);
   await fh.read(original, 0, 4096, 2_000_000);
   await fh.write(Buffer.alloc(4096, 0x5a), 0, 4096, 2_000_000);
   await fh.close();
+  return async () => {
+    const back = await openFile(path, 'r+');
+    await back.write(original, 0, 4096, 2_000_000);
+    await back.close();
+  };
+}
 
-  await card.locator('button[data-action="resume"]').click();
+/**
+ * Waits for the send `id` to name `changed` as changed, first in its state,
+ * then in its popup card; checks both and returns the card's text.
+ */
+async function awaitNamed(popup, card, id, changed, who) {
   const named = await until(
     async () => {
-      const t = await call(popup, 'transfer.get', { id: sent.id });
+      const t = await call(popup, 'transfer.get', { id });
+      if (t.state === 'error') throw new Error(`${who}: ${t.error}`);
       return t.state === 'needs-files' && t.changedFiles ? t : null;
     },
-    { timeoutMs: 120_000, what: 'the changed file to be named' },
+    { timeoutMs: 120_000, what: `${who}'s send to name the changed file` },
   );
   const text = await until(
     async () => {
       const t = (await card.locator('.t-error').textContent()) ?? '';
       return t.includes(changed.name) ? t : null;
     },
-    { timeoutMs: 10_000, what: "the popup to name the changed file" },
+    { timeoutMs: 10_000, what: `${who}'s popup to name the changed file` },
   );
-  console.log(`A2's popup: ${text}`);
-  await card.screenshot({ path: join(SCREENSHOTS, 'resume-changed-file.png') });
+  console.log(`${who}'s popup: ${text}`);
   assert.deepEqual(named.changedFiles, [changed.name]);
-  assert.match(text, new RegExp(`"${changed.name}" changed`));
+  assert.match(text, new RegExp(`^"${changed.name}" changed since this bundle was made: it is not shared`));
+  return text;
+}
+
+test('a file changed on disk while its send was paused is named in the popup and none of its pieces are served', { timeout: 900_000 }, async () => {
+  const { a, popup, files, sent, card } = await smallPeerSender('A2', 'changed');
+  await card.locator('button[data-action="pause"]').click();
+  await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'paused', { what: 'the pause' });
+
+  // The middle file changes (same size, other bytes in its middle).
+  const changed = files[1];
+  const restore = await changeMiddle(changed.path);
+
+  await card.locator('button[data-action="resume"]').click();
+  await awaitNamed(popup, card, sent.id, changed, 'A2');
+  await card.screenshot({ path: join(SCREENSHOTS, 'resume-changed-file.png') });
 
   // A receiver gets nothing: no piece of the changed bundle is served.
   const b = await freshBrowser('B2');
@@ -463,9 +486,7 @@ test('a file changed on disk while its send was paused is named in the popup and
     { what: 'the re-picked changed file to be refused' },
   );
   // The original bytes back: picked again, checked, and shared; B2 completes.
-  const fh2 = await openFile(changed.path, 'r+');
-  await fh2.write(original, 0, 4096, 2_000_000);
-  await fh2.close();
+  await restore();
   await input.setInputFiles(files.map((f) => f.path));
   await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'sharing', {
     what: 'the send to go on with the original files',
@@ -477,39 +498,17 @@ test('a file changed on disk while its send was paused is named in the popup and
 });
 
 test('a file changed on disk while its send runs is named in the popup and none of its bytes are served', { timeout: 900_000 }, async () => {
-  const { open: openFile } = await import('node:fs/promises');
   const { a, popup, files, sent, card } = await smallPeerSender('A4', 'running');
 
   // The middle file changes while the send runs (same size, other bytes in its middle).
   const changed = files[1];
-  const fh = await openFile(changed.path, 'r+');
-  const original = Buffer.alloc(4096);
-  await fh.read(original, 0, 4096, 2_000_000);
-  await fh.write(Buffer.alloc(4096, 0x5a), 0, 4096, 2_000_000);
-  await fh.close();
+  const restore = await changeMiddle(changed.path);
   assert.equal((await call(popup, 'transfer.get', { id: sent.id })).state, 'sharing', 'nothing was read yet');
 
   // A receiver asks for the pieces: the first read of the changed file stops the send.
   const b = await freshBrowser('B4');
   const bid = await receive(b, sent.magnet, { magnet: true });
-  const named = await until(
-    async () => {
-      const t = await call(popup, 'transfer.get', { id: sent.id });
-      if (t.state === 'error') throw new Error(`A4: ${t.error}`);
-      return t.state === 'needs-files' && t.changedFiles ? t : null;
-    },
-    { timeoutMs: 120_000, what: 'the running send to name the changed file' },
-  );
-  const text = await until(
-    async () => {
-      const t = (await card.locator('.t-error').textContent()) ?? '';
-      return t.includes(changed.name) ? t : null;
-    },
-    { timeoutMs: 10_000, what: 'the popup to name the changed file' },
-  );
-  console.log(`A4's popup: ${text}`);
-  assert.deepEqual(named.changedFiles, [changed.name]);
-  assert.match(text, new RegExp(`^"${changed.name}" changed since this bundle was made: it is not shared`));
+  const text = await awaitNamed(popup, card, sent.id, changed, 'A4');
   assert.doesNotMatch(text, /Upload to the server stopped|could not read/);
 
   // Nothing of the changed bundle is served any more: B4 stays where it was
@@ -524,9 +523,7 @@ test('a file changed on disk while its send runs is named in the popup and none 
 
   // The original bytes back, picked again and checked: the send goes on and
   // B4's files are the originals (any byte of the changed file would fail).
-  const fh2 = await openFile(changed.path, 'r+');
-  await fh2.write(original, 0, 4096, 2_000_000);
-  await fh2.close();
+  await restore();
   await card.locator('input[type=file]').setInputFiles(files.map((f) => f.path));
   await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'sharing', {
     what: 'the send to go on with the original files',
@@ -538,7 +535,6 @@ test('a file changed on disk while its send runs is named in the popup and none 
 });
 
 test('a file changed with its date kept while its send runs (Chrome still reads it) is named once a piece of it reads back wrong', { timeout: 900_000 }, async () => {
-  const { open: openFile } = await import('node:fs/promises');
   const { a, popup, files, sent, card } = await smallPeerSender('A6', 'samedate');
 
   // The middle file changes, and gets its modification time back to the
@@ -547,43 +543,20 @@ test('a file changed with its date kept while its send runs (Chrome still reads 
   const changed = files[1];
   const times = `${changed.path}.times`;
   execFileSync('touch', ['-r', changed.path, times]);
-  const fh = await openFile(changed.path, 'r+');
-  const original = Buffer.alloc(4096);
-  await fh.read(original, 0, 4096, 2_000_000);
-  await fh.write(Buffer.alloc(4096, 0x5a), 0, 4096, 2_000_000);
-  await fh.close();
+  const restore = await changeMiddle(changed.path);
   execFileSync('touch', ['-r', times, changed.path]);
 
   // A receiver asks for the pieces: the first piece of the changed file read
   // to be served fails its hash, and the send stops with the file named.
   const b = await freshBrowser('B6');
   const bid = await receive(b, sent.magnet, { magnet: true });
-  const named = await until(
-    async () => {
-      const t = await call(popup, 'transfer.get', { id: sent.id });
-      if (t.state === 'error') throw new Error(`A6: ${t.error}`);
-      return t.state === 'needs-files' && t.changedFiles ? t : null;
-    },
-    { timeoutMs: 120_000, what: 'the running send to name the file changed with its date kept' },
-  );
-  const text = await until(
-    async () => {
-      const t = (await card.locator('.t-error').textContent()) ?? '';
-      return t.includes(changed.name) ? t : null;
-    },
-    { timeoutMs: 10_000, what: 'the popup to name the changed file' },
-  );
-  console.log(`A6's popup: ${text}`);
-  assert.deepEqual(named.changedFiles, [changed.name]);
-  assert.match(text, new RegExp(`^"${changed.name}" changed since this bundle was made: it is not shared`));
+  await awaitNamed(popup, card, sent.id, changed, 'A6');
   await new Promise((r) => setTimeout(r, 3_000));
   const b1 = await call(b.popup, 'transfer.get', { id: bid });
   assert.notEqual(b1.state, 'complete', 'the changed bundle was not served whole');
 
   // The original bytes back (date kept again), picked again and checked: B6 completes intact.
-  const fh2 = await openFile(changed.path, 'r+');
-  await fh2.write(original, 0, 4096, 2_000_000);
-  await fh2.close();
+  await restore();
   execFileSync('touch', ['-r', times, changed.path]);
   await card.locator('input[type=file]').setInputFiles(files.map((f) => f.path));
   await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'sharing', {
