@@ -761,26 +761,7 @@ impl Peer {
     /// crosses this is refused without blaming the peer.
     pub fn retract(&mut self, piece: PieceIndex) {
         self.retracted.insert(piece.get());
-        let mut dropped: Vec<BlockInfo> = Vec::new();
-        self.serve_queue.retain(|b| {
-            let keep = b.piece != piece;
-            if !keep {
-                dropped.push(*b);
-            }
-            keep
-        });
-        self.loading.retain(|b| {
-            let keep = b.piece != piece;
-            if !keep {
-                dropped.push(*b);
-            }
-            keep
-        });
-        if self.fast() {
-            for b in &dropped {
-                self.send(&Message::Reject(request_of(*b)));
-            }
-        }
+        self.drop_requests(|p| p != piece);
         if let Some(id) = self.extensions.as_ref().and_then(|e| e.lt_donthave()) {
             let payload = encode_donthave(piece.get());
             self.send(&Message::Extended {
@@ -815,22 +796,25 @@ impl Peer {
         self.am_choking = true;
         self.choked_at = Some(now);
         self.send(&Message::Choke);
-        let allowed = &self.allowed_fast_out;
+        // The allowed-fast set is a handful of pieces.
+        let allowed = self.allowed_fast_out.clone();
+        self.drop_requests(|p| allowed.contains(&p))
+    }
+
+    /// Drops the peer's requests waiting to be served or loading whose piece
+    /// `keep` refuses, rejecting each under Fast (without it they go
+    /// unanswered, which BEP 3 allows); returns the dropped requests.
+    fn drop_requests(&mut self, keep: impl Fn(PieceIndex) -> bool) -> Vec<BlockInfo> {
         let mut dropped: Vec<BlockInfo> = Vec::new();
-        self.serve_queue.retain(|b| {
-            let keep = allowed.contains(&b.piece);
-            if !keep {
+        let mut sieve = |b: &BlockInfo| {
+            let kept = keep(b.piece);
+            if !kept {
                 dropped.push(*b);
             }
-            keep
-        });
-        self.loading.retain(|b| {
-            let keep = allowed.contains(&b.piece);
-            if !keep {
-                dropped.push(*b);
-            }
-            keep
-        });
+            kept
+        };
+        self.serve_queue.retain(&mut sieve);
+        self.loading.retain(&mut sieve);
         if self.fast() {
             for b in &dropped {
                 self.send(&Message::Reject(request_of(*b)));

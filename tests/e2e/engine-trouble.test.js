@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { launchBrowser } from './lib/chromium.js';
 import { SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
-import { until } from './net/support.js';
+import { storedRecord, until } from './net/support.js';
 
 /** Runs the extension's message call in one of its pages. */
 function call(page, type, fields = {}) {
@@ -152,27 +152,6 @@ function upgradeFromPage(page, version, commit) {
   );
 }
 
-/** In an extension page: the record `id` in the engine's database, if any. */
-function recordIn(page, id) {
-  return page.evaluate(
-    (id) =>
-      new Promise((resolve, reject) => {
-        const req = indexedDB.open('swarmdrop-engine');
-        req.onsuccess = () => {
-          const db = req.result;
-          const get = db.transaction('bundles', 'readonly').objectStore('bundles').get(id);
-          get.onsuccess = () => {
-            db.close();
-            resolve(get.result ? { id: get.result.id, state: get.result.state, version: db.version } : null);
-          };
-          get.onerror = () => reject(get.error);
-        };
-        req.onerror = () => reject(req.error);
-      }),
-    id,
-  );
-}
-
 test("another page's upgrade closes the host's database: the next operation opens it again; a newer version says to reload", {
   timeout: 180_000,
 }, async (t) => {
@@ -197,10 +176,10 @@ test("another page's upgrade closes the host's database: the next operation open
     { timeoutMs: 60_000, what: `the send to be shared (popup notice: ${await notice(popup)})` },
   );
   assert.equal(await notice(popup), null, 'no error shown');
-  assert.deepEqual(await recordIn(popup, sent.id), { id: sent.id, state: 'sharing', version: 2 });
+  assert.deepEqual(await storedRecord(popup, sent.id, ['id', 'state']), { id: sent.id, state: 'sharing', version: 2 });
   // Pausing writes the record too.
   await call(popup, 'transfer.pause', { id: sent.id });
-  assert.equal((await recordIn(popup, sent.id)).state, 'paused');
+  assert.equal((await storedRecord(popup, sent.id, ['id', 'state'])).state, 'paused');
 
   // Now another page upgrades it past this build's version: the host's next
   // write fails with a message telling the user what to do.

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { launchBrowser } from './lib/chromium.js';
 import { SCREENSHOTS, builtExtension } from './lib/paths.js';
-import { WORK, randomFiles, startServer, tempDir, testSettings, until } from './net/support.js';
+import { WORK, randomFiles, startServer, storedRecord, tempDir, testSettings, until } from './net/support.js';
 
 /** Runs the extension's message call in one of its pages. */
 function call(page, type, fields = {}) {
@@ -60,28 +60,6 @@ async function pickAgain(b, id, files) {
   return waiting;
 }
 
-/** In an extension page: the record `id` as stored. */
-function storedRecord(page, id) {
-  return page.evaluate(
-    (id) =>
-      new Promise((resolve, reject) => {
-        const req = indexedDB.open('swarmdrop-engine');
-        req.onsuccess = () => {
-          const db = req.result;
-          db.onversionchange = () => db.close();
-          const get = db.transaction('bundles', 'readonly').objectStore('bundles').get(id);
-          get.onsuccess = () => {
-            db.close();
-            resolve(get.result ? { uploadToServer: get.result.uploadToServer, state: get.result.state } : null);
-          };
-          get.onerror = () => reject(get.error);
-        };
-        req.onerror = () => reject(req.error);
-      }),
-    id,
-  );
-}
-
 const onServer = async (server, infoHash) => (await fetch(`${server.url}/api/bundles/${infoHash}`)).status;
 
 test('a send made peer-to-peer only stays so after a restart, though the settings now say to upload', { timeout: 300_000 }, async (t) => {
@@ -97,7 +75,7 @@ test('a send made peer-to-peer only stays so after a restart, though the setting
   const a = await start(t, 'choice');
   await setSettings(a.popup, testSettings(server, { uploadToServer: false }));
   const sent = await send(a, files);
-  assert.deepEqual(await storedRecord(a.popup, sent.id), { uploadToServer: false, state: 'sharing' });
+  assert.deepEqual(await storedRecord(a.popup, sent.id, ['uploadToServer', 'state']), { uploadToServer: false, state: 'sharing', version: 2 });
   await new Promise((r) => setTimeout(r, 2000));
   assert.equal(await onServer(server, sent.infoHash), 404, 'nothing was uploaded before the restart');
 
@@ -113,7 +91,7 @@ test('a send made peer-to-peer only stays so after a restart, though the setting
   assert.equal(v.state, 'sharing');
   assert.equal(v.upload, null, 'no upload figures: the send does not upload');
   assert.equal(await onServer(server, sent.infoHash), 404, 'the server never got the bundle');
-  assert.equal((await storedRecord(again.popup, sent.id)).uploadToServer, false);
+  assert.equal((await storedRecord(again.popup, sent.id, ['uploadToServer'])).uploadToServer, false);
 
   // A send made now follows the settings: it uploads.
   const otherDir = tempDir('send-choice-later-');

@@ -232,3 +232,30 @@ export function fileSize(path) {
 }
 
 export { tmpdir };
+
+/**
+ * In an extension page: the `fields` of the bundle record `id` as stored in
+ * the engine's database, with the database's `version` (null when there is no
+ * such record).
+ */
+export function storedRecord(page, id, fields) {
+  return page.evaluate(
+    ([id, fields]) =>
+      new Promise((resolve, reject) => {
+        const req = indexedDB.open('swarmdrop-engine');
+        req.onsuccess = () => {
+          const db = req.result;
+          db.onversionchange = () => db.close();
+          const get = db.transaction('bundles', 'readonly').objectStore('bundles').get(id);
+          get.onsuccess = () => {
+            db.close();
+            const r = get.result;
+            resolve(r ? { ...Object.fromEntries(fields.map((f) => [f, r[f]])), version: db.version } : null);
+          };
+          get.onerror = () => reject(get.error);
+        };
+        req.onerror = () => reject(req.error);
+      }),
+    [id, fields],
+  );
+}
