@@ -453,6 +453,22 @@ async function awaitNamed(popup, card, id, changed, who) {
   return text;
 }
 
+/**
+ * The sender picks its original files again: once they are checked the send
+ * goes on, the receiver `b` completes `bid`, and its saved files must be the
+ * originals byte for byte. Closes both browsers.
+ */
+async function pickOriginalsAndFinish({ a, popup, files, sent, card }, b, bid) {
+  await card.locator('input[type=file]').setInputFiles(files.map((f) => f.path));
+  await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'sharing', {
+    what: 'the send to go on with the original files',
+  });
+  const got = await completed(b, bid);
+  await saveAndVerify(b, bid, got, files);
+  await b.close();
+  await closeChromium(a);
+}
+
 test('a file changed on disk while its send was paused is named in the popup and none of its pieces are served', { timeout: 900_000 }, async () => {
   const { a, popup, files, sent, card } = await smallPeerSender('A2', 'changed');
   await card.locator('button[data-action="pause"]').click();
@@ -476,8 +492,7 @@ test('a file changed on disk while its send was paused is named in the popup and
 
   // Picked again while still changed: checked against the piece hashes, still named.
   await popup.reload();
-  const input = card.locator('input[type=file]');
-  await input.setInputFiles(files.map((f) => f.path));
+  await card.locator('input[type=file]').setInputFiles(files.map((f) => f.path));
   await until(
     async () => {
       const t = await call(popup, 'transfer.get', { id: sent.id });
@@ -487,14 +502,7 @@ test('a file changed on disk while its send was paused is named in the popup and
   );
   // The original bytes back: picked again, checked, and shared; B2 completes.
   await restore();
-  await input.setInputFiles(files.map((f) => f.path));
-  await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'sharing', {
-    what: 'the send to go on with the original files',
-  });
-  const got = await completed(b, bid);
-  await saveAndVerify(b, bid, got, files);
-  await b.close();
-  await closeChromium(a);
+  await pickOriginalsAndFinish({ a, popup, files, sent, card }, b, bid);
 });
 
 test('a file changed on disk while its send runs is named in the popup and none of its bytes are served', { timeout: 900_000 }, async () => {
@@ -524,14 +532,7 @@ test('a file changed on disk while its send runs is named in the popup and none 
   // The original bytes back, picked again and checked: the send goes on and
   // B4's files are the originals (any byte of the changed file would fail).
   await restore();
-  await card.locator('input[type=file]').setInputFiles(files.map((f) => f.path));
-  await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'sharing', {
-    what: 'the send to go on with the original files',
-  });
-  const got = await completed(b, bid);
-  await saveAndVerify(b, bid, got, files);
-  await b.close();
-  await closeChromium(a);
+  await pickOriginalsAndFinish({ a, popup, files, sent, card }, b, bid);
 });
 
 test('a file changed with its date kept while its send runs (Chrome still reads it) is named once a piece of it reads back wrong', { timeout: 900_000 }, async () => {
@@ -558,14 +559,7 @@ test('a file changed with its date kept while its send runs (Chrome still reads 
   // The original bytes back (date kept again), picked again and checked: B6 completes intact.
   await restore();
   execFileSync('touch', ['-r', times, changed.path]);
-  await card.locator('input[type=file]').setInputFiles(files.map((f) => f.path));
-  await until(async () => (await call(popup, 'transfer.get', { id: sent.id })).state === 'sharing', {
-    what: 'the send to go on with the original files',
-  });
-  const got = await completed(b, bid);
-  await saveAndVerify(b, bid, got, files);
-  await b.close();
-  await closeChromium(a);
+  await pickOriginalsAndFinish({ a, popup, files, sent, card }, b, bid);
 });
 
 /**
