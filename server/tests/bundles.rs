@@ -257,7 +257,9 @@ async fn delete_needs_the_right_token_and_removes_everything() {
 
 #[tokio::test]
 async fn bundles_expire() {
-    let server = TestServer::start(&["--expiry-secs", "1", "--expiry-check-secs", "1"]).await;
+    // Expiry long enough for the upload to finish first on a loaded machine
+    // (at 1 s the bundle could expire mid-upload), short enough to wait for.
+    let server = TestServer::start(&["--expiry-secs", "4", "--expiry-check-secs", "1"]).await;
     let t = build_torrent("brief", &[("a", 20_000)], 16_384, true, 7);
     server.upload_all(&t).await;
     let (_, body) = server.status(&t.hex()).await;
@@ -265,7 +267,7 @@ async fn bundles_expire() {
     // The sweeper drops the bundle from the registry first (every request
     // sees it gone at once), then deletes its objects: wait for both.
     let mut gone = false;
-    for _ in 0..40 {
+    for _ in 0..80 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if server.stats().await["bundles"] == 0 && stored_files(server.dir.path()).is_empty() {
             gone = true;
