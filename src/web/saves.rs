@@ -387,36 +387,57 @@ async fn streamed_blob(src: &Source<'_>, content_type: &str) -> Result<Blob, Net
         .writable()
         .get_writer()
         .map_err(|e| NetError::browser(&e))?;
+    // Whether the stream itself failed (not the reading of a piece).
+    let stream_failed = Cell::new(false);
+    let stream_error = |e: wasm_bindgen::JsValue| {
+        stream_failed.set(true);
+        NetError::browser(&e)
+    };
     let written = async {
         for span in &spans {
-            JsFuture::from(writer.ready())
-                .await
-                .map_err(|e| NetError::browser(&e))?;
+            JsFuture::from(writer.ready()).await.map_err(stream_error)?;
             let bytes = src.span(span).await?;
             JsFuture::from(writer.write_with_chunk(&bytes))
                 .await
-                .map_err(|e| NetError::browser(&e))?;
+                .map_err(stream_error)?;
         }
-        JsFuture::from(writer.close())
-            .await
-            .map_err(|e| NetError::browser(&e))
+        JsFuture::from(writer.close()).await.map_err(stream_error)
     }
     .await;
+    let file = &info.files[file_index];
+    // Chromium builds a streamed Blob in its Blob storage, which takes only
+    // a share of the disk's free space: short of room, `blob()` fails with
+    // "Failed to fetch" and cancels the stream, whose writes then fail with
+    // no reason at all. That failure is the one to tell.
+    let refused = |e: &wasm_bindgen::JsValue| {
+        NetError::Storage(format!(
+            "{} ({} bytes) could not be saved: the browser refused to build it ({}); \
+             this happens when the disk is nearly full",
+            file.path.join("/"),
+            file.length,
+            js_message(e)
+        ))
+    };
     if let Err(e) = written {
         // Errors the stream, so the Response's read ends too.
         let _ = JsFuture::from(writer.abort_with_reason(&e.to_string().into())).await;
+        if stream_failed.get() {
+            if let Err(b) = blob.await {
+                return Err(refused(&b));
+            }
+        }
         return Err(e);
     }
     let blob: Blob = blob
         .await
-        .map_err(|e| NetError::Storage(js_message(&e)))?
+        .map_err(|e| refused(&e))?
         .dyn_into()
         .map_err(|v| NetError::Browser(format!("unexpected value {v:?}")))?;
-    let length = info.files[file_index].length;
+    let length = file.length;
     if blob.size() != length as f64 {
         return Err(NetError::Storage(format!(
             "{} was saved with {} bytes instead of {length}",
-            info.files[file_index].path.join("/"),
+            file.path.join("/"),
             blob.size()
         )));
     }

@@ -71,6 +71,7 @@ pub fn js_message(value: &JsValue) -> String {
         (Some(n), Some(m)) if !m.is_empty() => format!("{n}: {m}"),
         (Some(n), _) => n,
         (None, Some(m)) => m,
+        (None, None) if value.is_undefined() || value.is_null() => "no reason given".into(),
         (None, None) => format!("{value:?}"),
     }
 }
