@@ -324,6 +324,20 @@ step() {
   TIMINGS+=("$(printf '%5ss  %s' $((SECONDS - start)) "$name")")
 }
 
+# The end-to-end tests write browser profiles, servers' data and files of
+# up to 1 GiB (one test file at a time: each deletes its own when it ends).
+# Chromium refuses storage well before a disk is full (IndexedDB and OPFS
+# quota, its Blob storage), and then tests fail for that alone.
+E2E_DISK_GIB=6
+check_disk() {
+  local free_kib
+  free_kib=$(df -Pk "$ROOT/target" | awk 'NR == 2 { print $4 }')
+  if ((free_kib < E2E_DISK_GIB * 1024 * 1024)); then
+    die "only $((free_kib / 1024 / 1024)) GiB free on the disk of $ROOT/target: the end-to-end tests need ${E2E_DISK_GIB} GiB (browser profiles, a 1 GiB file saved several ways). Free some space and run again."
+  fi
+  ok "$((free_kib / 1024 / 1024)) GiB free for the end-to-end tests (they need ${E2E_DISK_GIB})"
+}
+
 cmd_test() {
   local start=$SECONDS
   ensure_rust
@@ -338,7 +352,8 @@ cmd_test() {
   step "cargo test" cargo test --workspace
   step "build (wasm, dist, web-ext lint)" cmd_build
   step "build the server for the network tests" cargo build --release -p swarmdrop-server
-  rm -rf target/e2e target/e2e-net # profiles, downloads and files of earlier runs
+  rm -rf target/e2e target/e2e-net # what earlier runs left (each test file deletes its own when it ends)
+  check_disk
   step "extension and network tests (pure modules in Node, then Chromium and Firefox end-to-end)" \
     node --test --test-concurrency=1 tests/e2e/
   printf '\n%sTimings%s\n' "$BOLD" "$RESET" >&2

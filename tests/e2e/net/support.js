@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchBrowser } from '../lib/chromium.js';
+import { WORK as PROCESS_WORK } from '../lib/paths.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-export const WORK = join(ROOT, 'target/e2e-net');
+export const WORK = join(PROCESS_WORK, 'net');
 mkdirSync(WORK, { recursive: true });
 
 /** Bundles of ~60 MB by default; SWARMDROP_E2E_BIG=1 makes every bundle 300 MB. */
