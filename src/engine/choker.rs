@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::picker::PeerKey;
+use super::sort;
 use super::time::Instant;
 
 /// Choking parameters.
@@ -224,10 +225,9 @@ impl Choker {
     }
 
     /// Sorts fastest first (stable: equal rates keep their order, or go by
-    /// key when `by_key`). One sort for both callers: each distinct sort
-    /// call is a copy of the sort code in the wasm (BENCHMARKS.md row 7).
-    fn rank(peers: &mut [&PeerSnapshot], seeding: bool, by_key: bool) {
-        peers.sort_by(|a, b| {
+    /// key when `by_key`).
+    fn rank(peers: &mut Vec<&PeerSnapshot>, seeding: bool, by_key: bool) {
+        sort::sort_by(peers, |a, b| {
             let order = Self::rate(b, seeding).cmp(&Self::rate(a, seeding));
             if by_key {
                 order.then(a.peer.cmp(&b.peer))
