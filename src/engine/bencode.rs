@@ -190,12 +190,17 @@ impl<'a> Node<'a> {
             Value::Int(i) => OwnedValue::Int(*i),
             Value::Bytes(b) => OwnedValue::Bytes(b.to_vec()),
             Value::List(l) => OwnedValue::List(l.iter().map(Node::to_owned_value).collect()),
-            Value::Dict(d) => OwnedValue::Dict(
-                d.entries
-                    .iter()
-                    .map(|(k, v)| (k.to_vec(), v.to_owned_value()))
-                    .collect(),
-            ),
+            Value::Dict(d) => {
+                // Inserted, not collected: collect() would sort first, one more copy
+                // of the sort code in the wasm (BENCHMARKS.md row 7).
+                let mut dict = BTreeMap::new();
+                dict.extend(
+                    d.entries
+                        .iter()
+                        .map(|(k, v)| (k.to_vec(), v.to_owned_value())),
+                );
+                OwnedValue::Dict(dict)
+            }
         }
     }
 }

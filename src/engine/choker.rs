@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::picker::PeerKey;
+use super::sort;
 use super::time::Instant;
 
 /// Choking parameters.
@@ -144,9 +145,13 @@ impl Choker {
 
     /// Every unchoked peer, in key order.
     pub fn unchoked(&self) -> Vec<PeerKey> {
-        let mut all: BTreeSet<PeerKey> = self.regular.clone();
+        self.unchoked_set().into_iter().collect()
+    }
+
+    fn unchoked_set(&self) -> BTreeSet<PeerKey> {
+        let mut all = self.regular.clone();
         all.extend(self.optimistic);
-        all.into_iter().collect()
+        all
     }
 
     /// The optimistic unchoke, if any.
@@ -169,7 +174,7 @@ impl Choker {
         seeding: bool,
         rng: &mut fastrand::Rng,
     ) -> ChokeDecision {
-        let before: BTreeSet<PeerKey> = self.unchoked().into_iter().collect();
+        let before = self.unchoked_set();
         self.sync_peers(now, peers);
         let due = self.next_round().is_none_or(|t| now >= t);
         if due {
@@ -177,7 +182,7 @@ impl Choker {
         } else {
             self.fill_empty_slots(now, peers, seeding);
         }
-        let after: BTreeSet<PeerKey> = self.unchoked().into_iter().collect();
+        let after = self.unchoked_set();
         ChokeDecision {
             unchoke: after.difference(&before).copied().collect(),
             choke: before
@@ -189,7 +194,10 @@ impl Choker {
     }
 
     fn sync_peers(&mut self, now: Instant, peers: &[PeerSnapshot]) {
-        let present: BTreeSet<PeerKey> = peers.iter().map(|s| s.peer).collect();
+        // Inserted, not collected: collect() would sort first, one more copy
+        // of the sort code in the wasm (BENCHMARKS.md row 7).
+        let mut present = BTreeSet::new();
+        present.extend(peers.iter().map(|s| s.peer));
         self.peers.retain(|k, _| present.contains(k));
         self.regular.retain(|k| present.contains(k));
         if self.optimistic.is_some_and(|k| !present.contains(&k)) {
@@ -216,6 +224,19 @@ impl Choker {
         }
     }
 
+    /// Sorts fastest first (stable: equal rates keep their order, or go by
+    /// key when `by_key`).
+    fn rank(peers: &mut Vec<&PeerSnapshot>, seeding: bool, by_key: bool) {
+        sort::sort_by(peers, |a, b| {
+            let order = Self::rate(b, seeding).cmp(&Self::rate(a, seeding));
+            if by_key {
+                order.then(a.peer.cmp(&b.peer))
+            } else {
+                order
+            }
+        });
+    }
+
     fn regular_round(
         &mut self,
         now: Instant,
@@ -233,7 +254,10 @@ impl Choker {
         }
         if interested.len() <= slots {
             // Room for everybody: no ranking, no optimistic unchoke needed.
-            self.regular = interested.iter().map(|s| s.peer).collect();
+            // Inserted, not collected: collect() would sort first, one more copy
+            // of the sort code in the wasm (BENCHMARKS.md row 7).
+            self.regular.clear();
+            self.regular.extend(interested.iter().map(|s| s.peer));
             self.optimistic = None;
             return;
         }
@@ -245,8 +269,12 @@ impl Choker {
             .filter(|s| !self.snubbed(now, s))
             .collect();
         rng.shuffle(&mut ranked);
-        ranked.sort_by(|a, b| Self::rate(b, seeding).cmp(&Self::rate(a, seeding)));
-        self.regular = ranked.iter().take(slots).map(|s| s.peer).collect();
+        Self::rank(&mut ranked, seeding, false);
+        // Inserted, not collected: collect() would sort first, one more copy
+        // of the sort code in the wasm (BENCHMARKS.md row 7).
+        self.regular.clear();
+        self.regular
+            .extend(ranked.iter().take(slots).map(|s| s.peer));
 
         let optimistic_valid = self
             .optimistic
@@ -322,11 +350,7 @@ impl Choker {
             .iter()
             .filter(|s| s.interested && !self.is_unchoked(s.peer) && !self.snubbed(now, s))
             .collect();
-        waiting.sort_by(|a, b| {
-            Self::rate(b, seeding)
-                .cmp(&Self::rate(a, seeding))
-                .then(a.peer.cmp(&b.peer))
-        });
+        Self::rank(&mut waiting, seeding, true);
         self.regular
             .extend(waiting.iter().take(free).map(|s| s.peer));
     }

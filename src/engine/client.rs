@@ -477,11 +477,10 @@ impl Client {
             self.signals.remove(&conn);
         }
         self.limiter.remove_bundle(&h);
-        let used: BTreeSet<&String> = self
-            .sessions
-            .values()
-            .flat_map(|s| s.trackers.iter())
-            .collect();
+        // Inserted, not collected: collect() would sort first, one more copy
+        // of the sort code in the wasm (BENCHMARKS.md row 7).
+        let mut used = BTreeSet::new();
+        used.extend(self.sessions.values().flat_map(|s| s.trackers.iter()));
         let unused: Vec<String> = self
             .trackers
             .keys()
@@ -785,11 +784,14 @@ impl Client {
     /// announces that are due (asking for offers first).
     fn drive(&mut self, now: Instant) {
         // Sockets.
-        let wanted: BTreeSet<String> = self
-            .sessions
-            .values()
-            .flat_map(|s| s.trackers.iter().cloned())
-            .collect();
+        // Inserted, not collected: collect() would sort first, one more copy
+        // of the sort code in the wasm (BENCHMARKS.md row 7).
+        let mut wanted = BTreeSet::new();
+        wanted.extend(
+            self.sessions
+                .values()
+                .flat_map(|s| s.trackers.iter().cloned()),
+        );
         for url in wanted {
             let socket = self.trackers.entry(url.clone()).or_insert(TrackerSocket {
                 state: SocketState::Closed(now),

@@ -17,6 +17,7 @@ use super::bencode::{self, DecodeError, Dict, Node, OwnedValue};
 use super::hash::sha1;
 use super::ids::InfoHash;
 use super::lengths::{Lengths, LengthsError, PieceIndex};
+use super::sort;
 
 /// Why bytes are not a usable torrent.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -520,7 +521,7 @@ pub(crate) fn check_conflicts(files: &[FileEntry]) -> Result<(), MetainfoError> 
         .filter(|f| !f.padding)
         .map(|f| f.path.as_slice())
         .collect();
-    paths.sort_unstable();
+    sort::sort_by(&mut paths, Ord::cmp);
     // Sorted component-wise, a path is immediately followed by any path it is
     // a prefix of, so comparing neighbours finds every conflict.
     for pair in paths.windows(2) {

@@ -23,6 +23,7 @@ pub mod metainfo;
 pub mod peer;
 pub mod picker;
 pub mod session;
+pub mod sort;
 pub mod time;
 pub mod timer;
 pub mod tracker;

@@ -812,13 +812,13 @@ impl Picker {
             .remove(&p)
             .map(|part| part.blocks)
             .unwrap_or_default();
-        let contributors: BTreeSet<PeerKey> = part
-            .into_iter()
-            .filter_map(|b| match b {
-                BlockState::Received(q) => Some(q),
-                _ => None,
-            })
-            .collect();
+        // Inserted, not collected: collect() would sort first, one more copy
+        // of the sort code in the wasm (BENCHMARKS.md row 7).
+        let mut contributors = BTreeSet::new();
+        contributors.extend(part.into_iter().filter_map(|b| match b {
+            BlockState::Received(q) => Some(q),
+            _ => None,
+        }));
         if self.priority[p as usize] != Priority::Skip {
             self.bucket_insert(p);
         }

@@ -278,10 +278,14 @@ impl Session {
                 trackers_all.push(t.clone());
             }
         }
-        let announcers = trackers_all
-            .iter()
-            .map(|url| (url.clone(), Announcer::new(info_hash, ctx.config.peer_id)))
-            .collect();
+        // Inserted, not collected: collect() would sort first, one more copy
+        // of the sort code in the wasm (BENCHMARKS.md row 7).
+        let mut announcers = BTreeMap::new();
+        announcers.extend(
+            trackers_all
+                .iter()
+                .map(|url| (url.clone(), Announcer::new(info_hash, ctx.config.peer_id))),
+        );
         let mut session = Session {
             info_hash,
             name,

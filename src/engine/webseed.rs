@@ -14,6 +14,7 @@ use crate::engine::ids::{InfoHash, PeerId};
 use crate::engine::lengths::{BlockInfo, PieceIndex};
 use crate::engine::metainfo::Info;
 use crate::engine::picker::PeerKey;
+use crate::engine::sort;
 use crate::engine::time::Instant;
 
 /// Fetches in flight towards one web seed at a time, at least.
@@ -104,7 +105,7 @@ impl WebSeed {
         info: &Info,
         mut blocks: Vec<BlockInfo>,
     ) -> (Vec<WebSeedFetch>, Vec<BlockInfo>) {
-        blocks.sort_unstable();
+        sort::sort_by(&mut blocks, Ord::cmp);
         let mut runs: Vec<Fetch> = Vec::new();
         for b in blocks {
             match runs.last_mut() {

@@ -53,6 +53,7 @@ use crate::engine::api::StoreFailure;
 use crate::engine::bitfield::Bitfield;
 use crate::engine::ids::InfoHash;
 use crate::engine::metainfo::Info;
+use crate::engine::sort;
 
 use super::idb_open;
 use super::net::error::{js_message, NetError};
@@ -447,7 +448,7 @@ impl Storage {
             .await
             .map_err(failure)?;
         let mut bundles: Vec<InfoHash> = batch.iter().map(|p| p.info_hash).collect();
-        bundles.sort_unstable();
+        sort::sort_by(&mut bundles, Ord::cmp);
         bundles.dedup();
         for info_hash in bundles {
             let mine = batch.iter().filter(|p| p.info_hash == info_hash);

@@ -24,6 +24,7 @@ use super::{
     AnnounceParams, BinaryProblem, Event, FromTracker, OfferId, ScrapeStats, TrackerError,
 };
 use crate::engine::ids::{InfoHash, PeerId};
+use crate::engine::sort;
 
 /// Longest frame accepted from a tracker: one relayed offer or answer (an SDP
 /// is a few KiB), an announce response or a scrape response.
@@ -106,7 +107,7 @@ pub fn parse_from_tracker(text: &str) -> Result<FromTracker, TrackerError> {
                     (InfoHash(hash.0), stats)
                 })
                 .collect();
-            files.sort_unstable_by_key(|(hash, _)| *hash);
+            sort::sort_by(&mut files, |a, b| a.0.cmp(&b.0));
             Ok(FromTracker::Scrape(files))
         }
         _ => Err(unrecognised(&map)),

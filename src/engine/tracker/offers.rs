@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::OfferId;
 use crate::engine::ids::InfoHash;
+use crate::engine::sort;
 use crate::engine::time::Instant;
 
 /// How long an offer waits for its answer before it is abandoned (the
@@ -149,7 +150,7 @@ impl<T> OfferBook<T> {
             .filter(|(_, e)| e.created_at + timeout <= now)
             .map(|(id, e)| (e.created_at, *id))
             .collect();
-        expired.sort_unstable();
+        sort::sort_by(&mut expired, Ord::cmp);
         expired
             .into_iter()
             .filter_map(|(_, id)| self.entries.remove(&id).map(|e| e.token))
