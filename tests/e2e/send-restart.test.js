@@ -6,8 +6,12 @@
 // - the upload figures saved before the restart are not shown as current:
 //   the popup says the upload is resuming until the server has answered
 //   (the server is held with SIGSTOP meanwhile), then the upload goes on
-//   from what the server holds and completes.
+//   from what the server holds and completes;
+// - the server is the send's own too: a send made with server 1 goes on
+//   uploading to server 1 after a restart, though the settings now name
+//   server 2, and its share link still names server 1.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -177,4 +181,103 @@ test('after a restart the popup shows the upload as resuming until the server an
   console.log(`after the restart: ${done.upload.bytesSent} bytes put, the server lacked ${before.bytesTotal - before.bytesDone} at most`);
   assert.ok(done.upload.bytesSent <= done.upload.bytesTotal - before.bytesDone, 'what the server held was not put again');
   await until(async () => /On the server/.test(await card.textContent()), { timeoutMs: 10_000, what: 'the popup to say it is on the server' });
+});
+
+/** The SHA-256 (hex) and length of what `url` answers. */
+async function fetchedDigest(url) {
+  const res = await fetch(url);
+  assert.equal(res.status, 200, `GET ${url}`);
+  const hash = createHash('sha256');
+  let length = 0;
+  for await (const chunk of res.body) {
+    hash.update(chunk);
+    length += chunk.length;
+  }
+  return { sha256: hash.digest('hex'), length };
+}
+
+test('a send keeps the server it was made with: after a restart it uploads there, though the settings name another', { timeout: 420_000 }, async (t) => {
+  const first = await startServer();
+  const second = await startServer();
+  let held = false;
+  const hold = (on) => {
+    first.child.kill(on ? 'SIGSTOP' : 'SIGCONT');
+    held = on;
+  };
+  t.after(() => {
+    if (held) hold(false);
+    for (const server of [first, second]) {
+      server.stop();
+      rmSync(server.dataDir, { recursive: true, force: true });
+    }
+  });
+  const dir = tempDir('send-server-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const files = await randomFiles(dir, [128 * 1024 * 1024 + 4099]);
+
+  const a = await start(t, 'server');
+  await setSettings(a.popup, testSettings(first));
+  await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
+  // Server 1 is held once part of the bundle is on it.
+  const sent = await until(
+    async () => {
+      const s = (await call(a.popup, 'transfers.list')).find((x) => x.role === 'send');
+      const up = s?.upload;
+      if (up?.phase === 'done') throw new Error('the upload ended before the server could be held');
+      if (up && up.bytesDone > 0) {
+        hold(true);
+        return s;
+      }
+      return null;
+    },
+    { timeoutMs: 180_000, everyMs: 20, what: 'part of the bundle to be on server 1' },
+  );
+  await new Promise((r) => setTimeout(r, 2500));
+  const before = (await call(a.popup, 'transfer.get', { id: sent.id })).upload;
+  console.log(`held server 1 at ${before.bytesDone} of ${before.bytesTotal} bytes (${before.phase})`);
+  assert.ok(before.bytesDone > 0 && before.bytesDone < before.bytesTotal);
+  assert.deepEqual(await storedRecord(a.popup, sent.id, ['server', 'link']), {
+    server: first.url,
+    link: `${first.url}/b/${sent.infoHash}`,
+    version: 2,
+  });
+
+  // The user now names server 2 in the settings, then the browser restarts.
+  await setSettings(a.popup, testSettings(second));
+  await a.context.close();
+  const again = await start(t, 'server-again', a.profile);
+  t.after(() => rmSync(a.profile, { recursive: true, force: true }));
+  await pickAgain(again, sent.id, files);
+  hold(false);
+  const done = await until(
+    async () => {
+      const v = await call(again.popup, 'transfer.get', { id: sent.id });
+      return v.upload?.phase === 'done' ? v : null;
+    },
+    { timeoutMs: 180_000, what: 'the upload to complete after the restart' },
+  );
+  console.log(`after the restart: ${done.upload.bytesSent} bytes put, server 1 lacked ${before.bytesTotal - before.bytesDone} at most`);
+  assert.ok(done.upload.bytesSent <= done.upload.bytesTotal - before.bytesDone, 'what server 1 held was not put again');
+  // The popup names the send's server, and its link is the one given out.
+  assert.equal(done.link, `${first.url}/b/${sent.infoHash}`);
+  assert.equal(done.server, first.url);
+  const line = again.popup.locator(`article[data-id="${sent.id}"] .t-line span.grow`).first();
+  await until(async () => (await line.getAttribute('title')) === `Server: ${first.url}`, {
+    timeoutMs: 10_000,
+    what: `the popup to name server 1 (it says "${await line.getAttribute('title')}")`,
+  });
+  assert.equal((await storedRecord(again.popup, sent.id, ['server'])).server, first.url);
+
+  // Server 1 holds the whole bundle: its web seed serves the file byte for byte.
+  const bundle = await first.bundle(sent.infoHash);
+  assert.equal(bundle.complete, true, 'server 1 holds every piece');
+  const file = bundle.files.find((f) => f.path.endsWith(files[0].name));
+  assert.ok(file, `server 1 lists ${files[0].name}`);
+  const url = `${bundle.web_seed}${encodeURIComponent(bundle.name)}/${file.path.split('/').map(encodeURIComponent).join('/')}`;
+  assert.deepEqual(await fetchedDigest(url), { sha256: files[0].sha256, length: files[0].size });
+  // Server 2 got nothing.
+  assert.equal(await onServer(second, sent.infoHash), 404, 'server 2 never got the bundle');
+  const stats = await second.stats();
+  assert.equal(stats.bundles, 0, 'server 2 holds no bundle');
+  assert.equal(stats.bytes_received, 0, 'server 2 received no bytes of a bundle');
 });
