@@ -204,12 +204,14 @@ test('a send keeps the server it was made with: after a restart it uploads there
     first.child.kill(on ? 'SIGSTOP' : 'SIGCONT');
     held = on;
   };
-  t.after(() => {
+  t.after(async () => {
     if (held) hold(false);
-    for (const server of [first, second]) {
-      server.stop();
-      rmSync(server.dataDir, { recursive: true, force: true });
-    }
+    const exited = (s) => (s.child.exitCode !== null || s.child.signalCode !== null ? null : new Promise((r) => s.child.once('exit', r)));
+    const servers = [first, second];
+    for (const s of servers) s.stop();
+    // A server still writing what it was sent would refill its directory.
+    await Promise.all(servers.map(exited));
+    for (const s of servers) rmSync(s.dataDir, { recursive: true, force: true });
   });
   const dir = tempDir('send-server-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -236,11 +238,7 @@ test('a send keeps the server it was made with: after a restart it uploads there
   const before = (await call(a.popup, 'transfer.get', { id: sent.id })).upload;
   console.log(`held server 1 at ${before.bytesDone} of ${before.bytesTotal} bytes (${before.phase})`);
   assert.ok(before.bytesDone > 0 && before.bytesDone < before.bytesTotal);
-  assert.deepEqual(await storedRecord(a.popup, sent.id, ['server', 'link']), {
-    server: first.url,
-    link: `${first.url}/b/${sent.infoHash}`,
-    version: 2,
-  });
+  const made = await storedRecord(a.popup, sent.id, ['server', 'link']);
 
   // The user now names server 2 in the settings, then the browser restarts.
   await setSettings(a.popup, testSettings(second));
@@ -257,6 +255,18 @@ test('a send keeps the server it was made with: after a restart it uploads there
     { timeoutMs: 180_000, what: 'the upload to complete after the restart' },
   );
   console.log(`after the restart: ${done.upload.bytesSent} bytes put, server 1 lacked ${before.bytesTotal - before.bytesDone} at most`);
+  // Server 2 got nothing.
+  assert.equal(await onServer(second, sent.infoHash), 404, 'server 2 never got the bundle');
+  const stats = await second.stats();
+  assert.equal(stats.bundles, 0, 'server 2 holds no bundle');
+  assert.equal(stats.bytes_received, 0, 'server 2 received no bytes of a bundle');
+  // Server 1 holds the whole bundle: its web seed serves the file byte for byte.
+  const bundle = await first.bundle(sent.infoHash);
+  assert.equal(bundle.complete, true, 'server 1 holds every piece');
+  const file = bundle.files.find((f) => f.path.endsWith(files[0].name));
+  assert.ok(file, `server 1 lists ${files[0].name}`);
+  const url = `${bundle.web_seed}${encodeURIComponent(bundle.name)}/${file.path.split('/').map(encodeURIComponent).join('/')}`;
+  assert.deepEqual(await fetchedDigest(url), { sha256: files[0].sha256, length: files[0].size });
   assert.ok(done.upload.bytesSent <= done.upload.bytesTotal - before.bytesDone, 'what server 1 held was not put again');
   // The popup names the send's server, and its link is the one given out.
   assert.equal(done.link, `${first.url}/b/${sent.infoHash}`);
@@ -266,18 +276,6 @@ test('a send keeps the server it was made with: after a restart it uploads there
     timeoutMs: 10_000,
     what: `the popup to name server 1 (it says "${await line.getAttribute('title')}")`,
   });
+  assert.deepEqual(made, { server: first.url, link: `${first.url}/b/${sent.infoHash}`, version: 2 }, 'the record kept server 1 from the start');
   assert.equal((await storedRecord(again.popup, sent.id, ['server'])).server, first.url);
-
-  // Server 1 holds the whole bundle: its web seed serves the file byte for byte.
-  const bundle = await first.bundle(sent.infoHash);
-  assert.equal(bundle.complete, true, 'server 1 holds every piece');
-  const file = bundle.files.find((f) => f.path.endsWith(files[0].name));
-  assert.ok(file, `server 1 lists ${files[0].name}`);
-  const url = `${bundle.web_seed}${encodeURIComponent(bundle.name)}/${file.path.split('/').map(encodeURIComponent).join('/')}`;
-  assert.deepEqual(await fetchedDigest(url), { sha256: files[0].sha256, length: files[0].size });
-  // Server 2 got nothing.
-  assert.equal(await onServer(second, sent.infoHash), 404, 'server 2 never got the bundle');
-  const stats = await second.stats();
-  assert.equal(stats.bundles, 0, 'server 2 holds no bundle');
-  assert.equal(stats.bytes_received, 0, 'server 2 received no bytes of a bundle');
 });
