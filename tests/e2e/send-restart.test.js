@@ -9,7 +9,8 @@
 //   from what the server holds and completes;
 // - the server is the send's own too: a send made with server 1 goes on
 //   uploading to server 1 after a restart, though the settings now name
-//   server 2, and its share link still names server 1.
+//   server 2; its share link still names server 1, and it is announced on
+//   server 1's tracker only.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -260,6 +261,9 @@ test('a send keeps the server it was made with: after a restart it uploads there
   const stats = await second.stats();
   assert.equal(stats.bundles, 0, 'server 2 holds no bundle');
   assert.equal(stats.bytes_received, 0, 'server 2 received no bytes of a bundle');
+  assert.deepEqual({ swarms: stats.swarms, peers: stats.peers }, { swarms: 0, peers: 0 }, "the send is not announced on server 2's tracker");
+  // It is on server 1's, where its link sends receivers.
+  assert.ok((await first.stats()).peers >= 1, "the send is announced on server 1's tracker");
   // Server 1 holds the whole bundle: its web seed serves the file byte for byte.
   const bundle = await first.bundle(sent.infoHash);
   assert.equal(bundle.complete, true, 'server 1 holds every piece');

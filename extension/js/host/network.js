@@ -80,7 +80,15 @@ export class Network {
     await host.addSend(
       record.torrent,
       files.map((f) => ({ path: f.parts.join('/'), file: f.blob })),
-      { server: record.server || s.serverUrl, upload, paused: Boolean(record.paused), ...capsOf(record.limits) },
+      // It announces on its torrent's trackers only: those named when it was
+      // made (its server's among them), not the ones the settings name now.
+      {
+        server: record.server || s.serverUrl,
+        upload,
+        clientTrackers: false,
+        paused: Boolean(record.paused),
+        ...capsOf(record.limits),
+      },
     );
     this.#report(record.infoHash);
   }
