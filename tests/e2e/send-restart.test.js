@@ -283,3 +283,86 @@ test('a send keeps the server it was made with: after a restart it uploads there
   assert.deepEqual(made, { server: first.url, link: `${first.url}/b/${sent.infoHash}`, version: 2 }, 'the record kept server 1 from the start');
   assert.equal((await storedRecord(again.popup, sent.id, ['server'])).server, first.url);
 });
+
+/** Removes `field` from a stored record, with the engine host closed first so that it cannot write the record back. */
+async function dropStoredField(b, id, field) {
+  await b.popup.close();
+  return b.worker.evaluate(
+    async ([id, field]) => {
+      await chrome.offscreen.closeDocument().catch(() => {});
+      const db = await new Promise((resolve, reject) => {
+        const req = indexedDB.open('swarmdrop-engine');
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      try {
+        return await new Promise((resolve, reject) => {
+          const tx = db.transaction('bundles', 'readwrite');
+          const store = tx.objectStore('bundles');
+          const get = store.get(id);
+          get.onsuccess = () => {
+            const r = get.result;
+            const had = r[field];
+            delete r[field];
+            store.put(r);
+            tx.oncomplete = () => resolve({ had, link: r.link });
+          };
+          tx.onerror = () => reject(tx.error);
+        });
+      } finally {
+        db.close();
+      }
+    },
+    [id, field],
+  );
+}
+
+test('a send from before the record kept its server goes on with the server its share link names', { timeout: 300_000 }, async (t) => {
+  const first = await startServer();
+  const second = await startServer();
+  t.after(async () => {
+    const servers = [first, second];
+    for (const s of servers) s.stop();
+    await Promise.all(servers.map((s) => (s.child.exitCode !== null ? null : new Promise((r) => s.child.once('exit', r)))));
+    for (const s of servers) rmSync(s.dataDir, { recursive: true, force: true });
+  });
+  const dir = tempDir('send-old-server-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const files = await randomFiles(dir, [6 * 1024 * 1024 + 11]);
+
+  const a = await start(t, 'old-server');
+  await setSettings(a.popup, testSettings(first));
+  await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
+  const sent = await until(
+    async () => (await call(a.popup, 'transfers.list')).find((x) => x.role === 'send' && x.upload?.phase === 'done') ?? null,
+    { timeoutMs: 120_000, what: 'the send to be on server 1' },
+  );
+  // The settings now name server 2, and the record is made as the version
+  // before this one wrote it: without `server`.
+  await setSettings(a.popup, testSettings(second));
+  assert.deepEqual(await dropStoredField(a, sent.id, 'server'), { had: first.url, link: `${first.url}/b/${sent.infoHash}` });
+  await a.context.close();
+
+  const again = await start(t, 'old-server-again', a.profile);
+  t.after(() => rmSync(a.profile, { recursive: true, force: true }));
+  assert.equal((await storedRecord(again.popup, sent.id, ['server'])).server, undefined, 'the record has no server');
+  await pickAgain(again, sent.id, files);
+  const done = await until(
+    async () => {
+      const v = await call(again.popup, 'transfer.get', { id: sent.id });
+      return v.upload?.phase === 'done' ? v : null;
+    },
+    { timeoutMs: 120_000, what: 'the upload to be done after the restart' },
+  );
+  assert.equal(done.server, first.url);
+  assert.equal(done.link, `${first.url}/b/${sent.infoHash}`);
+  assert.equal(done.upload.bytesSent, 0, 'server 1 had it all: nothing was put again');
+  assert.equal(await onServer(second, sent.infoHash), 404, 'server 2 never got the bundle');
+  const stats = await second.stats();
+  assert.deepEqual(
+    { bundles: stats.bundles, bytes_received: stats.bytes_received, swarms: stats.swarms },
+    { bundles: 0, bytes_received: 0, swarms: 0 },
+    'server 2 got nothing',
+  );
+  assert.equal((await storedRecord(again.popup, sent.id, ['server'])).server, first.url, 'the server found is kept in the record');
+});
