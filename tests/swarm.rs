@@ -355,6 +355,7 @@ fn a_magnet_link_alone_fetches_the_metadata_then_the_data() {
         have: Bitfield::new(0),
         selection: None,
         paused: false,
+        client_trackers: true,
     };
     sim.add_bundle(leecher, &bundle, add);
     let h = bundle.info_hash();

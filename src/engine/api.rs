@@ -66,6 +66,13 @@ pub struct AddBundle {
     pub selection: Option<Vec<usize>>,
     /// Start paused.
     pub paused: bool,
+    /// Also announce on the client's trackers ([`ClientConfig::trackers`]),
+    /// besides the bundle's own (its torrent's or magnet's). False for a
+    /// send, which announces where its torrent says: the trackers named
+    /// when it was made, whatever the client's are now.
+    ///
+    /// [`ClientConfig::trackers`]: crate::engine::client::ClientConfig::trackers
+    pub client_trackers: bool,
 }
 
 /// What a [`Command::SetLimits`] applies to.

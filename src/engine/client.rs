@@ -962,6 +962,7 @@ mod tests {
             have: Bitfield::full(meta.info.lengths.num_pieces()),
             selection: None,
             paused: false,
+            client_trackers: true,
         })))
     }
 
@@ -1051,6 +1052,44 @@ mod tests {
             .unwrap();
         let outs = drain(&mut c);
         assert!(outs.contains(&Output::TrackerClose { url: T.into() }));
+    }
+
+    /// The trackers the client connects to after adding `meta` (seeding),
+    /// with the client's own trackers or without.
+    fn connects_with(client_trackers: bool) -> Vec<String> {
+        const OTHER: &str = "wss://other.example/announce";
+        let mut config = ClientConfig::new(PeerId([2; 20]), 1);
+        config.trackers = vec![OTHER.into()];
+        let mut c = Client::new(config);
+        let meta = torrent("a");
+        let add = AddBundle {
+            source: BundleSource::Metainfo(Box::new(meta.clone())),
+            role: Role::Seed,
+            have: Bitfield::full(meta.info.lengths.num_pieces()),
+            selection: None,
+            paused: false,
+            client_trackers,
+        };
+        c.handle_input(at(0), Input::Command(Command::AddBundle(Box::new(add))))
+            .unwrap();
+        let mut urls: Vec<String> = drain(&mut c)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::TrackerConnect { url } => Some(url),
+                _ => None,
+            })
+            .collect();
+        urls.sort();
+        urls
+    }
+
+    #[test]
+    fn a_bundle_without_the_client_trackers_announces_only_on_its_own() {
+        assert_eq!(connects_with(false), vec![T.to_string()]);
+        assert_eq!(
+            connects_with(true),
+            vec!["wss://other.example/announce".to_string(), T.to_string()]
+        );
     }
 
     #[test]
@@ -1150,6 +1189,7 @@ mod tests {
             have,
             selection: None,
             paused: false,
+            client_trackers: true,
         })));
         c.handle_input(at(0), input).unwrap();
         drain(c);

@@ -228,6 +228,7 @@ impl Session {
             have,
             selection,
             paused,
+            client_trackers,
         } = add;
         let info_hash = source.info_hash();
         let magnet_select = match &source {
@@ -272,7 +273,12 @@ impl Session {
             }
         }
         let mut trackers_all: Vec<String> = Vec::new();
-        for t in ctx.config.trackers.iter().chain(trackers.iter()) {
+        let client = if client_trackers {
+            ctx.config.trackers.as_slice()
+        } else {
+            &[]
+        };
+        for t in client.iter().chain(trackers.iter()) {
             let ws = t.starts_with("ws://") || t.starts_with("wss://");
             if ws && !trackers_all.contains(t) {
                 trackers_all.push(t.clone());
@@ -2061,6 +2067,7 @@ mod tests {
             have,
             selection: None,
             paused: false,
+            client_trackers: true,
         }
     }
 
@@ -2178,6 +2185,7 @@ mod tests {
             have: Bitfield::new(0),
             selection: None,
             paused: false,
+            client_trackers: true,
         };
         let mut s = Session::new(&mut env.ctx(), start).unwrap();
         // Two peers: one with the metadata, one (a WebTorrent leecher, say) without.

@@ -227,8 +227,10 @@ impl SwarmHost {
     /// `Blob`s in torrent order, or of `{path, file}`), read lazily.
     /// `options`: `{server?: string` (the availability server's base URL),
     /// `upload?: boolean` (default: true when a server is given; false sends
-    /// peer-to-peer only), `paused?: boolean`, `uploadLimit?`,
-    /// `downloadLimit?` (the bundle's own caps, bytes per second)}`.
+    /// peer-to-peer only), `paused?: boolean`, `clientTrackers?: boolean`
+    /// (default true: also announce on the host's trackers; false announces
+    /// only on the torrent's), `uploadLimit?`, `downloadLimit?` (the
+    /// bundle's own caps, bytes per second)}`.
     /// Resolves to the info hash.
     #[wasm_bindgen(js_name = addSend)]
     pub fn add_send(&self, torrent: Vec<u8>, files: JsValue, options: JsValue) -> Promise {
@@ -246,6 +248,7 @@ impl SwarmHost {
                 .as_bool()
                 .unwrap_or(server.is_some());
             let paused = field(&options, "paused").as_bool().unwrap_or(false);
+            let client_trackers = field(&options, "clientTrackers").as_bool().unwrap_or(true);
             let server = match (upload, server) {
                 (true, Some(s)) => Some(s),
                 (true, None) => {
@@ -290,6 +293,7 @@ impl SwarmHost {
                     have: Bitfield::full(pieces),
                     selection: None,
                     paused,
+                    client_trackers,
                 };
                 if let Err(e) = host.feed(Input::Command(Command::AddBundle(Box::new(add)))) {
                     host.bundles.remove(&info_hash);
@@ -350,6 +354,7 @@ impl SwarmHost {
                         have,
                         selection,
                         paused,
+                        client_trackers: true,
                     };
                     (bundle, add, web_seeds)
                 }
@@ -369,6 +374,7 @@ impl SwarmHost {
                         have: Bitfield::new(0),
                         selection,
                         paused,
+                        client_trackers: true,
                     };
                     (bundle, add, web_seeds)
                 }

@@ -8,7 +8,7 @@
 //!
 //! | store     | key                        | value                                  |
 //! |-----------|----------------------------|----------------------------------------|
-//! | `bundles` | `id` (in the record)       | the transfer record the engine host keeps: metainfo (`.torrent` bytes or magnet), role, state, file list and selection, the bundle's own caps (`limits: {uploadKBps, downloadKBps}`, 0 for none), a send's choice to upload to the server (`uploadToServer`), its last upload figures (`upload`), statistics |
+//! | `bundles` | `id` (in the record)       | the transfer record the engine host keeps: metainfo (`.torrent` bytes or magnet), role, state, file list and selection, the bundle's own caps (`limits: {uploadKBps, downloadKBps}`, 0 for none), a send's choice to upload to the server (`uploadToServer`) and the server it was made with (`server`), its last upload figures (`upload`), statistics |
 //! | `handles` | `id` (in the record)       | `{id, handles}`: a send's file system handles, where the browser has them |
 //! | `pieces`  | `[info hash hex, piece]`   | the piece, a `Blob`                    |
 //! | `have`    | info hash hex              | `{pieces: n, bits: Uint8Array}` (BEP 3 order) |
@@ -26,7 +26,9 @@
 //! Records are schemaless values: a field added to them needs no version
 //! (`limits`, which records written before it lack and the host reads as
 //! "no cap"; `uploadToServer`, which the host reads for older sends as "if
-//! it had begun to upload", else the settings). A new version is for
+//! it had begun to upload", else the settings; `server`, which the host
+//! takes for older sends from their share link, else the settings, and
+//! keeps). A new version is for
 //! stores, keys and indexes, and for rewriting records: it adds its step to
 //! `upgrade_steps` (run inside IndexedDB's upgrade, so only store changes)
 //! or to [`Storage::open`] after it (copies and rewrites), and a line above.

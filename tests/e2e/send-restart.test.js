@@ -6,8 +6,13 @@
 // - the upload figures saved before the restart are not shown as current:
 //   the popup says the upload is resuming until the server has answered
 //   (the server is held with SIGSTOP meanwhile), then the upload goes on
-//   from what the server holds and completes.
+//   from what the server holds and completes;
+// - the server is the send's own too: a send made with server 1 goes on
+//   uploading to server 1 after a restart, though the settings now name
+//   server 2; its share link still names server 1, and it is announced on
+//   server 1's tracker only.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -177,4 +182,187 @@ test('after a restart the popup shows the upload as resuming until the server an
   console.log(`after the restart: ${done.upload.bytesSent} bytes put, the server lacked ${before.bytesTotal - before.bytesDone} at most`);
   assert.ok(done.upload.bytesSent <= done.upload.bytesTotal - before.bytesDone, 'what the server held was not put again');
   await until(async () => /On the server/.test(await card.textContent()), { timeoutMs: 10_000, what: 'the popup to say it is on the server' });
+});
+
+/** The SHA-256 (hex) and length of what `url` answers. */
+async function fetchedDigest(url) {
+  const res = await fetch(url);
+  assert.equal(res.status, 200, `GET ${url}`);
+  const hash = createHash('sha256');
+  let length = 0;
+  for await (const chunk of res.body) {
+    hash.update(chunk);
+    length += chunk.length;
+  }
+  return { sha256: hash.digest('hex'), length };
+}
+
+test('a send keeps the server it was made with: after a restart it uploads there, though the settings name another', { timeout: 420_000 }, async (t) => {
+  const first = await startServer();
+  const second = await startServer();
+  let held = false;
+  const hold = (on) => {
+    first.child.kill(on ? 'SIGSTOP' : 'SIGCONT');
+    held = on;
+  };
+  t.after(async () => {
+    if (held) hold(false);
+    const exited = (s) => (s.child.exitCode !== null || s.child.signalCode !== null ? null : new Promise((r) => s.child.once('exit', r)));
+    const servers = [first, second];
+    for (const s of servers) s.stop();
+    // A server still writing what it was sent would refill its directory.
+    await Promise.all(servers.map(exited));
+    for (const s of servers) rmSync(s.dataDir, { recursive: true, force: true });
+  });
+  const dir = tempDir('send-server-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const files = await randomFiles(dir, [128 * 1024 * 1024 + 4099]);
+
+  const a = await start(t, 'server');
+  await setSettings(a.popup, testSettings(first));
+  await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
+  // Server 1 is held once part of the bundle is on it.
+  const sent = await until(
+    async () => {
+      const s = (await call(a.popup, 'transfers.list')).find((x) => x.role === 'send');
+      const up = s?.upload;
+      if (up?.phase === 'done') throw new Error('the upload ended before the server could be held');
+      if (up && up.bytesDone > 0) {
+        hold(true);
+        return s;
+      }
+      return null;
+    },
+    { timeoutMs: 180_000, everyMs: 20, what: 'part of the bundle to be on server 1' },
+  );
+  await new Promise((r) => setTimeout(r, 2500));
+  const before = (await call(a.popup, 'transfer.get', { id: sent.id })).upload;
+  console.log(`held server 1 at ${before.bytesDone} of ${before.bytesTotal} bytes (${before.phase})`);
+  assert.ok(before.bytesDone > 0 && before.bytesDone < before.bytesTotal);
+  const made = await storedRecord(a.popup, sent.id, ['server', 'link']);
+
+  // The user now names server 2 in the settings, then the browser restarts.
+  await setSettings(a.popup, testSettings(second));
+  await a.context.close();
+  const again = await start(t, 'server-again', a.profile);
+  t.after(() => rmSync(a.profile, { recursive: true, force: true }));
+  await pickAgain(again, sent.id, files);
+  hold(false);
+  const done = await until(
+    async () => {
+      const v = await call(again.popup, 'transfer.get', { id: sent.id });
+      return v.upload?.phase === 'done' ? v : null;
+    },
+    { timeoutMs: 180_000, what: 'the upload to complete after the restart' },
+  );
+  console.log(`after the restart: ${done.upload.bytesSent} bytes put, server 1 lacked ${before.bytesTotal - before.bytesDone} at most`);
+  // Server 2 got nothing.
+  assert.equal(await onServer(second, sent.infoHash), 404, 'server 2 never got the bundle');
+  const stats = await second.stats();
+  assert.equal(stats.bundles, 0, 'server 2 holds no bundle');
+  assert.equal(stats.bytes_received, 0, 'server 2 received no bytes of a bundle');
+  assert.deepEqual({ swarms: stats.swarms, peers: stats.peers }, { swarms: 0, peers: 0 }, "the send is not announced on server 2's tracker");
+  // It is on server 1's, where its link sends receivers.
+  assert.ok((await first.stats()).peers >= 1, "the send is announced on server 1's tracker");
+  // Server 1 holds the whole bundle: its web seed serves the file byte for byte.
+  const bundle = await first.bundle(sent.infoHash);
+  assert.equal(bundle.complete, true, 'server 1 holds every piece');
+  const file = bundle.files.find((f) => f.path.endsWith(files[0].name));
+  assert.ok(file, `server 1 lists ${files[0].name}`);
+  const url = `${bundle.web_seed}${encodeURIComponent(bundle.name)}/${file.path.split('/').map(encodeURIComponent).join('/')}`;
+  assert.deepEqual(await fetchedDigest(url), { sha256: files[0].sha256, length: files[0].size });
+  assert.ok(done.upload.bytesSent <= done.upload.bytesTotal - before.bytesDone, 'what server 1 held was not put again');
+  // The popup names the send's server, and its link is the one given out.
+  assert.equal(done.link, `${first.url}/b/${sent.infoHash}`);
+  assert.equal(done.server, first.url);
+  const line = again.popup.locator(`article[data-id="${sent.id}"] .t-line span.grow`).first();
+  await until(async () => (await line.getAttribute('title')) === `Server: ${first.url}`, {
+    timeoutMs: 10_000,
+    what: `the popup to name server 1 (it says "${await line.getAttribute('title')}")`,
+  });
+  assert.deepEqual(made, { server: first.url, link: `${first.url}/b/${sent.infoHash}`, version: 2 }, 'the record kept server 1 from the start');
+  assert.equal((await storedRecord(again.popup, sent.id, ['server'])).server, first.url);
+});
+
+/** Removes `field` from a stored record, with the engine host closed first so that it cannot write the record back. */
+async function dropStoredField(b, id, field) {
+  await b.popup.close();
+  return b.worker.evaluate(
+    async ([id, field]) => {
+      await chrome.offscreen.closeDocument().catch(() => {});
+      const db = await new Promise((resolve, reject) => {
+        const req = indexedDB.open('swarmdrop-engine');
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+      });
+      try {
+        return await new Promise((resolve, reject) => {
+          const tx = db.transaction('bundles', 'readwrite');
+          const store = tx.objectStore('bundles');
+          const get = store.get(id);
+          get.onsuccess = () => {
+            const r = get.result;
+            const had = r[field];
+            delete r[field];
+            store.put(r);
+            tx.oncomplete = () => resolve({ had, link: r.link });
+          };
+          tx.onerror = () => reject(tx.error);
+        });
+      } finally {
+        db.close();
+      }
+    },
+    [id, field],
+  );
+}
+
+test('a send from before the record kept its server goes on with the server its share link names', { timeout: 300_000 }, async (t) => {
+  const first = await startServer();
+  const second = await startServer();
+  t.after(async () => {
+    const servers = [first, second];
+    for (const s of servers) s.stop();
+    await Promise.all(servers.map((s) => (s.child.exitCode !== null ? null : new Promise((r) => s.child.once('exit', r)))));
+    for (const s of servers) rmSync(s.dataDir, { recursive: true, force: true });
+  });
+  const dir = tempDir('send-old-server-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const files = await randomFiles(dir, [6 * 1024 * 1024 + 11]);
+
+  const a = await start(t, 'old-server');
+  await setSettings(a.popup, testSettings(first));
+  await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
+  const sent = await until(
+    async () => (await call(a.popup, 'transfers.list')).find((x) => x.role === 'send' && x.upload?.phase === 'done') ?? null,
+    { timeoutMs: 120_000, what: 'the send to be on server 1' },
+  );
+  // The settings now name server 2, and the record is made as the version
+  // before this one wrote it: without `server`.
+  await setSettings(a.popup, testSettings(second));
+  assert.deepEqual(await dropStoredField(a, sent.id, 'server'), { had: first.url, link: `${first.url}/b/${sent.infoHash}` });
+  await a.context.close();
+
+  const again = await start(t, 'old-server-again', a.profile);
+  t.after(() => rmSync(a.profile, { recursive: true, force: true }));
+  assert.equal((await storedRecord(again.popup, sent.id, ['server'])).server, undefined, 'the record has no server');
+  await pickAgain(again, sent.id, files);
+  const done = await until(
+    async () => {
+      const v = await call(again.popup, 'transfer.get', { id: sent.id });
+      return v.upload?.phase === 'done' ? v : null;
+    },
+    { timeoutMs: 120_000, what: 'the upload to be done after the restart' },
+  );
+  assert.equal(done.server, first.url);
+  assert.equal(done.link, `${first.url}/b/${sent.infoHash}`);
+  assert.equal(done.upload.bytesSent, 0, 'server 1 had it all: nothing was put again');
+  assert.equal(await onServer(second, sent.infoHash), 404, 'server 2 never got the bundle');
+  const stats = await second.stats();
+  assert.deepEqual(
+    { bundles: stats.bundles, bytes_received: stats.bytes_received, swarms: stats.swarms },
+    { bundles: 0, bytes_received: 0, swarms: 0 },
+    'server 2 got nothing',
+  );
+  assert.equal((await storedRecord(again.popup, sent.id, ['server'])).server, first.url, 'the server found is kept in the record');
 });

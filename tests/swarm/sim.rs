@@ -123,6 +123,7 @@ impl Bundle {
             },
             selection: None,
             paused: false,
+            client_trackers: true,
         }
     }
 }

@@ -8,6 +8,23 @@ export function shareLink(serverUrl, infoHash) {
   return `${trimSlash(serverUrl)}/b/${infoHash}`;
 }
 
+/**
+ * The server a share link names (what `shareLink` was given), or null when
+ * `link` is not a share link for `infoHash`.
+ */
+export function linkServer(link, infoHash) {
+  const text = String(link ?? '');
+  const tail = `/b/${infoHash}`;
+  if (!infoHash || !text.endsWith(tail)) return null;
+  const server = text.slice(0, -tail.length);
+  try {
+    const url = new URL(server);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? trimSlash(server) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The server's WebTorrent tracker, derived from its address (http -> ws, https -> wss). */
 export function serverTracker(serverUrl) {
   const url = new URL(trimSlash(serverUrl));

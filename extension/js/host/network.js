@@ -64,8 +64,9 @@ export class Network {
 
   /**
    * Starts sharing a bundle whose .torrent is made: seeding to peers and,
-   * unless the user chose peer-to-peer only, uploading it to the server.
-   * @param {{torrent: Uint8Array, infoHash: string, uploadToServer?: boolean, upload?: object, paused?: boolean, limits?: object}} record
+   * unless the user chose peer-to-peer only, uploading it to the server the
+   * send was made with (`record.server`; the settings' for a record without).
+   * @param {{torrent: Uint8Array, infoHash: string, server?: string, uploadToServer?: boolean, upload?: object, paused?: boolean, limits?: object}} record
    * @param {{blob: Blob, parts: string[]}[]} files in torrent order
    */
   async send(record, files) {
@@ -79,7 +80,15 @@ export class Network {
     await host.addSend(
       record.torrent,
       files.map((f) => ({ path: f.parts.join('/'), file: f.blob })),
-      { server: s.serverUrl, upload, paused: Boolean(record.paused), ...capsOf(record.limits) },
+      // It announces on its torrent's trackers only: those named when it was
+      // made (its server's among them), not the ones the settings name now.
+      {
+        server: record.server || s.serverUrl,
+        upload,
+        clientTrackers: false,
+        paused: Boolean(record.paused),
+        ...capsOf(record.limits),
+      },
     );
     this.#report(record.infoHash);
   }

@@ -10,7 +10,7 @@
 // `observe()`, `pieces()` and `report()` let other parts watch transfers,
 // read a send's pieces and add to its figures.
 import * as S from '../common/states.js';
-import { serverTracker, shareLink } from '../common/links.js';
+import { linkServer, serverTracker, shareLink } from '../common/links.js';
 import { mimeType } from '../common/filetypes.js';
 import { layout, withManifest, MANIFEST_PATH } from './create.js';
 import { hashPieces } from './hasher.js';
@@ -204,6 +204,9 @@ export class Transfers {
       freed: r.freed === true,
       infoHash: r.infoHash ?? null,
       link: r.link ?? null,
+      // The server a send uploads to and names in its link (the one it was
+      // made with, whatever the settings say now).
+      server: r.role === 'send' ? (r.server ?? linkServer(r.link, r.infoHash)) : null,
       magnet: r.magnet ?? null,
       createdAt: r.createdAt,
     };
@@ -343,8 +346,10 @@ export class Transfers {
       id,
       role: 'send',
       // The user's choice when the send was made, kept for its life (a
-      // restart included), whatever the settings say later.
+      // restart included), whatever the settings say later; so is the
+      // server: its share link, web seed and tracker name that one.
       uploadToServer: settings.uploadToServer !== false,
+      server: settings.serverUrl,
       state: S.HASHING,
       phase: 'thumbnails',
       name: bundle.name,
@@ -570,6 +575,7 @@ export class Transfers {
 
   async #runSend(record, live, bundle) {
     const settings = await this.#settings();
+    const server = await this.#sendServer(record);
     const { signal } = live.abort;
     const { files, manifest } = await withManifest(bundle, {
       now: record.createdAt,
@@ -581,7 +587,7 @@ export class Transfers {
     if (signal.aborted) return;
     live.files = files;
     const wasm = await engine();
-    const trackers = [serverTracker(settings.serverUrl), ...settings.trackers];
+    const trackers = [serverTracker(server), ...settings.trackers];
     const spec = {
       name: record.name,
       files: files.map((f) => ({ path: f.parts, length: f.blob.size })),
@@ -628,12 +634,24 @@ export class Transfers {
     record.infoHash = created.infoHash;
     record.magnet = created.magnet;
     created.free();
-    record.link = shareLink(settings.serverUrl, record.infoHash);
+    record.link = shareLink(server, record.infoHash);
     record.phase = null;
     if (record.state === S.PAUSED) record.resumeState = S.SHARING;
     else record.state = S.SHARING;
     await this.#save(record);
     await this.#net.send({ ...record, paused: record.state === S.PAUSED }, files);
+  }
+
+  /**
+   * The server a send was made with, kept in its record. A record from
+   * before it was kept gets it from its share link (which names it), else
+   * from the settings now; either way it is kept from then on.
+   */
+  async #sendServer(r) {
+    if (typeof r.server !== 'string' || !r.server) {
+      r.server = linkServer(r.link, r.infoHash) ?? (await this.#settings()).serverUrl;
+    }
+    return r.server;
   }
 
   // ------------------------------------------------------------ a send's files, found again
@@ -736,6 +754,7 @@ export class Transfers {
     live.hashes = r.pieceHashes;
     r.state = wanted === S.PAUSED || wanted === S.HASHING ? S.SHARING : wanted;
     for (const k of ['needsFilesFor', 'access', 'changedFiles', 'error']) delete r[k];
+    await this.#sendServer(r);
     await this.#save(r);
     await this.#net.send({ ...r, paused: false }, live.files);
     return true;

@@ -322,6 +322,9 @@ function update(c, t) {
   if (t.damaged > 0) progress += ` · ${damagedText(t.damaged)}`;
   c.free.hidden = !(t.role === 'receive' && t.state === S.COMPLETE && !t.freed);
   c.progress.textContent = progress;
+  // A send keeps the server it was made with, which may not be the one the
+  // settings name now.
+  c.progress.title = t.role === 'send' && t.server ? `Server: ${t.server}` : '';
   c.eta.replaceChildren(t.eta !== null && t.state !== S.PAUSED ? `${fmt.duration(t.eta)} left` : '');
   c.up.replaceChildren(icon('arrowUp'), fmt.speed(t.upSpeed));
   c.down.replaceChildren(icon('arrowDown'), fmt.speed(t.downSpeed));
