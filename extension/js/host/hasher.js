@@ -12,26 +12,6 @@ export function workerCount() {
 }
 
 /**
- * Starts the hashing workers ahead of a job, for `hashPieces` to take as
- * `job.workers`: a worker loads its modules while the bundle is still being
- * prepared instead of after.
- */
-export function startWorkers() {
-  return Array.from({ length: workerCount() }, () => {
-    const worker = newWorker();
-    // A worker that fails to load says so before any batch listens to it.
-    worker.addEventListener('error', (e) => {
-      worker.failure ??= new Error(e.message || 'the hashing worker failed');
-    });
-    return worker;
-  });
-}
-
-function newWorker() {
-  return new Worker(new URL('./hash-worker.js', import.meta.url), { type: 'module' });
-}
-
-/**
  * Hashes the pieces not yet marked in `done`, writing each SHA-1 into
  * `hashes` (20 bytes per piece) and marking it.
  *
@@ -44,7 +24,6 @@ function newWorker() {
  * @param {(bytes: number) => void} job.onProgress called after each piece
  * @param {() => Promise<void>} job.gate resolves when work may go on (pause waits here)
  * @param {AbortSignal} job.signal aborts the job (the bundle was cancelled)
- * @param {Worker[]} [job.workers] workers from `startWorkers` to use (all are ended with the job)
  */
 export async function hashPieces(job) {
   const { files, pieceLength, pieceCount, hashes, done, onProgress, gate, signal } = job;
@@ -58,19 +37,14 @@ export async function hashPieces(job) {
     return batch;
   };
 
-  const started = [...(job.workers ?? [])];
-  const workers = [...started];
+  const workers = [];
   const stop = () => workers.forEach((w) => w.terminate());
   signal.addEventListener('abort', stop, { once: true });
   try {
     await Promise.all(
       Array.from({ length: Math.min(workerCount(), Math.ceil(todo.length / perBatch)) }, async () => {
-        let worker = started.pop();
-        if (!worker) {
-          worker = newWorker();
-          workers.push(worker);
-        }
-        if (worker.failure) throw worker.failure;
+        const worker = new Worker(new URL('./hash-worker.js', import.meta.url), { type: 'module' });
+        workers.push(worker);
         worker.postMessage({ type: 'init', files, pieceLength });
         for (;;) {
           await gate();

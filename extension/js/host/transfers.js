@@ -13,7 +13,7 @@ import * as S from '../common/states.js';
 import { serverTracker, shareLink } from '../common/links.js';
 import { mimeType } from '../common/filetypes.js';
 import { layout, withManifest, MANIFEST_PATH } from './create.js';
-import { hashPieces, startWorkers } from './hasher.js';
+import { hashPieces } from './hasher.js';
 import { PieceSource } from './pieces.js';
 import { changedFiles, filesFromHandles, locate, matchPicked, readable, stillReadable } from './reattach.js';
 import { engine } from './engine.js';
@@ -569,16 +569,6 @@ export class Transfers {
   // ------------------------------------------------------------ the send pipeline
 
   async #runSend(record, live, bundle) {
-    // The hashing workers load while the thumbnails and the manifest are made.
-    const workers = startWorkers();
-    try {
-      await this.#makeSend(record, live, bundle, workers);
-    } finally {
-      workers.forEach((w) => w.terminate());
-    }
-  }
-
-  async #makeSend(record, live, bundle, workers) {
     const settings = await this.#settings();
     const { signal } = live.abort;
     const { files, manifest } = await withManifest(bundle, {
@@ -613,12 +603,9 @@ export class Transfers {
     delete record.thumbs;
     live.hashes = new Uint8Array(pieceCount * 20);
     live.done = new Uint8Array(pieceCount);
-    // Saved while the hashing starts: the record only says the bundle is being hashed.
-    const saved = this.#save(record);
-    saved.catch(() => {}); // awaited below; this only marks a failure as seen
+    await this.#save(record);
 
     await hashPieces({
-      workers,
       files: files.map((f) => ({ blob: f.blob })),
       pieceLength,
       pieceCount,
@@ -632,7 +619,6 @@ export class Transfers {
         this.#persistSoon(record);
       },
     });
-    await saved;
     if (signal.aborted) return;
 
     const created = wasm.createTorrent({ ...spec, pieceLength }, live.hashes);
