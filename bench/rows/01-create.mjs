@@ -222,8 +222,7 @@ try {
         ' The hashing (js/host/hasher.js, hash-worker.js, pieces.js streamRun) runs one worker per core, each' +
         ' handed a batch of up to 32 MiB of consecutive pieces at a time; a batch is read as one Blob stream into one reused 4 MiB buffer of whole pieces (a BYOB reader, each read taking' +
         ' all the bytes the browser has ready, up to the buffer\'s end) and each piece goes to WebCrypto SHA-1 as soon as its' +
-        ' bytes are in (digest copies it, so the buffer is refilled while earlier pieces are digested); the workers are' +
-        ' started while the manifest is made and the record is saved while the hashing starts; the engine picks 512 KiB pieces for this bundle (libtorrent\'s rule: total / 2048 rounded up to' +
+        ' bytes are in (digest copies it, so the buffer is refilled while earlier pieces are digested); the engine picks 512 KiB pieces for this bundle (libtorrent\'s rule: total / 2048 rounded up to' +
         ' a power of two). A per-thread CPU profile of one run (hand-made, 2026-11-21, /proc/<pid>/task of every' +
         ' Chromium process; a slower run than these, 4.2 CPU-s, so the shares are rough) put most of the CPU in the browser process reading the files (its thread pool, about 40 %,' +
         ' and its IO thread, about 17 %, moving the bytes into the data pipes), about a quarter in the two hashing' +
@@ -236,7 +235,10 @@ try {
         ' its input.' +
         ` ${fmt(median(phases.map((p) => p.before)), 2)} s pass before the first hashed bytes are reported (the` +
         ' request to the engine host, the record saved, the manifest made, then a first group of 8 MiB of pieces' +
-        ' hashed by each worker). The machine was shared with other work' +
+        ' hashed by each worker; in runs instrumented with marks in the host, 2026-11-21: 45-110 ms' +
+        ' for the test driver\'s setInputFiles to reach the page, 15-35 ms for the request, the record saved and the' +
+        ' settings read, 65-140 ms for the first group; starting the workers earlier and saving the record while the' +
+        ' hashing starts did not measurably shorten it). The machine was shared with other work' +
         ` (load average ${load} on 2 cores).`,
     reason: null
   })
