@@ -220,16 +220,25 @@ try {
             ' CPU-seconds on 2 cores: the cost per GiB must fall, more parallelism cannot do it.'
           : ` The CPU-seconds would fit in ${fmt(median(sha) / TARGET, 2)} s on 2 cores: the workers also wait.`) +
         ' The hashing (js/host/hasher.js, hash-worker.js, pieces.js streamRun) runs one worker per core, each' +
-        ' handed a batch of up to 32 MiB of consecutive pieces at a time; a batch is read as one Blob stream into one reused piece buffer (a BYOB reader) and each piece goes to WebCrypto' +
-        ' SHA-1 as soon as its bytes are in (digest copies it, so the buffer is refilled while earlier pieces are' +
-        ' digested); the engine picks 512 KiB pieces for this bundle (libtorrent\'s rule: total / 2048 rounded up to' +
+        ' handed a batch of up to 32 MiB of consecutive pieces at a time; a batch is read as one Blob stream into one reused 4 MiB buffer of whole pieces (a BYOB reader, each read taking' +
+        ' all the bytes the browser has ready, up to the buffer\'s end) and each piece goes to WebCrypto SHA-1 as soon as its' +
+        ' bytes are in (digest copies it, so the buffer is refilled while earlier pieces are digested); the engine picks 512 KiB pieces for this bundle (libtorrent\'s rule: total / 2048 rounded up to' +
         ' a power of two). A per-thread CPU profile of one run (hand-made, 2026-11-21, /proc/<pid>/task of every' +
         ' Chromium process; a slower run than these, 4.2 CPU-s, so the shares are rough) put most of the CPU in the browser process reading the files (its thread pool, about 40 %,' +
         ' and its IO thread, about 17 %, moving the bytes into the data pipes), about a quarter in the two hashing' +
-        ' workers (SHA-1 and the copies into the stream buffer) and under 10 % in the renderer\'s IO thread: the' +
-        ' reading, not the hashing, is what is left to cut, and the page cannot choose how the browser reads a file.' +
-        ` ${fmt(median(phases.map((p) => p.before)), 2)} s pass before the first piece is hashed (offscreen` +
-        ' document, engine, thumbnails and the record saved first). The machine was shared with other work' +
+        ' workers (SHA-1 and the copies into the stream buffer) and under 10 % in the renderer\'s IO thread; a second' +
+        ' profile (2026-11-21, the same reading and hashing in a plain page, per GiB) measured about 0.85 CPU-s on the' +
+        ' hashing worker threads (the SHA-1, the digest\'s copy of each piece and the copy out of the data pipe) and' +
+        ' 0.7 to 1.0 CPU-s in the browser\'s IO thread and thread pool: about 1.8 CPU-s per GiB where 1.2× sha1sum' +
+        ' on 2 cores allows at most 2 × the sha1sum time / 1.2, so there is little headroom even on an idle machine,' +
+        ' and none on a busy one; the page cannot choose how the browser reads a file, and WebCrypto always copies' +
+        ' its input.' +
+        ` ${fmt(median(phases.map((p) => p.before)), 2)} s pass before the first hashed bytes are reported (the` +
+        ' request to the engine host, the record saved, the manifest made, then a first group of 8 MiB of pieces' +
+        ' hashed by each worker; in runs instrumented with marks in the host, 2026-11-21: 45-110 ms' +
+        ' for the test driver\'s setInputFiles to reach the page, 15-35 ms for the request, the record saved and the' +
+        ' settings read, 65-140 ms for the first group; starting the workers earlier and saving the record while the' +
+        ' hashing starts did not measurably shorten it). The machine was shared with other work' +
         ` (load average ${load} on 2 cores).`,
     reason: null
   })

@@ -75,6 +75,31 @@ test('WebCrypto digests of streamed pieces equal the SHA-1 of the pieces, over r
   assert.equal(src.pieceCount, 8);
 });
 
+test('runs longer than the read buffer refill it from its start, with pieces smaller and larger than it', async () => {
+  // The buffer holds 4 MiB of whole pieces: 1.5 MiB pieces fill it twice
+  // over (3 MiB) and wrap, 6 MiB pieces get a buffer of one piece.
+  const sizes = [5_000_001, 3, 0, 7_340_032, 2_222_222];
+  let seed = 7;
+  const files = sizes.map((n) => {
+    const f = new Uint8Array(n);
+    for (let i = 0; i < n; i += 4096) f[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+    return f;
+  });
+  const whole = Buffer.concat(files);
+  for (const pieceLength of [1_572_864, 6 * 1024 * 1024]) {
+    const src = new PieceSource(files.map((f) => ({ blob: new Blob([f]) })), pieceLength);
+    for (const [first, count] of [[0, src.pieceCount], [1, src.pieceCount - 1], [0, 1]]) {
+      const got = [];
+      for await (const { index, bytes } of src.streamRun(first, count)) {
+        got.push(index);
+        const expected = createHash('sha1').update(whole.subarray(index * pieceLength, (index + 1) * pieceLength)).digest('hex');
+        assert.equal(createHash('sha1').update(bytes).digest('hex'), expected, `piece ${index} of ${pieceLength}`);
+      }
+      assert.deepEqual(got, Array.from({ length: count }, (_, i) => first + i));
+    }
+  }
+});
+
 test('a stream without a BYOB reader is copied in chunk by chunk, to the same pieces', async () => {
   const whole = Buffer.from(Array.from({ length: 300 }, (_, i) => i % 251));
   // A Blob-like whose stream is a plain (not byte) stream of uneven chunks.

@@ -11,6 +11,13 @@
 // receiver will decrypt on the way back to files. Nothing else in the
 // extension turns file bytes into piece bytes or back.
 
+/**
+ * Bytes of the buffer a run of pieces is read into (at least one piece): a
+ * read takes up to what is left of it, so it is several times what the
+ * browser's data pipe holds.
+ */
+const RUN_BUFFER_BYTES = 4 * 1024 * 1024;
+
 export class PieceSource {
   /** The buffer `streamRun` fills, kept for the next run. */
   #spare = null;
@@ -80,13 +87,15 @@ export class PieceSource {
   /**
    * Reads `count` consecutive pieces from `first` on as one stream of their
    * files' bytes, yielding each piece in turn: exactly `pieceLen(index)`
-   * bytes, as a view of one buffer that is reused for the next piece (and
+   * bytes, as a view of one buffer that is reused for the next pieces (and
    * the next run), so it is valid only until the loop asks for the next one.
    * Hashing reads every byte of a bundle this way: one read of many pieces
    * costs the browser far less than a read per piece (each is a round trip
-   * to the browser process), and filling the same buffer again (a BYOB
-   * reader where the browser has one) spares the page faults of a fresh
-   * buffer per read (BENCHMARKS.md row 1).
+   * to the browser process); filling the same buffer again (a BYOB reader
+   * where the browser has one) spares the page faults of a fresh buffer per
+   * read; and a buffer of several pieces lets each read take all the bytes
+   * the browser has ready rather than stop at a piece's end (BENCHMARKS.md
+   * row 1).
    *
    * @returns {AsyncGenerator<{index: number, bytes: Uint8Array}>}
    */
@@ -106,23 +115,33 @@ export class PieceSource {
       reader = stream.getReader(); // not a byte stream here: copy each chunk in
       byob = false;
     }
-    let buffer = this.#spare && this.#spare.byteLength >= this.pieceLength ? this.#spare : new ArrayBuffer(this.pieceLength);
+    // Whole pieces fit in the buffer (the piece length divides its size), so
+    // a piece never wraps around its end.
+    const size = this.pieceLength * Math.max(1, Math.floor(RUN_BUFFER_BYTES / this.pieceLength));
+    let buffer = this.#spare?.byteLength === size ? this.#spare : new ArrayBuffer(size);
     this.#spare = null;
     let chunk = null; // the default reader's chunk not yet copied
-    let read = 0;
+    let filled = 0; // bytes of the buffer holding bytes of the run
+    let at = 0; // where the next piece begins in the buffer
+    let read = 0; // bytes of the run read
     let finished = false;
     try {
       for (let index = first; index < first + count; index++) {
         const length = this.pieceLen(index);
-        let filled = 0;
-        while (filled < length) {
+        if (at === size) {
+          at = 0;
+          filled = 0;
+        }
+        while (filled < at + length) {
+          // Never past the run's end, so the last read does not wait for the stream to close.
+          const room = Math.min(size - filled, end - start - read);
+          let n;
           if (byob) {
-            const { value, done } = await reader.read(new Uint8Array(buffer, filled, length - filled));
+            const { value, done } = await reader.read(new Uint8Array(buffer, filled, room));
             // The read moved the buffer into the stream and hands it back.
-            if (value) buffer = value.buffer;
-            else buffer = new ArrayBuffer(this.pieceLength);
+            buffer = value ? value.buffer : new ArrayBuffer(size);
             if (done) break;
-            filled += value.byteLength;
+            n = value.byteLength;
           } else {
             if (!chunk || chunk.length === 0) {
               const { value, done } = await reader.read();
@@ -130,18 +149,19 @@ export class PieceSource {
               chunk = value;
               continue;
             }
-            const n = Math.min(chunk.length, length - filled);
+            n = Math.min(chunk.length, room);
             new Uint8Array(buffer, filled, n).set(chunk.subarray(0, n));
             chunk = chunk.subarray(n);
-            filled += n;
           }
+          filled += n;
+          read += n;
         }
-        read += filled;
-        if (filled < length) {
+        if (filled < at + length) {
           // A file changed size (or vanished) after it was chosen.
           throw new Error(`pieces ${first}..${first + count - 1}: read ${read} bytes, expected ${end - start}`);
         }
-        yield { index, bytes: new Uint8Array(buffer, 0, length) };
+        yield { index, bytes: new Uint8Array(buffer, at, length) };
+        at += length;
       }
       finished = true;
     } finally {
