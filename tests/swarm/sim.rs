@@ -298,6 +298,7 @@ impl OwnedInput {
                 conn: *conn,
                 piece: *piece,
                 offset: *offset,
+                received: &[],
                 reason: "HTTP 500",
             },
         }
