@@ -2242,14 +2242,19 @@ mod tests {
         s.peer_data(&mut env.ctx(), conn, &bytes);
     }
 
-    /// The pieces of the web seed fetches among `outputs`.
+    /// The pieces the web seed fetches among `outputs` touch (pieces of
+    /// 32 KiB, as in [`bundle`]).
     fn fetched(outputs: &[Output]) -> Vec<u32> {
         let mut pieces: Vec<u32> = outputs
             .iter()
             .filter_map(|o| match o {
-                Output::WebSeedFetch(f) => Some(f.piece),
+                Output::WebSeedFetch(f) => {
+                    let end = f.piece * 32 * 1024 + f.offset + f.len;
+                    Some(f.piece..end.div_ceil(32 * 1024))
+                }
                 _ => None,
             })
+            .flatten()
             .collect();
         pieces.sort_unstable();
         pieces.dedup();
