@@ -1777,14 +1777,23 @@ impl Session {
                     .filter_map(|p| p.peer_id());
                 Owners::new(&ctx.config.peer_id, downloaders)
             });
+        // Runs only where they take nothing another downloader may be
+        // taking from the server too: pieces split by ownership, or no other
+        // downloader around. Below the floor with downloaders connected,
+        // each of them takes a piece at a time, so the server does not send
+        // the same long runs to all of them before their haves go round.
+        let runs = owners.is_some() || !self.peers.values().any(|p| p.is_active() && !p.is_seed());
         for seed in self.web_seeds.values_mut() {
             while seed.can_fetch(ctx.now) {
                 if !may_download(ctx, &mut self.timers, self.info_hash) {
                     break;
                 }
                 let mut blocks = ready.pick(ctx, seed.key, per_fetch, None, owners.as_ref());
-                let more = ready.pick_following(ctx, seed.key, &blocks, per_run, owners.as_ref());
-                blocks.extend(more);
+                if runs {
+                    let more =
+                        ready.pick_following(ctx, seed.key, &blocks, per_run, owners.as_ref());
+                    blocks.extend(more);
+                }
                 let blocks = within_caps(
                     ctx,
                     &mut self.timers,
@@ -2730,6 +2739,43 @@ mod tests {
         assert!(
             !web_seed_fetches(&out).is_empty(),
             "fetched again on resume"
+        );
+    }
+
+    #[test]
+    fn below_the_floor_with_another_downloader_around_a_web_seed_takes_a_piece_at_a_time() {
+        let mut env = Env::new();
+        let piece_len = 64 * 1024;
+        let (meta, content) = web_seeded(40, piece_len);
+        let mut start = add(&meta, Role::Download, Bitfield::new(0));
+        start.paused = true;
+        let mut s = Session::new(&mut env.ctx(), start).unwrap();
+        // Another downloader, with nothing yet: no bytes from peers.
+        let peer = ConnId(7);
+        s.add_peer(env.now, peer);
+        s.peer_opened(&mut env.ctx(), peer);
+        let mut bytes = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
+        Message::HaveNone.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), peer, &bytes);
+        let _ = env.drain(peer);
+        s.resume(&mut env.ctx());
+        let (_, out) = env.drain(peer);
+        let fetches = web_seed_fetches(&out);
+        assert!(!fetches.is_empty());
+        for f in &fetches {
+            assert_eq!((f.offset, f.len), (0, piece_len), "one piece: {f:?}");
+        }
+        // Once it is gone, runs again.
+        s.peer_closed(&mut env.ctx(), peer);
+        let (_, _) = env.drain(peer);
+        let f = &fetches[0];
+        let data = fetch_bytes(&s, &content, f).to_vec();
+        s.web_seed_data(&mut env.ctx(), f.conn, f.piece, f.offset, &data);
+        let (_, out) = env.drain(peer);
+        let again = web_seed_fetches(&out);
+        assert!(
+            again.iter().any(|g| g.len > piece_len),
+            "a run of several pieces: {again:?}"
         );
     }
 
