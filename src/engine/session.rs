@@ -31,7 +31,7 @@ use crate::engine::time::Instant;
 use crate::engine::timer::{timer_enum, TimerTable};
 use crate::engine::tracker::{AnnounceStats, Announcer};
 use crate::engine::webseed::{
-    assemble_fetch, assemble_prefix, Fetch, Owners, WebSeed, MAX_FETCH_LEN,
+    assemble_fetch, assemble_prefix, Fetch, Owners, WebSeed, MAX_FETCH_LEN, MAX_RUN_PIECES,
 };
 use crate::engine::wire::extension::{LOCAL_LT_DONTHAVE_ID, LOCAL_UT_METADATA_ID};
 use crate::engine::wire::{metadata_piece, ExtendedHandshake, Frame, Message, MetadataMessage};
@@ -1759,8 +1759,12 @@ impl Session {
         let lengths = *ready.lengths();
         // A piece's worth (or a fetch's, of a larger piece) at a time, then
         // the open pieces after it, so one request brings several pieces.
-        let per_run = (MAX_FETCH_LEN / BLOCK_SIZE).max(1) as usize;
-        let per_fetch = (lengths.max_blocks_per_piece() as usize).clamp(1, per_run);
+        let per_fetch_max = (MAX_FETCH_LEN / BLOCK_SIZE).max(1) as usize;
+        let per_fetch = (lengths.max_blocks_per_piece() as usize).clamp(1, per_fetch_max);
+        // At most MAX_RUN_PIECES pieces: small pieces make short runs, so a
+        // small bundle is not taken from the server in a few large requests
+        // before the swarm has a chance to share it.
+        let per_run = (per_fetch * MAX_RUN_PIECES).min(per_fetch_max);
         // Peers first: while they bring at least the floor, web seeds fetch
         // only what no downloading peer has (new to the swarm, which then
         // shares it), and of that only the pieces that are ours among the
@@ -2473,7 +2477,10 @@ mod tests {
                 // A run stops at its bound, at the end, or at a piece taken.
                 let next = pieces.end() + 1;
                 assert!(
-                    f.len == MAX_FETCH_LEN || next == 80 || taken.contains(&next),
+                    pieces.clone().count() == MAX_RUN_PIECES
+                        || f.len == MAX_FETCH_LEN
+                        || next == 80
+                        || taken.contains(&next),
                     "{f:?} stopped before piece {next}"
                 );
             }
@@ -2577,7 +2584,10 @@ mod tests {
             2 * u64::from(piece_len) + 3 * u64::from(BLOCK_SIZE)
         );
         // A short answer to the other fetch is used the same way.
-        if let Some(g) = fetches.iter().find(|g| **g != f) {
+        let other = fetches
+            .iter()
+            .find(|g| **g != f && fetch_pieces(&s, g).count() >= 2);
+        if let Some(g) = other {
             let data = &fetch_bytes(&s, &content, g)[..piece_len as usize];
             s.web_seed_data(&mut env.ctx(), g.conn, g.piece, g.offset, data);
             let (_, out) = env.drain(ConnId(0));

@@ -36,6 +36,11 @@ pub const IN_FLIGHT_TARGET: u64 = 4 * 1024 * 1024;
 /// Each fetch costs the receiver's main thread about the same whatever its
 /// size, so fetches are as large as this allows.
 pub const MAX_FETCH_LEN: u32 = 4 * 1024 * 1024;
+/// Most pieces in one run (one fetch): with pieces of 512 KiB and more a
+/// run reaches [`MAX_FETCH_LEN`]; smaller pieces make shorter runs, so a
+/// small bundle is not taken from the server in a few large requests
+/// before the swarm can share it.
+pub const MAX_RUN_PIECES: usize = 8;
 /// Consecutive failures after which a web seed is dropped.
 pub const MAX_FAILURES: u32 = 5;
 /// First wait after a failure; doubles with each consecutive one.
