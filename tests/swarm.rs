@@ -327,7 +327,7 @@ fn a_failing_web_seed_backs_off_is_dropped_and_the_peers_still_complete() {
     // Backing off 5, 10, 20, 40 s between failures: not given up at once.
     assert!(dropped_at >= swarmdrop::engine::time::Instant::from_duration(Duration::from_secs(60)));
     let fetches = sim.nodes[leecher].outputs["web_seed_fetch"];
-    let slots = swarmdrop::engine::webseed::fetch_slots(64 * 1024) as u64;
+    let slots = swarmdrop::engine::webseed::MAX_FETCH_SLOTS as u64;
     assert!(
         fetches <= slots * 5,
         "{fetches} fetches: at most {slots} in flight, five failures"

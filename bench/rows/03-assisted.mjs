@@ -153,16 +153,17 @@ try {
         ` ${fmt(median(wt.map((x) => x.peers)) / MB)} MB and ${fmt(median(wt.map((x) => x.server)) / MB)} MB). On loopback neither source` +
         ` is the limit: the receiving browser's CPU is, ${fmt(cpuPerGiB(sd), 1)} CPU-seconds per GiB for Swarmdrop's receiver and` +
         ` ${fmt(cpuPerGiB(wt), 1)} for WebTorrent's (the split by process is above), on 2 cores shared with both senders' browsers,` +
-        ' the server and other work. Swarmdrop\'s web seed keeps up to 4 MiB in flight (a fetch per piece, at most 6: the browser' +
-        ` opens at most 6 connections to a host; ${fmt(Math.min(6, Math.max(2, Math.ceil(4 * 2 ** 20 / facts.pieceLength))))} here), reads each body in 256 KiB chunks straight into wasm memory, hashes each piece (SHA-1 in wasm)` +
+        ' the server and other work. Swarmdrop\'s web seed asks for runs of consecutive pieces, one HTTP range of up to 4 MiB' +
+        ` (${fmt(4 * 2 ** 20 / facts.pieceLength)} pieces here) per request, two requests in flight (more, up to the browser's 6 connections to a host,` +
+        ' only while fewer than 4 MiB are), reads each body in 256 KiB chunks straight into wasm memory, hashes each piece (SHA-1 in wasm)' +
         ' and stores verified pieces in IndexedDB in one transaction per group of pieces; what would move the figure is fewer' +
         ' CPU-seconds per GiB in the receiver (the extension renderer\'s main thread: hashing, the engine\'s work per block, the Blob' +
         ' and IndexedDB calls; and the browser process writing the pieces). A 3× margin over WebTorrent needs WebTorrent to be' +
         ' held back by its sources (a web seed with latency, a slow peer), which loopback does not have, and this row has not tried.' +
-        ' A CPU profile of the receiving offscreen document (2026-11-21 10:23 UTC, 1 GiB from the web seed alone) found its main thread' +
-        ' busy 97 % of the download: a third in the browser\'s work outside JavaScript, 16 % in fetch() itself (about 1.5 ms per piece' +
-        ' fetch), 17 % in the wasm-bindgen glue, 13 % in what is most likely SHA-1; fewer, larger fetches (runs of consecutive pieces' +
-        ' per request) and hashing off the main thread are the next steps.',
+        ' A CPU profile of the receiving offscreen document (2026-11-21 10:23 UTC, 1 GiB from the web seed alone, one request per piece' +
+        ' then) found its main thread busy 97 % of the download: a third in the browser\'s work outside JavaScript, 16 % in fetch()' +
+        ' itself (about 1.5 ms per request), 17 % in the wasm-bindgen glue, 13 % in what is most likely SHA-1; the runs cut the requests' +
+        ' eightfold; hashing off the main thread is the next step.',
     reason: null
   })
 } finally {

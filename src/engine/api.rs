@@ -271,7 +271,8 @@ pub enum Input<'a> {
         /// Its pieces.
         have: &'a Bitfield,
     },
-    /// An [`Output::WebSeedFetch`] failed (HTTP error, network, bad range).
+    /// An [`Output::WebSeedFetch`] failed (HTTP error, network, bad range,
+    /// an answer cut short).
     WebSeedFailed {
         /// The web seed connection.
         conn: ConnId,
@@ -279,6 +280,11 @@ pub enum Input<'a> {
         piece: u32,
         /// Offset of the fetch in the piece.
         offset: u32,
+        /// The bytes that came before the failure (the concatenation of the
+        /// ranges, as in [`Input::WebSeedData`], cut where it stopped;
+        /// possibly empty): the whole blocks among them are used, so the
+        /// pieces of a long fetch that came whole are kept.
+        received: &'a [u8],
         /// What went wrong.
         reason: &'a str,
     },
@@ -295,7 +301,8 @@ pub struct UrlRange {
     pub end: u64,
 }
 
-/// A range of one piece to fetch from a web seed over HTTP.
+/// A range to fetch from a web seed over HTTP: consecutive bytes of the
+/// bundle from `offset` in `piece`, possibly through the pieces after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebSeedFetch {
     /// The web seed connection; answer with [`Input::WebSeedData`] or
@@ -303,11 +310,12 @@ pub struct WebSeedFetch {
     pub conn: ConnId,
     /// The bundle.
     pub info_hash: InfoHash,
-    /// Piece index.
+    /// Piece index of its first byte.
     pub piece: u32,
-    /// Offset in the piece.
+    /// Offset of its first byte in that piece.
     pub offset: u32,
-    /// Bytes wanted (the sum of the ranges plus any padding-file bytes,
+    /// Bytes wanted, at most
+    /// [`MAX_FETCH_LEN`](crate::engine::webseed::MAX_FETCH_LEN) (the sum of the ranges plus any padding-file bytes,
     /// which are zeros and never fetched).
     pub len: u32,
     /// The HTTP ranges to fetch, in order (several when the range spans files).

@@ -320,10 +320,11 @@ impl Client {
                 conn,
                 piece,
                 offset,
+                received,
                 reason,
             } => {
                 self.with_conn(now, conn, |s, ctx| {
-                    s.web_seed_failed(ctx, conn, piece, offset, reason)
+                    s.web_seed_failed(ctx, conn, piece, offset, received, reason)
                 });
             }
         }

@@ -669,6 +669,50 @@ impl Picker {
         self.pick_inner(peer, Some(allowed), None, max, now, rng)
     }
 
+    /// Lengthens a web seed's run: every block of the pieces right after
+    /// `after`, in order, recorded as requested by `peer` at `now`, for as
+    /// long as each next piece is open (nobody has requested or received
+    /// any of its blocks), wanted (not had, not skipped), held by `peer`,
+    /// accepted by `unshared` when given (no downloading peer has it and the
+    /// filter accepts it, as in [`pick_unshared`](Self::pick_unshared)) and
+    /// fits whole in `max` blocks. Stops at the first piece that does not,
+    /// so the pieces returned and `after` are consecutive: one HTTP range.
+    pub fn pick_following(
+        &mut self,
+        peer: PeerKey,
+        after: PieceIndex,
+        unshared: Option<&dyn Fn(u32) -> bool>,
+        max: usize,
+        now: Instant,
+    ) -> Vec<BlockInfo> {
+        let mut out = Vec::new();
+        let Some(mut st) = self.peers.remove(&peer) else {
+            return out;
+        };
+        let mut p = after.get();
+        while let Some(next) = p
+            .checked_add(1)
+            .and_then(|n| self.lengths.validate_piece(n))
+        {
+            p = next.get();
+            let blocks = self.lengths.blocks_in_piece(next) as usize;
+            if out.len() + blocks > max
+                || !self.is_open(p)
+                || !self.is_wanted(p)
+                || !st.has.get(p)
+                || unshared.is_some_and(|keep| self.copies(p) != 0 || !keep(p))
+            {
+                break;
+            }
+            self.open_piece(p);
+            if let Some(part) = self.partials.get_mut(&p) {
+                take_free_blocks(&self.lengths, p, part, peer, now, max, &mut out, &mut st);
+            }
+        }
+        self.peers.insert(peer, st);
+        out
+    }
+
     // ----- request and piece outcomes -----
 
     /// A block arrived from `peer`. See [`BlockOutcome`].
@@ -1395,6 +1439,83 @@ mod tests {
             .map(|b| b.piece.get())
             .collect();
         assert_eq!(rest, BTreeSet::from([1, 2]));
+        check_invariants(&p);
+    }
+
+    #[test]
+    fn a_run_takes_the_following_open_pieces_whole_up_to_the_bound() {
+        let mut p = picker(10, 2);
+        p.mark_source(A);
+        p.peer_have_all(A);
+        let got = p.pick_following(A, piece(&p, 2), None, 7, t(0));
+        assert_eq!(
+            pieces_of(&got),
+            vec![3, 4, 5],
+            "7 blocks hold 3 whole pieces"
+        );
+        assert_eq!(got.len(), 6);
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
+        assert_eq!(p.outstanding(A), 6);
+        // The run's pieces are taken: a run after piece 2 again gets nothing.
+        assert!(p.pick_following(A, piece(&p, 2), None, 7, t(0)).is_empty());
+        assert!(p.pick_following(A, piece(&p, 9), None, 7, t(0)).is_empty());
+        check_invariants(&p);
+    }
+
+    #[test]
+    fn a_run_stops_at_a_piece_requested_elsewhere_had_skipped_or_not_held() {
+        let mut p = picker(12, 1);
+        p.mark_source(A);
+        p.peer_bitfield(A, &bits(12, (0..12).filter(|&i| i != 10)))
+            .unwrap();
+        p.peer_have_all(B);
+        let mut rng = fastrand::Rng::with_seed(1);
+        // Piece 3 is had; piece 5 is requested from a peer; piece 7 is in
+        // an unselected file; the web seed lacks piece 10.
+        let three = p.pick_allowed_fast(B, &[piece(&p, 3)], 1, t(0), &mut rng);
+        receive_all(&mut p, B, &three);
+        let five = p.pick_allowed_fast(B, &[piece(&p, 5)], 1, t(0), &mut rng);
+        assert_eq!(pieces_of(&five), vec![5]);
+        p.set_priority(7..8, Priority::Skip);
+        let run = |p: &mut Picker, after: u32| {
+            let after = piece(p, after);
+            pieces_of(&p.pick_following(A, after, None, 100, t(0)))
+        };
+        assert_eq!(run(&mut p, 1), vec![2], "stops at the piece we have");
+        assert_eq!(run(&mut p, 3), vec![4], "stops at the peer's request");
+        assert_eq!(run(&mut p, 5), vec![6], "stops at the skipped piece");
+        assert_eq!(run(&mut p, 7), vec![8, 9], "stops where the seed has none");
+        assert_eq!(run(&mut p, 10), vec![11]);
+        // The peer's request was left alone.
+        assert_eq!(p.requests(B), five);
+        check_invariants(&p);
+    }
+
+    #[test]
+    fn a_run_ends_with_the_short_last_piece() {
+        // 3 pieces of 2 blocks and a last piece of 1 block and 100 bytes.
+        let lengths = Lengths::new(3 * 2 * KIB16 + KIB16 + 100, 2 * KIB16).unwrap();
+        let mut p = Picker::new(lengths, Bitfield::new(4), vec![Priority::Normal; 4]).unwrap();
+        p.peer_have_all(A);
+        let got = p.pick_following(A, piece(&p, 1), None, 10, t(0));
+        assert_eq!(pieces_of(&got), vec![2, 3]);
+        let last = got.last().copied().unwrap();
+        assert_eq!((last.piece.get(), last.offset, last.len), (3, 16384, 100));
+        check_invariants(&p);
+    }
+
+    #[test]
+    fn an_unshared_run_stops_at_a_piece_a_downloader_has_or_the_filter_refuses() {
+        let mut p = picker(8, 1);
+        p.mark_source(A);
+        p.peer_have_all(A);
+        p.peer_bitfield(B, &bits(8, [3])).unwrap();
+        let not_six = |q: u32| q != 6;
+        let mut run =
+            |after: u32| pieces_of(&p.pick_following(A, piece(&p, after), Some(&not_six), 9, t(0)));
+        assert_eq!(run(0), vec![1, 2], "a downloader has piece 3");
+        assert_eq!(run(3), vec![4, 5], "piece 6 is not ours");
+        assert_eq!(run(6), vec![7]);
         check_invariants(&p);
     }
 

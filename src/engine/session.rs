@@ -30,7 +30,9 @@ use crate::engine::picker::{priorities_from_files, BlockOutcome, PeerKey, Picker
 use crate::engine::time::Instant;
 use crate::engine::timer::{timer_enum, TimerTable};
 use crate::engine::tracker::{AnnounceStats, Announcer};
-use crate::engine::webseed::{assemble_fetch, fetch_slots, Owners, WebSeed};
+use crate::engine::webseed::{
+    assemble_fetch, assemble_prefix, Fetch, Owners, WebSeed, MAX_FETCH_LEN, MAX_RUN_PIECES,
+};
 use crate::engine::wire::extension::{LOCAL_LT_DONTHAVE_ID, LOCAL_UT_METADATA_ID};
 use crate::engine::wire::{metadata_piece, ExtendedHandshake, Frame, Message, MetadataMessage};
 
@@ -145,6 +147,47 @@ impl Ready {
             }
             (Some(allowed), None) => self.picker.pick_allowed_fast(key, allowed, want, now, rng),
             (None, None) => self.picker.pick(key, want, now, rng),
+        }
+    }
+
+    /// Lengthens a web seed's pick into a longer run: when `picked` ends
+    /// with the last block of a piece, the open pieces right after it that
+    /// `key` has and that are ours under `unshared` (see
+    /// [`Picker::pick_following`]), whole, so that `picked` and the result
+    /// hold at most `max` blocks. Nothing while pieces being assembled hold
+    /// `max_partial` bytes (no new piece is opened then).
+    fn pick_following(
+        &mut self,
+        ctx: &Ctx<'_>,
+        key: PeerKey,
+        picked: &[BlockInfo],
+        max: usize,
+        unshared: Option<&Owners>,
+    ) -> Vec<BlockInfo> {
+        let Some(&last) = picked.iter().max() else {
+            return Vec::new();
+        };
+        let lengths = *self.lengths();
+        let ends_piece = lengths
+            .blocks_in_piece(last.piece)
+            .checked_sub(1)
+            .is_some_and(|i| last.index_in_piece() == i);
+        if !ends_piece
+            || picked.len() >= max
+            || self.assembly.partial_bytes() >= ctx.config.max_partial_bytes
+        {
+            return Vec::new();
+        }
+        let max = max - picked.len();
+        match unshared {
+            Some(owners) => {
+                let ours = |p: u32| owners.is_ours(p);
+                self.picker
+                    .pick_following(key, last.piece, Some(&ours), max, ctx.now)
+            }
+            None => self
+                .picker
+                .pick_following(key, last.piece, None, max, ctx.now),
         }
     }
 }
@@ -488,7 +531,6 @@ impl Session {
         if !self.web_seeds.is_empty() {
             return;
         }
-        let slots = fetch_slots(ready.lengths().piece_length());
         for url in &self.web_seed_urls {
             let conn = ctx.new_conn();
             let key = PeerKey(self.next_key);
@@ -502,9 +544,8 @@ impl Session {
                 None => ready.picker.peer_have_all(key),
             }
             self.keys.insert(key, conn);
-            let mut seed = WebSeed::new(conn, key, url.clone());
-            seed.slots = slots;
-            self.web_seeds.insert(conn, seed);
+            self.web_seeds
+                .insert(conn, WebSeed::new(conn, key, url.clone()));
         }
     }
 
@@ -551,9 +592,8 @@ impl Session {
                 let _ = ready.picker.peer_bitfield(key, have);
             }
             self.keys.insert(key, conn);
-            let mut seed = WebSeed::new(conn, key, url.to_owned());
-            seed.slots = fetch_slots(ready.lengths().piece_length());
-            self.web_seeds.insert(conn, seed);
+            self.web_seeds
+                .insert(conn, WebSeed::new(conn, key, url.to_owned()));
         }
         self.pump(ctx);
     }
@@ -946,7 +986,8 @@ impl Session {
         Ok(())
     }
 
-    /// A block from a peer or a web seed.
+    /// A block from a peer or a web seed; the senders of bad data are
+    /// banned at once.
     fn on_block(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -955,15 +996,33 @@ impl Session {
         block: BlockInfo,
         data: &[u8],
     ) {
+        for culprit in self.take_block(ctx, key, source, block, data) {
+            self.ban(ctx, culprit);
+        }
+    }
+
+    /// A block from a peer or a web seed: counted, assembled, and its piece
+    /// verified and stored when complete. Returns the senders of bad data
+    /// to ban (a web seed's run is taken whole before its server is banned
+    /// for one bad piece, so its good pieces are kept).
+    fn take_block(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        key: PeerKey,
+        source: Source,
+        block: BlockInfo,
+        data: &[u8],
+    ) -> Vec<Source> {
+        let mut bans = Vec::new();
         let Some(ready) = self.ready.as_mut() else {
-            return;
+            return bans;
         };
         let BlockOutcome::Accepted {
             piece_complete,
             cancel,
         } = ready.picker.block_received(key, block)
         else {
-            return;
+            return bans;
         };
         for other in cancel {
             if let Some(peer) = self.keys.get(&other).and_then(|c| self.peers.get_mut(c)) {
@@ -983,7 +1042,7 @@ impl Session {
         }
         ready.assembly.put(&ready.info.lengths, block, data, source);
         if !piece_complete {
-            return;
+            return bans;
         }
         match ready.assembly.verify(&ready.info, block.piece) {
             Some(Verdict::Good { data, culprits }) => {
@@ -992,19 +1051,16 @@ impl Session {
                     piece: block.piece.get(),
                     data,
                 });
-                for source in culprits {
-                    self.ban(ctx, source);
-                }
+                bans = culprits;
             }
             Some(Verdict::Bad { culprit }) => {
                 // Every block is free again; the picker refetches the piece.
                 let _ = ready.picker.piece_failed(block.piece);
-                if let Some(source) = culprit {
-                    self.ban(ctx, source);
-                }
+                bans.extend(culprit);
             }
             None => {}
         }
+        bans
     }
 
     /// A source sent bad data: a peer is banned from this bundle, a web seed
@@ -1378,55 +1434,116 @@ impl Session {
             return;
         };
         let key = seed.key;
-        let start = ready.lengths().piece_offset(fetch.piece) + fetch.offset as u64;
-        let Some(bytes) = assemble_fetch(&ready.info, start, fetch.len as u64, data) else {
-            if let Some(ready) = self.ready.as_mut() {
-                for block in fetch.blocks {
-                    ready.picker.request_rejected(key, block);
-                }
-            }
+        let start = fetch.start(ready.lengths());
+        let Some(bytes) = assemble_fetch(&ready.info, start, u64::from(fetch.len), data) else {
+            // Too short: what came is used as far as it goes; too long: none
+            // of it lines up with what was asked.
+            let received = if data.len() < fetch.len as usize {
+                data
+            } else {
+                &[]
+            };
             let reason = format!("{} bytes for a {}-byte range", data.len(), fetch.len);
-            self.web_seed_failed(ctx, conn, piece, offset, &reason);
+            self.fetch_failed(ctx, conn, Some(fetch), received, &reason);
             return;
         };
         seed.on_success();
-        for block in fetch.blocks {
-            let from = (block.offset - fetch.offset) as usize;
-            let slice = &bytes[from..from + block.len as usize];
-            self.on_block(ctx, key, Source::WebSeed(conn), block, slice);
-            if !self.web_seeds.contains_key(&conn) {
-                break;
-            }
-        }
+        self.take_fetched(ctx, conn, key, fetch, &bytes);
         self.pump(ctx);
     }
 
-    /// A web seed fetch failed: its blocks go back to the picker and the web
-    /// seed backs off, or is dropped after repeated failures.
+    /// A web seed fetch failed after `received` (the ranges' bytes that came
+    /// first, possibly none): the whole blocks among them are used, the
+    /// others go back to the picker, and the web seed backs off, or is
+    /// dropped after repeated failures.
     pub fn web_seed_failed(
         &mut self,
         ctx: &mut Ctx<'_>,
         conn: ConnId,
         piece: u32,
         offset: u32,
+        received: &[u8],
         reason: &str,
     ) {
         let Some(seed) = self.web_seeds.get_mut(&conn) else {
             return;
         };
-        if let Some(fetch) = seed.take_fetch(piece, offset) {
-            if let Some(ready) = self.ready.as_mut() {
-                for block in fetch.blocks {
-                    ready.picker.request_rejected(seed.key, block);
-                }
-            }
+        let fetch = seed.take_fetch(piece, offset);
+        self.fetch_failed(ctx, conn, fetch, received, reason);
+    }
+
+    fn fetch_failed(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        fetch: Option<Fetch>,
+        received: &[u8],
+        reason: &str,
+    ) {
+        if let (Some(fetch), Some(seed), Some(ready)) =
+            (fetch, self.web_seeds.get(&conn), self.ready.as_ref())
+        {
+            let key = seed.key;
+            let start = fetch.start(ready.lengths());
+            let bytes = assemble_prefix(&ready.info, start, u64::from(fetch.len), received);
+            self.take_fetched(ctx, conn, key, fetch, &bytes);
         }
+        let Some(seed) = self.web_seeds.get_mut(&conn) else {
+            // Banned for a bad piece among what came.
+            self.pump(ctx);
+            return;
+        };
         if seed.on_failure(ctx.now) {
             self.drop_peer(ctx, conn, DropReason::WebSeedFailed(reason.to_owned()));
         } else if let Some(at) = seed.retry_at {
             self.timers.set_earliest(SessionTimer::Wake, at);
         }
         self.pump(ctx);
+    }
+
+    /// Takes the blocks of a web seed's fetch that `bytes` (the fetch's
+    /// bytes from its start, all or a prefix) holds whole, each like a
+    /// peer's block (a block a peer brought first is not taken twice), and
+    /// gives the others back to the picker. A piece failing its hash is
+    /// fetched again alone; the web seed is dropped for it only after the
+    /// whole fetch is taken, so its good pieces are kept.
+    fn take_fetched(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        key: PeerKey,
+        fetch: Fetch,
+        bytes: &[u8],
+    ) {
+        let Some(ready) = self.ready.as_ref() else {
+            return;
+        };
+        let lengths = *ready.lengths();
+        let start = fetch.start(&lengths);
+        let mut bans: Vec<Source> = Vec::new();
+        for block in fetch.blocks {
+            let from = lengths.piece_offset(block.piece) + u64::from(block.offset) - start;
+            let slice = usize::try_from(from)
+                .ok()
+                .and_then(|from| bytes.get(from..from + block.len as usize));
+            match slice {
+                Some(slice) => {
+                    for culprit in self.take_block(ctx, key, Source::WebSeed(conn), block, slice) {
+                        if !bans.contains(&culprit) {
+                            bans.push(culprit);
+                        }
+                    }
+                }
+                None => {
+                    if let Some(ready) = self.ready.as_mut() {
+                        ready.picker.request_rejected(key, block);
+                    }
+                }
+            }
+        }
+        for culprit in bans {
+            self.ban(ctx, culprit);
+        }
     }
 
     // ----- time -----
@@ -1650,7 +1767,14 @@ impl Session {
             return;
         }
         let lengths = *ready.lengths();
-        let per_fetch = lengths.max_blocks_per_piece().max(1) as usize;
+        // A piece's worth (or a fetch's, of a larger piece) at a time, then
+        // the open pieces after it, so one request brings several pieces.
+        let per_fetch_max = (MAX_FETCH_LEN / BLOCK_SIZE).max(1) as usize;
+        let per_fetch = (lengths.max_blocks_per_piece() as usize).clamp(1, per_fetch_max);
+        // At most MAX_RUN_PIECES pieces: small pieces make short runs, so a
+        // small bundle is not taken from the server in a few large requests
+        // before the swarm has a chance to share it.
+        let per_run = (per_fetch * MAX_RUN_PIECES).min(per_fetch_max);
         // Peers first: while they bring at least the floor, web seeds fetch
         // only what no downloading peer has (new to the swarm, which then
         // shares it), and of that only the pieces that are ours among the
@@ -1667,12 +1791,23 @@ impl Session {
                     .filter_map(|p| p.peer_id());
                 Owners::new(&ctx.config.peer_id, downloaders)
             });
+        // Runs only where they take nothing another downloader may be
+        // taking from the server too: pieces split by ownership, or no other
+        // downloader around. Below the floor with downloaders connected,
+        // each of them takes a piece at a time, so the server does not send
+        // the same long runs to all of them before their haves go round.
+        let runs = owners.is_some() || !self.peers.values().any(|p| p.is_active() && !p.is_seed());
         for seed in self.web_seeds.values_mut() {
             while seed.can_fetch(ctx.now) {
                 if !may_download(ctx, &mut self.timers, self.info_hash) {
                     break;
                 }
-                let blocks = ready.pick(ctx, seed.key, per_fetch, None, owners.as_ref());
+                let mut blocks = ready.pick(ctx, seed.key, per_fetch, None, owners.as_ref());
+                if runs {
+                    let more =
+                        ready.pick_following(ctx, seed.key, &blocks, per_run, owners.as_ref());
+                    blocks.extend(more);
+                }
                 let blocks = within_caps(
                     ctx,
                     &mut self.timers,
@@ -2131,14 +2266,19 @@ mod tests {
         s.peer_data(&mut env.ctx(), conn, &bytes);
     }
 
-    /// The pieces of the web seed fetches among `outputs`.
+    /// The pieces the web seed fetches among `outputs` touch (pieces of
+    /// 32 KiB, as in [`bundle`]).
     fn fetched(outputs: &[Output]) -> Vec<u32> {
         let mut pieces: Vec<u32> = outputs
             .iter()
             .filter_map(|o| match o {
-                Output::WebSeedFetch(f) => Some(f.piece),
+                Output::WebSeedFetch(f) => {
+                    let end = f.piece * 32 * 1024 + f.offset + f.len;
+                    Some(f.piece..end.div_ceil(32 * 1024))
+                }
                 _ => None,
             })
+            .flatten()
             .collect();
         pieces.sort_unstable();
         pieces.dedup();
@@ -2267,6 +2407,400 @@ mod tests {
         );
     }
 
+    // ----- web seed runs -----
+
+    /// `pieces` pieces of `piece_len` bytes in one file, on a web seed; and
+    /// the bytes.
+    fn web_seeded(pieces: u32, piece_len: u32) -> (Metainfo, Vec<u8>) {
+        let content: Vec<u8> = (0..pieces * piece_len)
+            .map(|i| (i.wrapping_mul(31) % 251) as u8)
+            .collect();
+        let builder = TorrentBuilder::new("f.bin")
+            .file(vec!["f.bin".into()], content.len() as u64)
+            .piece_length(piece_len);
+        let hashes = PieceHasher::hash_all(builder.lengths().unwrap(), &content).unwrap();
+        let mut meta = builder.build(hashes).unwrap();
+        meta.url_list = vec!["http://server/seed/f.bin".into()];
+        (meta, content)
+    }
+
+    fn web_seed_fetches(outputs: &[Output]) -> Vec<WebSeedFetch> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::WebSeedFetch(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn stored_pieces(outputs: &[Output]) -> Vec<u32> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::StorePiece { piece, .. } => Some(*piece),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The bytes of the bundle a fetch asks for.
+    fn fetch_bytes<'a>(s: &Session, content: &'a [u8], f: &WebSeedFetch) -> &'a [u8] {
+        let l = s.ready.as_ref().unwrap().lengths();
+        let start = l.piece_offset(l.validate_piece(f.piece).unwrap()) + u64::from(f.offset);
+        &content[start as usize..start as usize + f.len as usize]
+    }
+
+    /// The pieces a fetch touches.
+    fn fetch_pieces(s: &Session, f: &WebSeedFetch) -> std::ops::RangeInclusive<u32> {
+        let l = s.ready.as_ref().unwrap().lengths();
+        let start = l.piece_offset(l.validate_piece(f.piece).unwrap()) + u64::from(f.offset);
+        let last = (start + u64::from(f.len) - 1) / u64::from(l.piece_length());
+        f.piece..=last as u32
+    }
+
+    #[test]
+    fn a_web_seed_fetches_runs_of_consecutive_pieces_and_stores_each_piece_once() {
+        let mut env = Env::new();
+        let piece_len = 64 * 1024;
+        let (meta, content) = web_seeded(80, piece_len);
+        let mut s =
+            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
+        s.pump(&mut env.ctx());
+        let mut taken = BTreeSet::new();
+        let mut stored = Vec::new();
+        let mut fetches = 0;
+        for _ in 0..100 {
+            let (_, out) = env.drain(ConnId(0));
+            stored.extend(stored_pieces(&out));
+            let batch = web_seed_fetches(&out);
+            if batch.is_empty() {
+                break;
+            }
+            for f in &batch {
+                fetches += 1;
+                assert_eq!(f.offset, 0, "runs of whole pieces: {f:?}");
+                assert!(f.len <= MAX_FETCH_LEN);
+                let pieces = fetch_pieces(&s, f);
+                assert_eq!(f.len, pieces.clone().count() as u32 * piece_len);
+                for p in pieces.clone() {
+                    assert!(taken.insert(p), "piece {p} fetched twice");
+                }
+                // A run stops at its bound, at the end, or at a piece taken.
+                let next = pieces.end() + 1;
+                assert!(
+                    pieces.clone().count() == MAX_RUN_PIECES
+                        || f.len == MAX_FETCH_LEN
+                        || next == 80
+                        || taken.contains(&next),
+                    "{f:?} stopped before piece {next}"
+                );
+            }
+            for f in &batch {
+                let data = fetch_bytes(&s, &content, f).to_vec();
+                s.web_seed_data(&mut env.ctx(), f.conn, f.piece, f.offset, &data);
+            }
+        }
+        let (_, out) = env.drain(ConnId(0));
+        stored.extend(stored_pieces(&out));
+        stored.sort_unstable();
+        assert_eq!(
+            stored,
+            (0..80).collect::<Vec<_>>(),
+            "each piece stored once"
+        );
+        assert!(fetches <= 80 / 4, "{fetches} fetches for 80 pieces");
+        let p = s.progress(env.now);
+        assert_eq!(p.downloaded_server, content.len() as u64);
+    }
+
+    #[test]
+    fn a_bad_piece_in_a_run_is_wanted_again_alone_and_the_good_ones_are_kept() {
+        let mut env = Env::new();
+        let piece_len = 64 * 1024;
+        let (meta, content) = web_seeded(20, piece_len);
+        let mut s =
+            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
+        s.pump(&mut env.ctx());
+        let (_, out) = env.drain(ConnId(0));
+        let f = web_seed_fetches(&out)
+            .into_iter()
+            .find(|f| fetch_pieces(&s, f).count() >= 3)
+            .expect("a run of three pieces or more");
+        let pieces: Vec<u32> = fetch_pieces(&s, &f).collect();
+        let bad = pieces[1];
+        let mut data = fetch_bytes(&s, &content, &f).to_vec();
+        data[(bad - f.piece) as usize * piece_len as usize + 100] ^= 0xff;
+        s.web_seed_data(&mut env.ctx(), f.conn, f.piece, f.offset, &data);
+        let (_, out) = env.drain(ConnId(0));
+        let mut stored = stored_pieces(&out);
+        stored.sort_unstable();
+        let good: Vec<u32> = pieces.iter().copied().filter(|&p| p != bad).collect();
+        assert_eq!(stored, good, "every piece of the run but the bad one");
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Event(Event::PeerDropped {
+                reason: DropReason::BadData,
+                peer_id: None,
+                ..
+            })
+        )));
+        for &p in &good {
+            s.piece_stored(&mut env.ctx(), p);
+        }
+        let ready = s.ready.as_ref().unwrap();
+        assert!(!ready.picker.have().get(bad));
+        assert_eq!(
+            ready.picker.partial_count(),
+            0,
+            "the bad piece is open again"
+        );
+        assert_eq!(
+            ready.picker.wanted_remaining().pieces,
+            20 - good.len() as u32,
+            "and wanted"
+        );
+        let p = s.progress(env.now);
+        assert_eq!(
+            p.downloaded_server,
+            u64::from(f.len),
+            "every block counted once"
+        );
+    }
+
+    #[test]
+    fn a_cut_short_answer_keeps_the_blocks_that_came_and_refetches_the_rest() {
+        let mut env = Env::new();
+        let piece_len = 64 * 1024;
+        let (meta, content) = web_seeded(20, piece_len);
+        let mut s =
+            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
+        s.pump(&mut env.ctx());
+        let (_, out) = env.drain(ConnId(0));
+        let fetches = web_seed_fetches(&out);
+        let f = fetches
+            .iter()
+            .find(|f| fetch_pieces(&s, f).count() >= 3)
+            .expect("a run of three pieces or more")
+            .clone();
+        // Two pieces, three blocks and 100 bytes came before the failure.
+        let came = 2 * piece_len as usize + 3 * BLOCK_SIZE as usize + 100;
+        let data = fetch_bytes(&s, &content, &f)[..came].to_vec();
+        s.web_seed_failed(&mut env.ctx(), f.conn, f.piece, f.offset, &data, "reset");
+        let (_, out) = env.drain(ConnId(0));
+        assert_eq!(stored_pieces(&out), vec![f.piece, f.piece + 1]);
+        assert!(web_seed_fetches(&out).is_empty(), "backing off");
+        let p = s.progress(env.now);
+        assert_eq!(
+            p.downloaded_server,
+            2 * u64::from(piece_len) + 3 * u64::from(BLOCK_SIZE)
+        );
+        // A short answer to the other fetch is used the same way.
+        let other = fetches
+            .iter()
+            .find(|g| **g != f && fetch_pieces(&s, g).count() >= 2);
+        if let Some(g) = other {
+            let data = &fetch_bytes(&s, &content, g)[..piece_len as usize];
+            s.web_seed_data(&mut env.ctx(), g.conn, g.piece, g.offset, data);
+            let (_, out) = env.drain(ConnId(0));
+            assert_eq!(stored_pieces(&out), vec![g.piece]);
+        }
+        // After the backoff the rest of the third piece is fetched first.
+        env.now += Duration::from_secs(6);
+        s.handle_timeout(&mut env.ctx());
+        let (_, out) = env.drain(ConnId(0));
+        let again = web_seed_fetches(&out);
+        assert!(
+            again
+                .iter()
+                .any(|g| (g.piece, g.offset) == (f.piece + 2, 3 * BLOCK_SIZE)),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn runs_skip_pieces_only_in_unselected_files_and_span_file_boundaries() {
+        let mut env = Env::new();
+        let piece_len: u32 = 32 * 1024;
+        // a: pieces 0-2; b (not selected): pieces 2-7; c: pieces 7-8.
+        let sizes = [80_000u64, 5 * u64::from(piece_len), 50_000];
+        let total: u64 = sizes.iter().sum();
+        let content: Vec<u8> = (0..total).map(|i| (i * 13 % 241) as u8).collect();
+        let builder = TorrentBuilder::new("dir")
+            .piece_length(piece_len)
+            .file(vec!["a".into()], sizes[0])
+            .file(vec!["b".into()], sizes[1])
+            .file(vec!["c".into()], sizes[2]);
+        let hashes = PieceHasher::hash_all(builder.lengths().unwrap(), &content).unwrap();
+        let mut meta = builder.build(hashes).unwrap();
+        meta.url_list = vec!["http://server/seed/".into()];
+        let mut start = add(&meta, Role::Download, Bitfield::new(0));
+        start.selection = Some(vec![0, 2]);
+        let mut s = Session::new(&mut env.ctx(), start).unwrap();
+        s.pump(&mut env.ctx());
+        let mut stored = Vec::new();
+        let mut runs = Vec::new();
+        for _ in 0..20 {
+            let (_, out) = env.drain(ConnId(0));
+            stored.extend(stored_pieces(&out));
+            let batch = web_seed_fetches(&out);
+            if batch.is_empty() {
+                break;
+            }
+            for f in batch {
+                let pieces = fetch_pieces(&s, &f);
+                assert!(
+                    pieces.clone().all(|p| !(3..=6).contains(&p)),
+                    "{f:?} fetches pieces only in b"
+                );
+                // The ranges are the fetch's bytes, file by file.
+                let mut bytes = Vec::new();
+                let offsets = [0, sizes[0], sizes[0] + sizes[1]];
+                for r in &f.ranges {
+                    let i = ["a", "b", "c"]
+                        .iter()
+                        .position(|n| r.url == format!("http://server/seed/dir/{n}"))
+                        .expect("a file's URL");
+                    let at = (offsets[i] + r.start) as usize;
+                    bytes.extend_from_slice(&content[at..at + (r.end - r.start) as usize]);
+                }
+                assert_eq!(bytes, fetch_bytes(&s, &content, &f));
+                runs.push((*pieces.start(), *pieces.end(), f.ranges.len()));
+                s.web_seed_data(&mut env.ctx(), f.conn, f.piece, f.offset, &bytes);
+            }
+        }
+        runs.sort_unstable();
+        // Piece 2 holds the end of a and the start of b; piece 7 the end of
+        // b and the start of c: each comes in a fetch of two ranges.
+        let spanning = |p: u32| runs.iter().any(|&(a, b, n)| (a..=b).contains(&p) && n == 2);
+        assert!(spanning(2) && spanning(7), "{runs:?}");
+        assert!(runs.contains(&(0, 2, 2)), "one run for a: {runs:?}");
+        stored.sort_unstable();
+        assert_eq!(stored, vec![0, 1, 2, 7, 8]);
+    }
+
+    #[test]
+    fn a_piece_a_peer_brings_before_the_web_seed_is_stored_and_counted_once() {
+        let mut env = Env::new();
+        let (mut meta, content) = bundle();
+        meta.url_list = vec!["http://server/seed/f.bin".into()];
+        let mut s =
+            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
+        s.pump(&mut env.ctx());
+        let (_, out) = env.drain(ConnId(0));
+        let fetches = web_seed_fetches(&out);
+        let covered: BTreeSet<u32> = fetches.iter().flat_map(|f| fetch_pieces(&s, f)).collect();
+        assert_eq!(covered.len(), 4, "the web seed's runs hold every piece");
+        assert!(fetches.len() <= 2, "{fetches:?}");
+        // A seed joins: in endgame it is asked for the same blocks, and
+        // brings them first.
+        let peer = ConnId(7);
+        connect_seed(&mut env, &mut s, peer, THEM);
+        let (sent, out) = env.drain(peer);
+        let reqs = requests(&sent);
+        assert!(!reqs.is_empty(), "endgame requests");
+        answer(&mut env, &mut s, peer, &reqs, &content, false);
+        let (_, more) = env.drain(peer);
+        let by_peer: BTreeSet<u32> = stored_pieces(&out)
+            .into_iter()
+            .chain(stored_pieces(&more))
+            .collect();
+        assert!(!by_peer.is_empty());
+        // Then the web seed's answers come: only the rest is taken.
+        let mut stored = Vec::new();
+        for f in &fetches {
+            let data = fetch_bytes(&s, &content, f).to_vec();
+            s.web_seed_data(&mut env.ctx(), f.conn, f.piece, f.offset, &data);
+            let (_, out) = env.drain(peer);
+            stored.extend(stored_pieces(&out));
+        }
+        for p in &stored {
+            assert!(!by_peer.contains(p), "piece {p} stored twice");
+        }
+        assert_eq!(by_peer.len() + stored.len(), 4);
+        let p = s.progress(env.now);
+        assert_eq!(
+            p.downloaded_peers + p.downloaded_server,
+            content.len() as u64,
+            "no block counted twice"
+        );
+        assert_eq!(
+            p.downloaded_peers,
+            reqs.iter().map(|r| u64::from(r.length)).sum::<u64>()
+        );
+    }
+
+    #[test]
+    fn pausing_aborts_a_run_in_flight_and_its_late_answer_is_ignored() {
+        let mut env = Env::new();
+        let (meta, content) = web_seeded(20, 64 * 1024);
+        let mut s =
+            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
+        s.pump(&mut env.ctx());
+        let (_, out) = env.drain(ConnId(0));
+        let fetches = web_seed_fetches(&out);
+        assert!(!fetches.is_empty());
+        s.pause(&mut env.ctx(), PauseReason::User);
+        let (_, out) = env.drain(ConnId(0));
+        for f in &fetches {
+            assert!(
+                out.iter()
+                    .any(|o| matches!(o, Output::ClosePeer { conn, .. } if *conn == f.conn)),
+                "the glue aborts the fetch"
+            );
+            let data = fetch_bytes(&s, &content, f).to_vec();
+            s.web_seed_data(&mut env.ctx(), f.conn, f.piece, f.offset, &data);
+        }
+        let (_, out) = env.drain(ConnId(0));
+        assert!(stored_pieces(&out).is_empty());
+        assert_eq!(s.progress(env.now).downloaded_server, 0);
+        let ready = s.ready.as_ref().unwrap();
+        assert_eq!(ready.picker.partial_count(), 0, "every piece is open again");
+        s.resume(&mut env.ctx());
+        let (_, out) = env.drain(ConnId(0));
+        assert!(
+            !web_seed_fetches(&out).is_empty(),
+            "fetched again on resume"
+        );
+    }
+
+    #[test]
+    fn below_the_floor_with_another_downloader_around_a_web_seed_takes_a_piece_at_a_time() {
+        let mut env = Env::new();
+        let piece_len = 64 * 1024;
+        let (meta, content) = web_seeded(40, piece_len);
+        let mut start = add(&meta, Role::Download, Bitfield::new(0));
+        start.paused = true;
+        let mut s = Session::new(&mut env.ctx(), start).unwrap();
+        // Another downloader, with nothing yet: no bytes from peers.
+        let peer = ConnId(7);
+        s.add_peer(env.now, peer);
+        s.peer_opened(&mut env.ctx(), peer);
+        let mut bytes = Handshake::swarmdrop(s.info_hash(), THEM).encode().to_vec();
+        Message::HaveNone.encode_into(&mut bytes);
+        s.peer_data(&mut env.ctx(), peer, &bytes);
+        let _ = env.drain(peer);
+        s.resume(&mut env.ctx());
+        let (_, out) = env.drain(peer);
+        let fetches = web_seed_fetches(&out);
+        assert!(!fetches.is_empty());
+        for f in &fetches {
+            assert_eq!((f.offset, f.len), (0, piece_len), "one piece: {f:?}");
+        }
+        // Once it is gone, runs again.
+        s.peer_closed(&mut env.ctx(), peer);
+        let (_, _) = env.drain(peer);
+        let f = &fetches[0];
+        let data = fetch_bytes(&s, &content, f).to_vec();
+        s.web_seed_data(&mut env.ctx(), f.conn, f.piece, f.offset, &data);
+        let (_, out) = env.drain(peer);
+        let again = web_seed_fetches(&out);
+        assert!(
+            again.iter().any(|g| g.len > piece_len),
+            "a run of several pieces: {again:?}"
+        );
+    }
+
     #[test]
     fn a_web_seed_dropped_for_failures_comes_back_when_its_pieces_are_known() {
         let mut env = Env::new();
@@ -2289,7 +2823,7 @@ mod tests {
                 break;
             }
             for f in fetches {
-                s.web_seed_failed(&mut env.ctx(), f.conn, f.piece, f.offset, "HTTP 503");
+                s.web_seed_failed(&mut env.ctx(), f.conn, f.piece, f.offset, &[], "HTTP 503");
             }
             env.now += Duration::from_secs(600);
             s.handle_timeout(&mut env.ctx());

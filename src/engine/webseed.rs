@@ -3,15 +3,20 @@
 //!
 //! As in WebTorrent's `lib/webconn.js`, the picker sees a web seed as one
 //! more peer with every piece: it needs no special case. The session asks
-//! the picker for about a piece's worth of blocks at a time and turns each
-//! contiguous run of them into one [`WebSeedFetch`].
+//! the picker for about a piece's worth of blocks at a time, lengthens it
+//! with the open pieces that follow ([`Picker::pick_following`]) and turns
+//! each run of consecutive blocks into one [`WebSeedFetch`] of up to
+//! [`MAX_FETCH_LEN`] bytes: one HTTP range per file it touches, however
+//! many pieces it holds. Every piece of it is still verified on its own.
+//!
+//! [`Picker::pick_following`]: crate::engine::picker::Picker::pick_following
 
 use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::engine::api::{ConnId, UrlRange, WebSeedFetch};
 use crate::engine::ids::{InfoHash, PeerId};
-use crate::engine::lengths::{BlockInfo, PieceIndex};
+use crate::engine::lengths::{BlockInfo, Lengths, PieceIndex};
 use crate::engine::metainfo::Info;
 use crate::engine::picker::PeerKey;
 use crate::engine::sort;
@@ -24,37 +29,42 @@ pub const MAX_FETCHES: usize = 2;
 pub const MAX_FETCH_SLOTS: usize = 6;
 /// Bytes a web seed should have in flight to hide the per-request latency
 /// (a fetch's answer waits behind the receiver's other work before the next
-/// one starts): small pieces get more fetches at once (up to
-/// [`MAX_FETCH_SLOTS`]).
+/// one starts): while fewer are, and a connection is free, another fetch
+/// starts, beyond [`MAX_FETCHES`].
 pub const IN_FLIGHT_TARGET: u64 = 4 * 1024 * 1024;
-
-/// Fetches in flight for pieces of `piece_length` bytes: enough to keep
-/// about [`IN_FLIGHT_TARGET`] bytes in flight, between [`MAX_FETCHES`] and
-/// [`MAX_FETCH_SLOTS`]. A fetch is a piece, or [`MAX_FETCH_LEN`] of a
-/// larger one.
-pub fn fetch_slots(piece_length: u32) -> usize {
-    let per = u64::from(piece_length.clamp(1, MAX_FETCH_LEN));
-    let wanted = usize::try_from(IN_FLIGHT_TARGET.div_ceil(per)).unwrap_or(MAX_FETCH_SLOTS);
-    wanted.clamp(MAX_FETCHES, MAX_FETCH_SLOTS)
-}
-/// Largest single fetch (a piece or a contiguous part of one).
-pub const MAX_FETCH_LEN: u32 = 1024 * 1024;
+/// Largest single fetch: one HTTP range of consecutive blocks, across
+/// piece boundaries (a run of whole pieces, or part of a larger piece).
+/// Each fetch costs the receiver's main thread about the same whatever its
+/// size, so fetches are as large as this allows.
+pub const MAX_FETCH_LEN: u32 = 4 * 1024 * 1024;
+/// Most pieces in one run (one fetch): with pieces of 512 KiB and more a
+/// run reaches [`MAX_FETCH_LEN`]; smaller pieces make shorter runs, so a
+/// small bundle is not taken from the server in a few large requests
+/// before the swarm can share it.
+pub const MAX_RUN_PIECES: usize = 8;
 /// Consecutive failures after which a web seed is dropped.
 pub const MAX_FAILURES: u32 = 5;
 /// First wait after a failure; doubles with each consecutive one.
 pub const RETRY_BASE: Duration = Duration::from_secs(5);
 
-/// One fetch in flight.
+/// One fetch in flight: consecutive blocks, possibly of several pieces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetch {
-    /// Piece.
+    /// Piece of its first block.
     pub piece: PieceIndex,
-    /// Offset in the piece.
+    /// Offset of its first block in that piece.
     pub offset: u32,
     /// Bytes.
     pub len: u32,
     /// The picker's blocks it covers, in order.
     pub blocks: Vec<BlockInfo>,
+}
+
+impl Fetch {
+    /// Its first byte in the concatenated files.
+    pub fn start(&self, lengths: &Lengths) -> u64 {
+        lengths.piece_offset(self.piece) + u64::from(self.offset)
+    }
 }
 
 /// One web seed of a bundle.
@@ -72,8 +82,6 @@ pub struct WebSeed {
     pub failures: u32,
     /// No fetch before this instant (after a failure).
     pub retry_at: Option<Instant>,
-    /// Fetches allowed in flight ([`fetch_slots`]).
-    pub slots: usize,
 }
 
 impl WebSeed {
@@ -86,32 +94,46 @@ impl WebSeed {
             fetches: Vec::new(),
             failures: 0,
             retry_at: None,
-            slots: MAX_FETCHES,
         }
+    }
+
+    /// Bytes of the fetches in flight.
+    pub fn in_flight(&self) -> u64 {
+        self.fetches.iter().map(|f| u64::from(f.len)).sum()
+    }
+
+    /// Whether one more fetch fits: [`MAX_FETCHES`] always, more (up to
+    /// [`MAX_FETCH_SLOTS`]) while fewer than [`IN_FLIGHT_TARGET`] bytes are
+    /// in flight.
+    fn has_room(&self) -> bool {
+        let n = self.fetches.len();
+        n < MAX_FETCHES || (n < MAX_FETCH_SLOTS && self.in_flight() < IN_FLIGHT_TARGET)
     }
 
     /// Whether another fetch may start at `now`.
     pub fn can_fetch(&self, now: Instant) -> bool {
-        self.fetches.len() < self.slots.max(1) && self.retry_at.is_none_or(|t| t <= now)
+        self.has_room() && self.retry_at.is_none_or(|t| t <= now)
     }
 
-    /// Groups picked blocks into fetches (contiguous runs inside one piece,
-    /// at most [`MAX_FETCH_LEN`] each), records as many as its free
-    /// [`slots`](Self::slots) allow and returns what the glue must fetch, with the blocks that
-    /// did not fit (to give back to the picker).
+    /// Groups picked blocks into fetches (runs of consecutive blocks, across
+    /// piece boundaries, at most [`MAX_FETCH_LEN`] each), records as many as
+    /// there is room for (see [`can_fetch`](Self::can_fetch)) and returns
+    /// what the glue must fetch, with the blocks that did not fit (to give
+    /// back to the picker).
     pub fn start_fetches(
         &mut self,
         info_hash: InfoHash,
         info: &Info,
         mut blocks: Vec<BlockInfo>,
     ) -> (Vec<WebSeedFetch>, Vec<BlockInfo>) {
+        let lengths = info.lengths;
         sort::sort_by(&mut blocks, Ord::cmp);
         let mut runs: Vec<Fetch> = Vec::new();
         for b in blocks {
+            let at = lengths.piece_offset(b.piece) + u64::from(b.offset);
             match runs.last_mut() {
                 Some(run)
-                    if run.piece == b.piece
-                        && run.offset + run.len == b.offset
+                    if run.start(&lengths) + u64::from(run.len) == at
                         && run.len + b.len <= MAX_FETCH_LEN =>
                 {
                     run.len += b.len;
@@ -125,23 +147,20 @@ impl WebSeed {
                 }),
             }
         }
-        let slots = self.slots.max(1).saturating_sub(self.fetches.len());
-        let leftover = runs
-            .split_off(slots.min(runs.len()))
-            .into_iter()
-            .flat_map(|run| run.blocks)
-            .collect();
-        let lengths = info.lengths;
         let mut out = Vec::with_capacity(runs.len());
+        let mut leftover = Vec::new();
         for run in runs {
-            let start = lengths.piece_offset(run.piece) + run.offset as u64;
+            if !self.has_room() {
+                leftover.extend(run.blocks);
+                continue;
+            }
             out.push(WebSeedFetch {
                 conn: self.conn,
                 info_hash,
                 piece: run.piece.get(),
                 offset: run.offset,
                 len: run.len,
-                ranges: url_ranges(info, &self.url, start, run.len as u64),
+                ranges: url_ranges(info, &self.url, run.start(&lengths), u64::from(run.len)),
             });
             self.fetches.push(run);
         }
@@ -311,6 +330,40 @@ pub fn assemble_fetch<'a>(
     (rest.is_empty() && out.len() as u64 == len).then_some(Cow::Owned(out))
 }
 
+/// Rebuilds the part of a fetch that an answer cut short delivered:
+/// `fetched` is the ranges' bytes received before the failure,
+/// concatenated; the result is the fetch's bytes from its start to the
+/// first missing one, padding zeros re-inserted after ranges that came
+/// whole (borrowed as is when the range has no padding).
+pub fn assemble_prefix<'a>(info: &Info, start: u64, len: u64, fetched: &'a [u8]) -> Cow<'a, [u8]> {
+    let padded = info
+        .file_spans(start, len)
+        .any(|span| info.files.get(span.file_index).is_some_and(|f| f.padding));
+    if !padded {
+        let n = fetched
+            .len()
+            .min(usize::try_from(len).unwrap_or(usize::MAX));
+        return Cow::Borrowed(&fetched[..n]);
+    }
+    let mut out = Vec::with_capacity(fetched.len());
+    let mut rest = fetched;
+    for span in info.file_spans(start, len) {
+        let padding = info.files.get(span.file_index).is_some_and(|f| f.padding);
+        if padding {
+            out.resize(out.len() + span.len as usize, 0);
+            continue;
+        }
+        let n = rest.len().min(span.len as usize);
+        let (head, tail) = rest.split_at(n);
+        out.extend_from_slice(head);
+        rest = tail;
+        if (n as u64) < span.len {
+            break;
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters (the
 /// magnet link encoder).
 pub fn percent_encode(s: &str) -> String {
@@ -460,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn picked_blocks_become_one_fetch_per_contiguous_run_in_a_piece() {
+    fn consecutive_blocks_across_pieces_become_one_fetch_with_a_range_per_file() {
         let info = padded_info();
         let l = info.lengths;
         let p0 = l.validate_piece(0).unwrap();
@@ -469,52 +522,98 @@ mod tests {
         let blocks = vec![l.block(p1, 0).unwrap(), l.block(p0, 0).unwrap()];
         let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
         assert!(leftover.is_empty());
-        assert_eq!(fetches.len(), 2);
-        assert_eq!(
-            (fetches[0].piece, fetches[0].offset, fetches[0].len),
-            (0, 0, BLOCK_SIZE)
-        );
-        assert_eq!(fetches[1].piece, 1);
-        assert_eq!(fetches[1].len, 16_000);
-        assert_eq!(fetches[1].ranges.len(), 1);
-        assert_eq!(seed.fetches.len(), 2);
-        assert!(seed.take_fetch(1, 0).is_some());
-        assert!(seed.take_fetch(1, 0).is_none());
-        // One slot free: a second run does not fit and goes back.
-        let blocks = vec![l.block(p1, 0).unwrap(), l.block(p0, 0).unwrap()];
-        let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
         assert_eq!(fetches.len(), 1);
-        assert_eq!(leftover, vec![l.block(p1, 0).unwrap()]);
-    }
-
-    #[test]
-    fn every_free_slot_takes_a_fetch_when_a_web_seed_has_more_than_two() {
-        let builder = crate::engine::create::TorrentBuilder::new("f.bin")
-            .piece_length(16384)
-            .file(vec!["f.bin".into()], 4 * 16384);
-        let info = builder.build(vec![[0; 20]; 4]).unwrap().info;
-        let l = info.lengths;
-        let mut seed = WebSeed::new(ConnId(9), PeerKey(1), "https://s/ws".into());
-        seed.slots = 3;
-        // Pieces 0, 2 and 3: three runs (0 is not contiguous with 2).
-        let blocks: Vec<_> = [0, 2, 3]
+        let f = &fetches[0];
+        assert_eq!((f.piece, f.offset, f.len), (0, 0, BLOCK_SIZE + 16_000));
+        // The padding file between them is not asked for.
+        let ranges: Vec<_> = f
+            .ranges
             .iter()
-            .filter_map(|&i| l.block(l.validate_piece(i)?, 0))
+            .map(|r| (r.url.as_str(), r.start, r.end))
             .collect();
-        assert_eq!(blocks.len(), 3);
-        let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
-        assert_eq!((fetches.len(), leftover.len()), (3, 0));
-        assert!(!seed.can_fetch(Instant::ZERO), "all three slots are busy");
+        assert_eq!(
+            ranges,
+            vec![
+                ("https://s/ws/dir/a", 0, 10),
+                ("https://s/ws/dir/sub%20dir/b", 0, 16_000)
+            ]
+        );
+        assert_eq!(seed.fetches[0].blocks.len(), 2);
+        assert_eq!(seed.in_flight(), u64::from(f.len));
+        assert!(seed.take_fetch(0, 0).is_some());
+        assert!(seed.take_fetch(0, 0).is_none());
+    }
+
+    fn info_of(pieces: u32, piece_length: u32) -> Info {
+        let total = u64::from(pieces) * u64::from(piece_length);
+        crate::engine::create::TorrentBuilder::new("f.bin")
+            .piece_length(piece_length)
+            .file(vec!["f.bin".into()], total)
+            .build(vec![[0; 20]; pieces as usize])
+            .unwrap()
+            .info
+    }
+
+    fn blocks_of(info: &Info, pieces: &[u32]) -> Vec<BlockInfo> {
+        let l = info.lengths;
+        pieces
+            .iter()
+            .filter_map(|&p| l.validate_piece(p))
+            .flat_map(|p| (0..l.blocks_in_piece(p)).filter_map(move |i| l.block(p, i)))
+            .collect()
     }
 
     #[test]
-    fn fetches_in_flight_keep_about_the_target_bytes_within_the_browsers_connections() {
-        assert_eq!(fetch_slots(16 * 1024), MAX_FETCH_SLOTS);
-        assert_eq!(fetch_slots(512 * 1024), MAX_FETCH_SLOTS);
-        assert_eq!(fetch_slots(1024 * 1024), 4);
-        assert_eq!(fetch_slots(3 * 1024 * 1024 / 2), 4, "fetches of 1 MiB");
-        assert_eq!(fetch_slots(2 * 1024 * 1024), 4, "two pieces of two fetches");
-        assert_eq!(fetch_slots(16 * 1024 * 1024), 4);
+    fn fetches_hold_at_most_the_bound_and_split_at_gaps() {
+        let info = info_of(10, 1024 * 1024);
+        let mut seed = WebSeed::new(ConnId(9), PeerKey(1), "https://s/f.bin".into());
+        let blocks = blocks_of(&info, &[0, 1, 2, 3, 4, 5, 7]);
+        let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
+        let got: Vec<_> = fetches.iter().map(|f| (f.piece, f.offset, f.len)).collect();
+        assert_eq!(got, vec![(0, 0, MAX_FETCH_LEN), (4, 0, 2 * 1024 * 1024)]);
+        assert_eq!(fetches[0].ranges.len(), 1);
+        assert_eq!(
+            (fetches[0].ranges[0].start, fetches[0].ranges[0].end),
+            (0, u64::from(MAX_FETCH_LEN))
+        );
+        // Two fetches and 6 MiB in flight: piece 7 waits, given back.
+        assert_eq!(leftover, blocks_of(&info, &[7]));
+        assert!(!seed.can_fetch(Instant::ZERO));
+    }
+
+    #[test]
+    fn small_fetches_use_more_connections_until_the_target_is_in_flight() {
+        let info = info_of(16, 16 * 1024);
+        let mut seed = WebSeed::new(ConnId(9), PeerKey(1), "https://s/f.bin".into());
+        // Every other piece: eight runs of one block.
+        let blocks = blocks_of(&info, &[0, 2, 4, 6, 8, 10, 12, 14]);
+        let (fetches, leftover) = seed.start_fetches(InfoHash([1; 20]), &info, blocks);
+        assert_eq!(fetches.len(), MAX_FETCH_SLOTS, "one per connection");
+        assert_eq!(leftover, blocks_of(&info, &[12, 14]));
+        assert!(!seed.can_fetch(Instant::ZERO), "all connections are busy");
+        assert!(seed.take_fetch(2, 0).is_some());
+        assert!(seed.can_fetch(Instant::ZERO));
+    }
+
+    #[test]
+    fn a_cut_short_answer_gives_the_bytes_up_to_the_first_missing_one() {
+        let info = padded_info();
+        // a[0..10] whole, then 3 bytes of b: the padding zeros are known.
+        let fetched: Vec<u8> = (1..=13).collect();
+        let got = assemble_prefix(&info, 0, 32_384, &fetched);
+        assert_eq!(got.len(), 16_384 + 3);
+        assert_eq!(&got[..10], &fetched[..10]);
+        assert!(got[10..16_384].iter().all(|&b| b == 0));
+        assert_eq!(&got[16_384..], &[11, 12, 13]);
+        // Part of a: no padding after it.
+        assert_eq!(
+            &*assemble_prefix(&info, 0, 32_384, &fetched[..4]),
+            &fetched[..4]
+        );
+        // No padding in the range: borrowed, never longer than the fetch.
+        let plain = [7u8; 100];
+        let got = assemble_prefix(&info, 16_384, 50, &plain);
+        assert!(matches!(got, Cow::Borrowed(b) if b.len() == 50));
     }
 
     #[test]

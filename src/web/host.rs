@@ -121,7 +121,8 @@ pub enum Work {
         conn: ConnId,
         piece: u32,
         offset: u32,
-        result: Result<Vec<u8>, String>,
+        /// The bytes, or the bytes that came before the failure and why.
+        result: Result<Vec<u8>, (Vec<u8>, String)>,
     },
     /// A Swarmdrop server answered which pieces its web seed holds.
     SeedStatus {
@@ -469,10 +470,11 @@ impl Host {
                         offset,
                         data,
                     }),
-                    Err(reason) => self.feed(Input::WebSeedFailed {
+                    Err((received, reason)) => self.feed(Input::WebSeedFailed {
                         conn,
                         piece,
                         offset,
+                        received,
                         reason,
                     }),
                 };
@@ -858,7 +860,7 @@ impl Host {
             let signal = controller.as_ref().map(AbortController::signal);
             let result = http::fetch_ranges(&fetch.ranges, signal.as_ref())
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(|f| (f.received, f.error.to_string()));
             post(
                 &me,
                 Work::WebSeed {

@@ -299,6 +299,7 @@ impl OwnedInput {
                 conn: *conn,
                 piece: *piece,
                 offset: *offset,
+                received: &[],
                 reason: "HTTP 500",
             },
         }

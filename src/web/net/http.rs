@@ -117,6 +117,16 @@ thread_local! {
     static BUFFERS: RefCell<Vec<ArrayBuffer>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A web seed fetch that failed, and what came before it did.
+#[derive(Debug)]
+pub struct FetchFailed {
+    /// The ranges' bytes received before the failure, in order (a prefix of
+    /// the answer; the engine keeps the whole blocks among them).
+    pub received: Vec<u8>,
+    /// What went wrong.
+    pub error: NetError,
+}
+
 /// Fetches the ranges of a web seed fetch, in order, into one buffer.
 ///
 /// Each range must come back as `206` with a `Content-Range` naming exactly
@@ -126,15 +136,42 @@ thread_local! {
 /// piece-sized JavaScript buffer is made (it would be garbage as soon as it
 /// was copied, and piles up in the renderer until the garbage collector
 /// runs), and a body longer than its range is an error as soon as it shows.
+/// A failure returns the bytes that came before it (a fetch may hold several
+/// pieces: those that came whole are kept).
 pub async fn fetch_ranges(
     ranges: &[UrlRange],
     signal: Option<&AbortSignal>,
-) -> Result<Vec<u8>, NetError> {
+) -> Result<Vec<u8>, FetchFailed> {
     let total: u64 = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
-    let total = usize::try_from(total)
-        .map_err(|_| NetError::Http(format!("a fetch of {total} bytes is too large")))?;
+    let Ok(total) = usize::try_from(total) else {
+        return Err(FetchFailed {
+            received: Vec::new(),
+            error: NetError::Http(format!("a fetch of {total} bytes is too large")),
+        });
+    };
     let mut out = vec![0; total];
     let mut at = 0;
+    let result = read_ranges(ranges, signal, &mut out, &mut at).await;
+    match result {
+        Ok(()) => Ok(out),
+        Err(error) => {
+            out.truncate(at);
+            Err(FetchFailed {
+                received: out,
+                error,
+            })
+        }
+    }
+}
+
+/// Reads each range into its place in `out`; `at` is how many bytes of
+/// `out` are filled, also when it fails.
+async fn read_ranges(
+    ranges: &[UrlRange],
+    signal: Option<&AbortSignal>,
+    out: &mut [u8],
+    at: &mut usize,
+) -> Result<(), NetError> {
     for r in ranges {
         if r.end <= r.start {
             continue;
@@ -169,9 +206,7 @@ pub async fn fetch_ranges(
             }
             _ => {
                 let mut body = [0; ERROR_BODY_BYTES];
-                let n = read_body(&response, &mut body)
-                    .await
-                    .map_or(0, |read| read.len);
+                let n = read_body(&response, &mut body).await.len;
                 let answer = Answer {
                     status,
                     body: body[..n].to_vec(),
@@ -184,9 +219,11 @@ pub async fn fetch_ranges(
                 )));
             }
         }
-        let read = read_body(&response, &mut out[at..at + want])
-            .await
-            .map_err(|e| NetError::Http(format!("GET {}: {e}", r.url)))?;
+        let read = read_body(&response, &mut out[*at..*at + want]).await;
+        if let Some(e) = read.error {
+            *at += read.len;
+            return Err(NetError::Http(format!("GET {}: {e}", r.url)));
+        }
         if read.more {
             return Err(if status == 200 {
                 ignored_range(r)
@@ -195,14 +232,15 @@ pub async fn fetch_ranges(
             });
         }
         if read.len != want {
+            *at += read.len;
             return Err(NetError::Http(format!(
                 "{}: {} bytes received, {want} asked for",
                 r.url, read.len
             )));
         }
-        at += want;
+        *at += want;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn ignored_range(r: &UrlRange) -> NetError {
@@ -215,29 +253,46 @@ struct Read {
     len: usize,
     /// The body had more bytes than the slot holds (the rest was not read).
     more: bool,
+    /// Reading failed after `len` bytes.
+    error: Option<String>,
+}
+
+impl Read {
+    fn done(len: usize, more: bool) -> Self {
+        Read {
+            len,
+            more,
+            error: None,
+        }
+    }
+
+    fn failed(len: usize, error: String) -> Self {
+        Read {
+            len,
+            more: false,
+            error: Some(error),
+        }
+    }
 }
 
 /// Reads a response body into `slot`, in chunks, until the body ends or
 /// holds more than the slot. A byte stream is read with a BYOB reader into
 /// a reused buffer, so reading makes no garbage but the small read results;
 /// a body that is not one, with a default reader, whose chunks die young.
-async fn read_body(response: &Response, slot: &mut [u8]) -> Result<Read, String> {
+async fn read_body(response: &Response, slot: &mut [u8]) -> Read {
     let Some(body) = response.body() else {
-        return Ok(Read {
-            len: 0,
-            more: false,
-        });
+        return Read::done(0, false);
     };
     match ReadableStreamByobReader::new(&body) {
         Ok(reader) => read_byob(&reader, slot).await,
-        Err(_) => {
-            let reader = ReadableStreamDefaultReader::new(&body).map_err(|e| js_message(&e))?;
-            read_default(&reader, slot).await
-        }
+        Err(_) => match ReadableStreamDefaultReader::new(&body) {
+            Ok(reader) => read_default(&reader, slot).await,
+            Err(e) => Read::failed(0, js_message(&e)),
+        },
     }
 }
 
-async fn read_byob(reader: &ReadableStreamByobReader, slot: &mut [u8]) -> Result<Read, String> {
+async fn read_byob(reader: &ReadableStreamByobReader, slot: &mut [u8]) -> Read {
     let mut buffer = BUFFERS
         .with(|b| b.borrow_mut().pop())
         .unwrap_or_else(|| ArrayBuffer::new(READ_CHUNK));
@@ -245,24 +300,24 @@ async fn read_byob(reader: &ReadableStreamByobReader, slot: &mut [u8]) -> Result
     loop {
         let view = Uint8Array::new(&buffer);
         let result: ReadableStreamReadResult =
-            JsFuture::from(reader.read_with_array_buffer_view(&view))
-                .await
-                .map_err(|e| js_message(&e))?
-                .unchecked_into();
+            match JsFuture::from(reader.read_with_array_buffer_view(&view)).await {
+                Ok(r) => r.unchecked_into(),
+                Err(e) => return Read::failed(len, js_message(&e)),
+            };
         let done = result.get_done().unwrap_or(false);
         // The buffer moved into the view that came back (empty when done).
         let Ok(chunk) = result.get_value().dyn_into::<Uint8Array>() else {
             return if done {
-                Ok(Read { len, more: false })
+                Read::done(len, false)
             } else {
-                Err("the body stream returned no buffer".into())
+                Read::failed(len, "the body stream returned no buffer".into())
             };
         };
         buffer = chunk.buffer();
         let n = chunk.length() as usize;
         if n > slot.len() - len {
             let _ = reader.cancel();
-            return Ok(Read { len, more: true });
+            return Read::done(len, true);
         }
         chunk.copy_to(&mut slot[len..len + n]);
         len += n;
@@ -273,32 +328,31 @@ async fn read_byob(reader: &ReadableStreamByobReader, slot: &mut [u8]) -> Result
                     spare.push(buffer);
                 }
             });
-            return Ok(Read { len, more: false });
+            return Read::done(len, false);
         }
     }
 }
 
-async fn read_default(
-    reader: &ReadableStreamDefaultReader,
-    slot: &mut [u8],
-) -> Result<Read, String> {
+async fn read_default(reader: &ReadableStreamDefaultReader, slot: &mut [u8]) -> Read {
     let mut len = 0;
     loop {
-        let result: ReadableStreamReadResult = JsFuture::from(reader.read())
-            .await
-            .map_err(|e| js_message(&e))?
-            .unchecked_into();
+        let result: ReadableStreamReadResult = match JsFuture::from(reader.read()).await {
+            Ok(r) => r.unchecked_into(),
+            Err(e) => return Read::failed(len, js_message(&e)),
+        };
         if result.get_done().unwrap_or(false) {
-            return Ok(Read { len, more: false });
+            return Read::done(len, false);
         }
-        let chunk: Uint8Array = result
-            .get_value()
-            .dyn_into()
-            .map_err(|_| "the body stream returned something other than bytes".to_string())?;
+        let Ok(chunk) = result.get_value().dyn_into::<Uint8Array>() else {
+            return Read::failed(
+                len,
+                "the body stream returned something other than bytes".into(),
+            );
+        };
         let n = chunk.length() as usize;
         if n > slot.len() - len {
             let _ = reader.cancel();
-            return Ok(Read { len, more: true });
+            return Read::done(len, true);
         }
         chunk.copy_to(&mut slot[len..len + n]);
         len += n;
