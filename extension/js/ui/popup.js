@@ -337,7 +337,19 @@ function update(c, t) {
   c.regain.hidden = !c.access;
   if (c.access) {
     c.regain.textContent = c.access === 'grant' ? 'Allow access to the files' : 'Choose the files again…';
-    if (c.access === 'grant' && !c.handles) fetchHandles(t.id).then((h) => (c.handles = h), () => {});
+    // The browser asks for access only within the click's user activation,
+    // which an await on the host (still starting after a restart) can
+    // outlast: the button waits for the handles, so the click asks at once.
+    c.regain.disabled = c.access === 'grant' && !c.handles;
+    if (c.access === 'grant' && !c.handles && !c.loadingHandles) {
+      c.loadingHandles = true;
+      fetchHandles(t.id)
+        .then((h) => {
+          c.handles = h;
+          c.regain.disabled = false;
+        }, () => {}) // asked again at the next refresh
+        .finally(() => (c.loadingHandles = false));
+    }
   }
 
   const canToggle = S.canPause(t.state) || S.canResume(t.state);
@@ -361,8 +373,10 @@ async function regain(id, c) {
     else ext.tabs.create({ url: ext.runtime.getURL(`drop.html?reattach=${encodeURIComponent(id)}`) });
     return;
   }
+  // The button is enabled once the handles are in (see update()).
+  const handles = c.handles;
+  if (!handles) return;
   try {
-    const handles = c.handles ?? (await fetchHandles(id));
     for (const h of handles) {
       if ((await h.requestPermission({ mode: 'read' })) !== 'granted') {
         throw new Error('Swarmdrop was not allowed to read the files: the send waits until it is.');
