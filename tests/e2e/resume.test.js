@@ -598,15 +598,21 @@ async function rawCdp(b) {
  * headless Chromium cannot answer.
  */
 async function regrantInToolbarPopup(a, id) {
-  await a.popup.evaluate(() => chrome.action.openPopup());
   const cdp = await rawCdp(a);
   try {
+    // The toolbar popup is the popup page that was not there before
+    // openPopup(): the tab's popup page is one too, and which of them is
+    // attached (Playwright attaches to new pages) or listed last is a race.
+    // A click in the tab's page would ask for access with a prompt no one
+    // answers.
+    const popupPages = async () =>
+      (await cdp.send('Target.getTargets')).targetInfos.filter(
+        (t) => t.type === 'page' && t.url === `${a.base}popup.html`,
+      );
+    const before = new Set((await popupPages()).map((t) => t.targetId));
+    await a.popup.evaluate(() => chrome.action.openPopup());
     const target = await until(
-      async () => {
-        const { targetInfos } = await cdp.send('Target.getTargets');
-        const popups = targetInfos.filter((t) => t.type === 'page' && t.url === `${a.base}popup.html`);
-        return popups.length >= 2 ? (popups.find((t) => !t.attached) ?? popups.at(-1)) : null;
-      },
+      async () => (await popupPages()).find((t) => !before.has(t.targetId)) ?? null,
       { timeoutMs: 15_000, what: 'the toolbar popup' },
     );
     const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: target.targetId, flatten: true });
@@ -615,7 +621,7 @@ async function regrantInToolbarPopup(a, id) {
       async () => {
         const r = await cdp.send(
           'Runtime.evaluate',
-          { expression: `!!document.querySelector('${selector}:not([hidden])')`, returnByValue: true },
+          { expression: `!!document.querySelector('${selector}:not([hidden]):not([disabled])')`, returnByValue: true },
           sessionId,
         );
         return r.result.value;
@@ -665,13 +671,15 @@ test('after a restart where Chrome kept no grant, the popup asks for access and 
 
   // The toolbar popup, and one click in it (a real user gesture, through CDP).
   await regrantInToolbarPopup(a, sent.id);
+  let last = null;
   const back = await until(
     async () => {
       const t = await call(a.popup, 'transfer.get', { id: sent.id });
       if (t.state === 'error') throw new Error(t.error);
+      last = t;
       return t.state === 'sharing' ? t : null;
     },
-    { timeoutMs: 60_000, what: 'the send to go on after one click' },
+    { timeoutMs: 60_000, what: () => `the send to go on after one click (it is ${last?.state}, access ${last?.access})` },
   );
   const onServer = await until(
     async () => {

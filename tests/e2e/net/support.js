@@ -217,13 +217,17 @@ export async function launchHarness(url, label) {
   return { ...b, close: () => b.context.close() };
 }
 
-/** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */
+/**
+ * Polls `fn` until it returns a truthy value or `timeoutMs` passes; `what`
+ * names the wait in the error (a function: asked when it times out, so it
+ * can say what was seen last).
+ */
 export async function until(fn, { timeoutMs = 120_000, everyMs = 250, what = 'condition' } = {}) {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
