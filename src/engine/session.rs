@@ -2424,6 +2424,22 @@ mod tests {
         (meta, content)
     }
 
+    /// A download of `pieces` pieces of `piece_len` bytes with a web seed
+    /// and no peers, started: the session, the bytes, and the web seed's
+    /// first fetches.
+    fn web_seed_download(
+        env: &mut Env,
+        pieces: u32,
+        piece_len: u32,
+    ) -> (Session, Vec<u8>, Vec<WebSeedFetch>) {
+        let (meta, content) = web_seeded(pieces, piece_len);
+        let mut s =
+            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
+        s.pump(&mut env.ctx());
+        let (_, out) = env.drain(ConnId(0));
+        (s, content, web_seed_fetches(&out))
+    }
+
     fn web_seed_fetches(outputs: &[Output]) -> Vec<WebSeedFetch> {
         outputs
             .iter()
@@ -2463,17 +2479,11 @@ mod tests {
     fn a_web_seed_fetches_runs_of_consecutive_pieces_and_stores_each_piece_once() {
         let mut env = Env::new();
         let piece_len = 64 * 1024;
-        let (meta, content) = web_seeded(80, piece_len);
-        let mut s =
-            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
-        s.pump(&mut env.ctx());
+        let (mut s, content, mut batch) = web_seed_download(&mut env, 80, piece_len);
         let mut taken = BTreeSet::new();
         let mut stored = Vec::new();
         let mut fetches = 0;
         for _ in 0..100 {
-            let (_, out) = env.drain(ConnId(0));
-            stored.extend(stored_pieces(&out));
-            let batch = web_seed_fetches(&out);
             if batch.is_empty() {
                 break;
             }
@@ -2500,9 +2510,10 @@ mod tests {
                 let data = fetch_bytes(&s, &content, f).to_vec();
                 s.web_seed_data(&mut env.ctx(), f.conn, f.piece, f.offset, &data);
             }
+            let (_, out) = env.drain(ConnId(0));
+            stored.extend(stored_pieces(&out));
+            batch = web_seed_fetches(&out);
         }
-        let (_, out) = env.drain(ConnId(0));
-        stored.extend(stored_pieces(&out));
         stored.sort_unstable();
         assert_eq!(
             stored,
@@ -2518,12 +2529,8 @@ mod tests {
     fn a_bad_piece_in_a_run_is_wanted_again_alone_and_the_good_ones_are_kept() {
         let mut env = Env::new();
         let piece_len = 64 * 1024;
-        let (meta, content) = web_seeded(20, piece_len);
-        let mut s =
-            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
-        s.pump(&mut env.ctx());
-        let (_, out) = env.drain(ConnId(0));
-        let f = web_seed_fetches(&out)
+        let (mut s, content, fetches) = web_seed_download(&mut env, 20, piece_len);
+        let f = fetches
             .into_iter()
             .find(|f| fetch_pieces(&s, f).count() >= 3)
             .expect("a run of three pieces or more");
@@ -2572,12 +2579,7 @@ mod tests {
     fn a_cut_short_answer_keeps_the_blocks_that_came_and_refetches_the_rest() {
         let mut env = Env::new();
         let piece_len = 64 * 1024;
-        let (meta, content) = web_seeded(20, piece_len);
-        let mut s =
-            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
-        s.pump(&mut env.ctx());
-        let (_, out) = env.drain(ConnId(0));
-        let fetches = web_seed_fetches(&out);
+        let (mut s, content, fetches) = web_seed_download(&mut env, 20, piece_len);
         let f = fetches
             .iter()
             .find(|f| fetch_pieces(&s, f).count() >= 3)
@@ -2733,12 +2735,7 @@ mod tests {
     #[test]
     fn pausing_aborts_a_run_in_flight_and_its_late_answer_is_ignored() {
         let mut env = Env::new();
-        let (meta, content) = web_seeded(20, 64 * 1024);
-        let mut s =
-            Session::new(&mut env.ctx(), add(&meta, Role::Download, Bitfield::new(0))).unwrap();
-        s.pump(&mut env.ctx());
-        let (_, out) = env.drain(ConnId(0));
-        let fetches = web_seed_fetches(&out);
+        let (mut s, content, fetches) = web_seed_download(&mut env, 20, 64 * 1024);
         assert!(!fetches.is_empty());
         s.pause(&mut env.ctx(), PauseReason::User);
         let (_, out) = env.drain(ConnId(0));
