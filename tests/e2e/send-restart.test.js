@@ -67,12 +67,68 @@ async function pickAgain(b, id, files) {
 
 const onServer = async (server, infoHash) => (await fetch(`${server.url}/api/bundles/${infoHash}`)).status;
 
-test('a send made peer-to-peer only stays so after a restart, though the settings now say to upload', { timeout: 300_000 }, async (t) => {
-  const server = await startServer();
-  t.after(() => {
-    server.stop();
-    rmSync(server.dataDir, { recursive: true, force: true });
+/** Servers for one test, stopped (and let go if held) and their directories removed when it ends. */
+async function servers(t, count) {
+  const list = [];
+  for (let i = 0; i < count; i++) list.push(await startServer());
+  for (const s of list) s.held = false;
+  t.after(async () => {
+    for (const s of list) if (s.held) hold(s, false);
+    for (const s of list) s.stop();
+    // A server still writing what it was sent would refill its directory.
+    const exited = (s) => (s.child.exitCode !== null || s.child.signalCode !== null ? null : new Promise((r) => s.child.once('exit', r)));
+    await Promise.all(list.map(exited));
+    for (const s of list) rmSync(s.dataDir, { recursive: true, force: true });
   });
+  return list;
+}
+
+/** Stops (SIGSTOP) or lets go (SIGCONT) a server's process. */
+function hold(server, on) {
+  server.child.kill(on ? 'SIGSTOP' : 'SIGCONT');
+  server.held = on;
+}
+
+/**
+ * Picks `files` in the popup of `b`, whose settings name `server`, and holds
+ * the server once part of the bundle is on it; resolves to the send and its
+ * upload figures as the popup shows them last, 2.5 s later.
+ */
+async function sendUntilHeld(b, server, files, what) {
+  await b.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
+  const sent = await until(
+    async () => {
+      const s = (await call(b.popup, 'transfers.list')).find((x) => x.role === 'send');
+      const up = s?.upload;
+      if (up?.phase === 'done') throw new Error('the upload ended before the server could be held');
+      if (up && up.bytesDone > 0) {
+        hold(server, true);
+        return s;
+      }
+      return null;
+    },
+    { timeoutMs: 180_000, everyMs: 20, what: `part of the bundle to be on ${what}` },
+  );
+  await new Promise((r) => setTimeout(r, 2500));
+  const before = (await call(b.popup, 'transfer.get', { id: sent.id })).upload;
+  console.log(`held ${what} at ${before.bytesDone} of ${before.bytesTotal} bytes (${before.phase})`);
+  assert.ok(before.bytesDone > 0 && before.bytesDone < before.bytesTotal, 'part of the bundle, not all, was on the server');
+  return { sent, before };
+}
+
+/** Waits until the send `id` in `b` has uploaded everything; its view. */
+function uploadDone(b, id, timeoutMs, what) {
+  return until(
+    async () => {
+      const v = await call(b.popup, 'transfer.get', { id });
+      return v.upload?.phase === 'done' ? v : null;
+    },
+    { timeoutMs, what },
+  );
+}
+
+test('a send made peer-to-peer only stays so after a restart, though the settings now say to upload', { timeout: 300_000 }, async (t) => {
+  const [server] = await servers(t, 1);
   const dir = tempDir('send-choice-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const files = await randomFiles(dir, [3 * 1024 * 1024 + 17]);
@@ -113,44 +169,16 @@ test('a send made peer-to-peer only stays so after a restart, though the setting
 });
 
 test('after a restart the popup shows the upload as resuming until the server answers, then it goes on', { timeout: 420_000 }, async (t) => {
-  const server = await startServer();
-  let held = false;
-  const hold = (on) => {
-    server.child.kill(on ? 'SIGSTOP' : 'SIGCONT');
-    held = on;
-  };
-  t.after(() => {
-    if (held) hold(false);
-    server.stop();
-    rmSync(server.dataDir, { recursive: true, force: true });
-  });
+  const [server] = await servers(t, 1);
   const dir = tempDir('send-figures-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const files = await randomFiles(dir, [160 * 1024 * 1024]);
 
   const a = await start(t, 'figures');
   await setSettings(a.popup, testSettings(server));
-  await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
-  // The server is held once part of the bundle is on it.
-  const sent = await until(
-    async () => {
-      const s = (await call(a.popup, 'transfers.list')).find((x) => x.role === 'send');
-      const up = s?.upload;
-      if (up?.phase === 'done') throw new Error('the upload ended before the server could be held');
-      if (up && up.bytesDone > 0) {
-        hold(true);
-        return s;
-      }
-      return null;
-    },
-    { timeoutMs: 180_000, everyMs: 20, what: 'part of the bundle to be on the server' },
-  );
   // What the popup shows last before the restart (saved with the record).
-  await new Promise((r) => setTimeout(r, 2500));
-  const before = (await call(a.popup, 'transfer.get', { id: sent.id })).upload;
-  console.log(`held the server at ${before.bytesDone} of ${before.bytesTotal} bytes (${before.phase})`);
+  const { sent, before } = await sendUntilHeld(a, server, files, 'the server');
   assert.equal(before.phase, 'uploading');
-  assert.ok(before.bytesDone > 0 && before.bytesDone < before.bytesTotal);
   await a.context.close();
 
   const again = await start(t, 'figures-again', a.profile);
@@ -171,14 +199,8 @@ test('after a restart the popup shows the upload as resuming until the server an
   await again.popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'popup-upload-resuming.png') });
 
   // The server answers: the upload goes on from what it holds, and completes.
-  hold(false);
-  const done = await until(
-    async () => {
-      const v = await call(again.popup, 'transfer.get', { id: sent.id });
-      return v.upload?.phase === 'done' ? v : null;
-    },
-    { timeoutMs: 180_000, what: 'the upload to complete after the restart' },
-  );
+  hold(server, false);
+  const done = await uploadDone(again, sent.id, 180_000, 'the upload to complete after the restart');
   console.log(`after the restart: ${done.upload.bytesSent} bytes put, the server lacked ${before.bytesTotal - before.bytesDone} at most`);
   assert.ok(done.upload.bytesSent <= done.upload.bytesTotal - before.bytesDone, 'what the server held was not put again');
   await until(async () => /On the server/.test(await card.textContent()), { timeoutMs: 10_000, what: 'the popup to say it is on the server' });
@@ -198,47 +220,14 @@ async function fetchedDigest(url) {
 }
 
 test('a send keeps the server it was made with: after a restart it uploads there, though the settings name another', { timeout: 420_000 }, async (t) => {
-  const first = await startServer();
-  const second = await startServer();
-  let held = false;
-  const hold = (on) => {
-    first.child.kill(on ? 'SIGSTOP' : 'SIGCONT');
-    held = on;
-  };
-  t.after(async () => {
-    if (held) hold(false);
-    const exited = (s) => (s.child.exitCode !== null || s.child.signalCode !== null ? null : new Promise((r) => s.child.once('exit', r)));
-    const servers = [first, second];
-    for (const s of servers) s.stop();
-    // A server still writing what it was sent would refill its directory.
-    await Promise.all(servers.map(exited));
-    for (const s of servers) rmSync(s.dataDir, { recursive: true, force: true });
-  });
+  const [first, second] = await servers(t, 2);
   const dir = tempDir('send-server-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const files = await randomFiles(dir, [128 * 1024 * 1024 + 4099]);
 
   const a = await start(t, 'server');
   await setSettings(a.popup, testSettings(first));
-  await a.popup.locator('#pick-files').setInputFiles(files.map((f) => f.path));
-  // Server 1 is held once part of the bundle is on it.
-  const sent = await until(
-    async () => {
-      const s = (await call(a.popup, 'transfers.list')).find((x) => x.role === 'send');
-      const up = s?.upload;
-      if (up?.phase === 'done') throw new Error('the upload ended before the server could be held');
-      if (up && up.bytesDone > 0) {
-        hold(true);
-        return s;
-      }
-      return null;
-    },
-    { timeoutMs: 180_000, everyMs: 20, what: 'part of the bundle to be on server 1' },
-  );
-  await new Promise((r) => setTimeout(r, 2500));
-  const before = (await call(a.popup, 'transfer.get', { id: sent.id })).upload;
-  console.log(`held server 1 at ${before.bytesDone} of ${before.bytesTotal} bytes (${before.phase})`);
-  assert.ok(before.bytesDone > 0 && before.bytesDone < before.bytesTotal);
+  const { sent, before } = await sendUntilHeld(a, first, files, 'server 1');
   const made = await storedRecord(a.popup, sent.id, ['server', 'link']);
 
   // The user now names server 2 in the settings, then the browser restarts.
@@ -247,14 +236,8 @@ test('a send keeps the server it was made with: after a restart it uploads there
   const again = await start(t, 'server-again', a.profile);
   t.after(() => rmSync(a.profile, { recursive: true, force: true }));
   await pickAgain(again, sent.id, files);
-  hold(false);
-  const done = await until(
-    async () => {
-      const v = await call(again.popup, 'transfer.get', { id: sent.id });
-      return v.upload?.phase === 'done' ? v : null;
-    },
-    { timeoutMs: 180_000, what: 'the upload to complete after the restart' },
-  );
+  hold(first, false);
+  const done = await uploadDone(again, sent.id, 180_000, 'the upload to complete after the restart');
   console.log(`after the restart: ${done.upload.bytesSent} bytes put, server 1 lacked ${before.bytesTotal - before.bytesDone} at most`);
   // Server 2 got nothing.
   assert.equal(await onServer(second, sent.infoHash), 404, 'server 2 never got the bundle');
@@ -318,14 +301,7 @@ async function dropStoredField(b, id, field) {
 }
 
 test('a send from before the record kept its server goes on with the server its share link names', { timeout: 300_000 }, async (t) => {
-  const first = await startServer();
-  const second = await startServer();
-  t.after(async () => {
-    const servers = [first, second];
-    for (const s of servers) s.stop();
-    await Promise.all(servers.map((s) => (s.child.exitCode !== null ? null : new Promise((r) => s.child.once('exit', r)))));
-    for (const s of servers) rmSync(s.dataDir, { recursive: true, force: true });
-  });
+  const [first, second] = await servers(t, 2);
   const dir = tempDir('send-old-server-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const files = await randomFiles(dir, [6 * 1024 * 1024 + 11]);
@@ -347,13 +323,7 @@ test('a send from before the record kept its server goes on with the server its 
   t.after(() => rmSync(a.profile, { recursive: true, force: true }));
   assert.equal((await storedRecord(again.popup, sent.id, ['server'])).server, undefined, 'the record has no server');
   await pickAgain(again, sent.id, files);
-  const done = await until(
-    async () => {
-      const v = await call(again.popup, 'transfer.get', { id: sent.id });
-      return v.upload?.phase === 'done' ? v : null;
-    },
-    { timeoutMs: 120_000, what: 'the upload to be done after the restart' },
-  );
+  const done = await uploadDone(again, sent.id, 120_000, 'the upload to be done after the restart');
   assert.equal(done.server, first.url);
   assert.equal(done.link, `${first.url}/b/${sent.infoHash}`);
   assert.equal(done.upload.bytesSent, 0, 'server 1 had it all: nothing was put again');
