@@ -65,8 +65,9 @@ export class Network {
   /**
    * Starts sharing a bundle whose .torrent is made: seeding to peers and,
    * unless the user chose peer-to-peer only, uploading it to the server the
-   * send was made with (`record.server`; the settings' for a record without).
-   * @param {{torrent: Uint8Array, infoHash: string, server?: string, uploadToServer?: boolean, upload?: object, paused?: boolean, limits?: object}} record
+   * send was made with (`record.server`, which Transfers finds for a record
+   * from before it was kept).
+   * @param {{torrent: Uint8Array, infoHash: string, server: string, uploadToServer?: boolean, upload?: object, paused?: boolean, limits?: object}} record
    * @param {{blob: Blob, parts: string[]}[]} files in torrent order
    */
   async send(record, files) {
@@ -83,7 +84,7 @@ export class Network {
       // It announces on its torrent's trackers only: those named when it was
       // made (its server's among them), not the ones the settings name now.
       {
-        server: record.server || s.serverUrl,
+        server: record.server,
         upload,
         clientTrackers: false,
         paused: Boolean(record.paused),
