@@ -30,10 +30,11 @@ pub const MAX_FRAME_BYTES: usize = swarmdrop::engine::tracker::MAX_TO_TRACKER_LE
 /// Frames queued for one connection before further ones are dropped.
 pub const OUTGOING_QUEUE: usize = 64;
 /// Most bytes read from a connection's socket at once. Tungstenite zero-fills
-/// this much of its read buffer before every read (128 KiB by default), so it
-/// is kept near the size of the largest frame a client sends; a longer frame
-/// is read in several reads.
-pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// this much of its read buffer before every read (128 KiB by default), a
+/// read that finds nothing included, so it is kept small: most requests
+/// (answers, announces without offers) are under 1 KiB, and an announce with
+/// ten offers (about 7 KiB) takes two reads.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Frames written to a connection's socket in one write: the writer queues
 /// every frame waiting for the connection and then flushes them together.
 pub const WRITE_BUFFER_BYTES: usize = 64 * 1024;
