@@ -482,7 +482,7 @@ if (!met) {
         " the parser's scan of each SDP string (offer and answer), which checks it before it is copied on; what is left is" +
         ' per-frame work: a system call and a wake-up for each read and write, and WebSocket framing' +
         (profile.memset >= 3
-          ? `; ${fmt(profile.memset, 0)}% is memset, tungstenite zero-filling its read buffer (16 KiB here, READ_BUFFER_BYTES) before every read`
+          ? `; ${fmt(profile.memset, 0)}% is memset, tungstenite zero-filling its read buffer (8 KiB here, READ_BUFFER_BYTES) before every read`
           : '')
       : ''}`)
   limit = reasons.join('; ') + '.'
