@@ -19,7 +19,7 @@
 //!
 //! Build: `cargo build --release -p swarmdrop-server --example tracker_load`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,11 +27,26 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+
+/// The generator's allocator, the server's: this loop allocates a few frames
+/// per message, and glibc's malloc costs several times what mimalloc does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Most bytes read from a connection at once. Tungstenite zero-fills this
+/// much of its read buffer before every read (a read that finds nothing
+/// included); the frames coming back (offers, answers, responses) are under
+/// 1 KiB each, so a few of them fit.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Most offers per announce: each round keeps its pending offers as bits.
+const MAX_OFFERS: usize = 64;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -103,10 +118,31 @@ fn emit(v: Value) {
     let _ = out.flush();
 }
 
+/// The keys the frames coming back are told apart by, found with SIMD
+/// substring search (the standard library's `str::find` is several times slower).
+struct Keys {
+    offer: Finder<'static>,
+    answer: Finder<'static>,
+    interval: Finder<'static>,
+    peer_id: Finder<'static>,
+    offer_id: Finder<'static>,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| Keys {
+        offer: Finder::new("\"offer\":{"),
+        answer: Finder::new("\"answer\":{"),
+        interval: Finder::new("\"interval\":"),
+        peer_id: Finder::new("\"peer_id\":\""),
+        offer_id: Finder::new("\"offer_id\":\""),
+    })
+}
+
 /// The 20 characters of a binary field written without escapes (as this
 /// generator's ids always are), or None when absent or written otherwise.
-fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let start = text.find(key)? + key.len();
+fn field<'a>(text: &'a str, key: &Finder<'_>) -> Option<&'a str> {
+    let start = key.find(text.as_bytes())? + key.needle().len();
     let bytes = text.as_bytes();
     if bytes.get(start + 20) != Some(&b'"') {
         return None;
@@ -119,16 +155,18 @@ fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 }
 
 struct Round {
-    pending: HashSet<String>,
+    /// Bit `i` set: offer `i` of the round not answered yet.
+    pending: u64,
     got_response: bool,
     started: Instant,
 }
 
 struct Peer {
     shared: Rc<Shared>,
-    index: usize,
     /// `"<info hash>","peer_id":"<peer id>"`, JSON-encoded once.
     prefix: String,
+    /// What every offer id of this peer begins with: `o`, process, client.
+    offer_id_head: String,
     round: u64,
     rounds: HashMap<u64, Round>,
     awaiting_response: VecDeque<u64>,
@@ -145,10 +183,12 @@ impl Peer {
         assert_eq!(info_hash.len(), 20, "info hash {info_hash}");
         assert_eq!(peer_id.len(), 20, "peer id {peer_id}");
         let prefix = format!("{},\"peer_id\":{}", json!(info_hash), json!(peer_id));
+        let offer_id_head = format!("o{}{:0>4}", c.process, radix36(index as u64));
+        assert_eq!(offer_id_head.len(), 6, "offer id head {offer_id_head}");
         Peer {
             shared,
-            index,
             prefix,
+            offer_id_head,
             round: 0,
             rounds: HashMap::new(),
             awaiting_response: VecDeque::new(),
@@ -165,29 +205,42 @@ impl Peer {
     }
 
     fn announce(&mut self) {
+        use std::fmt::Write as _;
         let c = &self.shared.config;
         self.round += 1;
         let round = self.round;
         // offer id: 'o', process, client (4), round (12), offer (2): 20 characters.
-        let base = format!(
-            "o{}{:0>4}{:0>12}",
-            c.process,
-            radix36(self.index as u64),
-            radix36(round)
+        let round36 = radix36(round);
+        let sdp_bytes: usize = (0..c.offers)
+            .map(|i| c.offer_sdps[(round as usize + i) % c.offer_sdps.len()].len())
+            .sum();
+        let mut frame = String::with_capacity(160 + self.prefix.len() + c.offers * 80 + sdp_bytes);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            frame,
+            "{{\"action\":\"announce\",\"info_hash\":{},\"numwant\":{},\"uploaded\":0,\"downloaded\":0,\"left\":1000000,\"offers\":[",
+            self.prefix, c.offers
         );
-        let mut pending = HashSet::with_capacity(c.offers);
-        let mut offers = String::with_capacity(c.offers * 800);
         for i in 0..c.offers {
-            let id = format!("{base}{:0>2}", radix36(i as u64));
             if i > 0 {
-                offers.push(',');
+                frame.push(',');
             }
             let sdp = &c.offer_sdps[(round as usize + i) % c.offer_sdps.len()];
-            offers.push_str(&format!(
-                "{{\"offer_id\":\"{id}\",\"offer\":{{\"type\":\"offer\",\"sdp\":{sdp}}}}}"
-            ));
-            pending.insert(id);
+            let _ = write!(
+                frame,
+                "{{\"offer_id\":\"{}{round36:0>12}{:0>2}\",\"offer\":{{\"type\":\"offer\",\"sdp\":",
+                self.offer_id_head,
+                radix36(i as u64)
+            );
+            frame.push_str(sdp);
+            frame.push_str("}}");
         }
+        frame.push_str("]}");
+        let pending = if c.offers == MAX_OFFERS {
+            u64::MAX
+        } else {
+            (1u64 << c.offers) - 1
+        };
         self.rounds.insert(
             round,
             Round {
@@ -197,10 +250,7 @@ impl Peer {
             },
         );
         self.awaiting_response.push_back(round);
-        self.out.push(format!(
-            "{{\"action\":\"announce\",\"info_hash\":{},\"numwant\":{},\"uploaded\":0,\"downloaded\":0,\"left\":1000000,\"offers\":[{offers}]}}",
-            self.prefix, c.offers
-        ));
+        self.out.push(frame);
         add(&self.shared.counters.announces, 1);
         add(&self.shared.counters.offers_sent, c.offers as u64);
     }
@@ -212,18 +262,19 @@ impl Peer {
 
     /// Handles one text frame; `running` says whether finished rounds start new ones.
     fn on_message(&mut self, text: &str, running: bool) {
-        if text.contains("\"offer\":{") {
-            if let (Some(peer), Some(offer_id)) = (
-                field(text, "\"peer_id\":\""),
-                field(text, "\"offer_id\":\""),
-            ) {
+        let k = keys();
+        let bytes = text.as_bytes();
+        if k.offer.find(bytes).is_some() {
+            if let (Some(peer), Some(offer_id)) =
+                (field(text, &k.peer_id), field(text, &k.offer_id))
+            {
                 return self.on_offer(peer, offer_id);
             }
-        } else if text.contains("\"answer\":{") {
-            if let Some(offer_id) = field(text, "\"offer_id\":\"") {
+        } else if k.answer.find(bytes).is_some() {
+            if let Some(offer_id) = field(text, &k.offer_id) {
                 return self.on_answer(offer_id, running);
             }
-        } else if text.contains("\"interval\":") {
+        } else if k.interval.find(bytes).is_some() {
             return self.on_response(running);
         }
         // Anything else (a failure, or fields with escapes): the slow path.
@@ -250,23 +301,50 @@ impl Peer {
         let c = &self.shared.config;
         add(&self.shared.counters.offers_received, 1);
         let sdp = &c.answer_sdps[self.answers_sent % c.answer_sdps.len()];
-        self.out.push(format!(
-            "{{\"action\":\"announce\",\"info_hash\":{},\"to_peer_id\":\"{peer}\",\"offer_id\":\"{offer_id}\",\"answer\":{{\"type\":\"answer\",\"sdp\":{sdp}}}}}",
-            self.prefix
-        ));
+        let parts = [
+            "{\"action\":\"announce\",\"info_hash\":",
+            &self.prefix,
+            ",\"to_peer_id\":\"",
+            peer,
+            "\",\"offer_id\":\"",
+            offer_id,
+            "\",\"answer\":{\"type\":\"answer\",\"sdp\":",
+            sdp,
+            "}}",
+        ];
+        let mut frame = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            frame.push_str(p);
+        }
+        self.out.push(frame);
         self.answers_sent += 1;
         add(&self.shared.counters.answers_sent, 1);
     }
 
+    /// Counts an answer to one of this peer's pending offers: the offer id
+    /// must name this process and client, a round in flight and an offer of
+    /// it not answered yet.
     fn on_answer(&mut self, offer_id: &str, running: bool) {
-        let Some(round) = offer_id
-            .get(6..18)
-            .and_then(|r| u64::from_str_radix(r, 36).ok())
-        else {
+        if offer_id.len() != 20 || !offer_id.starts_with(self.offer_id_head.as_str()) {
+            return;
+        }
+        let (Some(round), Some(offer)) = (
+            offer_id
+                .get(6..18)
+                .and_then(|r| u64::from_str_radix(r, 36).ok()),
+            offer_id
+                .get(18..20)
+                .and_then(|o| u32::from_str_radix(o, 36).ok()),
+        ) else {
             return;
         };
+        if offer as usize >= self.shared.config.offers {
+            return;
+        }
+        let bit = 1u64 << offer;
         if let Some(r) = self.rounds.get_mut(&round) {
-            if r.pending.remove(offer_id) {
+            if r.pending & bit != 0 {
+                r.pending &= !bit;
                 add(&self.shared.counters.answers_received, 1);
                 self.maybe_done(round, running);
             }
@@ -287,7 +365,7 @@ impl Peer {
         if self
             .rounds
             .get(&round)
-            .is_some_and(|r| r.got_response && r.pending.is_empty())
+            .is_some_and(|r| r.got_response && r.pending == 0)
         {
             self.rounds.remove(&round);
             if running {
@@ -308,7 +386,10 @@ impl Peer {
             let Some(r) = self.rounds.remove(&round) else {
                 continue;
             };
-            add(&self.shared.counters.lost_offers, r.pending.len() as u64);
+            add(
+                &self.shared.counters.lost_offers,
+                u64::from(r.pending.count_ones()),
+            );
             if !r.got_response {
                 add(&self.shared.counters.lost_responses, 1);
                 self.awaiting_response.retain(|x| *x != round);
@@ -340,7 +421,7 @@ type Ws =
 async fn connect(peer: &Peer) -> Result<Ws, String> {
     let c = &peer.shared.config;
     let config = WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(64 * 1024);
     let connecting =
         tokio_tungstenite::connect_async_with_config(c.url.as_str(), Some(config), true);
@@ -454,6 +535,11 @@ async fn run() -> Result<(), String> {
     let config: Config = serde_json::from_str(&first).map_err(|e| format!("configuration: {e}"))?;
     if config.swarms == 0 || config.offer_sdps.is_empty() || config.answer_sdps.is_empty() {
         return Err("configuration: swarms and SDP pools must not be empty".into());
+    }
+    if config.offers > MAX_OFFERS {
+        return Err(format!(
+            "configuration: at most {MAX_OFFERS} offers per announce"
+        ));
     }
     let lifetime = Duration::from_millis(config.lifetime_ms);
     let shared = Rc::new(Shared {

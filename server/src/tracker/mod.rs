@@ -2,15 +2,18 @@
 //!
 //! Each connection is one task, which reads the client's requests and writes
 //! what its bounded outgoing queue holds; a connection too slow to drain the
-//! queue loses messages rather than memory.
+//! queue loses messages rather than memory. The queues live next to the
+//! tracker, behind its lock: handling a request queues its frames with plain
+//! pushes, and a connection task takes everything queued for it at once.
 //! Nothing about a client's address is recorded.
 
 pub mod core;
 pub mod protocol;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -18,7 +21,6 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::SinkExt;
-use tokio::sync::mpsc;
 
 use self::core::{ConnId, Outgoing, Tracker};
 use self::protocol::{parse_request, Request};
@@ -27,13 +29,17 @@ use crate::app::AppState;
 /// Largest frame and message accepted from a client (ten offers with full
 /// SDPs fit): the engine codec's limit for frames sent to a tracker.
 pub const MAX_FRAME_BYTES: usize = swarmdrop::engine::tracker::MAX_TO_TRACKER_LEN;
-/// Frames queued for one connection before further ones are dropped.
+/// Frames queued for one connection before further ones are dropped. The
+/// connection takes what is queued all at once to write it, so at most twice
+/// this many are held for it at a time.
 pub const OUTGOING_QUEUE: usize = 64;
 /// Most bytes read from a connection's socket at once. Tungstenite zero-fills
-/// this much of its read buffer before every read (128 KiB by default), so it
-/// is kept near the size of the largest frame a client sends; a longer frame
-/// is read in several reads.
-pub const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// this much of its read buffer before every read (128 KiB by default), a
+/// read that finds nothing included, so it is kept small; but an announce
+/// with ten offers (about 7 KiB) should fit in one read, and a read that
+/// fills the buffer is followed by another system call (the socket may hold
+/// more), so it is not smaller than that.
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
 /// Frames written to a connection's socket in one write: the writer queues
 /// every frame waiting for the connection and then flushes them together.
 pub const WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -50,17 +56,32 @@ pub struct Hub {
 #[derive(Debug)]
 struct Shared {
     tracker: Tracker,
-    senders: HashMap<ConnId, mpsc::Sender<Utf8Bytes>, ahash::RandomState>,
+    queues: HashMap<ConnId, Queue, ahash::RandomState>,
+}
+
+/// The frames waiting for one connection, and its task's waker while it
+/// waits for some.
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Utf8Bytes>,
+    waker: Option<Waker>,
 }
 
 impl Shared {
     /// Queues each frame for its connection; a full queue loses the frame.
-    fn dispatch(&self, out: Vec<Outgoing>) {
+    /// A connection waiting for frames is woken by the first one.
+    fn dispatch(&mut self, out: Vec<Outgoing>) {
         for o in out {
-            if let Some(tx) = self.senders.get(&o.to) {
-                if tx.try_send(Utf8Bytes::from(o.text)).is_err() {
-                    tracing::debug!(conn = o.to.0, "tracker queue full, frame dropped");
-                }
+            let Some(queue) = self.queues.get_mut(&o.to) else {
+                continue;
+            };
+            if queue.frames.len() >= OUTGOING_QUEUE {
+                tracing::debug!(conn = o.to.0, "tracker queue full, frame dropped");
+                continue;
+            }
+            queue.frames.push_back(Utf8Bytes::from(o.text));
+            if let Some(waker) = queue.waker.take() {
+                waker.wake();
             }
         }
     }
@@ -89,7 +110,7 @@ impl Hub {
         Hub {
             shared: Mutex::new(Shared {
                 tracker: Tracker::new(seed),
-                senders: HashMap::default(),
+                queues: HashMap::default(),
             }),
         }
     }
@@ -113,6 +134,37 @@ impl Hub {
     fn dispatch(&self, out: Vec<Outgoing>) {
         self.lock().dispatch(out);
     }
+
+    /// Moves every frame queued for `conn` into `batch` (empty on entry);
+    /// pending, with the task's waker kept for [`Shared::dispatch`], while
+    /// there is none.
+    fn poll_queued(
+        &self,
+        conn: ConnId,
+        cx: &mut Context<'_>,
+        batch: &mut VecDeque<Utf8Bytes>,
+    ) -> Poll<()> {
+        let mut shared = self.lock();
+        let Some(queue) = shared.queues.get_mut(&conn) else {
+            return Poll::Pending;
+        };
+        if queue.frames.is_empty() {
+            if !queue
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                queue.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        // The emptied batch's buffer becomes the queue's: no allocation.
+        debug_assert!(batch.is_empty());
+        std::mem::swap(&mut queue.frames, batch);
+        // Not waiting any more: frames queued while it writes wake nobody.
+        queue.waker = None;
+        Poll::Ready(())
+    }
 }
 
 /// One data frame from a client, text or binary.
@@ -131,13 +183,14 @@ pub async fn announce(State(state): State<AppState>, ws: WebSocketUpgrade) -> Re
 }
 
 async fn serve_connection(hub: Arc<Hub>, mut socket: WebSocket) {
-    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(OUTGOING_QUEUE);
     let conn = {
         let mut shared = hub.lock();
         let conn = shared.tracker.connect();
-        shared.senders.insert(conn, tx);
+        shared.queues.insert(conn, Queue::default());
         conn
     };
+    // The frames taken from the queue, being written.
+    let mut batch: VecDeque<Utf8Bytes> = VecDeque::new();
 
     // One task reads the connection and writes what is queued for it: no
     // second task to wake per frame, and no lock between two halves of the
@@ -147,11 +200,11 @@ async fn serve_connection(hub: Arc<Hub>, mut socket: WebSocket) {
     let mut last_words: Option<String> = None;
     loop {
         tokio::select! {
-            Some(text) = rx.recv() => {
+            () = std::future::poll_fn(|cx| hub.poll_queued(conn, cx, &mut batch)) => {
                 // A client that stops reading holds this connection only
                 // until its idle deadline.
                 let written = tokio::select! {
-                    r = write_queued(&mut socket, text, &mut rx) => r.is_ok(),
+                    r = write_batch(&mut socket, &mut batch) => r.is_ok(),
                     () = &mut idle => false,
                 };
                 if !written {
@@ -203,15 +256,16 @@ async fn serve_connection(hub: Arc<Hub>, mut socket: WebSocket) {
         }
     }
 
-    {
+    let queued = {
         let mut shared = hub.lock();
         shared.tracker.disconnect(conn);
-        shared.senders.remove(&conn);
-    }
+        shared.queues.remove(&conn)
+    };
     // Nothing more is queued from here on: write what is (a failure reason,
     // say) and close, within a bound.
+    batch.extend(queued.into_iter().flat_map(|q| q.frames));
     let _ = tokio::time::timeout(Duration::from_secs(5), async move {
-        while let Ok(text) = rx.try_recv() {
+        for text in batch {
             socket.feed(Message::Text(text)).await?;
         }
         if let Some(reason) = last_words {
@@ -224,16 +278,79 @@ async fn serve_connection(hub: Arc<Hub>, mut socket: WebSocket) {
     .await;
 }
 
-/// Writes `first` and every frame queued behind it, then flushes them
-/// together (one write for what fits in the write buffer).
-async fn write_queued(
+/// Writes every frame of `batch`, then flushes them together (one write for
+/// what fits in the write buffer); `batch` is empty once it succeeds.
+async fn write_batch(
     socket: &mut WebSocket,
-    first: Utf8Bytes,
-    rx: &mut mpsc::Receiver<Utf8Bytes>,
+    batch: &mut VecDeque<Utf8Bytes>,
 ) -> Result<(), axum::Error> {
-    socket.feed(Message::Text(first)).await?;
-    while let Ok(text) = rx.try_recv() {
+    while let Some(text) = batch.pop_front() {
         socket.feed(Message::Text(text)).await?;
     }
     socket.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    /// A waker that counts its wake-ups.
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn frames(to: ConnId, range: std::ops::Range<usize>) -> Vec<Outgoing> {
+        range
+            .map(|i| Outgoing {
+                to,
+                text: format!("{{\"n\":{i}}}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_queue_drops_frames_and_a_waiting_connection_is_woken_by_the_first() {
+        let hub = Hub::new(1);
+        let conn = {
+            let mut shared = hub.lock();
+            let conn = shared.tracker.connect();
+            shared.queues.insert(conn, Queue::default());
+            conn
+        };
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut batch = VecDeque::new();
+        assert!(hub.poll_queued(conn, &mut cx, &mut batch).is_pending());
+
+        hub.dispatch(frames(conn, 0..OUTGOING_QUEUE + 5));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(hub.poll_queued(conn, &mut cx, &mut batch).is_ready());
+        // The first OUTGOING_QUEUE frames, in order; the rest were dropped.
+        let got: Vec<&str> = batch.iter().map(|t| t.as_str()).collect();
+        let want: Vec<String> = (0..OUTGOING_QUEUE)
+            .map(|i| format!("{{\"n\":{i}}}"))
+            .collect();
+        assert_eq!(got, want);
+
+        // Taken, so there is room again; a connection busy writing is not woken.
+        hub.dispatch(frames(conn, 100..101));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        batch.clear();
+        assert!(hub.poll_queued(conn, &mut cx, &mut batch).is_ready());
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].as_str(), "{\"n\":100}");
+
+        // Frames for a connection that is gone are dropped.
+        hub.lock().queues.remove(&conn);
+        hub.dispatch(frames(conn, 0..1));
+        batch.clear();
+        assert!(hub.poll_queued(conn, &mut cx, &mut batch).is_pending());
+    }
 }
