@@ -155,15 +155,20 @@ try {
         ` ${fmt(cpuPerGiB(wt), 1)} for WebTorrent's (the split by process is above), on 2 cores shared with both senders' browsers,` +
         ' the server and other work. Swarmdrop\'s web seed asks for runs of consecutive pieces, one HTTP range of up to 4 MiB' +
         ` (${fmt(4 * 2 ** 20 / facts.pieceLength)} pieces here) per request, two requests in flight (more, up to the browser's 6 connections to a host,` +
-        ' only while fewer than 4 MiB are), reads each body in 256 KiB chunks straight into wasm memory, hashes each piece (SHA-1 in wasm)' +
-        ' and stores verified pieces in IndexedDB in one transaction per group of pieces; what would move the figure is fewer' +
-        ' CPU-seconds per GiB in the receiver (the extension renderer\'s main thread: hashing, the engine\'s work per block, the Blob' +
-        ' and IndexedDB calls; and the browser process writing the pieces). A 3× margin over WebTorrent needs WebTorrent to be' +
-        ' held back by its sources (a web seed with latency, a slow peer), which loopback does not have, and this row has not tried.' +
-        ' A CPU profile of the receiving offscreen document (2026-11-21 10:23 UTC, 1 GiB from the web seed alone, one request per piece' +
-        ' then) found its main thread busy 97 % of the download: a third in the browser\'s work outside JavaScript, 16 % in fetch()' +
-        ' itself (about 1.5 ms per request), 17 % in the wasm-bindgen glue, 13 % in what is most likely SHA-1; the runs cut the requests' +
-        ' eightfold; hashing off the main thread is the next step.',
+        ' only while fewer than 4 MiB are), reads each body in 256 KiB chunks straight into wasm memory, hashes each piece with WebCrypto (the browser\'s native SHA-1, off the engine\'s thread)' +
+        ' and stores verified pieces in IndexedDB (as bytes, one transaction per group of pieces). A 3× margin over WebTorrent needs' +
+        ' WebTorrent to be held back by its sources (a web seed with latency, a slow peer), which loopback does not have, and this' +
+        ' row has not tried. A CPU profile of a receiver downloading 256 MiB from the web seed alone (bench/tools/profile-webseed.mjs,' +
+        ' 2026-11-21 16:20 UTC, pieces hashed by WebCrypto and still stored as Blobs then) found the offscreen document\'s main thread' +
+        ' on the CPU 3.3 s of the 6.9 s download, the whole browser 9.0 CPU-s (the browser process\'s IO thread 1.6 s, the renderer\'s' +
+        ' worker threads, where WebCrypto hashes, 0.8 s, the network service\'s IO thread 0.8 s); of the main thread\'s samples 35 % were' +
+        ' the browser\'s own work outside JavaScript, 18 % making the Blobs of stored pieces, 5 % copying pieces out of wasm memory,' +
+        ' 5 % fetch(), 3 % IndexedDB put(), 4 % garbage collection, about 12 % other wasm-bindgen glue (calls between wasm and the browser), and the engine\'s own wasm code under' +
+        ' 5 %: SHA-1 is gone from that thread, and pieces are now put as bytes, not Blobs (in headless Chromium, 256 MiB in 512 KiB' +
+        ' pieces, eight per transaction: 0.9 s of the page\'s thread for bytes against 1.3 to 1.6 s for Blobs). What is left is the' +
+        ' browser moving every byte from the network service to the page and from the page to IndexedDB\'s files, each a copy through' +
+        ' another process; what would move the figure is fewer such copies: pieces written to an OPFS file per bundle from a worker' +
+        ' (FileSystemSyncAccessHandle writes from the page\'s own process, no IPC for the bytes) instead of IndexedDB.',
     reason: null
   })
 } finally {

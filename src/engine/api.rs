@@ -238,6 +238,18 @@ pub enum Input<'a> {
         /// Piece index.
         piece: u32,
     },
+    /// The SHA-1 of the piece of an [`Output::HashPiece`], and its bytes
+    /// handed back.
+    PieceHashed {
+        /// The bundle.
+        info_hash: InfoHash,
+        /// Piece index.
+        piece: u32,
+        /// The piece bytes, as [`Output::HashPiece`] gave them.
+        data: Vec<u8>,
+        /// Their SHA-1.
+        sha1: [u8; 20],
+    },
     /// An [`Output::StorePiece`] failed.
     StoreFailed {
         /// The bundle.
@@ -411,6 +423,18 @@ pub enum Output {
         /// Piece index.
         piece: u32,
         /// The piece bytes (SHA-1 checked).
+        data: Vec<u8>,
+    },
+    /// Take the SHA-1 of a complete piece (only with
+    /// [`ClientConfig::host_hashes`](crate::engine::client::ClientConfig));
+    /// feed [`Input::PieceHashed`] with the bytes and the hash. The engine
+    /// checks the hash, and hands a good piece to [`Output::StorePiece`].
+    HashPiece {
+        /// The bundle.
+        info_hash: InfoHash,
+        /// Piece index.
+        piece: u32,
+        /// The piece bytes, not checked yet.
         data: Vec<u8>,
     },
     /// Fetch a range from a web seed.

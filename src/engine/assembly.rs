@@ -6,6 +6,10 @@
 //! good copy name the culprits: a peer that mixed bad blocks into a piece
 //! with honest ones is caught without blaming the honest senders. A piece
 //! whose every block came from one sender blames that sender at once.
+//!
+//! The SHA-1 of a complete piece is taken here ([`Assembly::verify`]) or by
+//! the host ([`Assembly::take_complete`], then [`Assembly::hashed`] with
+//! the hash): a browser hashes natively and off its main thread.
 
 use std::collections::BTreeMap;
 
@@ -90,6 +94,9 @@ pub struct Assembly {
     partial: BTreeMap<PieceIndex, PartialPiece>,
     /// Verified pieces handed to storage, by length.
     storing: BTreeMap<PieceIndex, u32>,
+    /// Complete pieces handed to the host to hash: their length and their
+    /// senders, per block.
+    hashing: BTreeMap<PieceIndex, (u32, Vec<Option<Source>>)>,
     /// Failed copies, kept to blame the right sender later.
     suspects: BTreeMap<PieceIndex, PartialPiece>,
 }
@@ -115,18 +122,57 @@ impl Assembly {
     /// `None` if no block of it is held.
     pub fn verify(&mut self, info: &Info, piece: PieceIndex) -> Option<Verdict> {
         let assembled = self.partial.remove(&piece)?;
-        if !verify_piece(info.piece_hash(piece), &assembled.data) {
+        let good = verify_piece(info.piece_hash(piece), &assembled.data);
+        Some(self.judge(info, piece, assembled, good))
+    }
+
+    /// Takes a complete piece's bytes for the host to hash; its senders are
+    /// kept until [`Assembly::hashed`]. `None` if no block of it is held.
+    pub fn take_complete(&mut self, piece: PieceIndex) -> Option<Vec<u8>> {
+        let PartialPiece { data, sources } = self.partial.remove(&piece)?;
+        self.hashing.insert(piece, (data.len() as u32, sources));
+        Some(data)
+    }
+
+    /// The host hashed a piece from [`Assembly::take_complete`]: `data` are
+    /// its bytes, handed back, and `hash` their SHA-1. A good piece moves to
+    /// the storing set. `None` if the piece was not out to be hashed.
+    pub fn hashed(
+        &mut self,
+        info: &Info,
+        piece: PieceIndex,
+        data: Vec<u8>,
+        hash: [u8; 20],
+    ) -> Option<Verdict> {
+        let (_, sources) = self.hashing.remove(&piece)?;
+        if data.len() != info.lengths.piece_len(piece) as usize {
+            // Not the bytes that went out: fetched again, no one blamed.
+            return Some(Verdict::Bad { culprit: None });
+        }
+        let good = hash == *info.piece_hash(piece);
+        Some(self.judge(info, piece, PartialPiece { data, sources }, good))
+    }
+
+    /// The verdict on a complete piece whose hash matched (`good`) or not.
+    fn judge(
+        &mut self,
+        info: &Info,
+        piece: PieceIndex,
+        assembled: PartialPiece,
+        good: bool,
+    ) -> Verdict {
+        if !good {
             let senders = assembled.senders();
             if let [only] = senders[..] {
-                return Some(Verdict::Bad {
+                return Verdict::Bad {
                     culprit: Some(only),
-                });
+                };
             }
             if self.suspects.len() >= MAX_SUSPECT_PIECES && !self.suspects.contains_key(&piece) {
                 self.suspects.pop_first();
             }
             self.suspects.insert(piece, assembled);
-            return Some(Verdict::Bad { culprit: None });
+            return Verdict::Bad { culprit: None };
         }
         let mut culprits = Vec::new();
         if let Some(failed) = self.suspects.remove(&piece) {
@@ -140,10 +186,10 @@ impl Assembly {
             }
         }
         self.storing.insert(piece, info.lengths.piece_len(piece));
-        Some(Verdict::Good {
+        Verdict::Good {
             data: assembled.data,
             culprits,
-        })
+        }
     }
 
     /// Storage answered for a piece (stored or failed); whether it was ours
@@ -162,9 +208,11 @@ impl Assembly {
         self.partial.keys().copied()
     }
 
-    /// Bytes handed to storage and not yet confirmed.
+    /// Bytes of complete pieces out to be hashed or handed to storage and
+    /// not yet confirmed.
     pub fn storing_bytes(&self) -> u64 {
-        self.storing.values().map(|&l| l as u64).sum()
+        let hashing: u64 = self.hashing.values().map(|&(l, _)| u64::from(l)).sum();
+        hashing + self.storing.values().map(|&l| l as u64).sum::<u64>()
     }
 }
 
@@ -172,7 +220,7 @@ impl Assembly {
 mod tests {
     use super::*;
     use crate::engine::create::TorrentBuilder;
-    use crate::engine::hash::PieceHasher;
+    use crate::engine::hash::{sha1, PieceHasher};
     use crate::engine::lengths::BLOCK_SIZE;
 
     /// A one-piece torrent of two blocks, and its bytes.
@@ -243,5 +291,62 @@ mod tests {
         };
         assert!(data == good);
         assert_eq!(culprits, vec![peer(2)]);
+    }
+
+    #[test]
+    fn a_piece_hashed_by_the_host_is_judged_by_the_hash_it_brings_back() {
+        let (info, content) = two_block_piece();
+        let mut a = Assembly::default();
+        let p = fill(&mut a, &info, &content, [peer(1), peer(2)]);
+        let data = a.take_complete(p).expect("the piece is complete");
+        assert!(data == content);
+        assert_eq!(a.partial_bytes(), 0);
+        assert_eq!(
+            a.storing_bytes(),
+            2 * BLOCK_SIZE as u64,
+            "counted while out"
+        );
+        let Some(Verdict::Good { data, culprits }) = a.hashed(&info, p, data, sha1(&content))
+        else {
+            panic!("the right hash must verify");
+        };
+        assert!(data == content && culprits.is_empty());
+        assert!(a.storage_done(p));
+    }
+
+    #[test]
+    fn a_wrong_hash_from_the_host_fails_the_piece_and_blames_its_only_sender() {
+        let (info, content) = two_block_piece();
+        let mut a = Assembly::default();
+        let p = fill(&mut a, &info, &content, [peer(7), peer(7)]);
+        let data = a.take_complete(p).expect("the piece is complete");
+        assert_eq!(
+            a.hashed(&info, p, data, [0; 20]),
+            Some(Verdict::Bad {
+                culprit: Some(peer(7))
+            })
+        );
+        assert_eq!(a.storing_bytes(), 0);
+    }
+
+    #[test]
+    fn a_host_hash_counts_only_for_a_piece_that_is_out_and_of_its_length() {
+        let (info, content) = two_block_piece();
+        let mut a = Assembly::default();
+        let p = info.lengths.validate_piece(0).unwrap();
+        assert_eq!(a.hashed(&info, p, content.clone(), sha1(&content)), None);
+        let p = fill(&mut a, &info, &content, [peer(1), peer(1)]);
+        let mut data = a.take_complete(p).expect("the piece is complete");
+        data.pop();
+        assert_eq!(
+            a.hashed(&info, p, data, sha1(&content)),
+            Some(Verdict::Bad { culprit: None }),
+            "bytes not of the piece's length are not taken"
+        );
+        assert_eq!(
+            a.hashed(&info, p, content.clone(), sha1(&content)),
+            None,
+            "only once"
+        );
     }
 }

@@ -50,6 +50,10 @@ pub struct ClientConfig {
     /// those pieces (in endgame, anything); `u64::MAX`: web seeds are used
     /// like any peer.
     pub web_seed_peer_floor: u64,
+    /// The host takes the SHA-1 of complete pieces ([`Output::HashPiece`],
+    /// answered by [`Input::PieceHashed`]) instead of the engine: a browser
+    /// hashes natively and off the thread the engine runs on.
+    pub host_hashes: bool,
 }
 
 impl ClientConfig {
@@ -74,6 +78,7 @@ impl ClientConfig {
             max_partial_bytes: 32 * 1024 * 1024,
             max_storing_bytes: 32 * 1024 * 1024,
             web_seed_peer_floor: DEFAULT_WEB_SEED_PEER_FLOOR,
+            host_hashes: false,
         }
     }
 }
@@ -291,6 +296,16 @@ impl Client {
             }
             Input::PieceStored { info_hash, piece } => {
                 self.with_session(now, info_hash, |s, ctx| s.piece_stored(ctx, piece));
+            }
+            Input::PieceHashed {
+                info_hash,
+                piece,
+                data,
+                sha1,
+            } => {
+                self.with_session(now, info_hash, |s, ctx| {
+                    s.piece_hashed(ctx, piece, data, sha1)
+                });
             }
             Input::StoreFailed {
                 info_hash,

@@ -1013,7 +1013,7 @@ impl Session {
         block: BlockInfo,
         data: &[u8],
     ) -> Vec<Source> {
-        let mut bans = Vec::new();
+        let bans = Vec::new();
         let Some(ready) = self.ready.as_mut() else {
             return bans;
         };
@@ -1044,23 +1044,64 @@ impl Session {
         if !piece_complete {
             return bans;
         }
-        match ready.assembly.verify(&ready.info, block.piece) {
-            Some(Verdict::Good { data, culprits }) => {
-                ctx.out.push_back(Output::StorePiece {
+        if ctx.config.host_hashes {
+            if let Some(data) = ready.assembly.take_complete(block.piece) {
+                ctx.out.push_back(Output::HashPiece {
                     info_hash: self.info_hash,
                     piece: block.piece.get(),
                     data,
                 });
-                bans = culprits;
+            }
+            return bans;
+        }
+        let verdict = ready.assembly.verify(&ready.info, block.piece);
+        self.apply_verdict(ctx, block.piece, verdict)
+    }
+
+    /// The host hashed a complete piece ([`Output::HashPiece`]): a good one
+    /// goes to storage, a bad one is fetched again, and the senders of bad
+    /// data are banned.
+    pub fn piece_hashed(&mut self, ctx: &mut Ctx<'_>, piece: u32, data: Vec<u8>, sha1: [u8; 20]) {
+        let Some(ready) = self.ready.as_mut() else {
+            return;
+        };
+        let Some(piece) = ready.lengths().validate_piece(piece) else {
+            return;
+        };
+        let verdict = ready.assembly.hashed(&ready.info, piece, data, sha1);
+        for culprit in self.apply_verdict(ctx, piece, verdict) {
+            self.ban(ctx, culprit);
+        }
+        self.pump(ctx);
+    }
+
+    /// Acts on what hashing a complete piece found: a good piece goes to
+    /// storage, a bad one back to the picker. Returns the senders to ban.
+    fn apply_verdict(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        piece: PieceIndex,
+        verdict: Option<Verdict>,
+    ) -> Vec<Source> {
+        let Some(ready) = self.ready.as_mut() else {
+            return Vec::new();
+        };
+        match verdict {
+            Some(Verdict::Good { data, culprits }) => {
+                ctx.out.push_back(Output::StorePiece {
+                    info_hash: self.info_hash,
+                    piece: piece.get(),
+                    data,
+                });
+                culprits
             }
             Some(Verdict::Bad { culprit }) => {
                 // Every block is free again; the picker refetches the piece.
-                let _ = ready.picker.piece_failed(block.piece);
-                bans.extend(culprit);
+                let _ = ready.picker.piece_failed(piece);
+                culprit.into_iter().collect()
             }
-            None => {}
+            None => Vec::new(),
         }
-        bans
     }
 
     /// A source sent bad data: a peer is banned from this bundle, a web seed
@@ -2894,6 +2935,77 @@ mod tests {
         assert!(other.iter().any(
             |o| matches!(o, Output::Event(Event::PieceVerified { piece, .. }) if piece == index)
         ));
+    }
+
+    /// The pieces a session asked the host to hash, with their bytes.
+    fn to_hash(out: Vec<Output>) -> Vec<(u32, Vec<u8>)> {
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::HashPiece { piece, data, .. } => Some((piece, data)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_the_host_hashing_a_piece_is_stored_once_the_host_brings_back_its_right_hash() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        env.config.host_hashes = true;
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let piece = first_piece(&requests(&sent));
+        answer(&mut env, &mut s, conn, &piece, &content, false);
+        let (_, other) = env.drain(conn);
+        assert!(
+            !other.iter().any(|o| matches!(o, Output::StorePiece { .. })),
+            "not before the hash"
+        );
+        let hashing = to_hash(other);
+        assert_eq!(hashing.len(), 1);
+        let (index, data) = hashing.into_iter().next().unwrap();
+        let start = index as usize * 32 * 1024;
+        assert!(data[..] == content[start..start + 32 * 1024]);
+        let hash = crate::engine::hash::sha1(&data);
+        s.piece_hashed(&mut env.ctx(), index, data, hash);
+        let (_, other) = env.drain(conn);
+        assert!(other.iter().any(
+            |o| matches!(o, Output::StorePiece { piece, data, .. } if *piece == index && data[..] == content[start..start + 32 * 1024])
+        ));
+        // The same answer again is not a second piece.
+        s.piece_hashed(
+            &mut env.ctx(),
+            index,
+            content[start..start + 32 * 1024].to_vec(),
+            hash,
+        );
+        let (_, other) = env.drain(conn);
+        assert!(!other.iter().any(|o| matches!(o, Output::StorePiece { .. })));
+    }
+
+    #[test]
+    fn with_the_host_hashing_a_corrupt_piece_from_one_peer_drops_it_and_is_not_stored() {
+        let (meta, content) = bundle();
+        let mut env = Env::new();
+        env.config.host_hashes = true;
+        let conn = ConnId(1);
+        let mut s = downloading(&mut env, &meta, conn);
+        let (sent, _) = env.drain(conn);
+        let piece = first_piece(&requests(&sent));
+        answer(&mut env, &mut s, conn, &piece, &content, true);
+        let (_, other) = env.drain(conn);
+        let hashing = to_hash(other);
+        assert_eq!(hashing.len(), 1);
+        let (index, data) = hashing.into_iter().next().unwrap();
+        let hash = crate::engine::hash::sha1(&data);
+        s.piece_hashed(&mut env.ctx(), index, data, hash);
+        let (_, other) = env.drain(conn);
+        assert!(other.contains(&Output::ClosePeer {
+            conn,
+            reason: DropReason::BadData
+        }));
+        assert!(!other.iter().any(|o| matches!(o, Output::StorePiece { .. })));
     }
 
     #[test]

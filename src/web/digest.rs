@@ -81,6 +81,26 @@ pub async fn check_piece_bytes(
     verdict(info, piece, finish_sha1(digest).await?)
 }
 
+/// The SHA-1 of bytes in wasm memory: WebCrypto's, or the engine's
+/// `sha1_smol` when WebCrypto fails (no `crypto.subtle` in this context).
+/// The digest of a received piece: the host hashes them
+/// (`ClientConfig::host_hashes`) so the engine's thread does not.
+pub async fn sha1(bytes: &[u8]) -> [u8; 20] {
+    let digest = {
+        // SAFETY: as in `check_piece_bytes`: `digest` copies the view's
+        // bytes before it returns, and nothing allocates in between.
+        let view = unsafe { Uint8Array::view(bytes) };
+        start_sha1(&view)
+    };
+    match digest {
+        Ok(d) => match finish_sha1(d).await {
+            Ok(hash) => hash,
+            Err(_) => crate::engine::hash::sha1(bytes),
+        },
+        Err(_) => crate::engine::hash::sha1(bytes),
+    }
+}
+
 fn verdict(info: &Info, piece: PieceIndex, hash: [u8; 20]) -> Result<(), NetError> {
     if hash == *info.piece_hash(piece) {
         Ok(())

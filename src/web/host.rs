@@ -111,6 +111,13 @@ pub enum Work {
     /// A piece read back wrong (to serve it, or to upload it): it is not
     /// ours any more and is fetched again.
     PieceDamaged { info_hash: InfoHash, piece: u32 },
+    /// A complete piece was hashed (`Output::HashPiece`).
+    PieceHashed {
+        info_hash: InfoHash,
+        piece: u32,
+        data: Vec<u8>,
+        sha1: [u8; 20],
+    },
     /// A batch of pieces was persisted, or not.
     PiecesStored {
         pieces: Vec<(InfoHash, u32)>,
@@ -432,6 +439,19 @@ impl Host {
                 result,
             } => self.piece_read(info_hash, piece, result),
             Work::PieceDamaged { info_hash, piece } => self.piece_damaged(info_hash, piece),
+            Work::PieceHashed {
+                info_hash,
+                piece,
+                data,
+                sha1,
+            } => {
+                let _ = self.feed(Input::PieceHashed {
+                    info_hash,
+                    piece,
+                    data,
+                    sha1,
+                });
+            }
             Work::PiecesStored { pieces, result } => {
                 self.storing = false;
                 for &(info_hash, piece) in &pieces {
@@ -576,6 +596,27 @@ impl Host {
                 piece,
                 data,
             } => self.store_piece(info_hash, piece, data),
+            Output::HashPiece {
+                info_hash,
+                piece,
+                data,
+            } => {
+                // WebCrypto hashes on the browser's own threads: the engine's
+                // thread goes on meanwhile.
+                let me = self.me.clone();
+                spawn_local(async move {
+                    let sha1 = digest::sha1(&data).await;
+                    post(
+                        &me,
+                        Work::PieceHashed {
+                            info_hash,
+                            piece,
+                            data,
+                            sha1,
+                        },
+                    );
+                });
+            }
             Output::WebSeedFetch(fetch) => self.web_seed_fetch(fetch),
             Output::Event(event) => self.engine_event(event),
         }

@@ -23,7 +23,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 
-use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
+use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
@@ -240,7 +240,7 @@ impl Saves {
     }
 }
 
-/// The bytes of one span of a file, read from its stored piece. The stored
+/// The bytes of one span of a file, read from its stored piece. A stored
 /// Blob is read, never sliced or composed: see the module documentation.
 async fn span_bytes(
     storage: &Storage,
@@ -249,14 +249,10 @@ async fn span_bytes(
     file_index: usize,
     span: &FileSpan,
 ) -> Result<Uint8Array, NetError> {
-    let blob = storage.span_blob(info_hash, info, file_index, span).await?;
+    let buffer = storage
+        .span_buffer(info_hash, info, file_index, span)
+        .await?;
     let (p, a, b) = (span.piece, span.start, span.end);
-    let buffer = JsFuture::from(blob.array_buffer())
-        .await
-        .map_err(|e| NetError::Storage(js_message(&e)))?;
-    let buffer: ArrayBuffer = buffer
-        .dyn_into()
-        .map_err(|_| NetError::Storage(format!("piece {p} did not read as bytes")))?;
     if (buffer.byte_length() as u64) < b {
         return Err(NetError::Storage(format!(
             "piece {p} of {} reads back short",

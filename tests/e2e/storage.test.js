@@ -142,7 +142,10 @@ async function readSchema2({ receiveHash, sendHash, handleId }) {
   const have = await get('have', (s) => s.get(receiveHash));
   const upload = await get('uploads', (s) => s.get(sendHash));
   const pieceBlobs = await get('pieces', (s) => s.getAll());
-  const pieceBytes = await Promise.all(pieceBlobs.map(async (b) => [...new Uint8Array(await b.arrayBuffer())]));
+  // Pieces are stored as bytes (a Blob when written before 2026-11-21).
+  const pieceBytes = await Promise.all(
+    pieceBlobs.map(async (b) => [...(b instanceof Blob ? new Uint8Array(await b.arrayBuffer()) : new Uint8Array(b))])
+  );
   db.close();
   return {
     version: db.version,
@@ -798,11 +801,13 @@ async function damagePiece({ infoHash, piece }) {
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);
     });
-  const blob = await run('readonly', (s) => s.get([infoHash, piece]));
-  if (!blob) throw new Error(`piece ${piece} is not stored`);
-  const bytes = new Uint8Array(await blob.arrayBuffer());
+  const stored = await run('readonly', (s) => s.get([infoHash, piece]));
+  if (!stored) throw new Error(`piece ${piece} is not stored`);
+  // Stored as bytes (a Blob when written before 2026-11-21); put back in the same form.
+  const wasBlob = stored instanceof Blob;
+  const bytes = wasBlob ? new Uint8Array(await stored.arrayBuffer()) : new Uint8Array(stored);
   for (let i = 0; i < bytes.length; i += 97) bytes[i] ^= 0x5a;
-  await run('readwrite', (s) => s.put(new Blob([bytes]), [infoHash, piece]));
+  await run('readwrite', (s) => s.put(wasBlob ? new Blob([bytes]) : bytes, [infoHash, piece]));
   db.close();
   return bytes.length;
 }
@@ -822,7 +827,8 @@ async function storedPieceSha1({ infoHash, piece }) {
   });
   db.close();
   if (!blob) return null;
-  const hash = new Uint8Array(await crypto.subtle.digest('SHA-1', await blob.arrayBuffer()));
+  const bytes = blob instanceof Blob ? await blob.arrayBuffer() : blob;
+  const hash = new Uint8Array(await crypto.subtle.digest('SHA-1', bytes));
   return [...hash].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 

@@ -19,7 +19,7 @@ use swarmdrop::engine::api::{
 use swarmdrop::engine::bitfield::Bitfield;
 use swarmdrop::engine::client::{Client, ClientConfig};
 use swarmdrop::engine::event::Event;
-use swarmdrop::engine::hash::PieceHasher;
+use swarmdrop::engine::hash::{sha1, PieceHasher};
 use swarmdrop::engine::ids::{InfoHash, PeerId};
 use swarmdrop::engine::metainfo::Metainfo;
 use swarmdrop::engine::time::Instant;
@@ -227,6 +227,12 @@ enum OwnedInput {
         offset: u32,
         data: Vec<u8>,
     },
+    PieceHashed {
+        h: InfoHash,
+        piece: u32,
+        data: Vec<u8>,
+        sha1: [u8; 20],
+    },
     PieceStored {
         h: InfoHash,
         piece: u32,
@@ -270,6 +276,17 @@ impl OwnedInput {
                 piece: *piece,
                 offset: *offset,
                 data,
+            },
+            OwnedInput::PieceHashed {
+                h,
+                piece,
+                data,
+                sha1,
+            } => Input::PieceHashed {
+                info_hash: *h,
+                piece: *piece,
+                data: data.clone(),
+                sha1: *sha1,
             },
             OwnedInput::PieceStored { h, piece } => Input::PieceStored {
                 info_hash: *h,
@@ -376,7 +393,10 @@ impl Sim {
         let mut id_bytes = [0u8; 12];
         self.rng.fill(&mut id_bytes);
         let peer_id = PeerId::generate(id_bytes);
-        let config = ClientConfig::new(peer_id, self.rng.u64(..));
+        let mut config = ClientConfig::new(peer_id, self.rng.u64(..));
+        // Every other client hashes its pieces as a browser host does: out
+        // of the engine, the hash coming back a little later.
+        config.host_hashes = i % 2 == 1;
         self.add_node_with(config, link);
         i
     }
@@ -760,6 +780,19 @@ impl Sim {
                 };
                 self.schedule(now + Duration::from_millis(2), Ev::Input { node, input });
             }
+            Output::HashPiece {
+                info_hash,
+                piece,
+                data,
+            } => {
+                let input = OwnedInput::PieceHashed {
+                    h: info_hash,
+                    piece,
+                    sha1: sha1(&data),
+                    data,
+                };
+                self.schedule(now + Duration::from_millis(1), Ev::Input { node, input });
+            }
             Output::WebSeedFetch(fetch) => self.web_seed_fetch(node, fetch),
             Output::Event(e) => self.nodes[node].events.push((now, e)),
         }
@@ -870,6 +903,7 @@ fn output_kind(out: &Output) -> &'static str {
         Output::TrackerClose { .. } => "tracker_close",
         Output::LoadBlock { .. } => "load_block",
         Output::StorePiece { .. } => "store_piece",
+        Output::HashPiece { .. } => "hash_piece",
         Output::WebSeedFetch(_) => "web_seed_fetch",
         Output::Event(_) => "event",
     }
