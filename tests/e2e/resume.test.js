@@ -356,7 +356,7 @@ test('the sending Chromium is killed at ~50 % of its upload: after a restart one
       timeoutMs: 60_000,
       what: 'the upload to go on after one click',
     }).catch(async (err) => {
-      throw new Error(`${err.message}; ${await clicked()}`);
+      throw new Error(`${err.message}; ${await clicked().catch((e) => e.message)}`);
     });
     console.log(`A: the upload went on after one click in the toolbar popup, ${((Date.now() - t1) / 1000).toFixed(1)} s after the restart`);
   }
@@ -713,7 +713,7 @@ test('after a restart where Chrome kept no grant, the popup asks for access and 
     },
     { timeoutMs: 60_000, what: () => `the send to go on after one click (it is ${last?.state}, access ${last?.access})` },
   ).catch(async (err) => {
-    throw new Error(`${err.message}; ${await clicked()}`);
+    throw new Error(`${err.message}; ${await clicked().catch((e) => e.message)}`);
   });
   const onServer = await until(
     async () => {
