@@ -351,10 +351,12 @@ test('the sending Chromium is killed at ~50 % of its upload: after a restart one
     console.log(`A after the restart: ${t.state}, access: ${t.access}${t.error ? `, ${t.error}` : ''}`);
     assert.equal(t.state, 'needs-files');
     assert.equal(t.access, 'grant', 'Chrome kept the handles: one click re-grants them');
-    await regrantInToolbarPopup(a, sent.id);
+    const clicked = await regrantInToolbarPopup(a, sent.id);
     await until(async () => (await server.stats()).bytes_received > received0, {
       timeoutMs: 60_000,
       what: 'the upload to go on after one click',
+    }).catch(async (err) => {
+      throw new Error(`${err.message}; ${await clicked().catch((e) => e.message)}`);
     });
     console.log(`A: the upload went on after one click in the toolbar popup, ${((Date.now() - t1) / 1000).toFixed(1)} s after the restart`);
   }
@@ -595,10 +597,38 @@ async function rawCdp(b) {
  * `id` with a real user gesture (CDP Runtime.evaluate, userGesture). In the
  * toolbar popup Chrome grants read access to the kept handles on that click
  * without a prompt of its own; in a tab it shows a permission bubble, which
- * headless Chromium cannot answer.
+ * headless Chromium cannot answer. Resolves to a function that says what the
+ * toolbar popup shows now (its notice, or that it is gone) and whether the
+ * handles are granted, for a wait on the send that times out.
  */
 async function regrantInToolbarPopup(a, id) {
   const cdp = await rawCdp(a);
+  let popupSession = null;
+  const after = async () => {
+    const cdp = await rawCdp(a);
+    const said = [];
+    try {
+      const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: popupSession, flatten: true });
+      const r = await cdp.send(
+        'Runtime.evaluate',
+        { expression: `document.getElementById('notice').textContent`, returnByValue: true },
+        sessionId,
+      );
+      said.push(`the toolbar popup's notice: "${r.result.value}"`);
+    } catch (err) {
+      said.push(`the toolbar popup: ${err.message}`);
+    } finally {
+      cdp.close();
+    }
+    const access = await a.popup
+      .evaluate(async (id) => {
+        const handles = await (await import('./js/common/channel.js')).fetchHandles(id);
+        return Promise.all(handles.map(async (h) => `${h.name} ${await h.queryPermission({ mode: 'read' })}`));
+      }, id)
+      .catch((err) => [err.message]);
+    said.push(`read access: ${access.join(', ')}`);
+    return said.join('; ');
+  };
   try {
     // The toolbar popup is the popup page that was not there before
     // openPopup(): the tab's popup page is one too, and which of them is
@@ -615,6 +645,7 @@ async function regrantInToolbarPopup(a, id) {
       async () => (await popupPages()).find((t) => !before.has(t.targetId)) ?? null,
       { timeoutMs: 15_000, what: 'the toolbar popup' },
     );
+    popupSession = target.targetId;
     const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: target.targetId, flatten: true });
     const selector = `article.transfer[data-id="${id}"] button[data-action="regain"]`;
     await until(
@@ -636,6 +667,7 @@ async function regrantInToolbarPopup(a, id) {
   } finally {
     cdp.close();
   }
+  return after;
 }
 
 test('after a restart where Chrome kept no grant, the popup asks for access and one click in the toolbar popup re-grants it', {
@@ -670,7 +702,7 @@ test('after a restart where Chrome kept no grant, the popup asks for access and 
   console.log(`A3 after the restart: "${await card.locator('.t-line').first().textContent()}", button "${await button.textContent()}"`);
 
   // The toolbar popup, and one click in it (a real user gesture, through CDP).
-  await regrantInToolbarPopup(a, sent.id);
+  const clicked = await regrantInToolbarPopup(a, sent.id);
   let last = null;
   const back = await until(
     async () => {
@@ -680,7 +712,9 @@ test('after a restart where Chrome kept no grant, the popup asks for access and 
       return t.state === 'sharing' ? t : null;
     },
     { timeoutMs: 60_000, what: () => `the send to go on after one click (it is ${last?.state}, access ${last?.access})` },
-  );
+  ).catch(async (err) => {
+    throw new Error(`${err.message}; ${await clicked().catch((e) => e.message)}`);
+  });
   const onServer = await until(
     async () => {
       const t = await call(a.popup, 'transfer.get', { id: sent.id });

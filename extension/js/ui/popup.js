@@ -377,15 +377,24 @@ async function regain(id, c) {
   const handles = c.handles;
   if (!handles) return;
   try {
-    for (const h of handles) {
-      if ((await h.requestPermission({ mode: 'read' })) !== 'granted') {
-        throw new Error('Swarmdrop was not allowed to read the files: the send waits until it is.');
-      }
+    // Every file is asked for now, within the click's user activation: one
+    // request awaited before the next could outlast it on a busy machine,
+    // and the browser would refuse the rest.
+    const asked = handles.map((h) => h.requestPermission({ mode: 'read' }));
+    notice('Asking the browser for access to the files…', 'info');
+    const answers = await Promise.all(asked);
+    if (answers.some((a) => a !== 'granted')) {
+      throw new Error('Swarmdrop was not allowed to read the files: the send waits until it is.');
     }
+    notice('Access granted: checking the files…', 'info');
     await call('transfer.regrant', { id });
     notice(null);
   } catch (err) {
-    notice(err.message);
+    notice(
+      err?.name === 'SecurityError'
+        ? `The browser did not ask for access (${err.message}). Click "Allow access to the files" again.`
+        : err.message,
+    );
   }
   refresh();
 }
