@@ -112,10 +112,9 @@ try {
       `each kind's own peak, 4 GiB minus 1 GiB (median runs): ${grew || 'no kind differs by 5 MB or more'}`,
       'what a download holds: web seed bodies are read in chunks straight into wasm memory (through a reused 256 KiB buffer when the body is a byte stream)' +
         ' (src/web/net/http.rs; no piece-sized JavaScript buffer per fetch); the engine bounds the pieces in assembly and those' +
-        ' waiting for storage (32 MiB each) and the glue its piece cache (16 MiB); each stored piece\'s Blob is made from a' +
-        ' JavaScript copy of it (src/web/storage.rs), so V8 counts the bytes and collects the Blobs, whose bytes wait in the' +
-        ' browser process until then, as often as pieces are stored: what is held then depends on the collector, not on the' +
-        ' bundle\'s size'
+        ' waiting for storage (32 MiB each) and the glue its piece cache (16 MiB); each stored piece is put in IndexedDB as a' +
+        ' JavaScript copy of its bytes (a Uint8Array, src/web/storage.rs), which is garbage once put() has cloned it, so' +
+        ' what the renderer holds beyond those bounds depends on the collector, not on the bundle\'s size'
     ],
     limit: met
       ? null
