@@ -594,7 +594,7 @@ async function rawCdp(b) {
 
 /**
  * Opens the extension's toolbar popup and clicks "Allow access" on the send
- * `id` with a real user gesture (CDP Runtime.evaluate, userGesture). In the
+ * `id` with a mouse click (CDP Input.dispatchMouseEvent), as a user does. In the
  * toolbar popup Chrome grants read access to the kept handles on that click
  * without a prompt of its own; in a tab it shows a permission bubble, which
  * headless Chromium cannot answer. Resolves to a function that says what the
@@ -659,11 +659,28 @@ async function regrantInToolbarPopup(a, id) {
       },
       { what: 'the button in the toolbar popup' },
     );
-    await cdp.send(
+    // A mouse click, as the user's: it goes through the browser, which
+    // grants the page its user activation. A click run in the page
+    // (Runtime.evaluate with userGesture) is activation the page tells the
+    // browser about on its own, and on a busy machine the permission request
+    // could reach the browser first and be refused for want of it.
+    const { result } = await cdp.send(
       'Runtime.evaluate',
-      { expression: `document.querySelector('${selector}').click()`, userGesture: true, returnByValue: true },
+      {
+        expression: `(() => {
+          const b = document.querySelector('${selector}');
+          b.scrollIntoView({ block: 'center' });
+          const r = b.getBoundingClientRect();
+          return { x: r.left + r.width / 2, y: r.top + r.height / 2 };
+        })()`,
+        returnByValue: true,
+      },
       sessionId,
     );
+    const at = { x: result.value.x, y: result.value.y, button: 'left', clickCount: 1 };
+    await cdp.send('Input.dispatchMouseEvent', { type: 'mouseMoved', x: at.x, y: at.y }, sessionId);
+    await cdp.send('Input.dispatchMouseEvent', { type: 'mousePressed', ...at }, sessionId);
+    await cdp.send('Input.dispatchMouseEvent', { type: 'mouseReleased', ...at }, sessionId);
   } finally {
     cdp.close();
   }
