@@ -2947,8 +2947,11 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn with_the_host_hashing_a_piece_is_stored_once_the_host_brings_back_its_right_hash() {
+    /// A download with the host hashing (`ClientConfig::host_hashes`) whose
+    /// peer has answered the first piece it was asked for (`corrupt`: with a
+    /// bad byte): the session, its peer, the bundle's bytes, and what the
+    /// session put out after the answer.
+    fn host_hashing_after_one_piece(corrupt: bool) -> (Env, Session, ConnId, Vec<u8>, Vec<Output>) {
         let (meta, content) = bundle();
         let mut env = Env::new();
         env.config.host_hashes = true;
@@ -2956,8 +2959,14 @@ mod tests {
         let mut s = downloading(&mut env, &meta, conn);
         let (sent, _) = env.drain(conn);
         let piece = first_piece(&requests(&sent));
-        answer(&mut env, &mut s, conn, &piece, &content, false);
+        answer(&mut env, &mut s, conn, &piece, &content, corrupt);
         let (_, other) = env.drain(conn);
+        (env, s, conn, content, other)
+    }
+
+    #[test]
+    fn with_the_host_hashing_a_piece_is_stored_once_the_host_brings_back_its_right_hash() {
+        let (mut env, mut s, conn, content, other) = host_hashing_after_one_piece(false);
         assert!(
             !other.iter().any(|o| matches!(o, Output::StorePiece { .. })),
             "not before the hash"
@@ -2986,15 +2995,7 @@ mod tests {
 
     #[test]
     fn with_the_host_hashing_a_corrupt_piece_from_one_peer_drops_it_and_is_not_stored() {
-        let (meta, content) = bundle();
-        let mut env = Env::new();
-        env.config.host_hashes = true;
-        let conn = ConnId(1);
-        let mut s = downloading(&mut env, &meta, conn);
-        let (sent, _) = env.drain(conn);
-        let piece = first_piece(&requests(&sent));
-        answer(&mut env, &mut s, conn, &piece, &content, true);
-        let (_, other) = env.drain(conn);
+        let (mut env, mut s, conn, _, other) = host_hashing_after_one_piece(true);
         let hashing = to_hash(other);
         assert_eq!(hashing.len(), 1);
         let (index, data) = hashing.into_iter().next().unwrap();
