@@ -1,5 +1,5 @@
 // Process trees of browsers from /proc: finding a Chromium by its profile
-// directory, CPU seconds of the whole tree, proportional set size (PSS) of the
+// directory, CPU seconds of the whole tree and of each thread, proportional set size (PSS) of the
 // whole tree, and a sampler of the PSS peak.
 
 import { readdir, readFile } from 'node:fs/promises'
@@ -137,6 +137,39 @@ export async function processKind (pid) {
   } catch {
     return 'gone'
   }
+}
+
+/**
+ * CPU seconds so far of every thread of the tree under `root`, keyed
+ * `kind/thread` (thread names without their trailing numbers, so a pool's
+ * threads add up), and of every process, keyed `kind`. Threads that ended
+ * count in their process's total only.
+ */
+export async function threadCpu (root) {
+  const out = new Map()
+  const add = (key, text) => {
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ')
+    out.set(key, (out.get(key) ?? 0) + (Number(f[11]) + Number(f[12])) / CLOCK_TICKS)
+  }
+  for (const pid of await treePids(root)) {
+    const kind = await processKind(pid)
+    try {
+      add(kind, await readFile(`/proc/${pid}/stat`, 'utf8'))
+      for (const task of await readdir(`/proc/${pid}/task`)) {
+        const text = await readFile(`/proc/${pid}/task/${task}/stat`, 'utf8')
+        const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')).replace(/\d+$/, '')
+        add(`${kind}/${name}`, text)
+      }
+    } catch {
+      // It ended meanwhile.
+    }
+  }
+  return out
+}
+
+/** What each key of `threadCpu` grew by from `before` to `after`, largest first, those under `min` seconds left out. */
+export function cpuGrowth (before, after, min = 0.02) {
+  return [...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]).filter(([, v]) => v >= min).sort((x, y) => y[1] - x[1])
 }
 
 /** PSS in bytes of one process (from smaps_rollup); 0 if it is gone. */

@@ -14,13 +14,13 @@
 // run. Extra Chromium flags after `--` (e.g.
 // --enable-features=BlobDataPipeTuning:chunk_bytes/8192) show what a browser
 // setting changes. Not a benchmark: it says where the time goes.
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import { ROOT, fmt, removeDir, run, tempDir } from '../lib/common.mjs'
 import { randomFileSet } from '../lib/transfer.mjs'
-import { browserPid, processKind, treePids } from '../lib/procs.mjs'
+import { browserPid, cpuGrowth, threadCpu } from '../lib/procs.mjs'
 
 const { launchBrowser } = await import(path.join(ROOT, 'tests/e2e/lib/chromium.js'))
 
@@ -28,7 +28,6 @@ const dash = process.argv.indexOf('--')
 const RUNS = Number(process.argv[2] && process.argv[2] !== '--' ? process.argv[2] : 3)
 const FLAGS = dash >= 0 ? process.argv.slice(dash + 1) : []
 const HOST = path.join(ROOT, 'extension/js/host')
-const TICKS = Number(await run('getconf', ['CLK_TCK']))
 
 const PAGE = `<!doctype html><input type="file" id="files" multiple>
 <script type="module">
@@ -46,29 +45,6 @@ window.hashAll = async () => {
   return { seconds, digest: [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('') };
 };
 </script>`
-
-/** CPU seconds so far of every thread of the tree under `root`, keyed `kind/thread`, and of every process, keyed `kind`. */
-async function threadCpu (root) {
-  const out = new Map()
-  const add = (key, stat) => {
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    out.set(key, (out.get(key) ?? 0) + (Number(f[11]) + Number(f[12])) / TICKS)
-  }
-  for (const pid of await treePids(root)) {
-    const kind = await processKind(pid)
-    try {
-      add(kind, readFileSync(`/proc/${pid}/stat`, 'utf8'))
-      for (const task of readdirSync(`/proc/${pid}/task`)) {
-        const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8')
-        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+$/, '')
-        add(`${kind}/${name}`, stat)
-      }
-    } catch {
-      // It ended meanwhile.
-    }
-  }
-  return out
-}
 
 const dir = await tempDir('profile-create-')
 const server = http.createServer(async (req, res) => {
@@ -95,9 +71,9 @@ try {
       const before = await threadCpu(root)
       const { seconds, digest } = await b.page.evaluate(() => window.hashAll())
       const after = await threadCpu(root)
-      const used = [...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]).filter(([, v]) => v >= 0.02)
-      const kinds = used.filter(([k]) => !k.includes('/')).sort((x, y) => y[1] - x[1])
-      const threads = used.filter(([k]) => k.includes('/')).sort((x, y) => y[1] - x[1])
+      const used = cpuGrowth(before, after)
+      const kinds = used.filter(([k]) => !k.includes('/'))
+      const threads = used.filter(([k]) => k.includes('/'))
       const total = kinds.reduce((s, [, v]) => s + v, 0)
       console.log(`run ${i + 1}: ${fmt(seconds, 2)} s, ${fmt(total, 2)} CPU-s, hashes ${digest}, load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`)
       console.log(`  processes: ${kinds.map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}`)
