@@ -1013,16 +1013,15 @@ impl Session {
         block: BlockInfo,
         data: &[u8],
     ) -> Vec<Source> {
-        let bans = Vec::new();
         let Some(ready) = self.ready.as_mut() else {
-            return bans;
+            return Vec::new();
         };
         let BlockOutcome::Accepted {
             piece_complete,
             cancel,
         } = ready.picker.block_received(key, block)
         else {
-            return bans;
+            return Vec::new();
         };
         for other in cancel {
             if let Some(peer) = self.keys.get(&other).and_then(|c| self.peers.get_mut(c)) {
@@ -1042,7 +1041,7 @@ impl Session {
         }
         ready.assembly.put(&ready.info.lengths, block, data, source);
         if !piece_complete {
-            return bans;
+            return Vec::new();
         }
         if ctx.config.host_hashes {
             if let Some(data) = ready.assembly.take_complete(block.piece) {
@@ -1052,7 +1051,7 @@ impl Session {
                     data,
                 });
             }
-            return bans;
+            return Vec::new();
         }
         let verdict = ready.assembly.verify(&ready.info, block.piece);
         self.apply_verdict(ctx, block.piece, verdict)
