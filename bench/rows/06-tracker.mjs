@@ -342,6 +342,7 @@ async function profileSwarmdrop () {
 /** What `perf stat` counts on the server, per relayed offer (see countSyscalls). */
 const SYSCALL_EVENTS = [
   ['syscalls:sys_enter_sendto', 'sendto'],
+  ['syscalls:sys_enter_writev', 'writev'],
   ['syscalls:sys_enter_recvfrom', 'recvfrom'],
   ['syscalls:sys_enter_epoll_wait', 'epoll_wait'],
   ['syscalls:sys_enter_futex', 'futex'],
@@ -382,7 +383,7 @@ const sum = xs => xs.reduce((a, b) => a + b, 0)
 const LOOP = GENERATOR === 'node' ? 'event loop' : 'generator thread'
 const GENERATOR_TEXT = GENERATOR === 'node'
   ? 'Node with `ws`, bench/lib/tracker-load.mjs'
-  : 'Rust with tokio-tungstenite on one thread each, server/examples/tracker_load.rs'
+  : 'Rust with tokio-websockets on one thread each, server/examples/tracker_load.rs'
 
 const sdpSize = makeSdp('offer', SDP_BYTES).length
 log(ROW, `${CLIENTS} peers in ${SWARMS} swarms, ${DEPTH} rounds in flight each, ${PROCS} generator processes,` +

@@ -14,7 +14,7 @@
 //!   stdin  `go` | `mark` | `stop`
 //!   stdout `{"type":"ready"}` | `{"type":"mark",...}` | `{"type":"error","message":...}`
 //! It runs on one thread (a current-thread runtime); a mark reports that
-//! thread's CPU time. It exits after `lifetimeMs`, on `stop`, or when its
+//! thread's CPU time. Its WebSocket layer is tokio-websockets, the server's. It exits after `lifetimeMs`, on `stop`, or when its
 //! standard input closes.
 //!
 //! Build: `cargo build --release -p swarmdrop-server --example tracker_load`.
@@ -30,20 +30,18 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use memchr::memmem::Finder;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_websockets::{ClientBuilder, Message};
 
 /// The generator's allocator, the server's: this loop allocates a few frames
 /// per message, and glibc's malloc costs several times what mimalloc does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Most bytes read from a connection at once. Tungstenite zero-fills this
-/// much of its read buffer before every read (a read that finds nothing
-/// included); the frames coming back (offers, answers, responses) are under
-/// 1 KiB each, so a few of them fit.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes of frames queued on a connection before they are written: the
+/// frames a peer sends in reply to what it read go out together.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Most offers per announce: each round keeps its pending offers as bits.
 const MAX_OFFERS: usize = 64;
@@ -415,29 +413,41 @@ fn radix36(mut n: u64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_websockets::WebSocketStream<TcpStream>;
 
 async fn connect(peer: &Peer) -> Result<Ws, String> {
     let c = &peer.shared.config;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(64 * 1024);
-    let connecting =
-        tokio_tungstenite::connect_async_with_config(c.url.as_str(), Some(config), true);
+    let builder = ClientBuilder::new()
+        .uri(c.url.as_str())
+        .map_err(|e| format!("url: {e}"))?
+        .config(tokio_websockets::Config::default().flush_threshold(WRITE_BUFFER_BYTES));
+    let addr = c
+        .url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| format!("url: {} is not ws://host:port/...", c.url))?;
+    let connecting = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        tcp.set_nodelay(true).map_err(|e| format!("connect: {e}"))?;
+        builder
+            .connect_on(tcp)
+            .await
+            .map_err(|e| format!("connect: {e}"))
+    };
     let (mut ws, _) = tokio::time::timeout(Duration::from_millis(c.connect_timeout_ms), connecting)
         .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|_| "connect timed out".to_string())??;
     ws.send(Message::text(peer.join_frame()))
         .await
         .map_err(|e| format!("join: {e}"))?;
     match ws.next().await {
-        Some(Ok(Message::Text(t))) if t.contains("\"interval\"") => Ok(ws),
+        Some(Ok(m)) if m.as_text().is_some_and(|t| t.contains("\"interval\"")) => Ok(ws),
         Some(Ok(other)) => Err(format!(
             "joining: {}",
             other
-                .to_text()
+                .as_text()
                 .unwrap_or("?")
                 .chars()
                 .take(200)
@@ -481,9 +491,12 @@ async fn drive(mut peer: Peer, mut ws: Ws, mut phase: watch::Receiver<Phase>) {
                 // Handle every frame already here before writing the replies.
                 loop {
                     match msg {
-                        Some(Ok(Message::Text(t))) => peer.on_message(t.as_str(), running),
-                        Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                        Some(Ok(m)) if !m.is_close() => {
+                            if let Some(t) = m.as_text() {
+                                peer.on_message(t, running);
+                            }
+                        }
+                        Some(Ok(_)) | Some(Err(_)) | None => {
                             if *phase.borrow() != Phase::Stopping {
                                 add(&shared.counters.closed, 1);
                             }
@@ -499,7 +512,7 @@ async fn drive(mut peer: Peer, mut ws: Ws, mut phase: watch::Receiver<Phase>) {
             _ = tick.tick() => peer.check_timeouts(Instant::now(), running),
             changed = phase.changed() => {
                 if changed.is_err() || *phase.borrow() == Phase::Stopping {
-                    let _ = ws.close(None).await;
+                    let _ = ws.close().await;
                     return;
                 }
             }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::TestServer;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
@@ -310,4 +311,225 @@ async fn frames_queued_for_a_connection_arrive_complete_and_in_order() {
         assert_eq!(m["incomplete"], 1);
     }
     silent(&mut a).await;
+}
+
+// ------------------------------------------------- raw WebSocket frames
+
+/// The opening handshake's key of RFC 6455 section 1.3, and its answer.
+const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const RFC_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A TCP connection past the opening handshake, for frames no WebSocket
+/// client library sends.
+async fn raw_connect(server: &TestServer) -> TcpStream {
+    let mut tcp = TcpStream::connect(server.running.addr)
+        .await
+        .expect("tcp connects");
+    let request = format!(
+        "GET /announce HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {RFC_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.running.addr
+    );
+    tcp.write_all(request.as_bytes()).await.expect("request");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut byte))
+            .await
+            .expect("response within 2 s")
+            .expect("read");
+        assert_eq!(
+            n,
+            1,
+            "response ends early: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("ascii head");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains(RFC_ACCEPT), "{head}");
+    tcp
+}
+
+/// One client frame: masked with `mask` when given.
+fn raw_frame(fin: bool, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    let masked = u8::from(mask.is_some()) << 7;
+    match payload.len() {
+        n if n < 126 => out.push(masked | n as u8),
+        n if n < 65_536 => {
+            out.push(masked | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(masked | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(m) => {
+            out.extend_from_slice(&m);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+const MASK: Option<[u8; 4]> = Some([0x37, 0xfa, 0x21, 0x3d]);
+
+/// The next server frame as (fin, opcode, payload), or None at the end of
+/// the stream; fails after two seconds.
+async fn raw_read(tcp: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
+    tokio::time::timeout(Duration::from_secs(2), async {
+        let mut head = [0u8; 2];
+        if tcp.read_exact(&mut head).await.is_err() {
+            return None;
+        }
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut n = [0u8; 2];
+                tcp.read_exact(&mut n).await.ok()?;
+                usize::from(u16::from_be_bytes(n))
+            }
+            127 => {
+                let mut n = [0u8; 8];
+                tcp.read_exact(&mut n).await.ok()?;
+                usize::try_from(u64::from_be_bytes(n)).expect("length")
+            }
+            n => usize::from(n),
+        };
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload).await.ok()?;
+        Some((head[0] & 0x80 != 0, head[0] & 0x0f, payload))
+    })
+    .await
+    .expect("a frame or the end within 2 s")
+}
+
+/// Reads until a close frame, and gives its status code.
+async fn raw_close_code(tcp: &mut TcpStream) -> u16 {
+    loop {
+        let (_, opcode, payload) = raw_read(tcp).await.expect("a close frame before the end");
+        if opcode == 0x8 {
+            assert!(payload.len() >= 2, "close frame with a code");
+            return u16::from_be_bytes([payload[0], payload[1]]);
+        }
+    }
+}
+
+fn join_text(peer: &str) -> String {
+    json!({"action":"announce","info_hash":IH,"peer_id":peer,"left":1,"event":"started"})
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_fragmented_announce_is_reassembled_and_a_ping_between_its_fragments_is_answered() {
+    let server = TestServer::start(&[]).await;
+    let mut tcp = raw_connect(&server).await;
+    let text = join_text(&pid(1));
+    let (first, rest) = text.as_bytes().split_at(20);
+    let mut bytes = raw_frame(false, 0x1, MASK, first);
+    bytes.extend(raw_frame(true, 0x9, MASK, b"are you there"));
+    bytes.extend(raw_frame(true, 0x0, MASK, rest));
+    tcp.write_all(&bytes).await.expect("write");
+    let mut got_pong = false;
+    let mut response = None;
+    while response.is_none() || !got_pong {
+        let (fin, opcode, payload) = raw_read(&mut tcp).await.expect("a frame");
+        assert!(fin);
+        match opcode {
+            0xA => {
+                assert_eq!(payload, b"are you there");
+                got_pong = true;
+            }
+            0x1 => response = Some(serde_json::from_slice::<Value>(&payload).expect("json")),
+            other => panic!("unexpected opcode {other}"),
+        }
+    }
+    assert_eq!(response.expect("response")["complete"], 0);
+}
+
+#[tokio::test]
+async fn an_unmasked_client_frame_ends_the_connection_with_a_protocol_error() {
+    let server = TestServer::start(&[]).await;
+    let mut tcp = raw_connect(&server).await;
+    tcp.write_all(&raw_frame(true, 0x1, None, join_text(&pid(1)).as_bytes()))
+        .await
+        .expect("write");
+    assert_eq!(raw_close_code(&mut tcp).await, 1002);
+    // The announce was not handled: the swarm is empty.
+    let mut b = connect(&server).await;
+    assert_eq!(join(&mut b, &pid(2), 0).await["incomplete"], 0);
+}
+
+#[tokio::test]
+async fn fragments_adding_up_to_more_than_the_limit_end_the_connection() {
+    let server = TestServer::start(&[]).await;
+    let mut tcp = raw_connect(&server).await;
+    let limit = swarmdrop_server::tracker::MAX_FRAME_BYTES;
+    // Each fragment is well under the limit; together they are over it.
+    let piece = vec![b' '; limit / 3 + 1];
+    let mut bytes = raw_frame(false, 0x1, MASK, b"{\"action\":\"announce\",");
+    for _ in 0..3 {
+        bytes.extend(raw_frame(false, 0x0, MASK, &piece));
+    }
+    bytes.extend(raw_frame(true, 0x0, MASK, b"}"));
+    // The server may close before it has read everything.
+    let _ = tcp.write_all(&bytes).await;
+    // A failure reason, then a close frame saying why.
+    let (_, opcode, payload) = raw_read(&mut tcp).await.expect("a frame");
+    assert_eq!(opcode, 0x1);
+    let failure: Value = serde_json::from_slice(&payload).expect("json");
+    assert!(
+        failure["failure reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("longer than")),
+        "{failure}"
+    );
+    assert_eq!(raw_close_code(&mut tcp).await, 1009);
+}
+
+#[tokio::test]
+async fn text_that_is_not_utf8_ends_the_connection() {
+    let server = TestServer::start(&[]).await;
+    let mut tcp = raw_connect(&server).await;
+    tcp.write_all(&raw_frame(true, 0x1, MASK, b"{\"action\":\"\xff\"}"))
+        .await
+        .expect("write");
+    assert_eq!(raw_close_code(&mut tcp).await, 1007);
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close() {
+    let server = TestServer::start(&[]).await;
+    let mut tcp = raw_connect(&server).await;
+    tcp.write_all(&raw_frame(true, 0x8, MASK, &1000u16.to_be_bytes()))
+        .await
+        .expect("write");
+    assert_eq!(raw_close_code(&mut tcp).await, 1000);
+    assert_eq!(raw_read(&mut tcp).await, None);
+}
+
+#[tokio::test]
+async fn a_plain_http_request_to_announce_is_refused_with_what_to_send() {
+    let server = TestServer::start(&[]).await;
+    let response = server
+        .client
+        .get(server.url("/announce"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["upgrade"], "websocket");
+    assert_eq!(response.headers()["sec-websocket-version"], "13");
+    let body: Value =
+        serde_json::from_str(&response.text().await.expect("body")).expect("json error");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("websocket")),
+        "{body}"
+    );
 }

@@ -16,35 +16,47 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
-use bytes::Bytes;
-use futures_util::SinkExt;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_websockets::{CloseCode, Limits, Message, ServerBuilder, WebSocketStream};
 
 use self::core::{ConnId, Outgoing, Tracker};
-use self::protocol::{parse_request, Request};
+use self::protocol::{parse_request, Request as TrackerRequest};
 use crate::app::AppState;
+use crate::error::ApiError;
 
 /// Largest frame and message accepted from a client (ten offers with full
-/// SDPs fit): the engine codec's limit for frames sent to a tracker.
+/// SDPs fit): the engine codec's limit for frames sent to a tracker. A
+/// longer one, whole or in fragments, ends the connection with close code
+/// 1009 before it is read.
 pub const MAX_FRAME_BYTES: usize = swarmdrop::engine::tracker::MAX_TO_TRACKER_LEN;
 /// Frames queued for one connection before further ones are dropped. The
 /// connection takes what is queued all at once to write it, so at most twice
 /// this many are held for it at a time.
 pub const OUTGOING_QUEUE: usize = 64;
-/// Most bytes read from a connection's socket at once. Tungstenite zero-fills
-/// this much of its read buffer before every read (128 KiB by default), a
-/// read that finds nothing included, so it is kept small; but an announce
-/// with ten offers (about 7 KiB) should fit in one read, and a read that
-/// fills the buffer is followed by another system call (the socket may hold
-/// more), so it is not smaller than that.
+/// Bytes read from a connection's socket at once while its read buffer is
+/// empty: the WebSocket layer's buffer (tokio-util's framed reader) starts
+/// at 8 KiB, grows to hold a longer frame and is never zero-filled. An
+/// announce with ten offers (about 7 KiB) fits in one read.
 pub const READ_BUFFER_BYTES: usize = 8 * 1024;
-/// Frames written to a connection's socket in one write: the writer queues
-/// every frame waiting for the connection and then flushes them together.
+/// Bytes of frames written to a connection's socket in one write: the
+/// writer queues every frame waiting for the connection (header and payload
+/// as they are, not copied) and then writes them together with one vectored
+/// write, or with one per this many bytes.
 pub const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// A connection silent for this long is closed (clients re-announce every 120 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 60);
+
+/// The GUID of RFC 6455 section 1.3, appended to the client's key.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// One tracker connection's WebSocket.
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// The tracker shared by every connection, and each connection's queue,
 /// behind one lock: a request is handled and its frames queued in one go.
@@ -63,7 +75,7 @@ struct Shared {
 /// waits for some.
 #[derive(Debug, Default)]
 struct Queue {
-    frames: VecDeque<Utf8Bytes>,
+    frames: VecDeque<String>,
     waker: Option<Waker>,
 }
 
@@ -79,7 +91,7 @@ impl Shared {
                 tracing::debug!(conn = o.to.0, "tracker queue full, frame dropped");
                 continue;
             }
-            queue.frames.push_back(Utf8Bytes::from(o.text));
+            queue.frames.push_back(o.text);
             if let Some(waker) = queue.waker.take() {
                 waker.wake();
             }
@@ -125,7 +137,7 @@ impl Hub {
     }
 
     /// Handles one request from `conn` and queues what it sends.
-    fn handle(&self, conn: ConnId, request: Request<'_>) {
+    fn handle(&self, conn: ConnId, request: TrackerRequest<'_>) {
         let mut shared = self.lock();
         let out = shared.tracker.handle(conn, request, Instant::now());
         shared.dispatch(out);
@@ -142,7 +154,7 @@ impl Hub {
         &self,
         conn: ConnId,
         cx: &mut Context<'_>,
-        batch: &mut VecDeque<Utf8Bytes>,
+        batch: &mut VecDeque<String>,
     ) -> Poll<()> {
         let mut shared = self.lock();
         let Some(queue) = shared.queues.get_mut(&conn) else {
@@ -167,22 +179,125 @@ impl Hub {
     }
 }
 
-/// One data frame from a client, text or binary.
-enum Payload {
-    Text(Utf8Bytes),
-    Binary(Bytes),
+/// Why a request to `/announce` is not a WebSocket upgrade this server takes.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeError {
+    /// No `Upgrade: websocket` header: a plain HTTP request.
+    #[error("this is a websocket endpoint: `upgrade: websocket` is missing")]
+    NotWebSocket,
+    /// `Connection` does not list `upgrade`.
+    #[error("`connection` header does not include `upgrade`")]
+    ConnectionNotUpgrade,
+    /// A WebSocket version other than 13.
+    #[error("`sec-websocket-version` must be 13")]
+    Version,
+    /// No `Sec-WebSocket-Key`, or not the base64 of 16 bytes.
+    #[error("`sec-websocket-key` is missing or malformed")]
+    Key,
+    /// The connection cannot be taken over (not HTTP/1.1).
+    #[error("this connection cannot be upgraded")]
+    NotUpgradable,
+}
+
+impl IntoResponse for UpgradeError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            UpgradeError::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut response = ApiError::new(status, self.to_string()).into_response();
+        // What a client must send instead (RFC 6455 section 4.2.2).
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        response
+    }
+}
+
+/// True when the comma-separated header `name` lists `token` (ASCII case ignored).
+fn header_lists(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks an opening handshake (RFC 6455 section 4.2.1) and gives the
+/// `Sec-WebSocket-Accept` value that answers it.
+pub fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, UpgradeError> {
+    if !header_lists(headers, header::UPGRADE, "websocket") {
+        return Err(UpgradeError::NotWebSocket);
+    }
+    if !header_lists(headers, header::CONNECTION, "upgrade") {
+        return Err(UpgradeError::ConnectionNotUpgrade);
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err(UpgradeError::Version);
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|k| k.as_bytes().trim_ascii())
+        .ok_or(UpgradeError::Key)?;
+    // A nonce of 16 bytes, base64-encoded: 24 characters.
+    let nonce = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .map_err(|_| UpgradeError::Key)?;
+    if nonce.len() != 16 {
+        return Err(UpgradeError::Key);
+    }
+    let mut sha1 = sha1_smol::Sha1::new();
+    sha1.update(key);
+    sha1.update(WEBSOCKET_GUID.as_bytes());
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha1.digest().bytes());
+    HeaderValue::from_str(&accept).map_err(|_| UpgradeError::Key)
 }
 
 /// `GET /announce`: upgrades to a WebSocket tracker connection.
-pub async fn announce(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| serve_connection(state.hub.clone(), socket))
+pub async fn announce(
+    State(state): State<AppState>,
+    mut request: Request,
+) -> Result<Response, UpgradeError> {
+    let accept = accept_key(request.headers())?;
+    let on_upgrade = request
+        .extensions_mut()
+        .remove::<OnUpgrade>()
+        .ok_or(UpgradeError::NotUpgradable)?;
+    let hub = state.hub.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = ServerBuilder::new()
+                    .config(
+                        tokio_websockets::Config::default()
+                            .flush_threshold(WRITE_BUFFER_BYTES)
+                            // Frames are never split: none is longer than a
+                            // client may send.
+                            .frame_size(MAX_FRAME_BYTES.max(WRITE_BUFFER_BYTES)),
+                    )
+                    .limits(Limits::default().max_payload_len(Some(MAX_FRAME_BYTES)))
+                    .serve(TokioIo::new(upgraded));
+                serve_connection(hub, socket).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "tracker upgrade failed"),
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    Ok(response)
 }
 
-async fn serve_connection(hub: Arc<Hub>, mut socket: WebSocket) {
+async fn serve_connection(hub: Arc<Hub>, mut socket: Socket) {
     let conn = {
         let mut shared = hub.lock();
         let conn = shared.tracker.connect();
@@ -190,14 +305,17 @@ async fn serve_connection(hub: Arc<Hub>, mut socket: WebSocket) {
         conn
     };
     // The frames taken from the queue, being written.
-    let mut batch: VecDeque<Utf8Bytes> = VecDeque::new();
+    let mut batch: VecDeque<String> = VecDeque::new();
 
     // One task reads the connection and writes what is queued for it: no
     // second task to wake per frame, and no lock between two halves of the
     // socket. Pushing the idle deadline later touches no timer lock.
     let idle = tokio::time::sleep(IDLE_TIMEOUT);
     tokio::pin!(idle);
+    // A failure reason to send last, and a close frame other than the
+    // normal one to end with.
     let mut last_words: Option<String> = None;
+    let mut close: Option<Message> = None;
     loop {
         tokio::select! {
             () = std::future::poll_fn(|cx| hub.poll_queued(conn, cx, &mut batch)) => {
@@ -211,25 +329,40 @@ async fn serve_connection(hub: Arc<Hub>, mut socket: WebSocket) {
                     break;
                 }
             }
-            next = socket.recv() => {
+            next = socket.next() => {
                 idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
-                let payload = match next {
+                let message = match next {
                     None => break,
                     Some(Err(e)) => {
-                        // Oversized frames end here; tell the client why if it still listens.
+                        // A frame over the limit, a protocol violation (an
+                        // unmasked frame, say) or a broken socket: the
+                        // WebSocket layer has queued the close frame that
+                        // says why, when there is one. Not for a message
+                        // whose fragments add up to more than the limit:
+                        // that close frame is this task's to send.
                         tracing::debug!(conn = conn.0, error = %e, "tracker connection error");
-                        last_words = Some(format!("connection error: {e}"));
+                        if let tokio_websockets::Error::PayloadTooLong { max_len, .. } = e {
+                            last_words = Some(format!("message longer than {max_len} bytes"));
+                            close = Some(Message::close(
+                                Some(CloseCode::MESSAGE_TOO_BIG),
+                                &format!("max length: {max_len}"),
+                            ));
+                        }
                         break;
                     }
-                    Some(Ok(Message::Text(text))) => Payload::Text(text),
-                    Some(Ok(Message::Binary(bytes))) => Payload::Binary(bytes),
-                    Some(Ok(Message::Close(_))) => break,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(message)) => message,
                 };
-                // The frame is decoded where it lies, without a copy.
-                let text = match &payload {
-                    Payload::Text(text) => Ok(text.as_str()),
-                    Payload::Binary(bytes) => std::str::from_utf8(bytes),
+                if message.is_close() {
+                    break;
+                }
+                // The message is decoded where it lies, without a copy.
+                let text = if let Some(text) = message.as_text() {
+                    Ok(text)
+                } else if message.is_binary() {
+                    std::str::from_utf8(message.as_payload())
+                } else {
+                    // A ping (answered by the WebSocket layer) or a pong.
+                    continue;
                 };
                 match text {
                     Ok(text) => match parse_request(text) {
@@ -262,30 +395,39 @@ async fn serve_connection(hub: Arc<Hub>, mut socket: WebSocket) {
         shared.queues.remove(&conn)
     };
     // Nothing more is queued from here on: write what is (a failure reason,
-    // say) and close, within a bound.
+    // say) unless the connection is closing already, and close, within a bound.
     batch.extend(queued.into_iter().flat_map(|q| q.frames));
     let _ = tokio::time::timeout(Duration::from_secs(5), async move {
-        for text in batch {
-            socket.feed(Message::Text(text)).await?;
-        }
-        if let Some(reason) = last_words {
-            let f = Tracker::failure(conn, reason, None, None);
-            socket.feed(Message::Text(Utf8Bytes::from(f.text))).await?;
-        }
-        socket.flush().await?;
+        let farewell = async {
+            for text in batch {
+                socket.feed(Message::text(text)).await?;
+            }
+            if let Some(reason) = last_words {
+                let f = Tracker::failure(conn, reason, None, None);
+                socket.feed(Message::text(f.text)).await?;
+            }
+            if let Some(close) = close {
+                socket.feed(close).await?;
+            }
+            Ok::<_, tokio_websockets::Error>(())
+        };
+        // Refused once a close frame is queued (the client's, or one the
+        // WebSocket layer queued to say why the connection ends): that
+        // frame is sent by `close`.
+        let _ = farewell.await;
         socket.close().await
     })
     .await;
 }
 
-/// Writes every frame of `batch`, then flushes them together (one write for
-/// what fits in the write buffer); `batch` is empty once it succeeds.
+/// Queues every frame of `batch`, then writes them together (one vectored
+/// write for up to [`WRITE_BUFFER_BYTES`]); `batch` is empty once it succeeds.
 async fn write_batch(
-    socket: &mut WebSocket,
-    batch: &mut VecDeque<Utf8Bytes>,
-) -> Result<(), axum::Error> {
+    socket: &mut Socket,
+    batch: &mut VecDeque<String>,
+) -> Result<(), tokio_websockets::Error> {
     while let Some(text) = batch.pop_front() {
-        socket.feed(Message::Text(text)).await?;
+        socket.feed(Message::text(text)).await?;
     }
     socket.flush().await
 }
@@ -352,5 +494,65 @@ mod tests {
         hub.dispatch(frames(conn, 0..1));
         batch.clear();
         assert!(hub.poll_queued(conn, &mut cx, &mut batch).is_pending());
+    }
+
+    fn handshake(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    const GOOD: [(&str, &str); 4] = [
+        ("upgrade", "websocket"),
+        ("connection", "keep-alive, Upgrade"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    #[test]
+    fn the_handshake_is_answered_with_the_rfc_6455_accept_key() {
+        let accept = accept_key(&handshake(&GOOD)).expect("accepted");
+        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn a_handshake_missing_what_rfc_6455_asks_for_is_refused() {
+        let without = |name: &str| {
+            let pairs: Vec<_> = GOOD.iter().copied().filter(|(n, _)| *n != name).collect();
+            accept_key(&handshake(&pairs))
+        };
+        assert_eq!(without("upgrade"), Err(UpgradeError::NotWebSocket));
+        assert_eq!(
+            without("connection"),
+            Err(UpgradeError::ConnectionNotUpgrade)
+        );
+        assert_eq!(without("sec-websocket-version"), Err(UpgradeError::Version));
+        assert_eq!(without("sec-websocket-key"), Err(UpgradeError::Key));
+
+        let with = |name: &'static str, value: &'static str| {
+            let mut pairs: Vec<_> = GOOD.iter().copied().filter(|(n, _)| *n != name).collect();
+            pairs.push((name, value));
+            accept_key(&handshake(&pairs))
+        };
+        assert_eq!(with("upgrade", "h2c"), Err(UpgradeError::NotWebSocket));
+        assert_eq!(
+            with("connection", "upgraded"),
+            Err(UpgradeError::ConnectionNotUpgrade)
+        );
+        assert_eq!(
+            with("sec-websocket-version", "8"),
+            Err(UpgradeError::Version)
+        );
+        // Not base64, and the base64 of 15 bytes.
+        assert_eq!(
+            with("sec-websocket-key", "not a key!"),
+            Err(UpgradeError::Key)
+        );
+        assert_eq!(
+            with("sec-websocket-key", "AAAAAAAAAAAAAAAAAAAA"),
+            Err(UpgradeError::Key)
+        );
     }
 }
