@@ -5,14 +5,21 @@
 //! queue loses messages rather than memory. The queues live next to the
 //! tracker, behind its lock: handling a request queues its frames with plain
 //! pushes, and a connection task takes everything queued for it at once.
-//! Nothing about a client's address is recorded.
+//! Every connection is driven by one task, the hub's driver: the tracker's
+//! work is serial behind its lock anyway, and within one task a relayed
+//! frame wakes its connection without a wake-up of another worker thread,
+//! no task is stolen across threads, and the lock is never contended by
+//! two connections at once. Nothing about a client's address is recorded.
 
 pub mod core;
 pub mod protocol;
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -20,9 +27,12 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 use tokio_websockets::{CloseCode, Limits, Message, ServerBuilder, WebSocketStream};
 
 use self::core::{ConnId, Outgoing, Tracker};
@@ -55,14 +65,34 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6 * 60);
 /// The GUID of RFC 6455 section 1.3, appended to the client's key.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// One tracker connection's WebSocket.
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
-
 /// The tracker shared by every connection, and each connection's queue,
 /// behind one lock: a request is handled and its frames queued in one go.
 #[derive(Debug)]
 pub struct Hub {
     shared: Mutex<Shared>,
+    /// Hands new connections to the driver task, started by the first one.
+    driver: OnceLock<mpsc::UnboundedSender<Connection>>,
+}
+
+/// A connection's future, run by the driver.
+type Connection = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The driver: runs every connection it is handed, until the hub is gone
+/// and every connection has ended. Connections are polled as they are
+/// woken; the set yields to the runtime every few dozen polls, so the
+/// driver takes no cooperative budget of its own (it is unconstrained).
+async fn drive(mut incoming: mpsc::UnboundedReceiver<Connection>) {
+    let mut connections = FuturesUnordered::new();
+    let mut open = true;
+    while open || !connections.is_empty() {
+        tokio::select! {
+            c = incoming.recv(), if open => match c {
+                Some(c) => connections.push(c),
+                None => open = false,
+            },
+            Some(()) = connections.next(), if !connections.is_empty() => {}
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -124,6 +154,21 @@ impl Hub {
                 tracker: Tracker::new(seed),
                 queues: HashMap::default(),
             }),
+            driver: OnceLock::new(),
+        }
+    }
+
+    /// Hands a connection to the driver, starting it if need be (on the
+    /// current runtime).
+    fn run(&self, connection: Connection) {
+        let driver = self.driver.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(tokio::task::unconstrained(drive(rx)));
+            tx
+        });
+        if let Err(mpsc::error::SendError(connection)) = driver.send(connection) {
+            // The driver is gone only with its runtime: not here.
+            tokio::spawn(connection);
         }
     }
 
@@ -274,17 +319,16 @@ pub async fn announce(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = ServerBuilder::new()
-                    .config(
-                        tokio_websockets::Config::default()
-                            .flush_threshold(WRITE_BUFFER_BYTES)
-                            // Frames are never split: none is longer than a
-                            // client may send.
-                            .frame_size(MAX_FRAME_BYTES.max(WRITE_BUFFER_BYTES)),
-                    )
-                    .limits(Limits::default().max_payload_len(Some(MAX_FRAME_BYTES)))
-                    .serve(TokioIo::new(upgraded));
-                serve_connection(hub, socket).await;
+                let socket = websocket().serve(TokioIo::new(upgraded));
+                // A panic ends its own connection, not the driver's others.
+                let connection = AssertUnwindSafe(serve_connection(hub.clone(), socket))
+                    .catch_unwind()
+                    .map(|r| {
+                        if r.is_err() {
+                            tracing::error!("tracker connection panicked");
+                        }
+                    });
+                hub.run(Box::pin(connection));
             }
             Err(e) => tracing::debug!(error = %e, "tracker upgrade failed"),
         }
@@ -297,7 +341,22 @@ pub async fn announce(
     Ok(response)
 }
 
-async fn serve_connection(hub: Arc<Hub>, mut socket: Socket) {
+/// The WebSocket layer's settings for a tracker connection.
+fn websocket() -> ServerBuilder {
+    ServerBuilder::new()
+        .config(
+            tokio_websockets::Config::default()
+                .flush_threshold(WRITE_BUFFER_BYTES)
+                // Frames are never split: none is longer than a client may send.
+                .frame_size(MAX_FRAME_BYTES.max(WRITE_BUFFER_BYTES)),
+        )
+        .limits(Limits::default().max_payload_len(Some(MAX_FRAME_BYTES)))
+}
+
+async fn serve_connection<S>(hub: Arc<Hub>, mut socket: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let conn = {
         let mut shared = hub.lock();
         let conn = shared.tracker.connect();
@@ -422,10 +481,13 @@ async fn serve_connection(hub: Arc<Hub>, mut socket: Socket) {
 
 /// Queues every frame of `batch`, then writes them together (one vectored
 /// write for up to [`WRITE_BUFFER_BYTES`]); `batch` is empty once it succeeds.
-async fn write_batch(
-    socket: &mut Socket,
+async fn write_batch<S>(
+    socket: &mut WebSocketStream<S>,
     batch: &mut VecDeque<String>,
-) -> Result<(), tokio_websockets::Error> {
+) -> Result<(), tokio_websockets::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     while let Some(text) = batch.pop_front() {
         socket.feed(Message::text(text)).await?;
     }
