@@ -36,6 +36,7 @@ use super::js;
 use super::net::error::NetError;
 use super::net::http;
 use super::net::rtc::RtcSettings;
+use super::piece_files::PieceFiles;
 use super::pieces::FileSet;
 use super::saves::{Saves, SWEEP_AFTER_MS};
 use super::storage::Storage;
@@ -169,9 +170,15 @@ impl SwarmHost {
     /// Opens storage and starts an engine. `options`: `{trackers?: string[]`
     /// (WebSocket trackers used for every bundle), `iceServers?:
     /// (string | RTCIceServer)[]`, `maxPeers?: number`, `uploadLimit?`,
-    /// `downloadLimit?` (bytes per second), `onEvent?: (event) => void}`.
+    /// `downloadLimit?` (bytes per second), `onEvent?: (event) => void`,
+    /// `pieceFiles?`: a `PieceFiles` of `js/host/piece-files.js`, where new
+    /// downloads keep their pieces when its worker can (else IndexedDB)}.
     pub async fn create(options: JsValue) -> Result<SwarmHost, JsValue> {
         let storage = Storage::open().await?;
+        let storage = match PieceFiles::open(field(&options, "pieceFiles")).await {
+            Some(files) => storage.with_piece_files(files),
+            None => storage,
+        };
         let random: [u8; 20] = random_bytes()?;
         let mut id_bytes = [0u8; 12];
         id_bytes.copy_from_slice(&random[..12]);

@@ -686,12 +686,17 @@ impl Host {
             }
             _ => None,
         };
+        let lengths = bundle.info.as_ref().map(|i| i.lengths);
         let storage = self.storage.clone();
         spawn_local(async move {
             let mut result = match (files, index) {
                 (Some(files), Some(index)) => files.read_piece(index).await,
                 (Some(_), None) => Err(NetError::Argument(format!("no piece {piece}"))),
-                (None, _) => storage.read_piece(info_hash, piece).await,
+                (None, Some(index)) => match &lengths {
+                    Some(l) => storage.read_piece(info_hash, l, index.get()).await,
+                    None => Err(NetError::Argument(format!("no piece {piece}"))),
+                },
+                (None, None) => Err(NetError::Argument(format!("no piece {piece}"))),
             };
             if let (Ok(bytes), Some((info, index))) = (&result, check) {
                 if let Err(e) = digest::check_piece_bytes(&info, index, bytes).await {
@@ -820,12 +825,15 @@ impl Host {
     }
 
     fn store_piece(&mut self, info_hash: InfoHash, piece: u32, data: Vec<u8>) {
-        let num_pieces = self
+        let lengths = self
             .bundles
             .get(&info_hash)
             .and_then(|b| b.info.as_ref())
-            .map(|i| i.lengths.num_pieces());
-        let Some(num_pieces) = num_pieces else {
+            .map(|i| i.lengths);
+        let Some((num_pieces, offset)) = lengths.and_then(|l| {
+            let index = l.validate_piece(piece)?;
+            Some((l.num_pieces(), l.piece_offset(index)))
+        }) else {
             let _ = self.client.handle_input(
                 now(),
                 Input::StoreFailed {
@@ -844,6 +852,7 @@ impl Host {
             info_hash,
             piece,
             num_pieces,
+            offset,
             data: bytes,
         });
         self.store_since.get_or_insert_with(now);

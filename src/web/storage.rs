@@ -1,7 +1,7 @@
 //! Persistence in IndexedDB (through rexie): every bundle's record, verified
-//! pieces as bytes, each bundle's have-bitfield written in the same
-//! transaction as the piece it covers, the owner tokens of uploads and the
-//! file handles a send needs to resume.
+//! pieces (in the bundle's piece file, `piece_files.rs`, or as bytes here),
+//! each bundle's have-bitfield written after the pieces it covers are, the
+//! owner tokens of uploads and the file handles a send needs to resume.
 //!
 //! The schema lives here and only here, with its version number. One
 //! database, `swarmdrop-engine`, version 2:
@@ -10,8 +10,8 @@
 //! |-----------|----------------------------|----------------------------------------|
 //! | `bundles` | `id` (in the record)       | the transfer record the engine host keeps: metainfo (`.torrent` bytes or magnet), role, state, file list and selection, the bundle's own caps (`limits: {uploadKBps, downloadKBps}`, 0 for none), a send's choice to upload to the server (`uploadToServer`) and the server it was made with (`server`), its last upload figures (`upload`), statistics |
 //! | `handles` | `id` (in the record)       | `{id, handles}`: a send's file system handles, where the browser has them |
-//! | `pieces`  | `[info hash hex, piece]`   | the piece, a `Uint8Array` (a `Blob` when written before 2026-11-21; both are read) |
-//! | `have`    | info hash hex              | `{pieces: n, bits: Uint8Array}` (BEP 3 order) |
+//! | `pieces`  | `[info hash hex, piece]`   | the piece, a `Uint8Array` (a `Blob` when written before 2026-11-21; both are read), for bundles whose pieces are not in a piece file |
+//! | `have`    | info hash hex              | `{pieces: n, bits: Uint8Array, file?: true}` (BEP 3 order); `file`: the pieces are in the bundle's piece file, not in `pieces` |
 //! | `uploads` | info hash hex              | `{server, token}`                      |
 //!
 //! Versions and upgrades:
@@ -22,6 +22,14 @@
 //!   and deletes `swarmdrop`. The copy is idempotent: a crash between the
 //!   copy and the delete copies nothing twice. The pieces never move (they
 //!   can be gigabytes).
+//!
+//! Where a bundle's pieces live is decided once, when its first pieces are
+//! stored, and kept in its have record (`file`): in its piece file (OPFS,
+//! written by a worker, `piece_files.rs`) where the host has one, else in
+//! `pieces`. Bundles stored before piece files existed have no `file` and
+//! stay in `pieces` (read, resumed and saved as before). A piece file's
+//! bytes are written and flushed before the have record marks them, so a
+//! crash in between loses at most one batch of pieces, fetched again.
 //!
 //! Records are schemaless values: a field added to them needs no version
 //! (`limits`, which records written before it lack and the host reads as
@@ -43,6 +51,7 @@
 //! the popup shows, instead of a host that never answers.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
@@ -54,11 +63,13 @@ use web_sys::{Blob, IdbDatabase, IdbObjectStoreParameters};
 use crate::engine::api::StoreFailure;
 use crate::engine::bitfield::Bitfield;
 use crate::engine::ids::InfoHash;
+use crate::engine::lengths::Lengths;
 use crate::engine::metainfo::Info;
 use crate::engine::sort;
 
 use super::idb_open;
 use super::net::error::{js_message, NetError};
+use super::piece_files::PieceFiles;
 
 /// The database's name in the extension origin.
 pub const DB_NAME: &str = "swarmdrop-engine";
@@ -89,6 +100,8 @@ pub struct PieceToStore {
     pub piece: u32,
     /// Pieces of the bundle (the have-bitfield's length).
     pub num_pieces: u32,
+    /// Where the piece begins in the bundle (its place in a piece file).
+    pub offset: u64,
     /// The bytes.
     pub data: std::rc::Rc<Vec<u8>>,
 }
@@ -99,6 +112,10 @@ pub struct PieceToStore {
 #[derive(Clone)]
 pub struct Storage {
     db: Rc<RefCell<Rc<Rexie>>>,
+    /// Piece files, where this context has them (the engine host).
+    files: Option<PieceFiles>,
+    /// Whether each bundle's pieces are in its piece file, once known.
+    places: Rc<RefCell<HashMap<InfoHash, bool>>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -214,10 +231,43 @@ impl Storage {
         }
         let storage = Storage {
             db: Rc::new(RefCell::new(Rc::new(connect().await?))),
+            files: None,
+            places: Rc::default(),
         };
         storage.migrate_legacy_records().await?;
         // Two first calls may race: both connections work, the first is kept.
         Ok(OPEN.with(|o| o.borrow_mut().get_or_insert(storage).clone()))
+    }
+
+    /// This storage with piece files: bundles whose pieces are not stored
+    /// yet keep them there (see the module documentation).
+    pub fn with_piece_files(&self, files: PieceFiles) -> Storage {
+        Storage {
+            files: Some(files),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a bundle's pieces are (or will be) in its piece file: as its
+    /// have record says, else (nothing stored yet) where this storage puts
+    /// new bundles.
+    async fn in_file(&self, info_hash: InfoHash) -> Result<bool, NetError> {
+        if let Some(known) = self.places.borrow().get(&info_hash) {
+            return Ok(*known);
+        }
+        let tx = self.transaction(&[HAVE], TransactionMode::ReadOnly).await?;
+        let record = tx
+            .store(HAVE)
+            .map_err(storage_error)?
+            .get(bundle_key(info_hash))
+            .await
+            .map_err(storage_error)?;
+        let in_file = match record {
+            Some(r) => have_in_file(&r),
+            None => self.files.is_some(),
+        };
+        self.places.borrow_mut().insert(info_hash, in_file);
+        Ok(in_file)
     }
 
     /// Schema 1 to 2: copies the records of [`LEGACY_RECORDS_DB`] that are
@@ -420,32 +470,100 @@ impl Storage {
         self.put_in(HANDLES, &record).await
     }
 
-    /// Keys of the stored pieces of a bundle (for checks that its storage
-    /// was freed).
+    /// How many pieces of a bundle are stored: its keys in `pieces`, or the
+    /// pieces its have record marks in its piece file (for checks that its
+    /// storage was freed).
     pub async fn piece_count(&self, info_hash: InfoHash) -> Result<u32, NetError> {
         let tx = self
-            .transaction(&[PIECES], TransactionMode::ReadOnly)
+            .transaction(&[PIECES, HAVE], TransactionMode::ReadOnly)
             .await?;
-        tx.store(PIECES)
+        let keys = tx
+            .store(PIECES)
             .map_err(storage_error)?
             .count(Some(bundle_pieces(info_hash)?))
             .await
-            .map_err(storage_error)
+            .map_err(storage_error)?;
+        let have = tx
+            .store(HAVE)
+            .map_err(storage_error)?
+            .get(bundle_key(info_hash))
+            .await
+            .map_err(storage_error)?;
+        let in_file = have
+            .filter(have_in_file)
+            .and_then(|v| {
+                let bits = Reflect::get(&v, &"bits".into()).ok()?;
+                Some(bits.dyn_into::<Uint8Array>().ok()?.to_vec())
+            })
+            .map_or(0, |bits| bits.iter().map(|b| b.count_ones()).sum());
+        Ok(keys + in_file)
     }
 
     /// Stores verified pieces and sets their bits in their bundles'
-    /// have-bitfields, all in one transaction: a bit never exists without its
-    /// piece, and many pieces cost one commit.
+    /// have-bitfields. Pieces kept in IndexedDB are put in the same
+    /// transaction as their bits (a bit never exists without its piece, and
+    /// many pieces cost one commit); pieces kept in piece files are written
+    /// and flushed first, and their bits set only once that succeeded.
     pub async fn store_pieces(&self, batch: &[PieceToStore]) -> Result<(), StoreFailure> {
-        // Each piece is put as a JavaScript copy of its bytes, not a view
-        // into wasm memory (a view would be cloned with the whole memory
-        // behind it), and not as a Blob: a Blob made from bytes costs the
-        // engine's thread about half again as much as putting the bytes
+        let mut bundles: Vec<InfoHash> = batch.iter().map(|p| p.info_hash).collect();
+        sort::sort_by(&mut bundles, Ord::cmp);
+        bundles.dedup();
+        let mut in_file = Vec::with_capacity(bundles.len());
+        for &info_hash in &bundles {
+            let here = self
+                .in_file(info_hash)
+                .await
+                .map_err(|e| StoreFailure::Other(e.to_string()))?;
+            if here {
+                let files = self.files.as_ref().ok_or_else(|| {
+                    StoreFailure::Other(
+                        "this bundle's pieces are in a piece file, which this browser cannot \
+                         open now"
+                            .into(),
+                    )
+                })?;
+                let pieces: Vec<(u64, &[u8])> = batch
+                    .iter()
+                    .filter(|p| p.info_hash == info_hash)
+                    .map(|p| (p.offset, &p.data[..]))
+                    .collect();
+                files.write(info_hash, &pieces).await.map_err(|e| {
+                    if e.name == "QuotaExceededError" {
+                        StoreFailure::DiskFull
+                    } else {
+                        StoreFailure::Other(e.message)
+                    }
+                })?;
+            }
+            in_file.push(here);
+        }
+        // A bundle removed while its pieces were written (`delete_bundle`
+        // forgets its place first) gets no have record again.
+        if bundles
+            .iter()
+            .zip(&in_file)
+            .any(|(h, file)| *file && !self.places.borrow().contains_key(h))
+        {
+            return Err(StoreFailure::Other("the bundle was removed".into()));
+        }
+        // Each piece kept here is put as a JavaScript copy of its bytes, not
+        // a view into wasm memory (a view would be cloned with the whole
+        // memory behind it), and not as a Blob: a Blob made from bytes costs
+        // the engine's thread about half again as much as putting the bytes
         // (measured in headless Chromium, 256 MiB in 512 KiB pieces, eight
         // per transaction: 1.3 to 1.6 s of the thread for Blobs, 0.9 s for
         // bytes), and the browser keeps large values in its own blob files
         // either way. The copy is garbage once `put` has cloned it.
-        let values: Vec<JsValue> = batch
+        let kept_here: Vec<&PieceToStore> = batch
+            .iter()
+            .filter(|p| {
+                bundles
+                    .iter()
+                    .position(|h| *h == p.info_hash)
+                    .is_some_and(|i| !in_file[i])
+            })
+            .collect();
+        let values: Vec<JsValue> = kept_here
             .iter()
             .map(|p| Uint8Array::from(&p.data[..]).into())
             .collect();
@@ -458,19 +576,18 @@ impl Storage {
         // Every put is issued before any is awaited (one wait for the batch,
         // not one browser round trip per piece); they complete in order, and
         // a failed one aborts the transaction, which `done` reports.
-        pieces
-            .put_all(
-                batch
-                    .iter()
-                    .zip(values)
-                    .map(|(p, value)| (value, Some(piece_key(p.info_hash, p.piece)))),
-            )
-            .await
-            .map_err(failure)?;
-        let mut bundles: Vec<InfoHash> = batch.iter().map(|p| p.info_hash).collect();
-        sort::sort_by(&mut bundles, Ord::cmp);
-        bundles.dedup();
-        for info_hash in bundles {
+        if !kept_here.is_empty() {
+            pieces
+                .put_all(
+                    kept_here
+                        .iter()
+                        .zip(values)
+                        .map(|(p, value)| (value, Some(piece_key(p.info_hash, p.piece)))),
+                )
+                .await
+                .map_err(failure)?;
+        }
+        for (&info_hash, &file) in bundles.iter().zip(&in_file) {
             let mine = batch.iter().filter(|p| p.info_hash == info_hash);
             let Some(num_pieces) = mine.clone().map(|p| p.num_pieces).next() else {
                 continue;
@@ -484,7 +601,7 @@ impl Storage {
             for p in mine {
                 bits.set(p.piece, true);
             }
-            have.put(&encode_have(&bits), Some(&bundle_key(info_hash)))
+            have.put(&encode_have(&bits, file), Some(&bundle_key(info_hash)))
                 .await
                 .map_err(failure)?;
         }
@@ -500,7 +617,8 @@ impl Storage {
 
     /// Deletes a piece that read back wrong and clears its have-bit, in one
     /// transaction: the have-bitfield never records a piece that is not
-    /// there, and what it records is all the engine trusts.
+    /// there, and what it records is all the engine trusts. (In a piece
+    /// file the bytes stay until the piece fetched again overwrites them.)
     pub async fn discard_piece(
         &self,
         info_hash: InfoHash,
@@ -520,13 +638,18 @@ impl Storage {
             .get(bundle_key(info_hash))
             .await
             .map_err(storage_error)?;
-        if let Some(mut bits) = current.as_ref().and_then(|v| decode_have(v, num_pieces)) {
-            if piece < bits.len() {
-                bits.set(piece, false);
-            }
-            have.put(&encode_have(&bits), Some(&bundle_key(info_hash)))
+        if let Some(current) = current {
+            if let Some(mut bits) = decode_have(&current, num_pieces) {
+                if piece < bits.len() {
+                    bits.set(piece, false);
+                }
+                have.put(
+                    &encode_have(&bits, have_in_file(&current)),
+                    Some(&bundle_key(info_hash)),
+                )
                 .await
                 .map_err(storage_error)?;
+            }
         }
         match tx.done().await {
             Ok(r) if r.is_committed() => Ok(()),
@@ -552,28 +675,68 @@ impl Storage {
             .unwrap_or_else(|| Bitfield::new(num_pieces)))
     }
 
-    /// The stored bytes of a piece, as one `ArrayBuffer` of exactly them.
+    /// The stored bytes of a piece, as one `ArrayBuffer` of exactly them; a
+    /// piece the have record does not mark is not stored.
     pub async fn piece_buffer(
         &self,
         info_hash: InfoHash,
+        lengths: &Lengths,
         piece: u32,
     ) -> Result<ArrayBuffer, NetError> {
+        let missing = || NetError::Storage(format!("piece {piece} is not stored"));
+        let index = lengths.validate_piece(piece).ok_or_else(missing)?;
         let tx = self
-            .transaction(&[PIECES], TransactionMode::ReadOnly)
+            .transaction(&[PIECES, HAVE], TransactionMode::ReadOnly)
             .await?;
-        let store = tx.store(PIECES).map_err(storage_error)?;
-        let value = store
+        let record = tx
+            .store(HAVE)
+            .map_err(storage_error)?
+            .get(bundle_key(info_hash))
+            .await
+            .map_err(storage_error)?;
+        if let Some(record) = record.filter(have_in_file) {
+            drop(tx);
+            let held = decode_have(&record, lengths.num_pieces()).is_some_and(|b| b.get(piece));
+            if !held {
+                return Err(missing());
+            }
+            let files = self.files.as_ref().ok_or_else(|| {
+                NetError::Storage(
+                    "this bundle's pieces are in a piece file, which this browser cannot open now"
+                        .into(),
+                )
+            })?;
+            let len = lengths.piece_len(index);
+            let buffer = files
+                .read(info_hash, lengths.piece_offset(index), len)
+                .await?;
+            if buffer.byte_length() != len {
+                return Err(NetError::Storage(format!(
+                    "piece {piece} reads back short from the piece file ({} of {len} bytes)",
+                    buffer.byte_length()
+                )));
+            }
+            return Ok(buffer);
+        }
+        let value = tx
+            .store(PIECES)
+            .map_err(storage_error)?
             .get(piece_key(info_hash, piece))
             .await
             .map_err(storage_error)?
-            .ok_or_else(|| NetError::Storage(format!("piece {piece} is not stored")))?;
+            .ok_or_else(missing)?;
         drop(tx);
         stored_bytes(value, piece).await
     }
 
     /// Reads a stored piece's bytes.
-    pub async fn read_piece(&self, info_hash: InfoHash, piece: u32) -> Result<Vec<u8>, NetError> {
-        let buffer = self.piece_buffer(info_hash, piece).await?;
+    pub async fn read_piece(
+        &self,
+        info_hash: InfoHash,
+        lengths: &Lengths,
+        piece: u32,
+    ) -> Result<Vec<u8>, NetError> {
+        let buffer = self.piece_buffer(info_hash, lengths, piece).await?;
         Ok(Uint8Array::new(&buffer).to_vec())
     }
 
@@ -586,18 +749,21 @@ impl Storage {
         file_index: usize,
         span: &FileSpan,
     ) -> Result<ArrayBuffer, NetError> {
-        self.piece_buffer(info_hash, span.piece).await.map_err(|_| {
-            let path = info.files.get(file_index).map(|f| f.path.join("/"));
-            NetError::Storage(format!(
-                "{} is not completely downloaded (piece {} is missing)",
-                path.unwrap_or_default(),
-                span.piece
-            ))
-        })
+        self.piece_buffer(info_hash, &info.lengths, span.piece)
+            .await
+            .map_err(|_| {
+                let path = info.files.get(file_index).map(|f| f.path.join("/"));
+                NetError::Storage(format!(
+                    "{} is not completely downloaded (piece {} is missing)",
+                    path.unwrap_or_default(),
+                    span.piece
+                ))
+            })
     }
 
-    /// Deletes a bundle's pieces and have-bitfield.
+    /// Deletes a bundle's pieces (its piece file too) and have-bitfield.
     pub async fn delete_bundle(&self, info_hash: InfoHash) -> Result<(), NetError> {
+        self.places.borrow_mut().remove(&info_hash);
         let tx = self
             .transaction(&[PIECES, HAVE, UPLOADS], TransactionMode::ReadWrite)
             .await?;
@@ -618,6 +784,9 @@ impl Storage {
             .await
             .map_err(storage_error)?;
         tx.done().await.map_err(storage_error)?;
+        if let Some(files) = &self.files {
+            files.remove(info_hash).await?;
+        }
         Ok(())
     }
 
@@ -672,15 +841,26 @@ impl Storage {
     }
 }
 
-fn encode_have(bits: &Bitfield) -> JsValue {
+fn encode_have(bits: &Bitfield, in_file: bool) -> JsValue {
     let record = Object::new();
     let _ = Reflect::set(&record, &"pieces".into(), &JsValue::from(bits.len()));
+    if in_file {
+        let _ = Reflect::set(&record, &"file".into(), &JsValue::TRUE);
+    }
     let _ = Reflect::set(
         &record,
         &"bits".into(),
         &Uint8Array::from(bits.as_bytes()).into(),
     );
     record.into()
+}
+
+/// Whether a have record says its bundle's pieces are in its piece file.
+fn have_in_file(value: &JsValue) -> bool {
+    Reflect::get(value, &"file".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        == Some(true)
 }
 
 fn decode_have(value: &JsValue, num_pieces: u32) -> Option<Bitfield> {

@@ -1,7 +1,7 @@
 // The network side of the engine host: one SwarmHost (the wasm glue in
 // src/web: tracker sockets, WebRTC peers, the web seed, the upload to the
-// server, pieces in IndexedDB) that sends and downloads every bundle, and
-// what it reports, in the terms the transfers and the popup use.
+// server, pieces in piece files or IndexedDB) that sends and downloads every
+// bundle, and what it reports, in the terms the transfers and the popup use.
 //
 // Transfers call it when a send is ready (its .torrent made), when a
 // download is opened or comes back after a restart, and for pause, resume,
@@ -9,6 +9,7 @@
 // state changes, keyed by info hash.
 import { serverTracker } from '../common/links.js';
 import { engine } from './engine.js';
+import { PieceFiles } from './piece-files.js';
 
 /** How often figures are pushed to transfers while bundles run. */
 const REPORT_EVERY_MS = 1000;
@@ -17,6 +18,16 @@ const REPORT_EVERY_MS = 1000;
 function capsOf(limits) {
   const bytes = (kbps) => (kbps > 0 ? kbps * 1000 : null);
   return { uploadLimit: bytes(limits?.uploadKBps), downloadLimit: bytes(limits?.downloadKBps) };
+}
+
+/** The piece file worker, or null where this context cannot start one (pieces then go to IndexedDB). */
+function pieceFiles() {
+  try {
+    return new PieceFiles();
+  } catch (err) {
+    console.warn('swarmdrop: no piece file worker, pieces go to IndexedDB:', err);
+    return null;
+  }
 }
 
 export class Network {
@@ -49,6 +60,7 @@ export class Network {
         uploadLimit: s.uploadLimitKBps ? s.uploadLimitKBps * 1000 : null,
         downloadLimit: s.downloadLimitKBps ? s.downloadLimitKBps * 1000 : null,
         onEvent: (e) => this.#onEvent(e),
+        pieceFiles: pieceFiles(),
       });
       this.#host = host;
       this.#timer = setInterval(() => this.#reportAll(), REPORT_EVERY_MS);

@@ -1,0 +1,91 @@
+// Piece file worker: a download's verified pieces live in one file per bundle
+// in the origin private file system (directory `swarmdrop-pieces`, file named
+// by the info hash in hex), piece i at byte i * pieceLength. This worker holds
+// a FileSystemSyncAccessHandle per bundle file, opened once and kept open, so
+// the bytes go from this renderer straight to the file: no IndexedDB value, no
+// copy through the browser process (BENCHMARKS.md, rows 2 and 3).
+// js/host/piece-files.js is its only client; src/web/piece_files.rs drives it.
+//
+// Messages in (each with an `id`, answered once):
+//   {op:'probe'}                                  whether sync access handles work here
+//   {op:'write', bundle, offsets:[n...], buffers:[ArrayBuffer...]}  written, then flushed
+//   {op:'read', bundle, offset, length}           the bytes (shorter at the file's end)
+//   {op:'remove', bundle}                         the file closed and deleted
+// Messages out: {id, ok:true, result} | {id, ok:false, name, message}
+
+/** The directory of piece files. */
+const DIR = 'swarmdrop-pieces';
+
+let directory = null;
+/** Open handles: bundle -> Promise<FileSystemSyncAccessHandle>. */
+const handles = new Map();
+
+function dir() {
+  directory ??= navigator.storage.getDirectory().then((root) => root.getDirectoryHandle(DIR, { create: true }));
+  directory.catch(() => {
+    directory = null;
+  });
+  return directory;
+}
+
+function handle(bundle) {
+  let h = handles.get(bundle);
+  if (!h) {
+    h = dir()
+      .then((d) => d.getFileHandle(bundle, { create: true }))
+      .then((f) => f.createSyncAccessHandle());
+    handles.set(bundle, h);
+    h.catch(() => handles.delete(bundle));
+  }
+  return h;
+}
+
+async function probe() {
+  if (typeof FileSystemFileHandle === 'undefined' || !('createSyncAccessHandle' in FileSystemFileHandle.prototype)) {
+    return false;
+  }
+  const d = await dir();
+  const name = '.probe';
+  const h = await (await d.getFileHandle(name, { create: true })).createSyncAccessHandle();
+  h.close();
+  await d.removeEntry(name);
+  return true;
+}
+
+const ops = {
+  probe: () => probe().catch(() => false),
+  async write({ bundle, offsets, buffers }) {
+    const h = await handle(bundle);
+    buffers.forEach((buffer, i) => {
+      const n = h.write(new Uint8Array(buffer), { at: offsets[i] });
+      if (n !== buffer.byteLength) throw new Error(`wrote ${n} of ${buffer.byteLength} bytes`);
+    });
+    h.flush();
+  },
+  async read({ bundle, offset, length }) {
+    const h = await handle(bundle);
+    const bytes = new Uint8Array(length);
+    const n = h.read(bytes, { at: offset });
+    return n === length ? bytes.buffer : bytes.slice(0, n).buffer;
+  },
+  async remove({ bundle }) {
+    const h = handles.get(bundle);
+    handles.delete(bundle);
+    if (h) (await h.catch(() => null))?.close();
+    try {
+      await (await dir()).removeEntry(bundle);
+    } catch (e) {
+      if (e?.name !== 'NotFoundError') throw e;
+    }
+  },
+};
+
+self.onmessage = async ({ data }) => {
+  const { id, op } = data;
+  try {
+    const result = await ops[op](data);
+    self.postMessage({ id, ok: true, result }, result instanceof ArrayBuffer ? [result] : []);
+  } catch (e) {
+    self.postMessage({ id, ok: false, name: e?.name ?? 'Error', message: e?.message ?? String(e) });
+  }
+};
