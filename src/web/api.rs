@@ -171,11 +171,12 @@ impl SwarmHost {
     /// (WebSocket trackers used for every bundle), `iceServers?:
     /// (string | RTCIceServer)[]`, `maxPeers?: number`, `uploadLimit?`,
     /// `downloadLimit?` (bytes per second), `onEvent?: (event) => void`,
-    /// `pieceFiles?`: a `PieceFiles` of `js/host/piece-files.js`, where new
-    /// downloads keep their pieces when its worker can (else IndexedDB)}.
+    /// `pieceFiles?`: a `PieceFiles` of `js/host/piece-files.js` whose
+    /// `probe()` succeeded, where new downloads keep their pieces (without
+    /// it, in IndexedDB)}.
     pub async fn create(options: JsValue) -> Result<SwarmHost, JsValue> {
         let storage = Storage::open().await?;
-        let storage = match PieceFiles::open(field(&options, "pieceFiles")).await {
+        let storage = match PieceFiles::new(field(&options, "pieceFiles")) {
             Some(files) => storage.with_piece_files(files),
             None => storage,
         };

@@ -26,64 +26,26 @@ pub struct PieceFiles {
     api: JsValue,
 }
 
-/// A failed call: the JavaScript error's `name` (`QuotaExceededError` when
-/// the disk or the quota is full) and its message.
-#[derive(Debug)]
-pub struct FileError {
-    /// The error's name.
-    pub name: String,
-    /// The whole message.
-    pub message: String,
-}
-
-impl From<FileError> for NetError {
-    fn from(e: FileError) -> NetError {
-        NetError::Storage(e.message)
-    }
-}
-
 impl PieceFiles {
-    /// The piece files behind `api` (a `PieceFiles` of `piece-files.js`),
-    /// or `None` when there is none or its worker cannot open sync access
-    /// handles (the worker tries one): pieces then go to IndexedDB.
-    pub async fn open(api: JsValue) -> Option<PieceFiles> {
-        if api.is_undefined() || api.is_null() {
-            return None;
-        }
-        let files = PieceFiles { api };
-        match files.call("probe", &Array::new()).await {
-            Ok(v) if v.as_bool() == Some(true) => Some(files),
-            _ => None,
-        }
+    /// The piece files behind `api` (a `PieceFiles` of `piece-files.js`
+    /// whose worker opened a sync access handle), or `None` when there is
+    /// none: pieces then go to IndexedDB.
+    pub fn new(api: JsValue) -> Option<PieceFiles> {
+        (!api.is_undefined() && !api.is_null()).then_some(PieceFiles { api })
     }
 
-    async fn call(&self, method: &str, args: &Array) -> Result<JsValue, FileError> {
-        let fail = |e: JsValue| FileError {
-            name: Reflect::get(&e, &"name".into())
-                .ok()
-                .and_then(|n| n.as_string())
-                .unwrap_or_default(),
-            message: format!("the piece file: {}", js_message(&e)),
-        };
-        let f: Function = Reflect::get(&self.api, &method.into())
-            .map_err(fail)?
-            .dyn_into()
-            .map_err(fail)?;
-        let promise: Promise = f
-            .apply(&self.api, args)
-            .map_err(fail)?
-            .dyn_into()
-            .map_err(fail)?;
-        JsFuture::from(promise).await.map_err(fail)
+    /// Calls `method`: its promise's value, or the JavaScript error (its
+    /// `name` is `QuotaExceededError` when the disk or the quota is full).
+    async fn call(&self, method: &str, args: &Array) -> Result<JsValue, JsValue> {
+        let f: Function = Reflect::get(&self.api, &method.into())?.dyn_into()?;
+        let promise: Promise = f.apply(&self.api, args)?.dyn_into()?;
+        JsFuture::from(promise).await
     }
 
     /// Writes pieces (`(byte offset, bytes)`) into the bundle's file and
-    /// flushes it: once this succeeds the bytes are on disk.
-    pub async fn write(
-        &self,
-        info_hash: InfoHash,
-        pieces: &[(u64, &[u8])],
-    ) -> Result<(), FileError> {
+    /// flushes it: once this succeeds the bytes are on disk. Fails with the
+    /// JavaScript error.
+    pub async fn write(&self, info_hash: InfoHash, pieces: &[(u64, &[u8])]) -> Result<(), JsValue> {
         let offsets = Array::new();
         let buffers = Array::new();
         for (offset, bytes) in pieces {
@@ -96,7 +58,8 @@ impl PieceFiles {
         self.call("write", &args).await.map(drop)
     }
 
-    /// `len` bytes of the bundle's file from `offset` (fewer at its end).
+    /// `len` bytes of the bundle's file from `offset` (an error when the
+    /// file ends before).
     pub async fn read(
         &self,
         info_hash: InfoHash,
@@ -109,7 +72,8 @@ impl PieceFiles {
             &JsValue::from(len),
         );
         self.call("read", &args)
-            .await?
+            .await
+            .map_err(file_error)?
             .dyn_into()
             .map_err(|_| NetError::Storage("the piece file read gave no bytes".into()))
     }
@@ -119,10 +83,14 @@ impl PieceFiles {
         self.call("remove", &Array::of1(&bundle(info_hash)))
             .await
             .map(drop)
-            .map_err(Into::into)
+            .map_err(file_error)
     }
 }
 
 fn bundle(info_hash: InfoHash) -> JsValue {
     JsValue::from_str(&info_hash.to_hex())
+}
+
+fn file_error(e: JsValue) -> NetError {
+    NetError::Storage(format!("the piece file: {}", js_message(&e)))
 }

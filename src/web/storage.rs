@@ -51,7 +51,6 @@
 //! the popup shows, instead of a host that never answers.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
@@ -83,6 +82,9 @@ const HANDLES: &str = "handles";
 const PIECES: &str = "pieces";
 const HAVE: &str = "have";
 const UPLOADS: &str = "uploads";
+/// Why pieces kept in a piece file cannot be read or written now.
+const NO_PIECE_FILES: &str =
+    "this bundle's pieces are in a piece file, which this browser cannot open now";
 /// The key path of records in `bundles` and `handles`.
 const RECORD_KEY: &str = "id";
 
@@ -114,8 +116,9 @@ pub struct Storage {
     db: Rc<RefCell<Rc<Rexie>>>,
     /// Piece files, where this context has them (the engine host).
     files: Option<PieceFiles>,
-    /// Whether each bundle's pieces are in its piece file, once known.
-    places: Rc<RefCell<HashMap<InfoHash, bool>>>,
+    /// Whether each bundle's pieces are in its piece file, once known (a
+    /// list: a host holds a few bundles).
+    places: Rc<RefCell<Vec<(InfoHash, bool)>>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -252,21 +255,14 @@ impl Storage {
     /// have record says, else (nothing stored yet) where this storage puts
     /// new bundles.
     async fn in_file(&self, info_hash: InfoHash) -> Result<bool, NetError> {
-        if let Some(known) = self.places.borrow().get(&info_hash) {
+        if let Some((_, known)) = self.places.borrow().iter().find(|(h, _)| *h == info_hash) {
             return Ok(*known);
         }
-        let tx = self.transaction(&[HAVE], TransactionMode::ReadOnly).await?;
-        let record = tx
-            .store(HAVE)
-            .map_err(storage_error)?
-            .get(bundle_key(info_hash))
-            .await
-            .map_err(storage_error)?;
-        let in_file = match record {
+        let in_file = match self.have_record(info_hash).await? {
             Some(r) => have_in_file(&r),
             None => self.files.is_some(),
         };
-        self.places.borrow_mut().insert(info_hash, in_file);
+        self.places.borrow_mut().push((info_hash, in_file));
         Ok(in_file)
     }
 
@@ -470,35 +466,6 @@ impl Storage {
         self.put_in(HANDLES, &record).await
     }
 
-    /// How many pieces of a bundle are stored: its keys in `pieces`, or the
-    /// pieces its have record marks in its piece file (for checks that its
-    /// storage was freed).
-    pub async fn piece_count(&self, info_hash: InfoHash) -> Result<u32, NetError> {
-        let tx = self
-            .transaction(&[PIECES, HAVE], TransactionMode::ReadOnly)
-            .await?;
-        let keys = tx
-            .store(PIECES)
-            .map_err(storage_error)?
-            .count(Some(bundle_pieces(info_hash)?))
-            .await
-            .map_err(storage_error)?;
-        let have = tx
-            .store(HAVE)
-            .map_err(storage_error)?
-            .get(bundle_key(info_hash))
-            .await
-            .map_err(storage_error)?;
-        let in_file = have
-            .filter(have_in_file)
-            .and_then(|v| {
-                let bits = Reflect::get(&v, &"bits".into()).ok()?;
-                Some(bits.dyn_into::<Uint8Array>().ok()?.to_vec())
-            })
-            .map_or(0, |bits| bits.iter().map(|b| b.count_ones()).sum());
-        Ok(keys + in_file)
-    }
-
     /// Stores verified pieces and sets their bits in their bundles'
     /// have-bitfields. Pieces kept in IndexedDB are put in the same
     /// transaction as their bits (a bit never exists without its piece, and
@@ -509,29 +476,30 @@ impl Storage {
         sort::sort_by(&mut bundles, Ord::cmp);
         bundles.dedup();
         let mut in_file = Vec::with_capacity(bundles.len());
+        let mut kept_here: Vec<&PieceToStore> = Vec::new();
         for &info_hash in &bundles {
             let here = self
                 .in_file(info_hash)
                 .await
                 .map_err(|e| StoreFailure::Other(e.to_string()))?;
-            if here {
-                let files = self.files.as_ref().ok_or_else(|| {
-                    StoreFailure::Other(
-                        "this bundle's pieces are in a piece file, which this browser cannot \
-                         open now"
-                            .into(),
-                    )
-                })?;
+            if !here {
+                kept_here.extend(batch.iter().filter(|p| p.info_hash == info_hash));
+            } else {
+                let files = self
+                    .files
+                    .as_ref()
+                    .ok_or_else(|| StoreFailure::Other(NO_PIECE_FILES.into()))?;
                 let pieces: Vec<(u64, &[u8])> = batch
                     .iter()
                     .filter(|p| p.info_hash == info_hash)
                     .map(|p| (p.offset, &p.data[..]))
                     .collect();
                 files.write(info_hash, &pieces).await.map_err(|e| {
-                    if e.name == "QuotaExceededError" {
+                    let text = js_message(&e);
+                    if text.starts_with("QuotaExceededError") {
                         StoreFailure::DiskFull
                     } else {
-                        StoreFailure::Other(e.message)
+                        StoreFailure::Other(format!("the piece file: {text}"))
                     }
                 })?;
             }
@@ -542,7 +510,7 @@ impl Storage {
         if bundles
             .iter()
             .zip(&in_file)
-            .any(|(h, file)| *file && !self.places.borrow().contains_key(h))
+            .any(|(h, file)| *file && !self.places.borrow().iter().any(|(p, _)| p == h))
         {
             return Err(StoreFailure::Other("the bundle was removed".into()));
         }
@@ -554,15 +522,6 @@ impl Storage {
         // per transaction: 1.3 to 1.6 s of the thread for Blobs, 0.9 s for
         // bytes), and the browser keeps large values in its own blob files
         // either way. The copy is garbage once `put` has cloned it.
-        let kept_here: Vec<&PieceToStore> = batch
-            .iter()
-            .filter(|p| {
-                bundles
-                    .iter()
-                    .position(|h| *h == p.info_hash)
-                    .is_some_and(|i| !in_file[i])
-            })
-            .collect();
         let values: Vec<JsValue> = kept_here
             .iter()
             .map(|p| Uint8Array::from(&p.data[..]).into())
@@ -663,16 +622,22 @@ impl Storage {
     /// The have-bitfield recorded for a bundle (empty when none, or when the
     /// record does not fit the bundle).
     pub async fn have(&self, info_hash: InfoHash, num_pieces: u32) -> Result<Bitfield, NetError> {
-        let tx = self.transaction(&[HAVE], TransactionMode::ReadOnly).await?;
-        let have = tx.store(HAVE).map_err(storage_error)?;
-        let value = have
-            .get(bundle_key(info_hash))
-            .await
-            .map_err(storage_error)?;
-        Ok(value
+        Ok(self
+            .have_record(info_hash)
+            .await?
             .as_ref()
             .and_then(|v| decode_have(v, num_pieces))
             .unwrap_or_else(|| Bitfield::new(num_pieces)))
+    }
+
+    /// A bundle's have record, if it has one.
+    async fn have_record(&self, info_hash: InfoHash) -> Result<Option<JsValue>, NetError> {
+        let tx = self.transaction(&[HAVE], TransactionMode::ReadOnly).await?;
+        tx.store(HAVE)
+            .map_err(storage_error)?
+            .get(bundle_key(info_hash))
+            .await
+            .map_err(storage_error)
     }
 
     /// The stored bytes of a piece, as one `ArrayBuffer` of exactly them; a
@@ -685,39 +650,26 @@ impl Storage {
     ) -> Result<ArrayBuffer, NetError> {
         let missing = || NetError::Storage(format!("piece {piece} is not stored"));
         let index = lengths.validate_piece(piece).ok_or_else(missing)?;
-        let tx = self
-            .transaction(&[PIECES, HAVE], TransactionMode::ReadOnly)
-            .await?;
-        let record = tx
-            .store(HAVE)
-            .map_err(storage_error)?
-            .get(bundle_key(info_hash))
-            .await
-            .map_err(storage_error)?;
-        if let Some(record) = record.filter(have_in_file) {
-            drop(tx);
+        if let Some(record) = self.have_record(info_hash).await?.filter(have_in_file) {
             let held = decode_have(&record, lengths.num_pieces()).is_some_and(|b| b.get(piece));
             if !held {
                 return Err(missing());
             }
-            let files = self.files.as_ref().ok_or_else(|| {
-                NetError::Storage(
-                    "this bundle's pieces are in a piece file, which this browser cannot open now"
-                        .into(),
+            let files = self
+                .files
+                .as_ref()
+                .ok_or_else(|| NetError::Storage(NO_PIECE_FILES.into()))?;
+            return files
+                .read(
+                    info_hash,
+                    lengths.piece_offset(index),
+                    lengths.piece_len(index),
                 )
-            })?;
-            let len = lengths.piece_len(index);
-            let buffer = files
-                .read(info_hash, lengths.piece_offset(index), len)
-                .await?;
-            if buffer.byte_length() != len {
-                return Err(NetError::Storage(format!(
-                    "piece {piece} reads back short from the piece file ({} of {len} bytes)",
-                    buffer.byte_length()
-                )));
-            }
-            return Ok(buffer);
+                .await;
         }
+        let tx = self
+            .transaction(&[PIECES], TransactionMode::ReadOnly)
+            .await?;
         let value = tx
             .store(PIECES)
             .map_err(storage_error)?
@@ -763,7 +715,7 @@ impl Storage {
 
     /// Deletes a bundle's pieces (its piece file too) and have-bitfield.
     pub async fn delete_bundle(&self, info_hash: InfoHash) -> Result<(), NetError> {
-        self.places.borrow_mut().remove(&info_hash);
+        self.places.borrow_mut().retain(|(h, _)| *h != info_hash);
         let tx = self
             .transaction(&[PIECES, HAVE, UPLOADS], TransactionMode::ReadWrite)
             .await?;

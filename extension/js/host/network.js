@@ -20,14 +20,21 @@ function capsOf(limits) {
   return { uploadLimit: bytes(limits?.uploadKBps), downloadLimit: bytes(limits?.downloadKBps) };
 }
 
-/** The piece file worker, or null where this context cannot start one (pieces then go to IndexedDB). */
-function pieceFiles() {
+/**
+ * The piece file worker, or null where this context cannot start one or its
+ * sync access handles do not work: new downloads then keep their pieces in
+ * IndexedDB.
+ */
+async function pieceFiles() {
   try {
-    return new PieceFiles();
+    const files = new PieceFiles();
+    if (await files.probe()) return files;
+    files.close();
   } catch (err) {
-    console.warn('swarmdrop: no piece file worker, pieces go to IndexedDB:', err);
-    return null;
+    console.warn('swarmdrop: no piece file worker:', err);
   }
+  console.info('swarmdrop: no piece files here, pieces go to IndexedDB');
+  return null;
 }
 
 export class Network {
@@ -60,7 +67,7 @@ export class Network {
         uploadLimit: s.uploadLimitKBps ? s.uploadLimitKBps * 1000 : null,
         downloadLimit: s.downloadLimitKBps ? s.downloadLimitKBps * 1000 : null,
         onEvent: (e) => this.#onEvent(e),
-        pieceFiles: pieceFiles(),
+        pieceFiles: await pieceFiles(),
       });
       this.#host = host;
       this.#timer = setInterval(() => this.#reportAll(), REPORT_EVERY_MS);

@@ -38,12 +38,17 @@ export class PieceFiles {
     return this.#call({ op: 'probe' }).catch(() => false);
   }
 
+  /** Stops the worker. */
+  close() {
+    this.#worker.terminate();
+  }
+
   /** Writes `buffers` (ArrayBuffers, transferred) at `offsets` of the bundle's file and flushes it. */
   write(bundle, offsets, buffers) {
     return this.#call({ op: 'write', bundle, offsets, buffers }, buffers);
   }
 
-  /** `length` bytes from `offset` (fewer at the file's end), as an ArrayBuffer. */
+  /** `length` bytes from `offset`, as an ArrayBuffer (rejects when the file ends before). */
   read(bundle, offset, length) {
     return this.#call({ op: 'read', bundle, offset, length });
   }

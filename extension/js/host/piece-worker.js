@@ -9,7 +9,7 @@
 // Messages in (each with an `id`, answered once):
 //   {op:'probe'}                                  whether sync access handles work here
 //   {op:'write', bundle, offsets:[n...], buffers:[ArrayBuffer...]}  written, then flushed
-//   {op:'read', bundle, offset, length}           the bytes (shorter at the file's end)
+//   {op:'read', bundle, offset, length}           the bytes (an error when the file ends before)
 //   {op:'remove', bundle}                         the file closed and deleted
 // Messages out: {id, ok:true, result} | {id, ok:false, name, message}
 
@@ -66,7 +66,8 @@ const ops = {
     const h = await handle(bundle);
     const bytes = new Uint8Array(length);
     const n = h.read(bytes, { at: offset });
-    return n === length ? bytes.buffer : bytes.slice(0, n).buffer;
+    if (n !== length) throw new Error(`read ${n} of ${length} bytes at ${offset}`);
+    return bytes.buffer;
   },
   async remove({ bundle }) {
     const h = handles.get(bundle);
