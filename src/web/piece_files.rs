@@ -42,9 +42,11 @@ impl PieceFiles {
         JsFuture::from(promise).await
     }
 
-    /// Writes pieces (`(byte offset, bytes)`) into the bundle's file and
-    /// flushes it: once this succeeds the bytes are on disk. Fails with the
-    /// JavaScript error.
+    /// Writes pieces (`(byte offset, bytes)`) into the bundle's file, in
+    /// order, and flushes it: once this succeeds the bytes are on disk.
+    /// Fails with the JavaScript error: on a full disk a
+    /// `QuotaExceededError` whose `written` counts the pieces written (and
+    /// flushed) before.
     pub async fn write(&self, info_hash: InfoHash, pieces: &[(u64, &[u8])]) -> Result<(), JsValue> {
         let offsets = Array::new();
         let buffers = Array::new();

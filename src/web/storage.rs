@@ -470,8 +470,15 @@ impl Storage {
     /// have-bitfields. Pieces kept in IndexedDB are put in the same
     /// transaction as their bits (a bit never exists without its piece, and
     /// many pieces cost one commit); pieces kept in piece files are written
-    /// and flushed first, and their bits set only once that succeeded.
-    pub async fn store_pieces(&self, batch: &[PieceToStore]) -> Result<(), StoreFailure> {
+    /// and flushed first, in the order of their place in the file, and their
+    /// bits set only once that succeeded. When the disk fills up part way
+    /// through a piece file, the pieces written before are recorded, and
+    /// those after are marked in `short` (not stored: the disk is full).
+    pub async fn store_pieces(
+        &self,
+        batch: &[PieceToStore],
+        short: &mut [bool],
+    ) -> Result<(), StoreFailure> {
         let mut bundles: Vec<InfoHash> = batch.iter().map(|p| p.info_hash).collect();
         sort::sort_by(&mut bundles, Ord::cmp);
         bundles.dedup();
@@ -489,19 +496,35 @@ impl Storage {
                     .files
                     .as_ref()
                     .ok_or_else(|| StoreFailure::Other(NO_PIECE_FILES.into()))?;
-                let pieces: Vec<(u64, &[u8])> = batch
-                    .iter()
-                    .filter(|p| p.info_hash == info_hash)
-                    .map(|p| (p.offset, &p.data[..]))
+                let mut mine: Vec<usize> = (0..batch.len())
+                    .filter(|&i| batch[i].info_hash == info_hash)
                     .collect();
-                files.write(info_hash, &pieces).await.map_err(|e| {
-                    let text = js_message(&e);
-                    if text.starts_with("QuotaExceededError") {
-                        StoreFailure::DiskFull
-                    } else {
-                        StoreFailure::Other(format!("the piece file: {text}"))
+                sort::sort_by(&mut mine, |a, b| batch[*a].offset.cmp(&batch[*b].offset));
+                // Written pieces of this bundle, in `mine`'s order.
+                let written = if short.iter().any(|s| *s) {
+                    0 // The disk filled up with an earlier bundle's pieces.
+                } else {
+                    let pieces: Vec<(u64, &[u8])> = mine
+                        .iter()
+                        .map(|&i| (batch[i].offset, &batch[i].data[..]))
+                        .collect();
+                    match files.write(info_hash, &pieces).await {
+                        Ok(()) => mine.len(),
+                        Err(e) => {
+                            let text = js_message(&e);
+                            if !text.starts_with("QuotaExceededError") {
+                                return Err(StoreFailure::Other(format!("the piece file: {text}")));
+                            }
+                            Reflect::get(&e, &"written".into())
+                                .ok()
+                                .and_then(|n| n.as_f64())
+                                .map_or(0, |n| n as usize)
+                        }
                     }
-                })?;
+                };
+                for &i in mine.iter().skip(written) {
+                    short[i] = true;
+                }
             }
             in_file.push(here);
         }
@@ -547,7 +570,11 @@ impl Storage {
                 .map_err(failure)?;
         }
         for (&info_hash, &file) in bundles.iter().zip(&in_file) {
-            let mine = batch.iter().filter(|p| p.info_hash == info_hash);
+            let mine = batch
+                .iter()
+                .zip(short.iter())
+                .filter(|(p, s)| p.info_hash == info_hash && !**s)
+                .map(|(p, _)| p);
             let Some(num_pieces) = mine.clone().map(|p| p.num_pieces).next() else {
                 continue;
             };

@@ -16,7 +16,7 @@ export class PieceFiles {
       if (!w) return;
       this.#waiting.delete(data.id);
       if (data.ok) w.resolve(data.result);
-      else w.reject(Object.assign(new Error(data.message), { name: data.name }));
+      else w.reject(Object.assign(new Error(data.message), { name: data.name, written: data.written }));
     };
     this.#worker.onerror = (e) => {
       const err = new Error(`the piece file worker failed: ${e.message || 'it did not load'}`);
@@ -43,7 +43,11 @@ export class PieceFiles {
     this.#worker.terminate();
   }
 
-  /** Writes `buffers` (ArrayBuffers, transferred) at `offsets` of the bundle's file and flushes it. */
+  /**
+   * Writes `buffers` (ArrayBuffers, transferred) at `offsets` of the bundle's
+   * file, in order, and flushes it. When the disk is full it rejects with a
+   * QuotaExceededError whose `written` says how many were written first.
+   */
   write(bundle, offsets, buffers) {
     return this.#call({ op: 'write', bundle, offsets, buffers }, buffers);
   }

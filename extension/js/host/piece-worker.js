@@ -8,13 +8,22 @@
 //
 // Messages in (each with an `id`, answered once):
 //   {op:'probe'}                                  whether sync access handles work here
-//   {op:'write', bundle, offsets:[n...], buffers:[ArrayBuffer...]}  written, then flushed
+//   {op:'write', bundle, offsets:[n...], buffers:[ArrayBuffer...]}  written in order, then flushed
+//                                                 (a full disk: QuotaExceededError with `written`, the
+//                                                 pieces written and flushed before)
 //   {op:'read', bundle, offset, length}           the bytes (an error when the file ends before)
 //   {op:'remove', bundle}                         the file closed and deleted
-// Messages out: {id, ok:true, result} | {id, ok:false, name, message}
+// Messages out: {id, ok:true, result} | {id, ok:false, name, message, written?}
 
 /** The directory of piece files. */
 const DIR = 'swarmdrop-pieces';
+/**
+ * Room a write leaves on the disk (the origin's quota), at least. A sync
+ * access handle can fill the disk to the last byte, and IndexedDB, which
+ * records the pieces written (and holds every record), then fails to open its
+ * files at all: a write that would leave less fails as a full disk first.
+ */
+const HEADROOM = 1024 * 1024;
 
 let directory = null;
 /** Open handles: bundle -> Promise<FileSystemSyncAccessHandle>. */
@@ -56,10 +65,30 @@ const ops = {
   probe: () => probe().catch(() => false),
   async write({ bundle, offsets, buffers }) {
     const h = await handle(bundle);
-    buffers.forEach((buffer, i) => {
-      const n = h.write(new Uint8Array(buffer), { at: offsets[i] });
-      if (n !== buffer.byteLength) throw new Error(`wrote ${n} of ${buffer.byteLength} bytes`);
-    });
+    let size = h.getSize();
+    let room = null;
+    let i = 0;
+    try {
+      for (; i < buffers.length; i++) {
+        const end = offsets[i] + buffers[i].byteLength;
+        if (end > size) {
+          if (room === null) {
+            const { usage, quota } = await navigator.storage.estimate();
+            room = quota - usage;
+          }
+          if (room - (end - size) < HEADROOM) {
+            throw new DOMException(`${end - size} more bytes do not fit: ${room} bytes of room left`, 'QuotaExceededError');
+          }
+          room -= end - size;
+          size = end;
+        }
+        const n = h.write(new Uint8Array(buffers[i]), { at: offsets[i] });
+        if (n !== buffers[i].byteLength) throw new Error(`wrote ${n} of ${buffers[i].byteLength} bytes`);
+      }
+    } catch (e) {
+      h.flush();
+      throw Object.assign(e, { written: i });
+    }
     h.flush();
   },
   async read({ bundle, offset, length }) {
@@ -87,6 +116,6 @@ self.onmessage = async ({ data }) => {
     const result = await ops[op](data);
     self.postMessage({ id, ok: true, result }, result instanceof ArrayBuffer ? [result] : []);
   } catch (e) {
-    self.postMessage({ id, ok: false, name: e?.name ?? 'Error', message: e?.message ?? String(e) });
+    self.postMessage({ id, ok: false, name: e?.name ?? 'Error', message: e?.message ?? String(e), written: e?.written });
   }
 };
