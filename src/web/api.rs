@@ -171,7 +171,7 @@ impl SwarmHost {
     /// (WebSocket trackers used for every bundle), `iceServers?:
     /// (string | RTCIceServer)[]`, `maxPeers?: number`, `uploadLimit?`,
     /// `downloadLimit?` (bytes per second), `onEvent?: (event) => void`,
-    /// `pieceFiles?`: a `PieceFiles` of `js/host/piece-files.js` whose
+    /// `pieceFiles?`: a `PieceFiles` of `js/host/network.js` whose
     /// `probe()` succeeded, where new downloads keep their pieces (without
     /// it, in IndexedDB)}.
     pub async fn create(options: JsValue) -> Result<SwarmHost, JsValue> {
@@ -432,36 +432,6 @@ impl SwarmHost {
                 job.plan.resume();
             }
             host.drive_upload(h);
-        })?;
-        Ok(())
-    }
-
-    /// Pauses every transfer.
-    #[wasm_bindgen(js_name = pauseAll)]
-    pub fn pause_all(&self) -> Result<(), JsValue> {
-        self.command(Command::PauseAll)?;
-        self.shared.with(|host| {
-            for b in host.bundles.values_mut() {
-                if let Some(job) = b.upload.as_mut() {
-                    job.plan.pause();
-                }
-            }
-        })?;
-        Ok(())
-    }
-
-    /// Resumes every transfer.
-    #[wasm_bindgen(js_name = resumeAll)]
-    pub fn resume_all(&self) -> Result<(), JsValue> {
-        self.command(Command::ResumeAll)?;
-        self.shared.with(|host| {
-            let all: Vec<InfoHash> = host.bundles.keys().copied().collect();
-            for h in all {
-                if let Some(job) = host.bundles.get_mut(&h).and_then(|b| b.upload.as_mut()) {
-                    job.plan.resume();
-                }
-                host.drive_upload(h);
-            }
         })?;
         Ok(())
     }

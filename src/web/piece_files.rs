@@ -1,7 +1,7 @@
 //! Downloads' pieces in one file per bundle of the origin private file
 //! system, written and read by a dedicated worker through sync access
 //! handles (`extension/js/host/piece-worker.js`, driven through the
-//! `PieceFiles` object of `piece-files.js` the host is created with).
+//! `PieceFiles` object of `network.js` the host is created with).
 //!
 //! Why a file and not IndexedDB: Chromium keeps a large IndexedDB value in a
 //! blob file that its browser process writes, so every stored byte crossed
@@ -27,7 +27,7 @@ pub struct PieceFiles {
 }
 
 impl PieceFiles {
-    /// The piece files behind `api` (a `PieceFiles` of `piece-files.js`
+    /// The piece files behind `api` (a `PieceFiles` of `network.js`
     /// whose worker opened a sync access handle), or `None` when there is
     /// none: pieces then go to IndexedDB.
     pub fn new(api: JsValue) -> Option<PieceFiles> {
@@ -43,18 +43,22 @@ impl PieceFiles {
     }
 
     /// Writes pieces (`(byte offset, bytes)`) into the bundle's file, in
-    /// order, and flushes it: once this succeeds the bytes are on disk.
-    /// Fails with the JavaScript error: on a full disk a
-    /// `QuotaExceededError` whose `written` counts the pieces written (and
-    /// flushed) before.
-    pub async fn write(&self, info_hash: InfoHash, pieces: &[(u64, &[u8])]) -> Result<(), JsValue> {
+    /// the order of their offsets, and flushes it: once this succeeds the
+    /// bytes are on disk. Fails with the JavaScript error: on a full disk a
+    /// `QuotaExceededError` whose `unwritten` lists the positions (in
+    /// `pieces`) of those not written; the others are written and flushed.
+    pub async fn write<'a>(
+        &self,
+        info_hash: InfoHash,
+        pieces: impl Iterator<Item = (u64, &'a [u8])>,
+    ) -> Result<(), JsValue> {
         let offsets = Array::new();
         let buffers = Array::new();
         for (offset, bytes) in pieces {
-            offsets.push(&JsValue::from(*offset as f64));
+            offsets.push(&JsValue::from(offset as f64));
             // A copy out of wasm memory, whose buffer the worker receives
             // (transferred, not copied again).
-            buffers.push(&Uint8Array::from(*bytes).buffer());
+            buffers.push(&Uint8Array::from(bytes).buffer());
         }
         let args = Array::of3(&bundle(info_hash), &offsets, &buffers);
         self.call("write", &args).await.map(drop)
@@ -75,9 +79,8 @@ impl PieceFiles {
         );
         self.call("read", &args)
             .await
-            .map_err(file_error)?
-            .dyn_into()
-            .map_err(|_| NetError::Storage("the piece file read gave no bytes".into()))
+            .and_then(JsValue::dyn_into)
+            .map_err(file_error)
     }
 
     /// Closes and deletes the bundle's file, if it has one.
@@ -93,6 +96,7 @@ fn bundle(info_hash: InfoHash) -> JsValue {
     JsValue::from_str(&info_hash.to_hex())
 }
 
-fn file_error(e: JsValue) -> NetError {
+/// A failed call as a storage error.
+pub fn file_error(e: JsValue) -> NetError {
     NetError::Storage(format!("the piece file: {}", js_message(&e)))
 }

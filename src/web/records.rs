@@ -12,7 +12,7 @@
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
-use super::storage::{Storage, DB_NAME, SCHEMA_VERSION};
+use super::storage::Storage;
 
 /// The bundle records of the extension origin. See the module documentation.
 #[wasm_bindgen]
@@ -27,18 +27,6 @@ impl Records {
         Ok(Records {
             storage: Storage::open().await?,
         })
-    }
-
-    /// The database's name.
-    #[wasm_bindgen(getter, js_name = databaseName)]
-    pub fn database_name() -> String {
-        DB_NAME.into()
-    }
-
-    /// The schema version.
-    #[wasm_bindgen(getter, js_name = schemaVersion)]
-    pub fn schema_version() -> u32 {
-        SCHEMA_VERSION
     }
 
     /// Every bundle record.

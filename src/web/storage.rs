@@ -68,7 +68,7 @@ use crate::engine::sort;
 
 use super::idb_open;
 use super::net::error::{js_message, NetError};
-use super::piece_files::PieceFiles;
+use super::piece_files::{file_error, PieceFiles};
 
 /// The database's name in the extension origin.
 pub const DB_NAME: &str = "swarmdrop-engine";
@@ -83,8 +83,7 @@ const PIECES: &str = "pieces";
 const HAVE: &str = "have";
 const UPLOADS: &str = "uploads";
 /// Why pieces kept in a piece file cannot be read or written now.
-const NO_PIECE_FILES: &str =
-    "this bundle's pieces are in a piece file, which this browser cannot open now";
+const NO_PIECE_FILES: &str = "its piece file cannot be opened here";
 /// The key path of records in `bundles` and `handles`.
 const RECORD_KEY: &str = "id";
 
@@ -496,34 +495,33 @@ impl Storage {
                     .files
                     .as_ref()
                     .ok_or_else(|| StoreFailure::Other(NO_PIECE_FILES.into()))?;
-                let mut mine: Vec<usize> = (0..batch.len())
+                let mine: Vec<usize> = (0..batch.len())
                     .filter(|&i| batch[i].info_hash == info_hash)
                     .collect();
-                sort::sort_by(&mut mine, |a, b| batch[*a].offset.cmp(&batch[*b].offset));
-                // Written pieces of this bundle, in `mine`'s order.
-                let written = if short.iter().any(|s| *s) {
-                    0 // The disk filled up with an earlier bundle's pieces.
+                // Positions in `mine` of the pieces not written.
+                let unwritten = if short.iter().any(|s| *s) {
+                    // The disk filled up with an earlier bundle's pieces.
+                    None
                 } else {
-                    let pieces: Vec<(u64, &[u8])> = mine
-                        .iter()
-                        .map(|&i| (batch[i].offset, &batch[i].data[..]))
-                        .collect();
-                    match files.write(info_hash, &pieces).await {
-                        Ok(()) => mine.len(),
+                    let pieces = mine.iter().map(|&i| (batch[i].offset, &batch[i].data[..]));
+                    match files.write(info_hash, pieces).await {
+                        Ok(()) => Some(Array::new()),
                         Err(e) => {
-                            let text = js_message(&e);
-                            if !text.starts_with("QuotaExceededError") {
-                                return Err(StoreFailure::Other(format!("the piece file: {text}")));
+                            if !js_message(&e).starts_with("QuotaExceededError") {
+                                return Err(StoreFailure::Other(file_error(e).to_string()));
                             }
-                            Reflect::get(&e, &"written".into())
+                            Reflect::get(&e, &"unwritten".into())
                                 .ok()
-                                .and_then(|n| n.as_f64())
-                                .map_or(0, |n| n as usize)
+                                .and_then(|a| a.dyn_into::<Array>().ok())
                         }
                     }
                 };
-                for &i in mine.iter().skip(written) {
-                    short[i] = true;
+                match unwritten {
+                    Some(list) => list
+                        .iter()
+                        .filter_map(|n| mine.get(n.as_f64()? as usize))
+                        .for_each(|&i| short[i] = true),
+                    None => mine.iter().for_each(|&i| short[i] = true),
                 }
             }
             in_file.push(here);
@@ -677,9 +675,8 @@ impl Storage {
     ) -> Result<ArrayBuffer, NetError> {
         let missing = || NetError::Storage(format!("piece {piece} is not stored"));
         let index = lengths.validate_piece(piece).ok_or_else(missing)?;
-        if let Some(record) = self.have_record(info_hash).await?.filter(have_in_file) {
-            let held = decode_have(&record, lengths.num_pieces()).is_some_and(|b| b.get(piece));
-            if !held {
+        if self.in_file(info_hash).await? {
+            if !self.have(info_hash, lengths.num_pieces()).await?.get(piece) {
                 return Err(missing());
             }
             let files = self

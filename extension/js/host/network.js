@@ -9,7 +9,6 @@
 // state changes, keyed by info hash.
 import { serverTracker } from '../common/links.js';
 import { engine } from './engine.js';
-import { PieceFiles } from './piece-files.js';
 
 /** How often figures are pushed to transfers while bundles run. */
 const REPORT_EVERY_MS = 1000;
@@ -18,6 +17,73 @@ const REPORT_EVERY_MS = 1000;
 function capsOf(limits) {
   const bytes = (kbps) => (kbps > 0 ? kbps * 1000 : null);
   return { uploadLimit: bytes(limits?.uploadKBps), downloadLimit: bytes(limits?.downloadKBps) };
+}
+
+/**
+ * The engine host's side of the piece file worker (js/host/piece-worker.js):
+ * SwarmHost (src/web/piece_files.rs) gets one and calls these methods; each
+ * returns a promise settled by the worker's answer. A failure rejects with an
+ * Error whose `name` is the worker's DOMException name (QuotaExceededError
+ * when the disk or the quota is full).
+ */
+class PieceFiles {
+  #worker;
+  #next = 0;
+  #waiting = new Map();
+
+  constructor() {
+    this.#worker = new Worker(new URL('./piece-worker.js', import.meta.url), { type: 'module' });
+    this.#worker.onmessage = ({ data }) => {
+      const w = this.#waiting.get(data.id);
+      if (!w) return;
+      this.#waiting.delete(data.id);
+      if (data.ok) w.resolve(data.result);
+      else w.reject(Object.assign(new Error(data.message), { name: data.name, unwritten: data.unwritten }));
+    };
+    this.#worker.onerror = (e) => {
+      const err = new Error(`the piece file worker failed: ${e.message || 'it did not load'}`);
+      for (const w of this.#waiting.values()) w.reject(err);
+      this.#waiting.clear();
+    };
+  }
+
+  #call(message, transfer = []) {
+    return new Promise((resolve, reject) => {
+      const id = ++this.#next;
+      this.#waiting.set(id, { resolve, reject });
+      this.#worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  /** Whether sync access handles work in the worker (false where they do not). */
+  probe() {
+    return this.#call({ op: 'probe' }).catch(() => false);
+  }
+
+  /** Stops the worker. */
+  close() {
+    this.#worker.terminate();
+  }
+
+  /**
+   * Writes `buffers` (ArrayBuffers, transferred) at `offsets` of the bundle's
+   * file, in the order of their offsets, and flushes it. When the disk is full
+   * it rejects with a QuotaExceededError whose `unwritten` lists the indices
+   * of those not written (the others are written and flushed).
+   */
+  write(bundle, offsets, buffers) {
+    return this.#call({ op: 'write', bundle, offsets, buffers }, buffers);
+  }
+
+  /** `length` bytes from `offset`, as an ArrayBuffer (rejects when the file ends before). */
+  read(bundle, offset, length) {
+    return this.#call({ op: 'read', bundle, offset, length });
+  }
+
+  /** Closes and deletes the bundle's file (nothing when there is none). */
+  remove(bundle) {
+    return this.#call({ op: 'remove', bundle });
+  }
 }
 
 /**
@@ -33,7 +99,6 @@ async function pieceFiles() {
   } catch (err) {
     console.warn('swarmdrop: no piece file worker:', err);
   }
-  console.info('swarmdrop: no piece files here, pieces go to IndexedDB');
   return null;
 }
 

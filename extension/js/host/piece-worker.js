@@ -4,16 +4,17 @@
 // a FileSystemSyncAccessHandle per bundle file, opened once and kept open, so
 // the bytes go from this renderer straight to the file: no IndexedDB value, no
 // copy through the browser process (BENCHMARKS.md, rows 2 and 3).
-// js/host/piece-files.js is its only client; src/web/piece_files.rs drives it.
+// js/host/network.js is its only client; src/web/piece_files.rs drives it.
 //
 // Messages in (each with an `id`, answered once):
 //   {op:'probe'}                                  whether sync access handles work here
-//   {op:'write', bundle, offsets:[n...], buffers:[ArrayBuffer...]}  written in order, then flushed
-//                                                 (a full disk: QuotaExceededError with `written`, the
-//                                                 pieces written and flushed before)
+//   {op:'write', bundle, offsets:[n...], buffers:[ArrayBuffer...]}  written in the order of their
+//                                                 offsets, then flushed (a full disk: QuotaExceededError
+//                                                 with `unwritten`, the indices of those not written;
+//                                                 the others are written and flushed)
 //   {op:'read', bundle, offset, length}           the bytes (an error when the file ends before)
 //   {op:'remove', bundle}                         the file closed and deleted
-// Messages out: {id, ok:true, result} | {id, ok:false, name, message, written?}
+// Messages out: {id, ok:true, result} | {id, ok:false, name, message, unwritten?}
 
 /** The directory of piece files. */
 const DIR = 'swarmdrop-pieces';
@@ -65,11 +66,15 @@ const ops = {
   probe: () => probe().catch(() => false),
   async write({ bundle, offsets, buffers }) {
     const h = await handle(bundle);
+    // In file order: on a full disk, the pieces that fit are those at the
+    // front, and no hole is left behind one that does not.
+    const order = offsets.map((_, i) => i).sort((a, b) => offsets[a] - offsets[b]);
     let size = h.getSize();
     let room = null;
-    let i = 0;
+    let k = 0;
     try {
-      for (; i < buffers.length; i++) {
+      for (; k < order.length; k++) {
+        const i = order[k];
         const end = offsets[i] + buffers[i].byteLength;
         if (end > size) {
           if (room === null) {
@@ -87,7 +92,7 @@ const ops = {
       }
     } catch (e) {
       h.flush();
-      throw Object.assign(e, { written: i });
+      throw Object.assign(e, { unwritten: order.slice(k) });
     }
     h.flush();
   },
@@ -116,6 +121,6 @@ self.onmessage = async ({ data }) => {
     const result = await ops[op](data);
     self.postMessage({ id, ok: true, result }, result instanceof ArrayBuffer ? [result] : []);
   } catch (e) {
-    self.postMessage({ id, ok: false, name: e?.name ?? 'Error', message: e?.message ?? String(e), written: e?.written });
+    self.postMessage({ id, ok: false, name: e?.name ?? 'Error', message: e?.message ?? String(e), unwritten: e?.unwritten });
   }
 };
