@@ -36,6 +36,7 @@ use super::js;
 use super::net::error::NetError;
 use super::net::http;
 use super::net::rtc::RtcSettings;
+use super::piece_files::PieceFiles;
 use super::pieces::FileSet;
 use super::saves::{Saves, SWEEP_AFTER_MS};
 use super::storage::Storage;
@@ -169,9 +170,16 @@ impl SwarmHost {
     /// Opens storage and starts an engine. `options`: `{trackers?: string[]`
     /// (WebSocket trackers used for every bundle), `iceServers?:
     /// (string | RTCIceServer)[]`, `maxPeers?: number`, `uploadLimit?`,
-    /// `downloadLimit?` (bytes per second), `onEvent?: (event) => void}`.
+    /// `downloadLimit?` (bytes per second), `onEvent?: (event) => void`,
+    /// `pieceFiles?`: a `PieceFiles` of `js/host/network.js` whose
+    /// `probe()` succeeded, where new downloads keep their pieces (without
+    /// it, in IndexedDB)}.
     pub async fn create(options: JsValue) -> Result<SwarmHost, JsValue> {
         let storage = Storage::open().await?;
+        let storage = match PieceFiles::new(field(&options, "pieceFiles")) {
+            Some(files) => storage.with_piece_files(files),
+            None => storage,
+        };
         let random: [u8; 20] = random_bytes()?;
         let mut id_bytes = [0u8; 12];
         id_bytes.copy_from_slice(&random[..12]);
@@ -424,36 +432,6 @@ impl SwarmHost {
                 job.plan.resume();
             }
             host.drive_upload(h);
-        })?;
-        Ok(())
-    }
-
-    /// Pauses every transfer.
-    #[wasm_bindgen(js_name = pauseAll)]
-    pub fn pause_all(&self) -> Result<(), JsValue> {
-        self.command(Command::PauseAll)?;
-        self.shared.with(|host| {
-            for b in host.bundles.values_mut() {
-                if let Some(job) = b.upload.as_mut() {
-                    job.plan.pause();
-                }
-            }
-        })?;
-        Ok(())
-    }
-
-    /// Resumes every transfer.
-    #[wasm_bindgen(js_name = resumeAll)]
-    pub fn resume_all(&self) -> Result<(), JsValue> {
-        self.command(Command::ResumeAll)?;
-        self.shared.with(|host| {
-            let all: Vec<InfoHash> = host.bundles.keys().copied().collect();
-            for h in all {
-                if let Some(job) = host.bundles.get_mut(&h).and_then(|b| b.upload.as_mut()) {
-                    job.plan.resume();
-                }
-                host.drive_upload(h);
-            }
         })?;
         Ok(())
     }

@@ -118,10 +118,12 @@ pub enum Work {
         data: Vec<u8>,
         sha1: [u8; 20],
     },
-    /// A batch of pieces was persisted, or not.
+    /// A batch of pieces was persisted, or not: each piece and whether it
+    /// is stored; why those that are not failed (none: the disk filled up
+    /// part way).
     PiecesStored {
-        pieces: Vec<(InfoHash, u32)>,
-        result: Result<(), StoreFailure>,
+        pieces: Vec<(InfoHash, u32, bool)>,
+        failure: Option<StoreFailure>,
     },
     /// A web seed fetch finished.
     WebSeed {
@@ -452,28 +454,26 @@ impl Host {
                     sha1,
                 });
             }
-            Work::PiecesStored { pieces, result } => {
+            Work::PiecesStored { pieces, failure } => {
                 self.storing = false;
-                for &(info_hash, piece) in &pieces {
-                    if result.is_ok() {
-                        for (resolve, _) in self
-                            .refetch_waiters
-                            .remove(&(info_hash, piece))
-                            .unwrap_or_default()
-                        {
-                            let _ = resolve.call0(&JsValue::NULL);
-                        }
+                // The stored pieces first: a failure pauses their bundle.
+                for &(info_hash, piece, _) in pieces.iter().filter(|p| p.2) {
+                    for (resolve, _) in self
+                        .refetch_waiters
+                        .remove(&(info_hash, piece))
+                        .unwrap_or_default()
+                    {
+                        let _ = resolve.call0(&JsValue::NULL);
                     }
+                    let _ = self.feed(Input::PieceStored { info_hash, piece });
                 }
-                for (info_hash, piece) in pieces {
-                    let _ = match &result {
-                        Ok(()) => self.feed(Input::PieceStored { info_hash, piece }),
-                        Err(failure) => self.feed(Input::StoreFailed {
-                            info_hash,
-                            piece,
-                            failure: failure.clone(),
-                        }),
-                    };
+                let failure = failure.unwrap_or(StoreFailure::DiskFull);
+                for &(info_hash, piece, _) in pieces.iter().filter(|p| !p.2) {
+                    let _ = self.feed(Input::StoreFailed {
+                        info_hash,
+                        piece,
+                        failure: failure.clone(),
+                    });
                 }
                 self.flush_stores();
             }
@@ -686,12 +686,17 @@ impl Host {
             }
             _ => None,
         };
+        let lengths = bundle.info.as_ref().map(|i| i.lengths);
         let storage = self.storage.clone();
         spawn_local(async move {
             let mut result = match (files, index) {
                 (Some(files), Some(index)) => files.read_piece(index).await,
                 (Some(_), None) => Err(NetError::Argument(format!("no piece {piece}"))),
-                (None, _) => storage.read_piece(info_hash, piece).await,
+                (None, Some(index)) => match &lengths {
+                    Some(l) => storage.read_piece(info_hash, l, index.get()).await,
+                    None => Err(NetError::Argument(format!("no piece {piece}"))),
+                },
+                (None, None) => Err(NetError::Argument(format!("no piece {piece}"))),
             };
             if let (Ok(bytes), Some((info, index))) = (&result, check) {
                 if let Err(e) = digest::check_piece_bytes(&info, index, bytes).await {
@@ -820,12 +825,15 @@ impl Host {
     }
 
     fn store_piece(&mut self, info_hash: InfoHash, piece: u32, data: Vec<u8>) {
-        let num_pieces = self
+        let lengths = self
             .bundles
             .get(&info_hash)
             .and_then(|b| b.info.as_ref())
-            .map(|i| i.lengths.num_pieces());
-        let Some(num_pieces) = num_pieces else {
+            .map(|i| i.lengths);
+        let Some((num_pieces, offset)) = lengths.and_then(|l| {
+            let index = l.validate_piece(piece)?;
+            Some((l.num_pieces(), l.piece_offset(index)))
+        }) else {
             let _ = self.client.handle_input(
                 now(),
                 Input::StoreFailed {
@@ -844,6 +852,7 @@ impl Host {
             info_hash,
             piece,
             num_pieces,
+            offset,
             data: bytes,
         });
         self.store_since.get_or_insert_with(now);
@@ -879,9 +888,20 @@ impl Host {
         self.storing = true;
         let (me, storage) = (self.me.clone(), self.storage.clone());
         spawn_local(async move {
-            let result = storage.store_pieces(&batch).await;
-            let pieces = batch.iter().map(|p| (p.info_hash, p.piece)).collect();
-            post(&me, Work::PiecesStored { pieces, result });
+            let mut short = vec![false; batch.len()];
+            let result = storage.store_pieces(&batch, &mut short).await;
+            let pieces = batch
+                .iter()
+                .zip(short)
+                .map(|(p, short)| (p.info_hash, p.piece, result.is_ok() && !short))
+                .collect();
+            post(
+                &me,
+                Work::PiecesStored {
+                    pieces,
+                    failure: result.err(),
+                },
+            );
         });
     }
 

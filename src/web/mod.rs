@@ -26,6 +26,7 @@ mod host;
 mod idb_open;
 mod js;
 pub mod net;
+mod piece_files;
 mod pieces;
 mod records;
 mod saves;

@@ -12,8 +12,7 @@
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
-use super::net::error::NetError;
-use super::storage::{Storage, DB_NAME, SCHEMA_VERSION};
+use super::storage::Storage;
 
 /// The bundle records of the extension origin. See the module documentation.
 #[wasm_bindgen]
@@ -28,18 +27,6 @@ impl Records {
         Ok(Records {
             storage: Storage::open().await?,
         })
-    }
-
-    /// The database's name.
-    #[wasm_bindgen(getter, js_name = databaseName)]
-    pub fn database_name() -> String {
-        DB_NAME.into()
-    }
-
-    /// The schema version.
-    #[wasm_bindgen(getter, js_name = schemaVersion)]
-    pub fn schema_version() -> u32 {
-        SCHEMA_VERSION
     }
 
     /// Every bundle record.
@@ -79,13 +66,5 @@ impl Records {
     #[wasm_bindgen(js_name = putHandles)]
     pub async fn put_handles(&self, id: String, handles: JsValue) -> Result<(), JsValue> {
         Ok(self.storage.put_handles(&id, &handles).await?)
-    }
-
-    /// How many pieces of the bundle `infoHash` are stored.
-    #[wasm_bindgen(js_name = storedPieces)]
-    pub async fn stored_pieces(&self, info_hash: String) -> Result<u32, JsValue> {
-        let h = crate::engine::ids::InfoHash::from_hex(info_hash.trim())
-            .ok_or_else(|| NetError::Argument(format!("{info_hash:?} is not an info hash")))?;
-        Ok(self.storage.piece_count(h).await?)
     }
 }

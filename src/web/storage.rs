@@ -1,7 +1,7 @@
 //! Persistence in IndexedDB (through rexie): every bundle's record, verified
-//! pieces as bytes, each bundle's have-bitfield written in the same
-//! transaction as the piece it covers, the owner tokens of uploads and the
-//! file handles a send needs to resume.
+//! pieces (in the bundle's piece file, `piece_files.rs`, or as bytes here),
+//! each bundle's have-bitfield written after the pieces it covers are, the
+//! owner tokens of uploads and the file handles a send needs to resume.
 //!
 //! The schema lives here and only here, with its version number. One
 //! database, `swarmdrop-engine`, version 2:
@@ -10,8 +10,8 @@
 //! |-----------|----------------------------|----------------------------------------|
 //! | `bundles` | `id` (in the record)       | the transfer record the engine host keeps: metainfo (`.torrent` bytes or magnet), role, state, file list and selection, the bundle's own caps (`limits: {uploadKBps, downloadKBps}`, 0 for none), a send's choice to upload to the server (`uploadToServer`) and the server it was made with (`server`), its last upload figures (`upload`), statistics |
 //! | `handles` | `id` (in the record)       | `{id, handles}`: a send's file system handles, where the browser has them |
-//! | `pieces`  | `[info hash hex, piece]`   | the piece, a `Uint8Array` (a `Blob` when written before 2026-11-21; both are read) |
-//! | `have`    | info hash hex              | `{pieces: n, bits: Uint8Array}` (BEP 3 order) |
+//! | `pieces`  | `[info hash hex, piece]`   | the piece, a `Uint8Array` (a `Blob` when written before 2026-11-21; both are read), for bundles whose pieces are not in a piece file |
+//! | `have`    | info hash hex              | `{pieces: n, bits: Uint8Array, file?: true}` (BEP 3 order); `file`: the pieces are in the bundle's piece file, not in `pieces` |
 //! | `uploads` | info hash hex              | `{server, token}`                      |
 //!
 //! Versions and upgrades:
@@ -22,6 +22,14 @@
 //!   and deletes `swarmdrop`. The copy is idempotent: a crash between the
 //!   copy and the delete copies nothing twice. The pieces never move (they
 //!   can be gigabytes).
+//!
+//! Where a bundle's pieces live is decided once, when its first pieces are
+//! stored, and kept in its have record (`file`): in its piece file (OPFS,
+//! written by a worker, `piece_files.rs`) where the host has one, else in
+//! `pieces`. Bundles stored before piece files existed have no `file` and
+//! stay in `pieces` (read, resumed and saved as before). A piece file's
+//! bytes are written and flushed before the have record marks them, so a
+//! crash in between loses at most one batch of pieces, fetched again.
 //!
 //! Records are schemaless values: a field added to them needs no version
 //! (`limits`, which records written before it lack and the host reads as
@@ -54,11 +62,13 @@ use web_sys::{Blob, IdbDatabase, IdbObjectStoreParameters};
 use crate::engine::api::StoreFailure;
 use crate::engine::bitfield::Bitfield;
 use crate::engine::ids::InfoHash;
+use crate::engine::lengths::Lengths;
 use crate::engine::metainfo::Info;
 use crate::engine::sort;
 
 use super::idb_open;
 use super::net::error::{js_message, NetError};
+use super::piece_files::{file_error, PieceFiles};
 
 /// The database's name in the extension origin.
 pub const DB_NAME: &str = "swarmdrop-engine";
@@ -72,6 +82,8 @@ const HANDLES: &str = "handles";
 const PIECES: &str = "pieces";
 const HAVE: &str = "have";
 const UPLOADS: &str = "uploads";
+/// Why pieces kept in a piece file cannot be read or written now.
+const NO_PIECE_FILES: &str = "its piece file cannot be opened here";
 /// The key path of records in `bundles` and `handles`.
 const RECORD_KEY: &str = "id";
 
@@ -89,6 +101,8 @@ pub struct PieceToStore {
     pub piece: u32,
     /// Pieces of the bundle (the have-bitfield's length).
     pub num_pieces: u32,
+    /// Where the piece begins in the bundle (its place in a piece file).
+    pub offset: u64,
     /// The bytes.
     pub data: std::rc::Rc<Vec<u8>>,
 }
@@ -99,6 +113,11 @@ pub struct PieceToStore {
 #[derive(Clone)]
 pub struct Storage {
     db: Rc<RefCell<Rc<Rexie>>>,
+    /// Piece files, where this context has them (the engine host).
+    files: Option<PieceFiles>,
+    /// Whether each bundle's pieces are in its piece file, once known (a
+    /// list: a host holds a few bundles).
+    places: Rc<RefCell<Vec<(InfoHash, bool)>>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -214,10 +233,36 @@ impl Storage {
         }
         let storage = Storage {
             db: Rc::new(RefCell::new(Rc::new(connect().await?))),
+            files: None,
+            places: Rc::default(),
         };
         storage.migrate_legacy_records().await?;
         // Two first calls may race: both connections work, the first is kept.
         Ok(OPEN.with(|o| o.borrow_mut().get_or_insert(storage).clone()))
+    }
+
+    /// This storage with piece files: bundles whose pieces are not stored
+    /// yet keep them there (see the module documentation).
+    pub fn with_piece_files(&self, files: PieceFiles) -> Storage {
+        Storage {
+            files: Some(files),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a bundle's pieces are (or will be) in its piece file: as its
+    /// have record says, else (nothing stored yet) where this storage puts
+    /// new bundles.
+    async fn in_file(&self, info_hash: InfoHash) -> Result<bool, NetError> {
+        if let Some((_, known)) = self.places.borrow().iter().find(|(h, _)| *h == info_hash) {
+            return Ok(*known);
+        }
+        let in_file = match self.have_record(info_hash).await? {
+            Some(r) => have_in_file(&r),
+            None => self.files.is_some(),
+        };
+        self.places.borrow_mut().push((info_hash, in_file));
+        Ok(in_file)
     }
 
     /// Schema 1 to 2: copies the records of [`LEGACY_RECORDS_DB`] that are
@@ -420,32 +465,85 @@ impl Storage {
         self.put_in(HANDLES, &record).await
     }
 
-    /// Keys of the stored pieces of a bundle (for checks that its storage
-    /// was freed).
-    pub async fn piece_count(&self, info_hash: InfoHash) -> Result<u32, NetError> {
-        let tx = self
-            .transaction(&[PIECES], TransactionMode::ReadOnly)
-            .await?;
-        tx.store(PIECES)
-            .map_err(storage_error)?
-            .count(Some(bundle_pieces(info_hash)?))
-            .await
-            .map_err(storage_error)
-    }
-
     /// Stores verified pieces and sets their bits in their bundles'
-    /// have-bitfields, all in one transaction: a bit never exists without its
-    /// piece, and many pieces cost one commit.
-    pub async fn store_pieces(&self, batch: &[PieceToStore]) -> Result<(), StoreFailure> {
-        // Each piece is put as a JavaScript copy of its bytes, not a view
-        // into wasm memory (a view would be cloned with the whole memory
-        // behind it), and not as a Blob: a Blob made from bytes costs the
-        // engine's thread about half again as much as putting the bytes
+    /// have-bitfields. Pieces kept in IndexedDB are put in the same
+    /// transaction as their bits (a bit never exists without its piece, and
+    /// many pieces cost one commit); pieces kept in piece files are written
+    /// and flushed first, in the order of their place in the file, and their
+    /// bits set only once that succeeded. When the disk fills up part way
+    /// through a piece file, the pieces written before are recorded, and
+    /// those after are marked in `short` (not stored: the disk is full).
+    pub async fn store_pieces(
+        &self,
+        batch: &[PieceToStore],
+        short: &mut [bool],
+    ) -> Result<(), StoreFailure> {
+        let mut bundles: Vec<InfoHash> = batch.iter().map(|p| p.info_hash).collect();
+        sort::sort_by(&mut bundles, Ord::cmp);
+        bundles.dedup();
+        let mut in_file = Vec::with_capacity(bundles.len());
+        let mut kept_here: Vec<&PieceToStore> = Vec::new();
+        for &info_hash in &bundles {
+            let here = self
+                .in_file(info_hash)
+                .await
+                .map_err(|e| StoreFailure::Other(e.to_string()))?;
+            if !here {
+                kept_here.extend(batch.iter().filter(|p| p.info_hash == info_hash));
+            } else {
+                let files = self
+                    .files
+                    .as_ref()
+                    .ok_or_else(|| StoreFailure::Other(NO_PIECE_FILES.into()))?;
+                let mine: Vec<usize> = (0..batch.len())
+                    .filter(|&i| batch[i].info_hash == info_hash)
+                    .collect();
+                // Positions in `mine` of the pieces not written.
+                let unwritten = if short.iter().any(|s| *s) {
+                    // The disk filled up with an earlier bundle's pieces.
+                    None
+                } else {
+                    let pieces = mine.iter().map(|&i| (batch[i].offset, &batch[i].data[..]));
+                    match files.write(info_hash, pieces).await {
+                        Ok(()) => Some(Array::new()),
+                        Err(e) => {
+                            if !js_message(&e).starts_with("QuotaExceededError") {
+                                return Err(StoreFailure::Other(file_error(e).to_string()));
+                            }
+                            Reflect::get(&e, &"unwritten".into())
+                                .ok()
+                                .and_then(|a| a.dyn_into::<Array>().ok())
+                        }
+                    }
+                };
+                match unwritten {
+                    Some(list) => list
+                        .iter()
+                        .filter_map(|n| mine.get(n.as_f64()? as usize))
+                        .for_each(|&i| short[i] = true),
+                    None => mine.iter().for_each(|&i| short[i] = true),
+                }
+            }
+            in_file.push(here);
+        }
+        // A bundle removed while its pieces were written (`delete_bundle`
+        // forgets its place first) gets no have record again.
+        if bundles
+            .iter()
+            .zip(&in_file)
+            .any(|(h, file)| *file && !self.places.borrow().iter().any(|(p, _)| p == h))
+        {
+            return Err(StoreFailure::Other("the bundle was removed".into()));
+        }
+        // Each piece kept here is put as a JavaScript copy of its bytes, not
+        // a view into wasm memory (a view would be cloned with the whole
+        // memory behind it), and not as a Blob: a Blob made from bytes costs
+        // the engine's thread about half again as much as putting the bytes
         // (measured in headless Chromium, 256 MiB in 512 KiB pieces, eight
         // per transaction: 1.3 to 1.6 s of the thread for Blobs, 0.9 s for
         // bytes), and the browser keeps large values in its own blob files
         // either way. The copy is garbage once `put` has cloned it.
-        let values: Vec<JsValue> = batch
+        let values: Vec<JsValue> = kept_here
             .iter()
             .map(|p| Uint8Array::from(&p.data[..]).into())
             .collect();
@@ -458,20 +556,23 @@ impl Storage {
         // Every put is issued before any is awaited (one wait for the batch,
         // not one browser round trip per piece); they complete in order, and
         // a failed one aborts the transaction, which `done` reports.
-        pieces
-            .put_all(
-                batch
-                    .iter()
-                    .zip(values)
-                    .map(|(p, value)| (value, Some(piece_key(p.info_hash, p.piece)))),
-            )
-            .await
-            .map_err(failure)?;
-        let mut bundles: Vec<InfoHash> = batch.iter().map(|p| p.info_hash).collect();
-        sort::sort_by(&mut bundles, Ord::cmp);
-        bundles.dedup();
-        for info_hash in bundles {
-            let mine = batch.iter().filter(|p| p.info_hash == info_hash);
+        if !kept_here.is_empty() {
+            pieces
+                .put_all(
+                    kept_here
+                        .iter()
+                        .zip(values)
+                        .map(|(p, value)| (value, Some(piece_key(p.info_hash, p.piece)))),
+                )
+                .await
+                .map_err(failure)?;
+        }
+        for (&info_hash, &file) in bundles.iter().zip(&in_file) {
+            let mine = batch
+                .iter()
+                .zip(short.iter())
+                .filter(|(p, s)| p.info_hash == info_hash && !**s)
+                .map(|(p, _)| p);
             let Some(num_pieces) = mine.clone().map(|p| p.num_pieces).next() else {
                 continue;
             };
@@ -484,7 +585,7 @@ impl Storage {
             for p in mine {
                 bits.set(p.piece, true);
             }
-            have.put(&encode_have(&bits), Some(&bundle_key(info_hash)))
+            have.put(&encode_have(&bits, file), Some(&bundle_key(info_hash)))
                 .await
                 .map_err(failure)?;
         }
@@ -500,7 +601,8 @@ impl Storage {
 
     /// Deletes a piece that read back wrong and clears its have-bit, in one
     /// transaction: the have-bitfield never records a piece that is not
-    /// there, and what it records is all the engine trusts.
+    /// there, and what it records is all the engine trusts. (In a piece
+    /// file the bytes stay until the piece fetched again overwrites them.)
     pub async fn discard_piece(
         &self,
         info_hash: InfoHash,
@@ -520,13 +622,18 @@ impl Storage {
             .get(bundle_key(info_hash))
             .await
             .map_err(storage_error)?;
-        if let Some(mut bits) = current.as_ref().and_then(|v| decode_have(v, num_pieces)) {
-            if piece < bits.len() {
-                bits.set(piece, false);
-            }
-            have.put(&encode_have(&bits), Some(&bundle_key(info_hash)))
+        if let Some(current) = current {
+            if let Some(mut bits) = decode_have(&current, num_pieces) {
+                if piece < bits.len() {
+                    bits.set(piece, false);
+                }
+                have.put(
+                    &encode_have(&bits, have_in_file(&current)),
+                    Some(&bundle_key(info_hash)),
+                )
                 .await
                 .map_err(storage_error)?;
+            }
         }
         match tx.done().await {
             Ok(r) if r.is_committed() => Ok(()),
@@ -540,40 +647,72 @@ impl Storage {
     /// The have-bitfield recorded for a bundle (empty when none, or when the
     /// record does not fit the bundle).
     pub async fn have(&self, info_hash: InfoHash, num_pieces: u32) -> Result<Bitfield, NetError> {
-        let tx = self.transaction(&[HAVE], TransactionMode::ReadOnly).await?;
-        let have = tx.store(HAVE).map_err(storage_error)?;
-        let value = have
-            .get(bundle_key(info_hash))
-            .await
-            .map_err(storage_error)?;
-        Ok(value
+        Ok(self
+            .have_record(info_hash)
+            .await?
             .as_ref()
             .and_then(|v| decode_have(v, num_pieces))
             .unwrap_or_else(|| Bitfield::new(num_pieces)))
     }
 
-    /// The stored bytes of a piece, as one `ArrayBuffer` of exactly them.
+    /// A bundle's have record, if it has one.
+    async fn have_record(&self, info_hash: InfoHash) -> Result<Option<JsValue>, NetError> {
+        let tx = self.transaction(&[HAVE], TransactionMode::ReadOnly).await?;
+        tx.store(HAVE)
+            .map_err(storage_error)?
+            .get(bundle_key(info_hash))
+            .await
+            .map_err(storage_error)
+    }
+
+    /// The stored bytes of a piece, as one `ArrayBuffer` of exactly them; a
+    /// piece the have record does not mark is not stored.
     pub async fn piece_buffer(
         &self,
         info_hash: InfoHash,
+        lengths: &Lengths,
         piece: u32,
     ) -> Result<ArrayBuffer, NetError> {
+        let missing = || NetError::Storage(format!("piece {piece} is not stored"));
+        let index = lengths.validate_piece(piece).ok_or_else(missing)?;
+        if self.in_file(info_hash).await? {
+            if !self.have(info_hash, lengths.num_pieces()).await?.get(piece) {
+                return Err(missing());
+            }
+            let files = self
+                .files
+                .as_ref()
+                .ok_or_else(|| NetError::Storage(NO_PIECE_FILES.into()))?;
+            return files
+                .read(
+                    info_hash,
+                    lengths.piece_offset(index),
+                    lengths.piece_len(index),
+                )
+                .await;
+        }
         let tx = self
             .transaction(&[PIECES], TransactionMode::ReadOnly)
             .await?;
-        let store = tx.store(PIECES).map_err(storage_error)?;
-        let value = store
+        let value = tx
+            .store(PIECES)
+            .map_err(storage_error)?
             .get(piece_key(info_hash, piece))
             .await
             .map_err(storage_error)?
-            .ok_or_else(|| NetError::Storage(format!("piece {piece} is not stored")))?;
+            .ok_or_else(missing)?;
         drop(tx);
         stored_bytes(value, piece).await
     }
 
     /// Reads a stored piece's bytes.
-    pub async fn read_piece(&self, info_hash: InfoHash, piece: u32) -> Result<Vec<u8>, NetError> {
-        let buffer = self.piece_buffer(info_hash, piece).await?;
+    pub async fn read_piece(
+        &self,
+        info_hash: InfoHash,
+        lengths: &Lengths,
+        piece: u32,
+    ) -> Result<Vec<u8>, NetError> {
+        let buffer = self.piece_buffer(info_hash, lengths, piece).await?;
         Ok(Uint8Array::new(&buffer).to_vec())
     }
 
@@ -586,18 +725,21 @@ impl Storage {
         file_index: usize,
         span: &FileSpan,
     ) -> Result<ArrayBuffer, NetError> {
-        self.piece_buffer(info_hash, span.piece).await.map_err(|_| {
-            let path = info.files.get(file_index).map(|f| f.path.join("/"));
-            NetError::Storage(format!(
-                "{} is not completely downloaded (piece {} is missing)",
-                path.unwrap_or_default(),
-                span.piece
-            ))
-        })
+        self.piece_buffer(info_hash, &info.lengths, span.piece)
+            .await
+            .map_err(|_| {
+                let path = info.files.get(file_index).map(|f| f.path.join("/"));
+                NetError::Storage(format!(
+                    "{} is not completely downloaded (piece {} is missing)",
+                    path.unwrap_or_default(),
+                    span.piece
+                ))
+            })
     }
 
-    /// Deletes a bundle's pieces and have-bitfield.
+    /// Deletes a bundle's pieces (its piece file too) and have-bitfield.
     pub async fn delete_bundle(&self, info_hash: InfoHash) -> Result<(), NetError> {
+        self.places.borrow_mut().retain(|(h, _)| *h != info_hash);
         let tx = self
             .transaction(&[PIECES, HAVE, UPLOADS], TransactionMode::ReadWrite)
             .await?;
@@ -618,6 +760,9 @@ impl Storage {
             .await
             .map_err(storage_error)?;
         tx.done().await.map_err(storage_error)?;
+        if let Some(files) = &self.files {
+            files.remove(info_hash).await?;
+        }
         Ok(())
     }
 
@@ -672,15 +817,26 @@ impl Storage {
     }
 }
 
-fn encode_have(bits: &Bitfield) -> JsValue {
+fn encode_have(bits: &Bitfield, in_file: bool) -> JsValue {
     let record = Object::new();
     let _ = Reflect::set(&record, &"pieces".into(), &JsValue::from(bits.len()));
+    if in_file {
+        let _ = Reflect::set(&record, &"file".into(), &JsValue::TRUE);
+    }
     let _ = Reflect::set(
         &record,
         &"bits".into(),
         &Uint8Array::from(bits.as_bytes()).into(),
     );
     record.into()
+}
+
+/// Whether a have record says its bundle's pieces are in its piece file.
+fn have_in_file(value: &JsValue) -> bool {
+    Reflect::get(value, &"file".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        == Some(true)
 }
 
 fn decode_have(value: &JsValue, num_pieces: u32) -> Option<Bitfield> {

@@ -410,7 +410,12 @@ function call(page, type, fields = {}) {
   return page.evaluate(async ([type, fields]) => (await import('./js/common/messages.js')).call(type, fields), [type, fields]);
 }
 
-/** In an extension page: the origin's usage and the stored piece keys of a bundle. */
+/**
+ * In an extension page: the origin's usage and the stored pieces of a
+ * bundle (`keys`): its keys in IndexedDB's `pieces`, or, for a bundle whose
+ * have record says its pieces are in its piece file, the pieces that record
+ * marks, when the file exists (`inFile` then, and the file's `fileBytes`).
+ */
 async function stored(infoHash) {
   const { usage, quota } = await navigator.storage.estimate();
   // Opening a database the engine host has not made yet would make it.
@@ -425,16 +430,26 @@ async function stored(infoHash) {
     db.close();
     return { keys: 0, usage, quota };
   }
-  const keys = await new Promise((resolve, reject) => {
-    const req = db
-      .transaction('pieces', 'readonly')
-      .objectStore('pieces')
-      .getAllKeys(IDBKeyRange.bound([infoHash, 0], [infoHash, 2 ** 32 - 1]));
-    req.onsuccess = () => resolve(req.result.length);
-    req.onerror = () => reject(req.error);
-  });
+  const get = (store, fn) =>
+    new Promise((resolve, reject) => {
+      const req = fn(db.transaction(store, 'readonly').objectStore(store));
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const keys = (await get('pieces', (s) => s.getAllKeys(IDBKeyRange.bound([infoHash, 0], [infoHash, 2 ** 32 - 1])))).length;
+  const have = await get('have', (s) => s.get(infoHash));
   db.close();
-  return { keys, usage: (await navigator.storage.estimate()).usage, quota };
+  const usageNow = (await navigator.storage.estimate()).usage;
+  if (!have?.file) return { keys, idbKeys: keys, usage: usageNow, quota, inFile: false };
+  const file = await navigator.storage
+    .getDirectory()
+    .then((root) => root.getDirectoryHandle('swarmdrop-pieces'))
+    .then((dir) => dir.getFileHandle(infoHash))
+    .then((h) => h.getFile())
+    .catch(() => null);
+  let marked = 0;
+  for (let b of have.bits) for (; b; b &= b - 1) marked++;
+  return { keys: keys + (file ? marked : 0), idbKeys: keys, usage: usageNow, quota, inFile: true, fileBytes: file?.size ?? null };
 }
 
 /** A Chromium with the extension pointed at `server`; its popup page. */
@@ -518,12 +533,24 @@ test('a full disk pauses a download with a clear message; with room again it com
   let pausedAt = null;
 
   await t.test('the download pauses (not fails) with "Not enough disk space" in the popup and the bundle page', async () => {
-    const paused = await until(
+    await until(
       async () => {
         const v = await view(b, id);
         return v.state === 'paused' && v.diskFull ? v : null;
       },
       { timeoutMs: 120_000, what: 'the download to pause on a full disk' },
+    );
+    // Pieces whose writes were under way when the disk filled up are counted
+    // as they land (a piece file takes the pieces that fit, in order): the
+    // figures are compared once they stay put.
+    const paused = await until(
+      async () => {
+        const v = await view(b, id);
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        const again = await view(b, id);
+        return again.progressBytes === v.progressBytes && again.state === 'paused' ? again : null;
+      },
+      { timeoutMs: 30_000, what: 'the paused download to settle' },
     );
     assert.match(paused.error, /^Not enough disk space: .*Free some space, then resume\.$/);
     assert.ok(paused.progress > 0 && paused.progress < 1, `paused part way (${paused.progress})`);
@@ -592,6 +619,10 @@ test('cancelling a download deletes its pieces', { timeout: 240_000 }, async (t)
   await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 120_000, what: 'the download to complete' });
   const full = await b.popup.evaluate(stored, torrent.infoHash);
   assert.equal(full.keys, torrent.pieces.length);
+  // Every piece in the bundle's piece file, none in IndexedDB.
+  assert.equal(full.inFile, true, 'the pieces are in the piece file');
+  assert.equal(full.idbKeys, 0, 'no piece in IndexedDB');
+  assert.equal(full.fileBytes, data.length, 'the piece file holds the whole bundle');
   const cancel = b.popup.locator('article.transfer [data-action=cancel]');
   await cancel.click();
   await cancel.click();
@@ -786,14 +817,47 @@ test('Firefox: a paused download moves no bytes for 10 s, then resume completes 
 /**
  * In an extension page: overwrites the stored piece `piece` of a bundle with
  * other bytes of the same length, its have-bit kept (a damaged IndexedDB
- * entry). Resolves to the length written.
+ * entry, or damaged bytes in its piece file, with the engine host closed
+ * first). Resolves to the length written.
  */
-async function damagePiece({ infoHash, piece }) {
-  const db = await new Promise((resolve, reject) => {
-    const req = indexedDB.open('swarmdrop-engine');
+async function damagePiece({ infoHash, piece, pieceLength }) {
+  const scramble = (bytes) => {
+    for (let i = 0; i < bytes.length; i += 97) bytes[i] ^= 0x5a;
+    return bytes;
+  };
+  const open = () =>
+    new Promise((resolve, reject) => {
+      const req = indexedDB.open('swarmdrop-engine');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const haveDb = await open();
+  const have = await new Promise((resolve, reject) => {
+    const req = haveDb.transaction('have', 'readonly').objectStore('have').get(infoHash);
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
   });
+  haveDb.close();
+  if (have?.file) {
+    await chrome.offscreen.closeDocument().catch(() => {});
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('swarmdrop-pieces');
+    const handle = await dir.getFileHandle(infoHash);
+    for (let tries = 0; ; tries++) {
+      try {
+        const file = await handle.getFile();
+        const at = piece * pieceLength;
+        const bytes = scramble(new Uint8Array(await file.slice(at, at + pieceLength).arrayBuffer()));
+        const w = await handle.createWritable({ keepExistingData: true });
+        await w.write({ type: 'write', position: at, data: bytes });
+        await w.close();
+        return bytes.length;
+      } catch (e) {
+        if (tries > 50 || !['NoModificationAllowedError', 'InvalidStateError', 'NotReadableError'].includes(e?.name)) throw e;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+  const db = await open();
   db.onversionchange = () => db.close();
   const run = (mode, fn) =>
     new Promise((resolve, reject) => {
@@ -805,29 +869,55 @@ async function damagePiece({ infoHash, piece }) {
   if (!stored) throw new Error(`piece ${piece} is not stored`);
   // Stored as bytes (a Blob when written before 2026-11-21); put back in the same form.
   const wasBlob = stored instanceof Blob;
-  const bytes = wasBlob ? new Uint8Array(await stored.arrayBuffer()) : new Uint8Array(stored);
-  for (let i = 0; i < bytes.length; i += 97) bytes[i] ^= 0x5a;
+  const bytes = scramble(wasBlob ? new Uint8Array(await stored.arrayBuffer()) : new Uint8Array(stored));
   await run('readwrite', (s) => s.put(wasBlob ? new Blob([bytes]) : bytes, [infoHash, piece]));
   db.close();
   return bytes.length;
 }
 
-/** In an extension page: the SHA-1 (hex) of a stored piece, or null when it is not stored. */
-async function storedPieceSha1({ infoHash, piece }) {
-  const db = await new Promise((resolve, reject) => {
-    const req = indexedDB.open('swarmdrop-engine');
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
+/**
+ * In an extension page: the SHA-1 (hex) of a stored piece, or null when it is
+ * not stored; a piece in a piece file is read with the engine host closed
+ * (its worker holds the file locked).
+ */
+async function storedPieceSha1({ infoHash, piece, pieceLength }) {
+  const open = () =>
+    new Promise((resolve, reject) => {
+      const req = indexedDB.open('swarmdrop-engine');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const db = await open();
   db.onversionchange = () => db.close();
-  const blob = await new Promise((resolve, reject) => {
-    const req = db.transaction('pieces', 'readonly').objectStore('pieces').get([infoHash, piece]);
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
+  const get = (store, key) =>
+    new Promise((resolve, reject) => {
+      const req = db.transaction(store, 'readonly').objectStore(store).get(key);
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const have = await get('have', infoHash);
+  const value = have?.file ? null : await get('pieces', [infoHash, piece]);
   db.close();
-  if (!blob) return null;
-  const bytes = blob instanceof Blob ? await blob.arrayBuffer() : blob;
+  let bytes = null;
+  if (have?.file) {
+    if (!(have.bits[piece >> 3] & (0x80 >> (piece & 7)))) return null;
+    await chrome.offscreen.closeDocument().catch(() => {});
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('swarmdrop-pieces');
+    const handle = await dir.getFileHandle(infoHash);
+    for (let tries = 0; bytes === null; tries++) {
+      try {
+        const at = piece * pieceLength;
+        bytes = await (await handle.getFile()).slice(at, at + pieceLength).arrayBuffer();
+      } catch (e) {
+        if (tries > 50 || !['NoModificationAllowedError', 'InvalidStateError', 'NotReadableError'].includes(e?.name)) throw e;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  } else if (value) {
+    bytes = value instanceof Blob ? await value.arrayBuffer() : value;
+  } else {
+    return null;
+  }
   const hash = new Uint8Array(await crypto.subtle.digest('SHA-1', bytes));
   return [...hash].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
@@ -847,10 +937,19 @@ test('a stored piece damaged after the download is fetched again when the file i
   const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
   await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 120_000, what: 'the download to complete' });
   const piece = 17;
-  const written = await b.popup.evaluate(damagePiece, { infoHash: torrent.infoHash, piece });
+  const written = await b.popup.evaluate(damagePiece, { infoHash: torrent.infoHash, piece, pieceLength });
   assert.equal(written, pieceLength);
-  assert.notEqual(await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece }), sha1Hex(torrent.pieces[piece]));
-  const before = await view(b, id);
+  assert.notEqual(await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }), sha1Hex(torrent.pieces[piece]));
+  // A piece file is damaged with the engine host closed: the figures to
+  // compare with are the new host's (its session's bytes, fewer than the
+  // bundle's), not those kept from before in the record.
+  const before = await until(
+    async () => {
+      const v = await view(b, id);
+      return v.state === 'complete' && v.fromServer < data.length ? v : null;
+    },
+    { timeoutMs: 60_000, what: 'the engine host to be back with the download' },
+  );
   const served = (await server.stats()).bytes_served;
 
   await saveAndCheck(b, 'damaged.bin', sha256(data));
@@ -870,7 +969,7 @@ test('a stored piece damaged after the download is fetched again when the file i
   assert.ok(refetched >= pieceLength && refetched < 2 * pieceLength, `about one piece served again: ${refetched}`);
   assert.equal(after.fromServer - before.fromServer, pieceLength, 'the transfer fetched one piece again');
   assert.equal(
-    await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece }),
+    await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }),
     sha1Hex(torrent.pieces[piece]),
     'the piece stored again is the right one',
   );
@@ -889,10 +988,11 @@ test('a damaged stored piece is never served to a peer: the seeding download fet
   const aid = await open(a, `${server.url}/b/${torrent.infoHash}`);
   await until(async () => (await view(a, aid)).state === 'complete', { timeoutMs: 120_000, what: "A's download to complete" });
   const piece = 23;
-  await a.popup.evaluate(damagePiece, { infoHash: torrent.infoHash, piece });
+  await a.popup.evaluate(damagePiece, { infoHash: torrent.infoHash, piece, pieceLength });
   // A new engine host: nothing of the download is in its memory, every
   // piece served to a peer is read back from IndexedDB.
-  await a.popup.evaluate(() => chrome.offscreen.closeDocument());
+  // (A piece file was damaged with the host closed already.)
+  await a.popup.evaluate(() => chrome.offscreen.closeDocument().catch(() => {}));
   await until(async () => (await view(a, aid)).state === 'complete', { timeoutMs: 60_000, what: "A's download to come back" });
   const served = (await server.stats()).bytes_served;
 
@@ -916,7 +1016,7 @@ test('a damaged stored piece is never served to a peer: the seeding download fet
   assert.equal(got.fromServer, 0, 'B downloaded from A only');
   assert.ok(refetched >= pieceLength && refetched < 2 * pieceLength, `A fetched about one piece again: ${refetched}`);
   assert.equal(
-    await a.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece }),
+    await a.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }),
     sha1Hex(torrent.pieces[piece]),
     "A's piece stored again is the right one",
   );

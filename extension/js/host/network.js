@@ -1,7 +1,7 @@
 // The network side of the engine host: one SwarmHost (the wasm glue in
 // src/web: tracker sockets, WebRTC peers, the web seed, the upload to the
-// server, pieces in IndexedDB) that sends and downloads every bundle, and
-// what it reports, in the terms the transfers and the popup use.
+// server, pieces in piece files or IndexedDB) that sends and downloads every
+// bundle, and what it reports, in the terms the transfers and the popup use.
 //
 // Transfers call it when a send is ready (its .torrent made), when a
 // download is opened or comes back after a restart, and for pause, resume,
@@ -17,6 +17,89 @@ const REPORT_EVERY_MS = 1000;
 function capsOf(limits) {
   const bytes = (kbps) => (kbps > 0 ? kbps * 1000 : null);
   return { uploadLimit: bytes(limits?.uploadKBps), downloadLimit: bytes(limits?.downloadKBps) };
+}
+
+/**
+ * The engine host's side of the piece file worker (js/host/piece-worker.js):
+ * SwarmHost (src/web/piece_files.rs) gets one and calls these methods; each
+ * returns a promise settled by the worker's answer. A failure rejects with an
+ * Error whose `name` is the worker's DOMException name (QuotaExceededError
+ * when the disk or the quota is full).
+ */
+class PieceFiles {
+  #worker;
+  #next = 0;
+  #waiting = new Map();
+
+  constructor() {
+    this.#worker = new Worker(new URL('./piece-worker.js', import.meta.url), { type: 'module' });
+    this.#worker.onmessage = ({ data }) => {
+      const w = this.#waiting.get(data.id);
+      if (!w) return;
+      this.#waiting.delete(data.id);
+      if (data.ok) w.resolve(data.result);
+      else w.reject(Object.assign(new Error(data.message), { name: data.name, unwritten: data.unwritten }));
+    };
+    this.#worker.onerror = (e) => {
+      const err = new Error(`the piece file worker failed: ${e.message || 'it did not load'}`);
+      for (const w of this.#waiting.values()) w.reject(err);
+      this.#waiting.clear();
+    };
+  }
+
+  #call(message, transfer = []) {
+    return new Promise((resolve, reject) => {
+      const id = ++this.#next;
+      this.#waiting.set(id, { resolve, reject });
+      this.#worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  /** Whether sync access handles work in the worker (false where they do not). */
+  probe() {
+    return this.#call({ op: 'probe' }).catch(() => false);
+  }
+
+  /** Stops the worker. */
+  close() {
+    this.#worker.terminate();
+  }
+
+  /**
+   * Writes `buffers` (ArrayBuffers, transferred) at `offsets` of the bundle's
+   * file, in the order of their offsets, and flushes it. When the disk is full
+   * it rejects with a QuotaExceededError whose `unwritten` lists the indices
+   * of those not written (the others are written and flushed).
+   */
+  write(bundle, offsets, buffers) {
+    return this.#call({ op: 'write', bundle, offsets, buffers }, buffers);
+  }
+
+  /** `length` bytes from `offset`, as an ArrayBuffer (rejects when the file ends before). */
+  read(bundle, offset, length) {
+    return this.#call({ op: 'read', bundle, offset, length });
+  }
+
+  /** Closes and deletes the bundle's file (nothing when there is none). */
+  remove(bundle) {
+    return this.#call({ op: 'remove', bundle });
+  }
+}
+
+/**
+ * The piece file worker, or null where this context cannot start one or its
+ * sync access handles do not work: new downloads then keep their pieces in
+ * IndexedDB.
+ */
+async function pieceFiles() {
+  try {
+    const files = new PieceFiles();
+    if (await files.probe()) return files;
+    files.close();
+  } catch (err) {
+    console.warn('swarmdrop: no piece file worker:', err);
+  }
+  return null;
 }
 
 export class Network {
@@ -49,6 +132,7 @@ export class Network {
         uploadLimit: s.uploadLimitKBps ? s.uploadLimitKBps * 1000 : null,
         downloadLimit: s.downloadLimitKBps ? s.downloadLimitKBps * 1000 : null,
         onEvent: (e) => this.#onEvent(e),
+        pieceFiles: await pieceFiles(),
       });
       this.#host = host;
       this.#timer = setInterval(() => this.#reportAll(), REPORT_EVERY_MS);

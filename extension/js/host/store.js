@@ -41,7 +41,3 @@ export async function getHandles(id) {
   return (await records()).handles(id);
 }
 
-/** How many pieces of the bundle `infoHash` are stored. */
-export async function storedPieces(infoHash) {
-  return (await records()).storedPieces(infoHash);
-}
