@@ -830,9 +830,9 @@ impl Host {
             .get(&info_hash)
             .and_then(|b| b.info.as_ref())
             .map(|i| i.lengths);
-        let Some((num_pieces, offset)) = lengths.and_then(|l| {
+        let Some((num_pieces, offset, bundle_len)) = lengths.and_then(|l| {
             let index = l.validate_piece(piece)?;
-            Some((l.num_pieces(), l.piece_offset(index)))
+            Some((l.num_pieces(), l.piece_offset(index), l.total_length()))
         }) else {
             let _ = self.client.handle_input(
                 now(),
@@ -853,6 +853,7 @@ impl Host {
             piece,
             num_pieces,
             offset,
+            bundle_len,
             data: bytes,
         });
         self.store_since.get_or_insert_with(now);

@@ -83,6 +83,13 @@ impl PieceFiles {
             .map_err(file_error)
     }
 
+    /// Bytes the origin may still store (its quota less its usage), or
+    /// `None` when the browser does not say.
+    pub async fn room(&self) -> Option<u64> {
+        let room = self.call("room", &Array::new()).await.ok()?.as_f64()?;
+        (room >= 0.0).then_some(room as u64)
+    }
+
     /// Closes and deletes the bundle's file, if it has one.
     pub async fn remove(&self, info_hash: InfoHash) -> Result<(), NetError> {
         self.call("remove", &Array::of1(&bundle(info_hash)))

@@ -25,8 +25,9 @@
 //!
 //! Where a bundle's pieces live is decided once, when its first pieces are
 //! stored, and kept in its have record (`file`): in its piece file (OPFS,
-//! written by a worker, `piece_files.rs`) where the host has one, else in
-//! `pieces`. Bundles stored before piece files existed have no `file` and
+//! written by a worker, `piece_files.rs`) where the host has one and the
+//! origin has room for the whole bundle (a piece file counts against the
+//! quota up to its last piece, holes included), else in `pieces`. Bundles stored before piece files existed have no `file` and
 //! stay in `pieces` (read, resumed and saved as before). A piece file's
 //! bytes are written and flushed before the have record marks them, so a
 //! crash in between loses at most one batch of pieces, fetched again.
@@ -103,6 +104,8 @@ pub struct PieceToStore {
     pub num_pieces: u32,
     /// Where the piece begins in the bundle (its place in a piece file).
     pub offset: u64,
+    /// The bundle's length in bytes (a piece file needs room for all of it).
+    pub bundle_len: u64,
     /// The bytes.
     pub data: std::rc::Rc<Vec<u8>>,
 }
@@ -252,14 +255,26 @@ impl Storage {
 
     /// Whether a bundle's pieces are (or will be) in its piece file: as its
     /// have record says, else (nothing stored yet) where this storage puts
-    /// new bundles.
-    async fn in_file(&self, info_hash: InfoHash) -> Result<bool, NetError> {
+    /// the bundle's first pieces when `storing` gives its length: in a piece
+    /// file where this context has them and the origin has room for the
+    /// whole bundle, else here. A piece file is as long as the last piece
+    /// written to it, and the browser counts that length against the quota
+    /// even where pieces before it were never written: a few files picked
+    /// at the end of a bundle larger than the disk would fill the quota
+    /// there, while IndexedDB holds only the pieces taken. Without
+    /// `storing` (a read), a bundle with nothing stored is not in a file,
+    /// and nothing is decided.
+    async fn in_file(&self, info_hash: InfoHash, storing: Option<u64>) -> Result<bool, NetError> {
         if let Some((_, known)) = self.places.borrow().iter().find(|(h, _)| *h == info_hash) {
             return Ok(*known);
         }
-        let in_file = match self.have_record(info_hash).await? {
-            Some(r) => have_in_file(&r),
-            None => self.files.is_some(),
+        let in_file = match (self.have_record(info_hash).await?, storing) {
+            (Some(r), _) => have_in_file(&r),
+            (None, None) => return Ok(false),
+            (None, Some(bundle_len)) => match &self.files {
+                Some(files) => files.room().await.is_some_and(|room| room >= bundle_len),
+                None => false,
+            },
         };
         self.places.borrow_mut().push((info_hash, in_file));
         Ok(in_file)
@@ -484,8 +499,12 @@ impl Storage {
         let mut in_file = Vec::with_capacity(bundles.len());
         let mut kept_here: Vec<&PieceToStore> = Vec::new();
         for &info_hash in &bundles {
+            let bundle_len = batch
+                .iter()
+                .find(|p| p.info_hash == info_hash)
+                .map(|p| p.bundle_len);
             let here = self
-                .in_file(info_hash)
+                .in_file(info_hash, bundle_len)
                 .await
                 .map_err(|e| StoreFailure::Other(e.to_string()))?;
             if !here {
@@ -675,7 +694,7 @@ impl Storage {
     ) -> Result<ArrayBuffer, NetError> {
         let missing = || NetError::Storage(format!("piece {piece} is not stored"));
         let index = lengths.validate_piece(piece).ok_or_else(missing)?;
-        if self.in_file(info_hash).await? {
+        if self.in_file(info_hash, None).await? {
             if !self.have(info_hash, lengths.num_pieces()).await?.get(piece) {
                 return Err(missing());
             }

@@ -557,6 +557,10 @@ test('a full disk pauses a download with a clear message; with room again it com
     // Every piece counted as verified is stored (nothing verified is lost).
     const kept = await b.popup.evaluate(stored, torrent.infoHash);
     assert.equal(kept.keys, Math.ceil(paused.progressBytes / (256 * 1024)), 'the stored pieces are the verified ones');
+    // With less room than the bundle when its first pieces came, they went
+    // to IndexedDB: a piece file counts against the quota up to its last
+    // piece, holes included.
+    assert.equal(kept.inFile, false, 'a bundle larger than the room left keeps its pieces in IndexedDB');
     pausedAt = paused;
     const card = b.popup.locator('article.transfer');
     await b.popup.waitForFunction(() => /Not enough disk space/.test(document.querySelector('article.transfer .t-error')?.textContent), null, {

@@ -80,6 +80,11 @@ class PieceFiles {
     return this.#call({ op: 'read', bundle, offset, length });
   }
 
+  /** Bytes the origin may still store: its quota less its usage. */
+  room() {
+    return this.#call({ op: 'room' });
+  }
+
   /** Closes and deletes the bundle's file (nothing when there is none). */
   remove(bundle) {
     return this.#call({ op: 'remove', bundle });

@@ -13,6 +13,7 @@
 //                                                 with `unwritten`, the indices of those not written;
 //                                                 the others are written and flushed)
 //   {op:'read', bundle, offset, length}           the bytes (an error when the file ends before)
+//   {op:'room'}                                   bytes the origin may still store (quota less usage)
 //   {op:'remove', bundle}                         the file closed and deleted
 // Messages out: {id, ok:true, result} | {id, ok:false, name, message, unwritten?}
 
@@ -62,8 +63,15 @@ async function probe() {
   return true;
 }
 
+/** Bytes the origin may still store. */
+async function originRoom() {
+  const { usage, quota } = await navigator.storage.estimate();
+  return quota - usage;
+}
+
 const ops = {
   probe: () => probe().catch(() => false),
+  room: originRoom,
   async write({ bundle, offsets, buffers }) {
     const h = await handle(bundle);
     // In file order: on a full disk, the pieces that fit are those at the
@@ -77,10 +85,7 @@ const ops = {
         const i = order[k];
         const end = offsets[i] + buffers[i].byteLength;
         if (end > size) {
-          if (room === null) {
-            const { usage, quota } = await navigator.storage.estimate();
-            room = quota - usage;
-          }
+          room ??= await originRoom();
           if (room - (end - size) < HEADROOM) {
             throw new DOMException(`${end - size} more bytes do not fit: ${room} bytes of room left`, 'QuotaExceededError');
           }
