@@ -27,6 +27,7 @@ import { after, before, test } from 'node:test';
 import { ws as WebSocket } from 'playwright-core/lib/utilsBundle';
 import { launchBrowser, launchChromium, unpackedId } from './lib/chromium.js';
 import { SCREENSHOTS, builtExtension } from './lib/paths.js';
+import { stored } from './lib/stored.js';
 import {
   ISSUE_BUNDLE_BYTES,
   randomFiles,
@@ -237,44 +238,14 @@ test('the receiving Chromium is killed at ~50 %: after a restart on the same pro
   assert.ok(egressKilled + after >= total, 'every byte came from the server');
   // The pieces are in the bundle's piece file (OPFS), none in IndexedDB,
   // and those stored before the kill were kept (the bound above).
-  const where = await b.popup.evaluate(pieceStore, sent.infoHash);
+  const { inFile, idbKeys, fileBytes } = await b.popup.evaluate(stored, sent.infoHash);
+  const where = { inFile, idbKeys, fileBytes };
   console.log(`B: pieces stored in ${JSON.stringify(where)}`);
-  assert.deepEqual(where, { file: true, idbKeys: 0, fileBytes: total }, 'every piece in the piece file, none in IndexedDB');
+  assert.deepEqual(where, { inFile: true, idbKeys: 0, fileBytes: total }, 'every piece in the piece file, none in IndexedDB');
   await b.popup.locator('body').screenshot({ path: join(SCREENSHOTS, 'resume-popup-B.png') });
   await saveAndVerify(b, id, got, files);
   await closeChromium(b);
 });
-
-/**
- * In an extension page: where a bundle's pieces are stored: whether its have
- * record says its piece file (`file`), its keys in IndexedDB's `pieces`, and
- * the size of its piece file in the origin private file system (null when
- * there is none).
- */
-async function pieceStore(infoHash) {
-  const db = await new Promise((resolve, reject) => {
-    const req = indexedDB.open('swarmdrop-engine');
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-  db.onversionchange = () => db.close();
-  const get = (store, fn) =>
-    new Promise((resolve, reject) => {
-      const req = fn(db.transaction(store, 'readonly').objectStore(store));
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-  const have = await get('have', (s) => s.get(infoHash));
-  const idbKeys = (await get('pieces', (s) => s.getAllKeys(IDBKeyRange.bound([infoHash, 0], [infoHash, 2 ** 32 - 1])))).length;
-  db.close();
-  const file = await navigator.storage
-    .getDirectory()
-    .then((root) => root.getDirectoryHandle('swarmdrop-pieces'))
-    .then((dir) => dir.getFileHandle(infoHash))
-    .then((h) => h.getFile())
-    .catch(() => null);
-  return { file: have?.file === true, idbKeys, fileBytes: file?.size ?? null };
-}
 
 /**
  * Drops `files` on the send page (drop.html) the way the OS does: through

@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { launchBrowser, launchChromium } from './lib/chromium.js';
 import { SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
+import { stored } from './lib/stored.js';
 import { startFirefox } from './lib/webdriver.js';
 import { sha256File, startServer, tempDir, testSettings, until } from './net/support.js';
 
@@ -408,48 +409,6 @@ async function onServer(server, torrent) {
 /** Runs the extension's message call in one of its pages. */
 function call(page, type, fields = {}) {
   return page.evaluate(async ([type, fields]) => (await import('./js/common/messages.js')).call(type, fields), [type, fields]);
-}
-
-/**
- * In an extension page: the origin's usage and the stored pieces of a
- * bundle (`keys`): its keys in IndexedDB's `pieces`, or, for a bundle whose
- * have record says its pieces are in its piece file, the pieces that record
- * marks, when the file exists (`inFile` then, and the file's `fileBytes`).
- */
-async function stored(infoHash) {
-  const { usage, quota } = await navigator.storage.estimate();
-  // Opening a database the engine host has not made yet would make it.
-  if (!(await indexedDB.databases()).some((d) => d.name === 'swarmdrop-engine')) return { keys: 0, usage, quota };
-  const db = await new Promise((resolve, reject) => {
-    const req = indexedDB.open('swarmdrop-engine');
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-  db.onversionchange = () => db.close();
-  if (!db.objectStoreNames.contains('pieces')) {
-    db.close();
-    return { keys: 0, usage, quota };
-  }
-  const get = (store, fn) =>
-    new Promise((resolve, reject) => {
-      const req = fn(db.transaction(store, 'readonly').objectStore(store));
-      req.onsuccess = () => resolve(req.result);
-      req.onerror = () => reject(req.error);
-    });
-  const keys = (await get('pieces', (s) => s.getAllKeys(IDBKeyRange.bound([infoHash, 0], [infoHash, 2 ** 32 - 1])))).length;
-  const have = await get('have', (s) => s.get(infoHash));
-  db.close();
-  const usageNow = (await navigator.storage.estimate()).usage;
-  if (!have?.file) return { keys, idbKeys: keys, usage: usageNow, quota, inFile: false };
-  const file = await navigator.storage
-    .getDirectory()
-    .then((root) => root.getDirectoryHandle('swarmdrop-pieces'))
-    .then((dir) => dir.getFileHandle(infoHash))
-    .then((h) => h.getFile())
-    .catch(() => null);
-  let marked = 0;
-  for (let b of have.bits) for (; b; b &= b - 1) marked++;
-  return { keys: keys + (file ? marked : 0), idbKeys: keys, usage: usageNow, quota, inFile: true, fileBytes: file?.size ?? null };
 }
 
 /** A Chromium with the extension pointed at `server`; its popup page. */
