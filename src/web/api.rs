@@ -170,7 +170,10 @@ impl SwarmHost {
     /// Opens storage and starts an engine. `options`: `{trackers?: string[]`
     /// (WebSocket trackers used for every bundle), `iceServers?:
     /// (string | RTCIceServer)[]`, `maxPeers?: number`, `uploadLimit?`,
-    /// `downloadLimit?` (bytes per second), `onEvent?: (event) => void`,
+    /// `downloadLimit?` (bytes per second), `onEvent?: (event) => void`
+    /// (`{type, infoHash, ...}` objects: `added`, `metadata`, `progress`,
+    /// `piece`, `completed`, `paused`, `resumed`, `removed`,
+    /// `peerConnected`, `peerDropped`, `upload`, `error`),
     /// `pieceFiles?`: a `PieceFiles` of `js/host/network.js` whose
     /// `probe()` succeeded, where new downloads keep their pieces (without
     /// it, in IndexedDB)}.
@@ -217,15 +220,6 @@ impl SwarmHost {
             }
         });
         Ok(SwarmHost { shared, saves })
-    }
-
-    /// Sets (or clears) the event callback: it receives `{type, infoHash,
-    /// ...}` objects (`added`, `metadata`, `progress`, `piece`, `completed`,
-    /// `paused`, `resumed`, `removed`, `peerConnected`, `peerDropped`,
-    /// `upload`, `error`).
-    #[wasm_bindgen(js_name = setOnEvent)]
-    pub fn set_on_event(&self, callback: Option<Function>) {
-        self.shared.set_on_event(callback);
     }
 
     /// Our peer id (hex).
