@@ -180,9 +180,8 @@ try {
         ` (${kindsText(rawMid.receiver.kinds)}). Swarmdrop above raw: sender ${extra('sender')}; receiver ${extra('receiver')}.` +
         ' The transport itself (WebRTC\'s SCTP in the page\'s renderer, its UDP sockets in the network service) costs both' +
         ' alike; Swarmdrop adds work in the extension\'s renderer (the offscreen document: the engine in wasm, one copy of' +
-        ' every message into wasm memory, SHA-1 of every received piece (WebCrypto, on the renderer\'s worker threads since 2026-11-21 16:30 UTC; before, sha1_smol in wasm on the main thread), the IndexedDB calls; on the sender' +
-        ' the reads of pieces from the files), and in the browser process (IndexedDB\'s LevelDB writes on the receiver, blob' +
-        ' reads on the sender). The throughput gap is about the CPU gap: on 2 cores shared with other work, the transfer is' +
+        ' every message into wasm memory, SHA-1 of every received piece (WebCrypto, on the renderer\'s worker threads since 2026-11-21 16:30 UTC; before, sha1_smol in wasm on the main thread), the piece file worker\'s writes; on the sender' +
+        ' the reads of pieces from the files), and in the browser process (blob reads on the sender). The throughput gap is about the CPU gap: on 2 cores shared with other work, the transfer is' +
         ' CPU-bound, so cutting the extra CPU is what would move both figures.'
     )
   }

@@ -156,19 +156,15 @@ try {
         ' the server and other work. Swarmdrop\'s web seed asks for runs of consecutive pieces, one HTTP range of up to 4 MiB' +
         ` (${fmt(4 * 2 ** 20 / facts.pieceLength)} pieces here) per request, two requests in flight (more, up to the browser's 6 connections to a host,` +
         ' only while fewer than 4 MiB are), reads each body in 256 KiB chunks straight into wasm memory, hashes each piece with WebCrypto (the browser\'s native SHA-1, off the engine\'s thread)' +
-        ' and stores verified pieces in IndexedDB (as bytes, one transaction per group of pieces). A 3× margin over WebTorrent needs' +
-        ' WebTorrent to be held back by its sources (a web seed with latency, a slow peer), which loopback does not have, and this' +
-        ' row has not tried. A CPU profile of a receiver downloading 256 MiB from the web seed alone (bench/tools/profile-webseed.mjs,' +
-        ' 2026-11-21 16:20 UTC, pieces hashed by WebCrypto and still stored as Blobs then) found the offscreen document\'s main thread' +
-        ' on the CPU 3.3 s of the 6.9 s download, the whole browser 9.0 CPU-s (the browser process\'s IO thread 1.6 s, the renderer\'s' +
-        ' worker threads, where WebCrypto hashes, 0.8 s, the network service\'s IO thread 0.8 s); of the main thread\'s samples 35 % were' +
-        ' the browser\'s own work outside JavaScript, 18 % making the Blobs of stored pieces, 5 % copying pieces out of wasm memory,' +
-        ' 5 % fetch(), 3 % IndexedDB put(), 4 % garbage collection, about 12 % other wasm-bindgen glue (calls between wasm and the browser), and the engine\'s own wasm code under' +
-        ' 5 %: SHA-1 is gone from that thread, and pieces are now put as bytes, not Blobs (in headless Chromium, 256 MiB in 512 KiB' +
-        ' pieces, eight per transaction: 0.9 s of the page\'s thread for bytes against 1.3 to 1.6 s for Blobs). What is left is the' +
-        ' browser moving every byte from the network service to the page and from the page to IndexedDB\'s files, each a copy through' +
-        ' another process; what would move the figure is fewer such copies: pieces written to an OPFS file per bundle from a worker' +
-        ' (FileSystemSyncAccessHandle writes from the page\'s own process, no IPC for the bytes) instead of IndexedDB.',
+        ' and writes verified pieces to the bundle\'s piece file from a worker (a FileSystemSyncAccessHandle: the bytes go from the' +
+        ' extension\'s renderer to the file, with no IndexedDB value and no copy through the browser process; since 2026-11-21 20:00 UTC).' +
+        ' In a profile of a receiver downloading 512 MiB from the web seed alone (bench/tools/profile-webseed.mjs), that cut the' +
+        ' receiver from 22.4 to 16.1 CPU-seconds per GiB: IndexedDB put() had been 26 % of the offscreen document\'s main thread, and' +
+        ' the browser process\'s IO thread and thread pool fell from 3.4 to 0.5 s. What is left on the receiver is the browser moving' +
+        ' every byte from the network service to the page (fetch bodies, data channel messages), the copies into and out of wasm memory,' +
+        ' and the hashing. A 3× margin over WebTorrent needs WebTorrent to be held back by its sources (a web seed with latency, a' +
+        ' slow peer), which loopback does not have, and this row has not tried, or a still cheaper receiver: reading fetch bodies' +
+        ' straight into the buffers the piece file worker is handed (one copy fewer) and hashing there.',
     reason: null
   })
 } finally {

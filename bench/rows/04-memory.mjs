@@ -106,15 +106,16 @@ try {
         ` ${bundles.large.pieceLength / 1024} KiB (4 GiB) as Swarmdrop picks them; downloaded from the web seed alone`,
       'each download: a fresh Chromium profile with the release build of the extension; PSS from /proc/<pid>/smaps_rollup of' +
         ' the browser process and all its descendants, summed, sampled every 200 ms from before the share link is opened to' +
-        ' the transfer\'s `complete` state; the stored pieces are the browser\'s IndexedDB (on disk, not counted)',
+        ' the transfer\'s `complete` state; the stored pieces are on disk in the bundle\'s piece file (OPFS; not counted)',
       `median download times: ${fmt(median(small.map((x) => x.seconds)), 1)} s (1 GiB), ${fmt(median(large.map((x) => x.seconds)), 1)} s (4 GiB)`,
       `at the peak, by process kind (the median run): 4 GiB: ${split(mid(large))}; 1 GiB: ${split(mid(small))}`,
       `each kind's own peak, 4 GiB minus 1 GiB (median runs): ${grew || 'no kind differs by 5 MB or more'}`,
       'what a download holds: web seed bodies are read in chunks straight into wasm memory (through a reused 256 KiB buffer when the body is a byte stream)' +
         ' (src/web/net/http.rs; no piece-sized JavaScript buffer per fetch); the engine bounds the pieces in assembly and those' +
-        ' waiting for storage (32 MiB each) and the glue its piece cache (16 MiB); each stored piece is put in IndexedDB as a' +
-        ' JavaScript copy of its bytes (a Uint8Array, src/web/storage.rs), which is garbage once put() has cloned it, so' +
-        ' what the renderer holds beyond those bounds depends on the collector, not on the bundle\'s size'
+        ' waiting for storage (32 MiB each) and the glue its piece cache (16 MiB); each batch of stored pieces (at most 16 MiB) is' +
+        ' copied out of wasm memory into ArrayBuffers transferred to the piece file worker (src/web/piece_files.rs), which writes them' +
+        ' through a sync access handle; they are garbage once written, so what the renderer holds beyond those bounds depends on' +
+        ' the collector, not on the bundle\'s size'
     ],
     limit: met
       ? null
