@@ -521,11 +521,10 @@ async fn a_plain_http_request_to_announce_is_refused_with_what_to_send() {
         .send()
         .await
         .expect("response");
-    assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["upgrade"], "websocket");
     assert_eq!(response.headers()["sec-websocket-version"], "13");
-    let body: Value =
-        serde_json::from_str(&response.text().await.expect("body")).expect("json error");
+    let (status, body) = common::json_of(response).await;
+    assert_eq!(status, 400);
     assert!(
         body["error"]
             .as_str()

@@ -689,14 +689,10 @@ impl Host {
         let lengths = bundle.info.as_ref().map(|i| i.lengths);
         let storage = self.storage.clone();
         spawn_local(async move {
-            let mut result = match (files, index) {
-                (Some(files), Some(index)) => files.read_piece(index).await,
-                (Some(_), None) => Err(NetError::Argument(format!("no piece {piece}"))),
-                (None, Some(index)) => match &lengths {
-                    Some(l) => storage.read_piece(info_hash, l, index.get()).await,
-                    None => Err(NetError::Argument(format!("no piece {piece}"))),
-                },
-                (None, None) => Err(NetError::Argument(format!("no piece {piece}"))),
+            let mut result = match (files, index, &lengths) {
+                (Some(files), Some(index), _) => files.read_piece(index).await,
+                (None, Some(index), Some(l)) => storage.read_piece(info_hash, l, index.get()).await,
+                _ => Err(NetError::Argument(format!("no piece {piece}"))),
             };
             if let (Ok(bytes), Some((info, index))) = (&result, check) {
                 if let Err(e) = digest::check_piece_bytes(&info, index, bytes).await {

@@ -27,8 +27,9 @@
 //! stored, and kept in its have record (`file`): in its piece file (OPFS,
 //! written by a worker, `piece_files.rs`) where the host has one and the
 //! origin has room for the whole bundle (a piece file counts against the
-//! quota up to its last piece, holes included), else in `pieces`. Bundles stored before piece files existed have no `file` and
-//! stay in `pieces` (read, resumed and saved as before). A piece file's
+//! quota up to its last piece, holes included), else in `pieces`. Bundles
+//! stored before piece files existed have no `file` and stay in `pieces`
+//! (read, resumed and saved as before). A piece file's
 //! bytes are written and flushed before the have record marks them, so a
 //! crash in between loses at most one batch of pieces, fetched again.
 //!
