@@ -56,12 +56,20 @@ impl PieceFiles {
         let buffers = Array::new();
         for (offset, bytes) in pieces {
             offsets.push(&JsValue::from(offset as f64));
-            // A copy out of wasm memory, whose buffer the worker receives
-            // (transferred, not copied again).
-            buffers.push(&Uint8Array::from(bytes).buffer());
+            buffers.push(&self.copy(bytes)?);
         }
         let args = Array::of3(&bundle(info_hash), &offsets, &buffers);
         self.call("write", &args).await.map(drop)
+    }
+
+    /// A copy of `bytes` out of wasm memory, in a buffer the worker gave
+    /// back earlier where there is one, to be transferred to the worker
+    /// (not copied again).
+    fn copy(&self, bytes: &[u8]) -> Result<JsValue, JsValue> {
+        let buffer: Function = Reflect::get(&self.api, &"buffer".into())?.dyn_into()?;
+        let target = buffer.call1(&self.api, &JsValue::from(bytes.len()))?;
+        Uint8Array::new(&target).copy_from(bytes);
+        Ok(target)
     }
 
     /// `len` bytes of the bundle's file from `offset` (an error when the

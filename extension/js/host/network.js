@@ -19,6 +19,9 @@ function capsOf(limits) {
   return { uploadLimit: bytes(limits?.uploadKBps), downloadLimit: bytes(limits?.downloadKBps) };
 }
 
+/** Most bytes of buffers kept for reuse: one store batch's worth (src/web/host.rs). */
+const SPARE_BYTES = 16 * 1024 * 1024;
+
 /**
  * The engine host's side of the piece file worker (js/host/piece-worker.js):
  * SwarmHost (src/web/piece_files.rs) gets one and calls these methods; each
@@ -30,6 +33,9 @@ class PieceFiles {
   #worker;
   #next = 0;
   #waiting = new Map();
+  /** Buffers the worker wrote and gave back, reused by the next writes. */
+  #spare = [];
+  #spareBytes = 0;
 
   constructor() {
     this.#worker = new Worker(new URL('./piece-worker.js', import.meta.url), { type: 'module' });
@@ -66,13 +72,37 @@ class PieceFiles {
   }
 
   /**
+   * An ArrayBuffer of `length` bytes to fill and hand to write():
+   * one the worker gave back, or a new one. Reusing them spares the engine's
+   * thread an allocation (zero-filled, then garbage) per piece.
+   */
+  buffer(length) {
+    const i = this.#spare.findIndex((b) => b.byteLength === length);
+    if (i < 0) return new ArrayBuffer(length);
+    const found = this.#spare[i];
+    this.#spare[i] = this.#spare[this.#spare.length - 1];
+    this.#spare.pop();
+    this.#spareBytes -= length;
+    return found;
+  }
+
+  /**
    * Writes `buffers` (ArrayBuffers, transferred) at `offsets` of the bundle's
    * file, in the order of their offsets, and flushes it. When the disk is full
    * it rejects with a QuotaExceededError whose `unwritten` lists the indices
    * of those not written (the others are written and flushed).
    */
-  write(bundle, offsets, buffers) {
-    return this.#call({ op: 'write', bundle, offsets, buffers }, buffers);
+  async write(bundle, offsets, buffers) {
+    this.#keep(await this.#call({ op: 'write', bundle, offsets, buffers }, buffers));
+  }
+
+  /** Keeps buffers the worker gave back for the next buffer() calls, up to SPARE_BYTES. */
+  #keep(buffers) {
+    for (const b of buffers) {
+      if (this.#spareBytes + b.byteLength > SPARE_BYTES) break;
+      this.#spare.push(b);
+      this.#spareBytes += b.byteLength;
+    }
   }
 
   /** `length` bytes from `offset`, as an ArrayBuffer (rejects when the file ends before). */

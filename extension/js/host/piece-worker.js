@@ -11,7 +11,8 @@
 //   {op:'write', bundle, offsets:[n...], buffers:[ArrayBuffer...]}  written in the order of their
 //                                                 offsets, then flushed (a full disk: QuotaExceededError
 //                                                 with `unwritten`, the indices of those not written;
-//                                                 the others are written and flushed)
+//                                                 the others are written and flushed); the result
+//                                                 is the buffers, transferred back for the next writes
 //   {op:'read', bundle, offset, length}           the bytes (an error when the file ends before)
 //   {op:'room'}                                   bytes the origin may still store (quota less usage)
 //   {op:'remove', bundle}                         the file closed and deleted
@@ -100,6 +101,7 @@ const ops = {
       throw Object.assign(e, { unwritten: order.slice(k) });
     }
     h.flush();
+    return buffers;
   },
   async read({ bundle, offset, length }) {
     const h = await handle(bundle);
@@ -124,7 +126,8 @@ self.onmessage = async ({ data }) => {
   const { id, op } = data;
   try {
     const result = await ops[op](data);
-    self.postMessage({ id, ok: true, result }, result instanceof ArrayBuffer ? [result] : []);
+    const transfer = result instanceof ArrayBuffer ? [result] : Array.isArray(result) ? result : [];
+    self.postMessage({ id, ok: true, result }, transfer);
   } catch (e) {
     self.postMessage({ id, ok: false, name: e?.name ?? 'Error', message: e?.message ?? String(e), unwritten: e?.unwritten });
   }
