@@ -1,7 +1,10 @@
 // What the profiling tools (bench/tools/profile-*.mjs) share: Chromium with
 // the built extension and a DevTools port, counters and the V8 sampling
 // profiler in its offscreen document (the engine host), and a summary of
-// the profile.
+// the profile. Two switches for a closer look: PROFILE_COLUMNS=1 names each
+// function by line and column (the built wasm glue is one line), and
+// PROFILE_CALLERS=<text> lists the callers of the functions whose name
+// contains <text> (e.g. PROFILE_CALLERS=:1:8399).
 import path from 'node:path'
 import { ROOT, fmt } from './common.mjs'
 import WebSocket from 'ws'
@@ -33,6 +36,18 @@ export function instrument () {
       }, opts)
     }
     return add.call(this, type, fn, opts)
+  }
+  c.reads = 0
+  c.fetches = 0
+  const read = ReadableStreamBYOBReader.prototype.read
+  ReadableStreamBYOBReader.prototype.read = function (...a) {
+    c.reads++
+    return read.apply(this, a)
+  }
+  const f = globalThis.fetch
+  globalThis.fetch = function (...a) {
+    c.fetches++
+    return f.apply(this, a)
   }
   const tx = IDBDatabase.prototype.transaction
   IDBDatabase.prototype.transaction = function (...a) {
@@ -126,7 +141,7 @@ export function summary (label, profile, counts, seconds) {
   for (let i = 0; i < profile.samples.length; i++) {
     const n = byId.get(profile.samples[i])
     const f = n.callFrame
-    const key = `${f.functionName || '(anonymous)'} ${f.url ? `${f.url.split('/').pop()}:${f.lineNumber + 1}` : ''}`.trim()
+    const key = `${f.functionName || '(anonymous)'} ${f.url ? `${f.url.split('/').pop()}:${f.lineNumber + 1}${process.env.PROFILE_COLUMNS ? ':' + f.columnNumber : ''}` : ''}`.trim()
     self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0))
     total.set('all', (total.get('all') ?? 0) + (dt[i] ?? 0))
   }
@@ -135,7 +150,23 @@ export function summary (label, profile, counts, seconds) {
   const mb = Math.max(counts.receivedBytes, counts.sentBytes) / MB
   console.log(`\n== ${label}: ${fmt(seconds, 1)} s; main thread busy ${fmt((all - idle) / 1e6, 1)} s of ${fmt(all / 1e6, 1)} s sampled`)
   console.log(`   data channel: sent ${counts.sent} messages (${fmt(counts.sentBytes / MB, 1)} MB, ${counts.small} under 1 KiB), received ${counts.received} (${fmt(counts.receivedBytes / MB, 1)} MB)`)
+  console.log(`   reads ${counts.reads} fetches ${counts.fetches}`)
   console.log(`   IndexedDB transactions ${counts.idbTx}, Blobs made ${counts.blobs} (${fmt(counts.blobBytes / MB, 1)} MB); per MB moved: ${fmt(counts.sent / mb, 2)} sends, ${fmt(counts.received / mb, 2)} receives`)
   const rows = [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)
   for (const [k, us] of rows) console.log(`   ${fmt(us / 1e6, 2).padStart(7)} s ${fmt((100 * us) / (all - idle || 1), 1).padStart(5)} %  ${k}`)
+  if (process.env.PROFILE_CALLERS) {
+    const parent = new Map()
+    for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n)
+    const name = (n) => n ? `${n.callFrame.functionName || '(anonymous)'}:${n.callFrame.lineNumber + 1}:${n.callFrame.columnNumber}` : '-'
+    const by = new Map()
+    for (let i = 0; i < profile.samples.length; i++) {
+      const n = byId.get(profile.samples[i])
+      if (!name(n).includes(process.env.PROFILE_CALLERS)) continue
+      let chain = []
+      for (let p = parent.get(n.id), d = 0; p && d < 4; p = parent.get(p.id), d++) chain.push(name(p))
+      const k = chain.join(' < ')
+      by.set(k, (by.get(k) ?? 0) + (dt[i] ?? 0))
+    }
+    for (const [k, us] of [...by].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`   callers ${fmt(us / 1e6, 2)} s: ${k}`)
+  }
 }
