@@ -16,7 +16,8 @@
 // - per-bundle caps: kept in the bundle's record, they hold before and
 //   after a restart of the browser on the same profile.
 // - pause, in Chromium and Firefox: a paused download moves no bytes for 10 s (its counters and the
-//   server's web seed egress stay flat), then resume completes it.
+//   server's web seed egress stay flat), then resume completes it; Firefox keeps the pieces where
+//   the piece file worker's probe says (a piece file where sync access handles work).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -935,6 +936,28 @@ test('Firefox: a paused download moves no bytes for 10 s, then resume completes 
     [id, 'paused in firefox.bin'],
   );
   assert.equal(digest, sha256(data));
+  // Where Firefox keeps the pieces: in the bundle's piece file where the
+  // piece file worker's probe finds sync access handles (and the origin had
+  // room for the bundle: its quota is gigabytes), else in IndexedDB.
+  const probed = await ff.execAsync(
+    `() => new Promise((resolve, reject) => {
+      const worker = new Worker('${BASE}js/host/piece-worker.js', { type: 'module' });
+      worker.onmessage = ({ data }) => { worker.terminate(); data.ok ? resolve(data.result) : reject(new Error(data.message)); };
+      worker.onerror = (e) => reject(new Error('the piece file worker did not load: ' + e.message));
+      worker.postMessage({ id: 1, op: 'probe' });
+    })`,
+  );
+  const kept = await ff.execAsync(String(stored), [torrent.infoHash]);
+  console.log(`Firefox: the piece file worker's probe says ${probed}; the pieces are kept ${JSON.stringify(kept)}`);
+  if (probed) {
+    assert.deepEqual(
+      { inFile: kept.inFile, idbKeys: kept.idbKeys, keys: kept.keys, fileBytes: kept.fileBytes },
+      { inFile: true, idbKeys: 0, keys: torrent.pieces.length, fileBytes: data.length },
+      'every piece in the piece file, none in IndexedDB',
+    );
+  } else {
+    assert.deepEqual({ inFile: kept.inFile, keys: kept.keys }, { inFile: false, keys: torrent.pieces.length }, 'every piece in IndexedDB');
+  }
 });
 
 // ------------------------------------------------------------ pieces read back wrong
