@@ -7,13 +7,17 @@
 // - a full disk (the receiving profile on a small tmpfs, filled by a
 //   ballast file) pauses a download with a clear message instead of failing
 //   it, keeping every verified piece; with the ballast deleted, resume
-//   completes it and the saved bytes match.
+//   completes it and the saved bytes match. So does a disk that fills up
+//   while a download writes its piece file: every piece its have record
+//   marks reads back from the file, the worker leaves room for IndexedDB,
+//   and resume fetches only the pieces that were not stored.
 // - freeing: a finished download's "Free space" and a cancelled download
 //   delete their pieces (no key left, navigator.storage.estimate() drops).
 // - per-bundle caps: kept in the bundle's record, they hold before and
 //   after a restart of the browser on the same profile.
 // - pause, in Chromium and Firefox: a paused download moves no bytes for 10 s (its counters and the
-//   server's web seed egress stay flat), then resume completes it.
+//   server's web seed egress stay flat), then resume completes it; Firefox keeps the pieces where
+//   the piece file worker's probe says (a piece file where sync access handles work).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -51,6 +55,7 @@ function torrentOf(name, data, pieceLength) {
 }
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+const sha1Hex = (b) => createHash('sha1').update(b).digest('hex');
 
 /**
  * The old build at `dir`: the real build's files under a lower version, plus
@@ -462,19 +467,18 @@ async function saveAndCheck(b, name, expected) {
   });
 }
 
-test('a full disk pauses a download with a clear message; with room again it completes; freeing deletes its pieces', {
-  timeout: 300_000,
-  skip: process.getuid?.() === 0 ? false : 'needs root: the receiving profile lives on a small tmpfs (mount -t tmpfs)',
-}, async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const data = randomBytes(24 * 1024 * 1024 + 4321);
-  const torrent = torrentOf('disk full.bin', data, 256 * 1024);
-  await onServer(server, torrent);
-  // A really full disk: the receiving profile on a small tmpfs, filled up
-  // by a ballast file but for room for about a third of the bundle. The
-  // build is the real one (with unlimitedStorage, so the origin's quota is
-  // the disk's free space). Deleting the ballast is the user freeing space.
+/** Why the full-disk tests need root. */
+const NEEDS_ROOT = process.getuid?.() === 0 ? false : 'needs root: the receiving profile lives on a small tmpfs (mount -t tmpfs)';
+
+/**
+ * A receiver (as `receiver` makes it) whose profile lives on a small disk
+ * of its own: a 192 MiB tmpfs, unmounted after the test. The build is the
+ * real one (with unlimitedStorage, so the origin's quota is the disk's free
+ * space). `b.disk.fill(room)` writes a ballast file that leaves `room`
+ * bytes free, `b.disk.empty()` deletes the ballast (the user freeing
+ * space), `b.disk.free()` is the free bytes now.
+ */
+async function onSmallDisk(t, server, options = {}) {
   const disk = join(WORK, `tmpfs-${Date.now()}`);
   mkdirSync(disk, { recursive: true });
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=192m', 'tmpfs', disk]);
@@ -482,12 +486,40 @@ test('a full disk pauses a download with a clear message; with room again it com
     execFileSync('umount', ['-l', disk]);
     rmSync(disk, { recursive: true, force: true });
   });
-  const b = await receiver(t, server, { workDir: disk });
-  const ballast = join(disk, 'ballast.bin');
-  const free = () => statfsSync(disk).bavail * statfsSync(disk).bsize;
-  const room = 8 * 1024 * 1024;
-  writeFileSync(ballast, Buffer.alloc(Math.max(0, free() - room)));
-  console.log(`tmpfs: ${free()} bytes free for a bundle of ${data.length} bytes`);
+  const b = await receiver(t, server, { ...options, workDir: disk });
+  const ballast = [];
+  const free = () => {
+    const s = statfsSync(disk);
+    return s.bavail * s.bsize;
+  };
+  b.disk = {
+    free,
+    fill(room) {
+      const path = join(disk, `ballast-${ballast.length}.bin`);
+      writeFileSync(path, Buffer.alloc(Math.max(0, free() - room)));
+      ballast.push(path);
+    },
+    empty() {
+      for (const path of ballast.splice(0)) rmSync(path);
+    },
+  };
+  return b;
+}
+
+test('a full disk pauses a download with a clear message; with room again it completes; freeing deletes its pieces', {
+  timeout: 300_000,
+  skip: NEEDS_ROOT,
+}, async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const data = randomBytes(24 * 1024 * 1024 + 4321);
+  const torrent = torrentOf('disk full.bin', data, 256 * 1024);
+  await onServer(server, torrent);
+  // A really full disk: the receiving profile on a small tmpfs, filled up
+  // by a ballast file but for room for about a third of the bundle.
+  const b = await onSmallDisk(t, server);
+  b.disk.fill(8 * 1024 * 1024);
+  console.log(`tmpfs: ${b.disk.free()} bytes free for a bundle of ${data.length} bytes`);
   const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
   let pausedAt = null;
 
@@ -536,7 +568,7 @@ test('a full disk pauses a download with a clear message; with room again it com
   });
 
   await t.test('with room again, resume from the popup completes it and the saved bytes match', async () => {
-    rmSync(ballast);
+    b.disk.empty();
     await b.popup.locator('article.transfer [data-action=resume]').click();
     // It carries on from what it had: no verified piece is fetched again.
     const resumed = await view(b, id);
@@ -568,6 +600,137 @@ test('a full disk pauses a download with a clear message; with room again it com
       polling: 100,
       timeout: 10_000,
     });
+  });
+});
+
+/**
+ * In an extension page: the SHA-1 (hex) of every piece a bundle's have
+ * record marks, read from its piece file while the engine host keeps it
+ * open (a paused download writes nothing): `{marked: [piece...], sha1:
+ * [hex...]}`, or null when its pieces are not in a piece file.
+ */
+async function filePieceSha1s({ infoHash, pieceLength }) {
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open('swarmdrop-engine');
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  db.onversionchange = () => db.close();
+  const have = await new Promise((resolve, reject) => {
+    const req = db.transaction('have', 'readonly').objectStore('have').get(infoHash);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  db.close();
+  if (!have?.file) return null;
+  const marked = [];
+  for (let i = 0; i < have.pieces; i++) if (have.bits[i >> 3] & (0x80 >> (i & 7))) marked.push(i);
+  const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('swarmdrop-pieces');
+  const file = await (await dir.getFileHandle(infoHash)).getFile();
+  const sha1 = [];
+  for (const i of marked) {
+    const bytes = await file.slice(i * pieceLength, (i + 1) * pieceLength).arrayBuffer();
+    const hash = new Uint8Array(await crypto.subtle.digest('SHA-1', bytes));
+    sha1.push([...hash].map((b) => b.toString(16).padStart(2, '0')).join(''));
+  }
+  return { marked, sha1 };
+}
+
+test('a disk that fills up while a download writes its piece file pauses it; every verified piece is in the file; with room again it completes without fetching them again', {
+  timeout: 300_000,
+  skip: NEEDS_ROOT,
+}, async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const pieceLength = 256 * 1024;
+  const data = randomBytes(24 * 1024 * 1024 + 4321);
+  const torrent = torrentOf('filled up.bin', data, pieceLength);
+  await onServer(server, torrent);
+  // Room for the whole bundle when it starts, so its pieces go to a piece
+  // file; capped at 1.5 MB/s, so that the disk fills up while it runs.
+  const b = await onSmallDisk(t, server, { downloadLimitKBps: 1500 });
+  console.log(`tmpfs: ${b.disk.free()} bytes free for a bundle of ${data.length} bytes`);
+  const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
+  const before = await until(
+    async () => {
+      const v = await view(b, id);
+      return v.progress >= 0.25 ? v : null;
+    },
+    { timeoutMs: 120_000, what: '25 % downloaded' },
+  );
+  const early = await b.popup.evaluate(stored, torrent.infoHash);
+  assert.equal(early.inFile, true, 'with room for the whole bundle, its pieces go to its piece file');
+  assert.ok(early.keys > 0, 'pieces are stored in the piece file before the disk fills up');
+  // Another program fills the disk but for 6 MB.
+  b.disk.fill(6 * 1024 * 1024);
+  console.log(`at ${(before.progress * 100).toFixed(1)} % (${early.keys} pieces stored): the disk filled up, ${b.disk.free()} bytes free`);
+
+  let pausedAt = null;
+  let kept = null;
+  await t.test('the download pauses (not fails) with "Not enough disk space", and every verified piece is in the piece file', async () => {
+    await until(
+      async () => {
+        const v = await view(b, id);
+        return v.state === 'paused' && v.diskFull ? v : null;
+      },
+      { timeoutMs: 120_000, what: 'the download to pause on a full disk' },
+    );
+    // Writes under way when the disk filled up land first.
+    const paused = await until(
+      async () => {
+        const v = await view(b, id);
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        const again = await view(b, id);
+        return again.progressBytes === v.progressBytes && again.state === 'paused' ? again : null;
+      },
+      { timeoutMs: 30_000, what: 'the paused download to settle' },
+    );
+    assert.match(paused.error, /^Not enough disk space: .*Free some space, then resume\.$/);
+    assert.ok(paused.progressBytes >= before.progressBytes && paused.progress < 1, `paused part way (${paused.progress})`);
+    // The piece file stops short of the last megabyte: IndexedDB, which
+    // records the pieces (and every transfer), needs room to open its files.
+    const free = b.disk.free();
+    kept = await b.popup.evaluate(stored, torrent.infoHash);
+    console.log(`paused at ${(paused.progress * 100).toFixed(1)} % (${paused.progressBytes} bytes), ${free} bytes free: ${JSON.stringify(kept)}`);
+    assert.ok(free >= 512 * 1024, `the pieces left room for IndexedDB: ${free} bytes free`);
+    assert.equal(kept.inFile, true, 'the pieces are in the piece file');
+    assert.equal(kept.idbKeys, 0, 'no piece in IndexedDB');
+    assert.equal(kept.keys, Math.ceil(paused.progressBytes / pieceLength), 'the pieces marked stored are the verified ones');
+    // What the have record marks is in the file, byte for byte.
+    const inFile = await b.popup.evaluate(filePieceSha1s, { infoHash: torrent.infoHash, pieceLength });
+    assert.equal(inFile.marked.length, kept.keys);
+    assert.deepEqual(
+      inFile.sha1,
+      inFile.marked.map((i) => sha1Hex(torrent.pieces[i])),
+      'every piece marked stored reads back from the piece file intact',
+    );
+    pausedAt = paused;
+    await b.popup.waitForFunction(() => /Not enough disk space/.test(document.querySelector('article.transfer .t-error')?.textContent), null, {
+      polling: 100,
+      timeout: 10_000,
+    });
+    assert.equal(await b.popup.locator('article.transfer').getAttribute('data-state'), 'paused');
+  });
+
+  await t.test('with room again, resume completes it without fetching the stored pieces again, and the saved bytes match', async () => {
+    assert.ok(pausedAt, 'paused first');
+    const served = (await server.stats()).bytes_served;
+    b.disk.empty();
+    await b.popup.locator('article.transfer [data-action=resume]').click();
+    await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 180_000, what: 'the download to complete' });
+    const done = await view(b, id);
+    assert.equal(done.error, null, 'the disk-full message is gone');
+    const after = (await server.stats()).bytes_served - served;
+    const missing = data.length - pausedAt.progressBytes;
+    console.log(`resumed: the server's web seed served ${after} bytes; ${missing} were not stored at the pause`);
+    assert.ok(after <= missing, `fetched ${after} bytes after the resume, more than the ${missing} not stored`);
+    const full = await b.popup.evaluate(stored, torrent.infoHash);
+    assert.deepEqual(
+      { inFile: full.inFile, idbKeys: full.idbKeys, keys: full.keys, fileBytes: full.fileBytes },
+      { inFile: true, idbKeys: 0, keys: torrent.pieces.length, fileBytes: data.length },
+      'every piece in the piece file',
+    );
+    await saveAndCheck(b, 'filled up.bin', sha256(data));
   });
 });
 
@@ -773,6 +936,28 @@ test('Firefox: a paused download moves no bytes for 10 s, then resume completes 
     [id, 'paused in firefox.bin'],
   );
   assert.equal(digest, sha256(data));
+  // Where Firefox keeps the pieces: in the bundle's piece file where the
+  // piece file worker's probe finds sync access handles (and the origin had
+  // room for the bundle: its quota is gigabytes), else in IndexedDB.
+  const probed = await ff.execAsync(
+    `() => new Promise((resolve, reject) => {
+      const worker = new Worker('${BASE}js/host/piece-worker.js', { type: 'module' });
+      worker.onmessage = ({ data }) => { worker.terminate(); data.ok ? resolve(data.result) : reject(new Error(data.message)); };
+      worker.onerror = (e) => reject(new Error('the piece file worker did not load: ' + e.message));
+      worker.postMessage({ id: 1, op: 'probe' });
+    })`,
+  );
+  const kept = await ff.execAsync(String(stored), [torrent.infoHash]);
+  console.log(`Firefox: the piece file worker's probe says ${probed}; the pieces are kept ${JSON.stringify(kept)}`);
+  if (probed) {
+    assert.deepEqual(
+      { inFile: kept.inFile, idbKeys: kept.idbKeys, keys: kept.keys, fileBytes: kept.fileBytes },
+      { inFile: true, idbKeys: 0, keys: torrent.pieces.length, fileBytes: data.length },
+      'every piece in the piece file, none in IndexedDB',
+    );
+  } else {
+    assert.deepEqual({ inFile: kept.inFile, keys: kept.keys }, { inFile: false, keys: torrent.pieces.length }, 'every piece in IndexedDB');
+  }
 });
 
 // ------------------------------------------------------------ pieces read back wrong
@@ -885,7 +1070,6 @@ async function storedPieceSha1({ infoHash, piece, pieceLength }) {
   return [...hash].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-const sha1Hex = (b) => createHash('sha1').update(b).digest('hex');
 
 test('a stored piece damaged after the download is fetched again when the file is saved, and the saved file is intact', {
   timeout: 300_000,

@@ -53,9 +53,8 @@ function handle(bundle) {
 }
 
 async function probe() {
-  if (typeof FileSystemFileHandle === 'undefined' || !('createSyncAccessHandle' in FileSystemFileHandle.prototype)) {
-    return false;
-  }
+  // A ReferenceError where there are no file handles at all: false too (`ops.probe`).
+  if (!('createSyncAccessHandle' in FileSystemFileHandle.prototype)) return false;
   const d = await dir();
   const name = '.probe';
   const h = await (await d.getFileHandle(name, { create: true })).createSyncAccessHandle();
@@ -79,22 +78,25 @@ const ops = {
     // front, and no hole is left behind one that does not.
     const order = offsets.map((_, i) => i).sort((a, b) => offsets[a] - offsets[b]);
     let size = h.getSize();
-    let room = null;
+    let room = await originRoom();
     let k = 0;
     try {
       for (; k < order.length; k++) {
         const i = order[k];
-        const end = offsets[i] + buffers[i].byteLength;
-        if (end > size) {
-          room ??= await originRoom();
-          if (room - (end - size) < HEADROOM) {
-            throw new DOMException(`${end - size} more bytes do not fit: ${room} bytes of room left`, 'QuotaExceededError');
-          }
-          room -= end - size;
-          size = end;
+        const bytes = new Uint8Array(buffers[i]);
+        const end = offsets[i] + bytes.length;
+        // A write costs the room the file grows by (the quota counts its
+        // length) or its bytes, whichever is more: a piece written into a
+        // hole (pieces come in any order, so the file is soon as long as
+        // the bundle) takes disk space although the length stays the same.
+        const cost = Math.max(end - size, bytes.length);
+        if (room - cost < HEADROOM) {
+          throw new DOMException(`${cost} more bytes do not fit: ${room} bytes of room left`, 'QuotaExceededError');
         }
-        const n = h.write(new Uint8Array(buffers[i]), { at: offsets[i] });
-        if (n !== buffers[i].byteLength) throw new Error(`wrote ${n} of ${buffers[i].byteLength} bytes`);
+        room -= cost;
+        if (end > size) size = end;
+        const n = h.write(bytes, { at: offsets[i] });
+        if (n !== bytes.length) throw new Error(`wrote ${n} of ${bytes.length} bytes`);
       }
     } catch (e) {
       h.flush();
