@@ -52,24 +52,18 @@ impl PieceFiles {
         info_hash: InfoHash,
         pieces: impl Iterator<Item = (u64, &'a [u8])>,
     ) -> Result<(), JsValue> {
+        let bundle = bundle(info_hash);
         let offsets = Array::new();
-        let buffers = Array::new();
+        let views = Array::new();
         for (offset, bytes) in pieces {
             offsets.push(&JsValue::from(offset as f64));
-            buffers.push(&self.copy(bytes)?);
+            // SAFETY: `write` (network.js) copies every view before it
+            // returns its promise, and nothing from here to that call
+            // allocates in wasm memory (which could move it).
+            views.push(unsafe { &Uint8Array::view(bytes) });
         }
-        let args = Array::of3(&bundle(info_hash), &offsets, &buffers);
+        let args = Array::of3(&bundle, &offsets, &views);
         self.call("write", &args).await.map(drop)
-    }
-
-    /// A copy of `bytes` out of wasm memory, in a buffer the worker gave
-    /// back earlier where there is one, to be transferred to the worker
-    /// (not copied again).
-    fn copy(&self, bytes: &[u8]) -> Result<JsValue, JsValue> {
-        let buffer: Function = Reflect::get(&self.api, &"buffer".into())?.dyn_into()?;
-        let target = buffer.call1(&self.api, &JsValue::from(bytes.len()))?;
-        Uint8Array::new(&target).copy_from(bytes);
-        Ok(target)
     }
 
     /// `len` bytes of the bundle's file from `offset` (an error when the

@@ -35,7 +35,6 @@ class PieceFiles {
   #waiting = new Map();
   /** Buffers the worker wrote and gave back, reused by the next writes. */
   #spare = [];
-  #spareBytes = 0;
 
   constructor() {
     this.#worker = new Worker(new URL('./piece-worker.js', import.meta.url), { type: 'module' });
@@ -72,37 +71,25 @@ class PieceFiles {
   }
 
   /**
-   * An ArrayBuffer of `length` bytes to fill and hand to write():
-   * one the worker gave back, or a new one. Reusing them spares the engine's
-   * thread an allocation (zero-filled, then garbage) per piece.
+   * Writes pieces at `offsets` of the bundle's file, in the order of their
+   * offsets, and flushes it. `views` (Uint8Arrays, views into wasm memory)
+   * are copied before this returns, each into a buffer the worker gave back
+   * after an earlier write (or a new one), and the buffers are transferred to
+   * the worker: reusing them spares the engine's thread a zero-filled
+   * allocation per piece and the garbage collector the garbage. When the disk
+   * is full it rejects with a QuotaExceededError whose `unwritten` lists the
+   * indices of those not written (the others are written and flushed).
    */
-  buffer(length) {
-    const i = this.#spare.findIndex((b) => b.byteLength === length);
-    if (i < 0) return new ArrayBuffer(length);
-    const found = this.#spare[i];
-    this.#spare[i] = this.#spare[this.#spare.length - 1];
-    this.#spare.pop();
-    this.#spareBytes -= length;
-    return found;
-  }
-
-  /**
-   * Writes `buffers` (ArrayBuffers, transferred) at `offsets` of the bundle's
-   * file, in the order of their offsets, and flushes it. When the disk is full
-   * it rejects with a QuotaExceededError whose `unwritten` lists the indices
-   * of those not written (the others are written and flushed).
-   */
-  async write(bundle, offsets, buffers) {
-    this.#keep(await this.#call({ op: 'write', bundle, offsets, buffers }, buffers));
-  }
-
-  /** Keeps buffers the worker gave back for the next buffer() calls, up to SPARE_BYTES. */
-  #keep(buffers) {
-    for (const b of buffers) {
-      if (this.#spareBytes + b.byteLength > SPARE_BYTES) break;
-      this.#spare.push(b);
-      this.#spareBytes += b.byteLength;
-    }
+  async write(bundle, offsets, views) {
+    const buffers = views.map((v) => {
+      const i = this.#spare.findIndex((b) => b.byteLength === v.length);
+      const b = i < 0 ? new ArrayBuffer(v.length) : this.#spare.splice(i, 1)[0];
+      new Uint8Array(b).set(v);
+      return b;
+    });
+    const back = await this.#call({ op: 'write', bundle, offsets, buffers }, buffers);
+    let kept = 0;
+    this.#spare = back.concat(this.#spare).filter((b) => (kept += b.byteLength) <= SPARE_BYTES);
   }
 
   /** `length` bytes from `offset`, as an ArrayBuffer (rejects when the file ends before). */
