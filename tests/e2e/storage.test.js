@@ -506,6 +506,30 @@ async function onSmallDisk(t, server, options = {}) {
   return b;
 }
 
+/**
+ * The download paused on a full disk, once its figures stay put: pieces whose
+ * writes were under way when the disk filled up are counted as they land (a
+ * piece file takes the pieces that fit, in order).
+ */
+async function pausedOnFullDisk(b, id) {
+  await until(
+    async () => {
+      const v = await view(b, id);
+      return v.state === 'paused' && v.diskFull ? v : null;
+    },
+    { timeoutMs: 120_000, what: 'the download to pause on a full disk' },
+  );
+  return until(
+    async () => {
+      const v = await view(b, id);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const again = await view(b, id);
+      return again.progressBytes === v.progressBytes && again.state === 'paused' ? again : null;
+    },
+    { timeoutMs: 30_000, what: 'the paused download to settle' },
+  );
+}
+
 test('a full disk pauses a download with a clear message; with room again it completes; freeing deletes its pieces', {
   timeout: 300_000,
   skip: NEEDS_ROOT,
@@ -524,25 +548,7 @@ test('a full disk pauses a download with a clear message; with room again it com
   let pausedAt = null;
 
   await t.test('the download pauses (not fails) with "Not enough disk space" in the popup and the bundle page', async () => {
-    await until(
-      async () => {
-        const v = await view(b, id);
-        return v.state === 'paused' && v.diskFull ? v : null;
-      },
-      { timeoutMs: 120_000, what: 'the download to pause on a full disk' },
-    );
-    // Pieces whose writes were under way when the disk filled up are counted
-    // as they land (a piece file takes the pieces that fit, in order): the
-    // figures are compared once they stay put.
-    const paused = await until(
-      async () => {
-        const v = await view(b, id);
-        await new Promise((resolve) => setTimeout(resolve, 1500));
-        const again = await view(b, id);
-        return again.progressBytes === v.progressBytes && again.state === 'paused' ? again : null;
-      },
-      { timeoutMs: 30_000, what: 'the paused download to settle' },
-    );
+    const paused = await pausedOnFullDisk(b, id);
     assert.match(paused.error, /^Not enough disk space: .*Free some space, then resume\.$/);
     assert.ok(paused.progress > 0 && paused.progress < 1, `paused part way (${paused.progress})`);
     // Every piece counted as verified is stored (nothing verified is lost).
@@ -668,23 +674,7 @@ test('a disk that fills up while a download writes its piece file pauses it; eve
   let pausedAt = null;
   let kept = null;
   await t.test('the download pauses (not fails) with "Not enough disk space", and every verified piece is in the piece file', async () => {
-    await until(
-      async () => {
-        const v = await view(b, id);
-        return v.state === 'paused' && v.diskFull ? v : null;
-      },
-      { timeoutMs: 120_000, what: 'the download to pause on a full disk' },
-    );
-    // Writes under way when the disk filled up land first.
-    const paused = await until(
-      async () => {
-        const v = await view(b, id);
-        await new Promise((resolve) => setTimeout(resolve, 1500));
-        const again = await view(b, id);
-        return again.progressBytes === v.progressBytes && again.state === 'paused' ? again : null;
-      },
-      { timeoutMs: 30_000, what: 'the paused download to settle' },
-    );
+    const paused = await pausedOnFullDisk(b, id);
     assert.match(paused.error, /^Not enough disk space: .*Free some space, then resume\.$/);
     assert.ok(paused.progressBytes >= before.progressBytes && paused.progress < 1, `paused part way (${paused.progress})`);
     // The piece file stops short of the last megabyte: IndexedDB, which
