@@ -155,16 +155,24 @@ try {
         ` ${fmt(cpuPerGiB(wt), 1)} for WebTorrent's (the split by process is above), on 2 cores shared with both senders' browsers,` +
         ' the server and other work. Swarmdrop\'s web seed asks for runs of consecutive pieces, one HTTP range of up to 4 MiB' +
         ` (${fmt(4 * 2 ** 20 / facts.pieceLength)} pieces here) per request, two requests in flight (more, up to the browser's 6 connections to a host,` +
-        ' only while fewer than 4 MiB are), reads each body in 256 KiB chunks straight into wasm memory, hashes each piece with WebCrypto (the browser\'s native SHA-1, off the engine\'s thread)' +
-        ' and writes verified pieces to the bundle\'s piece file from a worker (a FileSystemSyncAccessHandle: the bytes go from the' +
-        ' extension\'s renderer to the file, with no IndexedDB value and no copy through the browser process; since 2026-11-21 20:00 UTC).' +
-        ' In a profile of a receiver downloading 512 MiB from the web seed alone (bench/tools/profile-webseed.mjs), that cut the' +
-        ' receiver from 22.4 to 16.1 CPU-seconds per GiB: IndexedDB put() had been 26 % of the offscreen document\'s main thread, and' +
-        ' the browser process\'s IO thread and thread pool fell from 3.4 to 0.5 s. What is left on the receiver is the browser moving' +
-        ' every byte from the network service to the page (fetch bodies, data channel messages), the copies into and out of wasm memory,' +
-        ' and the hashing. A 3× margin over WebTorrent needs WebTorrent to be held back by its sources (a web seed with latency, a' +
-        ' slow peer), which loopback does not have, and this row has not tried, or a still cheaper receiver: reading fetch bodies' +
-        ' straight into the buffers the piece file worker is handed (one copy fewer) and hashing there.',
+        ' only while fewer than 4 MiB are), reads each body in 256 KiB chunks straight into wasm memory, hashes each piece with WebCrypto' +
+        ' (the browser\'s native SHA-1; Chromium computes it on the calling thread, the engine\'s: 8,192 digests of 256 KiB took 1.15 s' +
+        ' to call and 1.15 CPU-s of the page\'s main thread, nothing on other threads) and writes verified pieces to the bundle\'s piece' +
+        ' file from a worker (a FileSystemSyncAccessHandle: the bytes go from the extension\'s renderer to the file, with no IndexedDB' +
+        ' value and no copy through the browser process), in buffers the worker gives back for reuse. In a profile of a receiver' +
+        ' downloading 512 MiB from the web seed alone (bench/tools/profile-webseed.mjs) the receiver uses about 16 CPU-seconds per GiB' +
+        ' and runs at about 100 MB/s, its main thread busy about 90 % of the time: the web seed alone is faster than this row\'s mix.' +
+        ` What sets this row is the whole machine's CPU: in the median run Swarmdrop's sender used ${fmt(midRun(sd).cpu[0].seconds, 1)} CPU-s` +
+        ` to serve ${fmt(midRun(sd).peers / MB)} MB (${fmt(midRun(sd).cpu[0].seconds / (midRun(sd).peers / GiB))} CPU-s per GiB served; row 2\'s raw data channel, which` +
+        ' does nothing but send, cost its sender about 51 CPU-s per GiB when last measured: WebRTC\'s SCTP and DTLS, not the engine), the receiver' +
+        ` ${fmt(midRun(sd).cpu[1].seconds, 1)} CPU-s, on 2 cores that also run the server. A byte from the peer costs the two browsers` +
+        ' several times what a byte from the web seed costs the receiver, so the ratio follows how much comes from the peer (WebTorrent' +
+        ' takes more from its peer). Taking less from the peer would be faster on loopback, but it is the' +
+        ' load that row 5 keeps off the server, so the engine keeps asking both. Tried and dropped: hashing in the piece file worker,' +
+        ' which also writes the pieces (in profile-webseed runs alternated with the kept build: 85 to 95 against 95 to 101 MB/s, and' +
+        ' the main thread used 3.05 to 3.44 against 2.90 to 3.09 CPU-s per 512 MiB: the messages to the worker cost what the hashing' +
+        ' saved). What would move it: a cheaper transport per byte (the data channel is the browser\'s), or fewer copies and' +
+        ' fewer calls between wasm and JavaScript per fetch body chunk (reading bodies in JavaScript into the buffers that go to the worker).',
     reason: null
   })
 } finally {

@@ -114,8 +114,8 @@ try {
         ' (src/web/net/http.rs; no piece-sized JavaScript buffer per fetch); the engine bounds the pieces in assembly and those' +
         ' waiting for storage (32 MiB each) and the glue its piece cache (16 MiB); each batch of stored pieces (at most 16 MiB) is' +
         ' copied out of wasm memory into ArrayBuffers transferred to the piece file worker (src/web/piece_files.rs), which writes them' +
-        ' through a sync access handle; they are garbage once written, so what the renderer holds beyond those bounds depends on' +
-        ' the collector, not on the bundle\'s size'
+        ' through a sync access handle and gives them back: up to 16 MiB of them are reused for the next batches (js/host/network.js)' +
+        ' and the rest are garbage, so what the renderer holds beyond those bounds depends on the collector, not on the bundle\'s size'
     ],
     limit: met
       ? null
