@@ -2,14 +2,18 @@
 //! send's files) against the torrent before they are served or saved.
 //!
 //! Why WebCrypto and not the engine's `sha1_smol`: `crypto.subtle.digest`
-//! is the browser's native SHA-1 and runs off the calling thread, where
-//! `sha1_smol` compiled to wasm32 is portable code on the engine host's one
-//! thread, which the P2P path already keeps busy. Measured in headless
-//! Chromium on the 2-core test machine (64 MiB in 256 KiB pieces, three
-//! runs, machine shared): WebCrypto 1.2 to 1.4 GB/s with each digest
+//! is the browser's native SHA-1 (with the CPU's SHA instructions where it
+//! has them), `sha1_smol` compiled to wasm32 portable code. Measured in
+//! headless Chromium on the 2-core test machine (64 MiB in 256 KiB pieces,
+//! three runs, machine shared): WebCrypto 1.2 to 1.4 GB/s with each digest
 //! awaited before the next (as the glue does), `sha1_smol` in wasm32 about
-//! 0.5 GB/s. `digest` copies its input when it is called, so a view into
-//! wasm memory may be handed to it.
+//! 0.5 GB/s. Chromium computes the digest on the thread that calls it,
+//! before it returns the promise (8,192 digests of 256 KiB: 1.15 s to call,
+//! 1.15 CPU-s of the page's main thread, nothing on other threads), so it
+//! is the engine's thread's work either way; hashing in the piece file
+//! worker instead was tried and saved no CPU there (BENCHMARKS.md row 3).
+//! `digest` copies its input when it is called, so a view into wasm memory
+//! may be handed to it.
 
 use js_sys::{ArrayBuffer, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};

@@ -601,8 +601,8 @@ impl Host {
                 piece,
                 data,
             } => {
-                // WebCrypto hashes on the browser's own threads: the engine's
-                // thread goes on meanwhile.
+                // WebCrypto's native SHA-1 (digest.rs), awaited apart from
+                // the engine, which goes on with other inputs meanwhile.
                 let me = self.me.clone();
                 spawn_local(async move {
                     let sha1 = digest::sha1(&data).await;
