@@ -191,8 +191,8 @@ impl SwarmHost {
         let mut config =
             ClientConfig::new(PeerId::generate(id_bytes), u64::from_le_bytes(seed_bytes));
         config.trackers = strings(&field(&options, "trackers"));
-        // Received pieces are hashed by WebCrypto (native SHA-1, off this
-        // thread), not by `sha1_smol` compiled to wasm on it.
+        // Received pieces are hashed by WebCrypto (the browser's native
+        // SHA-1, digest.rs), not by `sha1_smol` compiled to wasm.
         config.host_hashes = true;
         if let Some(n) = field(&options, "maxPeers").as_f64().filter(|n| *n >= 1.0) {
             config.max_peers = n as usize;
