@@ -770,7 +770,10 @@ test('the engine host document goes away while a send runs (as when its renderer
     const host = targetInfos.find((t) => t.url === hostUrl);
     assert.ok(host, 'the engine host document is open');
     await cdp.send('Target.closeTarget', { targetId: host.targetId });
-    await until(async () => !(await cdp.send('Target.getTargets')).targetInfos.some((t) => t.url === hostUrl), {
+    // That document, not any at its URL: the open popup's next refresh asks
+    // the host for the transfers, which opens a new host document, and it
+    // may do so before a check sees the old one gone.
+    await until(async () => !(await cdp.send('Target.getTargets')).targetInfos.some((t) => t.targetId === host.targetId), {
       what: 'the engine host document to go',
     });
   } finally {
