@@ -164,7 +164,7 @@ try {
         ' and runs at about 100 MB/s, its main thread busy about 90 % of the time: the web seed alone is faster than this row\'s mix.' +
         ` What sets this row is the whole machine's CPU: in the median run Swarmdrop's sender used ${fmt(midRun(sd).cpu[0].seconds, 1)} CPU-s` +
         ` to serve ${fmt(midRun(sd).peers / MB)} MB (${fmt(midRun(sd).cpu[0].seconds / (midRun(sd).peers / GiB))} CPU-s per GiB served; row 2\'s raw data channel, which` +
-        ' does nothing but send, cost its sender about 51 CPU-s per GiB when last measured: WebRTC\'s SCTP and DTLS, not the engine), the receiver' +
+        ' does nothing but send, cost its sender about 51 CPU-s per GiB when last measured: most of a sender\'s cost is WebRTC\'s SCTP and DTLS), the receiver' +
         ` ${fmt(midRun(sd).cpu[1].seconds, 1)} CPU-s, on 2 cores that also run the server. A byte from the peer costs the two browsers` +
         ' several times what a byte from the web seed costs the receiver, so the ratio follows how much comes from the peer (WebTorrent' +
         ' takes more from its peer). Taking less from the peer would be faster on loopback, but it is the' +
