@@ -6,7 +6,10 @@
 //   BENCH_RESULT  where to write the row's result (JSON, see `writeResult`)
 //   BENCH_RUNS    how many runs to take the median of (at least 3)
 //   BENCH_WORK    a scratch directory for this invocation (removed afterwards)
-// and prints its progress on stderr.
+// and, set by hand, BENCH_THREADS=1 prints the CPU of each browser's thread
+// kinds after every timed transfer (bench/lib/transfer.mjs), for finding
+// where two runs differ; it changes no figure. Each row script
+// prints its progress on stderr.
 
 import { spawn } from 'node:child_process'
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'

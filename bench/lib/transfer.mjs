@@ -8,7 +8,7 @@ import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { promisify } from 'node:util'
 import { fmt, median } from './common.mjs'
-import { cpuBetween, cpuSnapshot, processKind } from './procs.mjs'
+import { cpuBetween, cpuGrowth, cpuSnapshot, processKind, threadCpu } from './procs.mjs'
 
 /** Writes `count` files of `bytes` random bytes each in `dir`; returns their paths. */
 export async function randomFileSet (dir, count, bytes) {
@@ -34,9 +34,19 @@ export async function randomFileSet (dir, count, bytes) {
  */
 export async function cpuMeter (pids) {
   const before = await cpuSnapshot(pids)
+  // BENCH_THREADS=1: also print, per browser, the CPU of each thread kind
+  // (for finding where two runs differ; not part of any row's figures).
+  const threads = process.env.BENCH_THREADS === '1' ? await Promise.all(pids.map(threadCpu)) : null
   return {
     async stop () {
       const after = await cpuSnapshot(pids)
+      if (threads) {
+        const now = await Promise.all(pids.map(threadCpu))
+        now.forEach((t, i) => {
+          const top = cpuGrowth(threads[i], t, 0.1).filter(([k]) => k.includes('/'))
+          console.error(`  threads of browser ${i + 1}: ${top.map(([k, v]) => `${k} ${fmt(v, 1)}`).join(', ')}`)
+        })
+      }
       const used = cpuBetween(before, after)
       const trees = []
       for (const u of used) {

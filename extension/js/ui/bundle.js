@@ -82,7 +82,7 @@ function render() {
   $('state').className = `chip ${bundle.state}`;
   $('state').textContent = S.LABELS[bundle.state] ?? bundle.state;
   $('bar').className = `bar ${bundle.state === S.PAUSED ? 'paused' : bundle.link ? 'done' : ''}`;
-  $('bar').firstElementChild.style.width = `${bundle.progress * 100}%`;
+  $('bar').firstElementChild.style.transform = `scaleX(${bundle.progress})`;
   if (bundle.link) {
     $('link').value = bundle.link;
     $('link-row').hidden = false;
@@ -123,7 +123,7 @@ function render() {
       selected.add(f.path);
       $('mosaic').append(t.root);
     }
-    t.bar.firstElementChild.style.width = `${f.progress * 100}%`;
+    t.bar.firstElementChild.style.transform = `scaleX(${f.progress})`;
     t.bar.className = `bar ${f.progress >= 1 ? 'done' : ''}`;
     t.pct.textContent = f.progress >= 1 ? fmt.bytes(f.size) : `${fmt.percent(f.progress)} of ${fmt.bytes(f.size)}`;
     t.file = f;

@@ -158,7 +158,7 @@ async function poll() {
 function setBar(fraction, cls) {
   const bar = $('b-bar');
   bar.className = `bar ${cls}`;
-  bar.firstElementChild.style.width = `${Math.round(Math.min(1, fraction) * 1000) / 10}%`;
+  bar.firstElementChild.style.transform = `scaleX(${Math.round(Math.min(1, fraction) * 1000) / 1000})`;
 }
 
 function render(v) {

@@ -272,7 +272,10 @@ function update(c, t) {
   c.chip.textContent = S.LABELS[t.state] ?? t.state;
   c.root.dataset.state = t.state;
   const bar = c.bar.firstElementChild;
-  bar.style.width = `${Math.round(t.progress * 1000) / 10}%`;
+  // Bars are scaled, not resized (base.css): a transform animates on the
+  // compositor, where a width transition would lay out and paint on the main
+  // thread that extension pages share with the engine.
+  bar.style.transform = `scaleX(${Math.round(t.progress * 1000) / 1000})`;
   c.bar.className = `bar ${t.state === S.PAUSED ? 'paused' : t.link || t.state === S.COMPLETE ? 'done' : ''}`;
 
   let progress;
