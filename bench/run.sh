@@ -159,6 +159,7 @@ COMMAND="bench/run.sh"
 [[ ${#SELECT[@]} -gt 0 ]] && COMMAND+=" ${SELECT[*]}"
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+CPU_BEFORE=$(head -n 1 /proc/stat)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
 for f in "${ROWS[@]}"; do
   key=$(row_key "$f")
@@ -180,6 +181,7 @@ for f in "${ROWS[@]}"; do
     say "row $key failed (log: ${OUT#"$ROOT"/}/$key.log)"
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+CPU_AFTER=$(head -n 1 /proc/stat)
 
 node "$BENCH/lib/report.mjs" \
   --results "$OUT" \
@@ -187,6 +189,7 @@ node "$BENCH/lib/report.mjs" \
   --command "$COMMAND" \
   --started "$STARTED" \
   --load "$LOAD_BEFORE" --load "$LOAD_AFTER" \
+  --cpu-stat "$CPU_BEFORE" --cpu-stat "$CPU_AFTER" \
   --rows "$(for f in "${ALL_ROWS[@]}"; do printf '%s ' "$(basename "${f%.*}")"; done)" \
   --selected "$(for f in "${ROWS[@]}"; do printf '%s ' "$(basename "${f%.*}")"; done)"
 say "wrote BENCHMARKS.md (results and logs: ${OUT#"$ROOT"/})"

@@ -3,6 +3,7 @@
 //
 //   node report.mjs --results DIR --out FILE --command CMD --started DATE
 //                   --load "1 5 15" --load "1 5 15" --rows "01-a 02-b" --selected "02-b"
+//                   [--cpu-stat "<first line of /proc/stat>" --cpu-stat "<the same, at the end>"]
 // BENCH_NOTE, when set, is added to the header (what else loaded the machine).
 
 import { execFileSync } from 'node:child_process'
@@ -19,6 +20,7 @@ const { values: args } = parseArgs({
     command: { type: 'string' },
     started: { type: 'string' },
     load: { type: 'string', multiple: true, default: [] },
+    'cpu-stat': { type: 'string', multiple: true, default: [] },
     rows: { type: 'string' },
     selected: { type: 'string', default: '' }
   }
@@ -100,6 +102,17 @@ if (commit) md.push(`- **Commit**: ${commit}${dirty ? ' (with uncommitted change
 md.push(`- **Machine**: ${os.availableParallelism()} cores (nproc), ${fmt(os.totalmem() / 2 ** 30, 1)} GiB memory, ${cpuModel}; Linux ${os.release()}`)
 md.push(`- **Tools**: Node.js ${process.version}${rustc ? `, ${rustc}` : ''}`)
 if (loadBefore) md.push(`- **Load average** (1, 5, 15 min): ${loadBefore} before, ${loadAfter ?? '?'} after`)
+{
+  // On a virtual machine, the time the hypervisor gave the machine's CPUs
+  // to others ("steal" in /proc/stat): the same code runs slower and its
+  // figures vary more when it is high.
+  const [a, b] = args['cpu-stat'].map((line) => line.trim().split(/\s+/).slice(1, 9).map(Number))
+  if (a && b && a.length === 8 && b.length === 8) {
+    const d = b.map((v, i) => v - a[i])
+    const total = d.reduce((t, v) => t + v, 0)
+    if (total > 0) md.push(`- **CPU stolen by the hypervisor** (steal in /proc/stat, over the invocation): ${fmt((100 * d[7]) / total, 1)} % of the machine's CPU time`)
+  }
+}
 if (process.env.BENCH_NOTE) md.push(`- **Note**: ${process.env.BENCH_NOTE}`)
 md.push('')
 md.push(`| ${header.join(' | ')} |`, `|${header.map((_, i) => i < 2 ? '---' : '---:').join('|')}|`)

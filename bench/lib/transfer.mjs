@@ -29,37 +29,44 @@ export async function randomFileSet (dir, count, bytes) {
 
 /**
  * Starts CPU accounting of the browsers (pids of their browser processes);
- * `stop()` resolves to the CPU seconds of each tree in between and the
- * split by process kind of each.
+ * `stop()` resolves to the CPU seconds of each tree in between and its
+ * split by process kind (`kinds`) and by thread (`threads`, keyed
+ * `kind/thread`, thread names as /proc gives them: `chromium` is a
+ * process's main thread).
  */
 export async function cpuMeter (pids) {
   const before = await cpuSnapshot(pids)
-  // BENCH_THREADS=1: also print, per browser, the CPU of each thread kind
-  // (for finding where two runs differ; not part of any row's figures).
-  const threads = process.env.BENCH_THREADS === '1' ? await Promise.all(pids.map(threadCpu)) : null
+  const threadsBefore = await Promise.all(pids.map(threadCpu))
   return {
     async stop () {
       const after = await cpuSnapshot(pids)
-      if (threads) {
-        const now = await Promise.all(pids.map(threadCpu))
-        now.forEach((t, i) => {
-          const top = cpuGrowth(threads[i], t, 0.1).filter(([k]) => k.includes('/'))
-          console.error(`  threads of browser ${i + 1}: ${top.map(([k, v]) => `${k} ${fmt(v, 1)}`).join(', ')}`)
-        })
-      }
+      const threadsAfter = await Promise.all(pids.map(threadCpu))
       const used = cpuBetween(before, after)
       const trees = []
-      for (const u of used) {
+      for (const [i, u] of used.entries()) {
         const kinds = {}
         for (const { pid, seconds } of u.split) {
           const k = await processKind(pid)
           kinds[k] = (kinds[k] ?? 0) + seconds
         }
-        trees.push({ seconds: u.seconds, kinds })
+        // Per `kind/thread` (threads that ended count only in their process's kind).
+        const threads = Object.fromEntries(cpuGrowth(threadsBefore[i], threadsAfter[i], 0.05).filter(([k]) => k.includes('/')))
+        // BENCH_THREADS=1: print them (for finding where two runs differ).
+        if (process.env.BENCH_THREADS === '1') console.error(`  threads of browser ${i + 1}: ${threadsText(threads, 0.1)}`)
+        trees.push({ seconds: u.seconds, kinds, threads })
       }
       return trees
     }
   }
+}
+
+/** "renderer:extension/chromium 4.1 s, …" for the threads using at least `min` seconds. */
+export function threadsText (threads, min = 0.3) {
+  return Object.entries(threads)
+    .filter(([, s]) => s >= min)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, s]) => `${k} ${fmt(s, 1)} s`)
+    .join(', ')
 }
 
 /**
@@ -67,7 +74,7 @@ export async function cpuMeter (pids) {
  * interval, with `pids` (the browser processes of [sender, receiver]), the
  * CPU of each one's process tree (as `cpuMeter`), and with `server`, the
  * bytes it served. Resolves to {value: what `transfer()` resolved to,
- * seconds, cpu: [{seconds, kinds}] or null, egress: bytes or null}.
+ * seconds, cpu: [{seconds, kinds, threads}] or null, egress: bytes or null}.
  */
 export async function timedRun (transfer, { pids, server } = {}) {
   const meter = pids ? await cpuMeter(pids) : null

@@ -25,7 +25,7 @@ import { performance } from 'node:perf_hooks'
 import { RUNS, fmt, log, median, removeDir, tempDir, writeResult } from '../lib/common.mjs'
 import { closePages, pageBrowser, startPages } from '../lib/pages.mjs'
 import { call, closeAll, completed, extensionBrowser, receive, send, startServer } from '../lib/swarmdrop.mjs'
-import { addKinds, kindsText, medianRate, randomFileSet, timedRun } from '../lib/transfer.mjs'
+import { addKinds, kindsText, medianRate, randomFileSet, threadsText, timedRun } from '../lib/transfer.mjs'
 
 const ROW = 'p2p'
 const GiB = 2 ** 30
@@ -171,6 +171,29 @@ try {
         .map(([k, d]) => `${k} ${d >= 0 ? '+' : ''}${fmt(d, 1)} s`)
         .join(', ')
     }
+    // The same by thread: the raw pages' renderer is a plain one.
+    const threadExtra = (role) => {
+      const sdT = sdMid[role].threads
+      const rawT = Object.fromEntries(Object.entries(rawMid[role].threads).map(([k, v]) => [k.replace(/^renderer\//, 'renderer:extension/'), v]))
+      return Object.keys({ ...sdT, ...rawT }).map((k) => [k, (sdT[k] ?? 0) - (rawT[k] ?? 0)])
+    }
+    const extraThreads = (role) => threadExtra(role)
+      .filter(([, d]) => Math.abs(d) >= 0.3)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, d]) => `${k} ${d >= 0 ? '+' : ''}${fmt(d, 1)} s`)
+      .join(', ')
+    // The threads that carry the channel in both: the network service's IO
+    // thread (UDP sockets), the renderer's WebRTC network thread (SCTP,
+    // DTLS) and its IO thread.
+    const CHANNEL = ['utility:mojom.NetworkService/Chrome_ChildIOT', 'renderer:extension/WebRTC_W_and_N', 'renderer:extension/Chrome_ChildIOT']
+    const split = (role) => {
+      const e = threadExtra(role)
+      const channel = e.filter(([k]) => CHANNEL.includes(k)).reduce((t, [, d]) => t + d, 0)
+      const main = e.filter(([k]) => k === 'renderer:extension/chromium').reduce((t, [, d]) => t + d, 0)
+      const all = e.reduce((t, [, d]) => t + d, 0)
+      return `${fmt(all, 1)} s, of which ${fmt(channel, 1)} s in the threads that carry the channel and ${fmt(main, 1)} s in` +
+        ` the extension renderer's main thread`
+    }
     limits.push(
       `Swarmdrop moved ${fmt(sdRate, 1)} MB/s against the raw channel's ${fmt(rawRate, 1)} MB/s and used` +
         ` ${fmt(cpuGiB(all.sd), 1)} CPU-s per GiB against ${fmt(cpuGiB(all.raw), 1)}. In the median runs the CPU went:` +
@@ -178,11 +201,19 @@ try {
         ` ${fmt(sdMid.receiver.seconds, 1)} s (${kindsText(sdMid.receiver.kinds)}); raw sender` +
         ` ${fmt(rawMid.sender.seconds, 1)} s (${kindsText(rawMid.sender.kinds)}), receiver ${fmt(rawMid.receiver.seconds, 1)} s` +
         ` (${kindsText(rawMid.receiver.kinds)}). Swarmdrop above raw: sender ${extra('sender')}; receiver ${extra('receiver')}.` +
-        ' The transport itself (WebRTC\'s SCTP in the page\'s renderer, its UDP sockets in the network service) costs both' +
-        ' alike; Swarmdrop adds work in the extension\'s renderer (the offscreen document: the engine in wasm, one copy of' +
-        ' every message into wasm memory, SHA-1 of every received piece (WebCrypto, on the renderer\'s worker threads since 2026-11-21 16:30 UTC; before, sha1_smol in wasm on the main thread), the piece file worker\'s writes; on the sender' +
-        ' the reads of pieces from the files), and in the browser process (blob reads on the sender). The throughput gap is about the CPU gap: on 2 cores shared with other work, the transfer is' +
-        ' CPU-bound, so cutting the extra CPU is what would move both figures.'
+        ` By thread (\`chromium\` is a process's main thread): sender ${extraThreads('sender')}; receiver ${extraThreads('receiver')}.` +
+        ` Swarmdrop above raw, sender: ${split('sender')}; receiver: ${split('receiver')}. The threads that carry the` +
+        ' channel (the network service\'s IO thread with the UDP sockets, the renderer\'s WebRTC network thread with SCTP and' +
+        ' DTLS, the renderer\'s IO thread) carry the same bytes in both; Swarmdrop also sends requests back and its transfer' +
+        ' runs longer, and this measurement does not split their extra further. The main thread runs the engine in wasm and' +
+        ' its glue and the popup and bundle pages,' +
+        ' and on the sender the calls that read pieces from the files (`Blob.slice().arrayBuffer()` per piece, measured on' +
+        ' 2026-11-22 at 1.5 to 1.8 CPU-s per 256 MiB read in 512 KiB slices against 0.8 to 0.9 in 4 MiB slices, the rest of' +
+        ' that in the browser process); the compositor and the GPU process draw the receiver\'s pages.' +
+        ' The throughput gap is about the CPU gap: on 2 cores shared by both browsers, the transfer is CPU-bound, so' +
+        ' cutting that extra CPU is what would move both figures. The one lever measured so far, reading several pieces per' +
+        ' call on the sender (which needs receivers to ask for runs of adjacent pieces), would save about 3 CPU-s per GiB of' +
+        ` the ${fmt(cpuGiB(all.sd) - cpuGiB(all.raw), 0)} above raw.`
     )
   }
   if (!met.wt) limits.push(`WebTorrent moved ${fmt(wtRate, 1)} MB/s, Swarmdrop ${fmt(vsWt, 2)}× that.`)
@@ -218,6 +249,8 @@ try {
         ` receiver's bundle page; timed from opening it to the transfer's \`complete\` state (polled every 250 ms)`,
       `CPU split by process kind, median run: Swarmdrop sender ${medianKinds(all.sd, 'sender')}; receiver ${medianKinds(all.sd, 'receiver')};` +
         ` WebTorrent sender ${medianKinds(all.wt, 'sender')}; receiver ${medianKinds(all.wt, 'receiver')}`,
+      `CPU by thread, median run (at least 0.3 s): Swarmdrop sender ${threadsText(sdMid.sender.threads)}; receiver` +
+        ` ${threadsText(sdMid.receiver.threads)}; raw sender ${threadsText(rawMid.sender.threads)}; receiver ${threadsText(rawMid.receiver.threads)}`,
       `all kinds summed over the runs: Swarmdrop ${kindsText(addKinds(...all.sd.flatMap((x) => [x.sender.kinds, x.receiver.kinds])))};` +
         ` raw ${kindsText(addKinds(...all.raw.flatMap((x) => [x.sender.kinds, x.receiver.kinds])))}`
     ],
