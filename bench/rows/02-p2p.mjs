@@ -160,28 +160,22 @@ try {
   const rawMid = [...all.raw].sort((p, q) => p.cpu - q.cpu)[all.raw.length >> 1]
   const limits = []
   if (!met.raw || !met.cpu) {
-    // Where Swarmdrop spends CPU above the raw channel, per side and process kind (median runs).
-    const extra = (role) => {
-      const sdK = sdMid[role].kinds
-      const rawK = Object.fromEntries(Object.entries(rawMid[role].kinds).map(([k, v]) => [k.replace(/^renderer$/, 'renderer:extension'), v]))
-      return Object.keys({ ...sdK, ...rawK })
-        .map((k) => [k, (sdK[k] ?? 0) - (rawK[k] ?? 0)])
-        .filter(([, d]) => Math.abs(d) >= 0.5)
-        .sort((a, b) => b[1] - a[1])
-        .map(([k, d]) => `${k} ${d >= 0 ? '+' : ''}${fmt(d, 1)} s`)
-        .join(', ')
+    // Where Swarmdrop spends CPU above the raw channel, per side (median
+    // runs), by process kind or by thread: [key, seconds] pairs. The raw
+    // pages' renderer is a plain one, named here as the extension's.
+    const aboveRaw = (role, field) => {
+      const sd = sdMid[role][field]
+      const raw = Object.fromEntries(Object.entries(rawMid[role][field]).map(([k, v]) => [k.replace(/^renderer(?=$|\/)/, 'renderer:extension'), v]))
+      return Object.keys({ ...sd, ...raw }).map((k) => [k, (sd[k] ?? 0) - (raw[k] ?? 0)])
     }
-    // The same by thread: the raw pages' renderer is a plain one.
-    const threadExtra = (role) => {
-      const sdT = sdMid[role].threads
-      const rawT = Object.fromEntries(Object.entries(rawMid[role].threads).map(([k, v]) => [k.replace(/^renderer\//, 'renderer:extension/'), v]))
-      return Object.keys({ ...sdT, ...rawT }).map((k) => [k, (sdT[k] ?? 0) - (rawT[k] ?? 0)])
-    }
-    const extraThreads = (role) => threadExtra(role)
-      .filter(([, d]) => Math.abs(d) >= 0.3)
+    const aboveText = (pairs, min) => pairs
+      .filter(([, d]) => Math.abs(d) >= min)
       .sort((a, b) => b[1] - a[1])
       .map(([k, d]) => `${k} ${d >= 0 ? '+' : ''}${fmt(d, 1)} s`)
       .join(', ')
+    const extra = (role) => aboveText(aboveRaw(role, 'kinds'), 0.5)
+    const threadExtra = (role) => aboveRaw(role, 'threads')
+    const extraThreads = (role) => aboveText(threadExtra(role), 0.3)
     // The threads that carry the channel in both: the network service's IO
     // thread (UDP sockets), the renderer's WebRTC network thread (SCTP,
     // DTLS) and its IO thread.

@@ -24,7 +24,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { launchBrowser, launchChromium } from './lib/chromium.js';
+import { CHROMIUM_BIN, launchBrowser, launchChromium } from './lib/chromium.js';
 import { SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
 import { stored } from './lib/stored.js';
 import { startFirefox } from './lib/webdriver.js';
@@ -474,7 +474,7 @@ const NEEDS_ROOT = process.getuid?.() === 0 ? false : 'needs root: the receiving
 // pieces than the engine counted as stored (0 of 16, 16 of 32 seen), and
 // the completed download cannot be saved. Until it is fixed the test runs
 // and reports there as TODO, not as a pass.
-const CHROMIUM_MAJOR = Number(/(\d+)\./.exec(execFileSync('/usr/bin/chromium', ['--version']).toString())?.[1] ?? 0);
+const CHROMIUM_MAJOR = Number(/(\d+)\./.exec(execFileSync(CHROMIUM_BIN, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString())?.[1] ?? 0);
 const IDB_FULL_DISK_TODO =
   CHROMIUM_MAJOR < 156 ? `known bug with Chromium ${CHROMIUM_MAJOR}: IndexedDB loses stored pieces when the disk fills (see the comment above)` : false;
 

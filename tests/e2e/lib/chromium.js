@@ -13,6 +13,9 @@ import { WORK } from './paths.js';
 // loopback host candidates for WebRTC (WebRtcHideLocalIpsWithMdns), and
 // --load-extension. Storage partitioning stays ON (Playwright turns it off),
 // as users have it.
+/** The Chromium every test and benchmark runs: $CHROMIUM, or Debian's. */
+export const CHROMIUM_BIN = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
 export const DISABLED_FEATURES = [
   'AvoidUnnecessaryBeforeUnloadCheckSync',
   'DestroyProfileOnBrowserClose',
@@ -78,7 +81,7 @@ export function unpackedId(dir) {
  */
 async function spawnChromium(label, profile, extension, args) {
   const child = spawn(
-    process.env.CHROMIUM ?? '/usr/bin/chromium',
+    CHROMIUM_BIN,
     [
       ...chromiumArgs(profile, extension, [
         '--no-default-browser-check',
@@ -170,7 +173,7 @@ export async function launchBrowser({
     context = own.context;
   } else {
     context = await chromium.launchPersistentContext(profile, {
-      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      executablePath: CHROMIUM_BIN,
       headless: false, // --headless=new is passed below, as an argument we control
       ignoreDefaultArgs: ['--disable-extensions', '--disable-component-extensions-with-background-pages'],
       viewport: { width: 1280, height: 800 },
