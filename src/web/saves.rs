@@ -40,7 +40,8 @@ use super::net::error::{js_message, NetError};
 use super::storage::{file_spans, FileSpan, Storage};
 
 /// How a save gets a piece fetched again: called with the piece and
-/// whether it read back damaged (else it is missing), it answers a promise
+/// whether what is stored of it is to be thrown away (it read back damaged,
+/// or it is lost), else it is missing, it answers a promise
 /// that resolves once the piece is stored again, or `None` when the piece
 /// is not being fetched again (the read failed for another reason).
 pub type Refetch<'a> = &'a dyn Fn(u32, bool) -> Option<js_sys::Promise>;
@@ -282,10 +283,10 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    /// The checked bytes of one span: a piece that reads back wrong (or is
-    /// missing because it did and is being fetched again) is waited for
-    /// until it is stored again, so a save never writes a wrong byte and
-    /// needs no second try from the user.
+    /// The checked bytes of one span: a piece that reads back wrong, or is
+    /// missing (because it did and is being fetched again, or because the
+    /// browser lost it), is waited for until it is stored again, so a save
+    /// never writes a wrong byte and needs no second try from the user.
     async fn span(&self, span: &FileSpan) -> Result<Uint8Array, NetError> {
         let mut refetched = 0;
         let mut reread = false;
@@ -314,7 +315,11 @@ impl Source<'_> {
                     e
                 });
             }
-            let Some(stored) = (self.refetch)(span.piece, damaged) else {
+            // Missing again after a reread, while the engine counts it as
+            // stored: the browser lost it (see `IDB_HEADROOM` in
+            // `storage.rs`). It is fetched again like a damaged piece.
+            let lost = !damaged && reread;
+            let Some(stored) = (self.refetch)(span.piece, damaged || lost) else {
                 if !damaged && !reread {
                     // Missing a moment ago, ours now: a piece fetched again
                     // was stored in between. Read it once more.

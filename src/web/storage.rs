@@ -86,6 +86,17 @@ const HAVE: &str = "have";
 const UPLOADS: &str = "uploads";
 /// Why pieces kept in a piece file cannot be read or written now.
 const NO_PIECE_FILES: &str = "its piece file cannot be opened here";
+
+/// Room a batch of pieces put in IndexedDB leaves on the disk (the origin's
+/// quota, which is the disk's free space with `unlimitedStorage`), at
+/// least; a piece that would leave less is not stored (the disk is full).
+/// Chromium's IndexedDB does not stop short of the disk's last byte by
+/// itself, and a backing store that runs out of disk can be found corrupt
+/// and deleted with everything in it (seen with Chromium 148: pieces
+/// committed earlier gone; electron/electron#41877). Its own writes beyond
+/// the values (log, manifest, compaction) need room too, so this is more
+/// than the piece-file worker's 1 MiB.
+const IDB_HEADROOM: f64 = 4.0 * 1024.0 * 1024.0;
 /// The key path of records in `bundles` and `handles`.
 const RECORD_KEY: &str = "id";
 
@@ -487,8 +498,9 @@ impl Storage {
     /// many pieces cost one commit); pieces kept in piece files are written
     /// and flushed first, in the order of their place in the file, and their
     /// bits set only once that succeeded. When the disk fills up part way
-    /// through a piece file, the pieces written before are recorded, and
-    /// those after are marked in `short` (not stored: the disk is full).
+    /// through a piece file, or the pieces for IndexedDB would leave it less
+    /// than [`IDB_HEADROOM`], the pieces that fit are recorded, and the
+    /// others are marked in `short` (not stored: the disk is full).
     pub async fn store_pieces(
         &self,
         batch: &[PieceToStore],
@@ -498,7 +510,8 @@ impl Storage {
         sort::sort_by(&mut bundles, Ord::cmp);
         bundles.dedup();
         let mut in_file = Vec::with_capacity(bundles.len());
-        let mut kept_here: Vec<&PieceToStore> = Vec::new();
+        // Indices in `batch` of the pieces put in IndexedDB.
+        let mut kept_here: Vec<usize> = Vec::new();
         for &info_hash in &bundles {
             let bundle_len = batch
                 .iter()
@@ -509,7 +522,7 @@ impl Storage {
                 .await
                 .map_err(|e| StoreFailure::Other(e.to_string()))?;
             if !here {
-                kept_here.extend(batch.iter().filter(|p| p.info_hash == info_hash));
+                kept_here.extend((0..batch.len()).filter(|&i| batch[i].info_hash == info_hash));
             } else {
                 let files = self
                     .files
@@ -563,9 +576,26 @@ impl Storage {
         // per transaction: 1.3 to 1.6 s of the thread for Blobs, 0.9 s for
         // bytes), and the browser keeps large values in its own blob files
         // either way. The copy is garbage once `put` has cloned it.
+        // The pieces that fit, in batch order, leaving [`IDB_HEADROOM`]; the
+        // others are short. (Without an estimate the browser's own quota
+        // check is all there is.)
+        if !kept_here.is_empty() {
+            if let Some(mut room) = origin_room().await {
+                let fits = kept_here
+                    .iter()
+                    .take_while(|&&i| {
+                        room -= batch[i].data.len() as f64;
+                        room >= IDB_HEADROOM
+                    })
+                    .count();
+                for i in kept_here.drain(fits..) {
+                    short[i] = true;
+                }
+            }
+        }
         let values: Vec<JsValue> = kept_here
             .iter()
-            .map(|p| Uint8Array::from(&p.data[..]).into())
+            .map(|&i| Uint8Array::from(&batch[i].data[..]).into())
             .collect();
         let tx = self
             .transaction(&[PIECES, HAVE], TransactionMode::ReadWrite)
@@ -578,12 +608,9 @@ impl Storage {
         // a failed one aborts the transaction, which `done` reports.
         if !kept_here.is_empty() {
             pieces
-                .put_all(
-                    kept_here
-                        .iter()
-                        .zip(values)
-                        .map(|(p, value)| (value, Some(piece_key(p.info_hash, p.piece)))),
-                )
+                .put_all(kept_here.iter().zip(values).map(|(&i, value)| {
+                    (value, Some(piece_key(batch[i].info_hash, batch[i].piece)))
+                }))
                 .await
                 .map_err(failure)?;
         }
@@ -942,23 +969,26 @@ fn failure(e: rexie::Error) -> StoreFailure {
 /// that does not fit in the quota this way. Asks the storage manager how
 /// much room is left to tell a full disk from another abort.
 async fn aborted_failure(bytes: usize) -> StoreFailure {
-    let estimate = async {
-        let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
-        let storage = Reflect::get(&navigator, &"storage".into()).ok()?;
-        let f: js_sys::Function = Reflect::get(&storage, &"estimate".into())
-            .ok()?
-            .dyn_into()
-            .ok()?;
-        let promise: js_sys::Promise = f.call0(&storage).ok()?.dyn_into().ok()?;
-        let e = JsFuture::from(promise).await.ok()?;
-        let quota = Reflect::get(&e, &"quota".into()).ok()?.as_f64()?;
-        let usage = Reflect::get(&e, &"usage".into()).ok()?.as_f64()?;
-        Some(quota - usage)
-    };
-    match estimate.await {
-        Some(room) if room < 2.0 * bytes as f64 => StoreFailure::DiskFull,
+    match origin_room().await {
+        Some(room) if room < 2.0 * bytes as f64 + IDB_HEADROOM => StoreFailure::DiskFull,
         _ => StoreFailure::Other("the storage transaction was aborted".into()),
     }
+}
+
+/// Bytes the origin may still store (quota less usage, from the storage
+/// manager's estimate), or `None` where there is no estimate.
+async fn origin_room() -> Option<f64> {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+    let storage = Reflect::get(&navigator, &"storage".into()).ok()?;
+    let f: js_sys::Function = Reflect::get(&storage, &"estimate".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let promise: js_sys::Promise = f.call0(&storage).ok()?.dyn_into().ok()?;
+    let e = JsFuture::from(promise).await.ok()?;
+    let quota = Reflect::get(&e, &"quota".into()).ok()?.as_f64()?;
+    let usage = Reflect::get(&e, &"usage".into()).ok()?.as_f64()?;
+    Some(quota - usage)
 }
 
 /// The part of one piece that holds bytes of a file: `start..end` within

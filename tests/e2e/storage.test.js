@@ -7,7 +7,8 @@
 // - a full disk (the receiving profile on a small tmpfs, filled by a
 //   ballast file) pauses a download with a clear message instead of failing
 //   it, keeping every verified piece; with the ballast deleted, resume
-//   completes it and the saved bytes match. So does a disk that fills up
+//   completes it and the saved bytes match; IndexedDB is never let fill the
+//   disk to its end. So does a disk that fills up
 //   while a download writes its piece file: every piece its have record
 //   marks reads back from the file, the worker leaves room for IndexedDB,
 //   and resume fetches only the pieces that were not stored.
@@ -24,7 +25,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CHROMIUM_BIN, launchBrowser, launchChromium } from './lib/chromium.js';
+import { launchBrowser, launchChromium } from './lib/chromium.js';
 import { SCREENSHOTS, WORK, builtExtension } from './lib/paths.js';
 import { stored } from './lib/stored.js';
 import { startFirefox } from './lib/webdriver.js';
@@ -469,14 +470,6 @@ async function saveAndCheck(b, name, expected) {
 
 /** Why the full-disk tests need root. */
 const NEEDS_ROOT = process.getuid?.() === 0 ? false : 'needs root: the receiving profile lives on a small tmpfs (mount -t tmpfs)';
-// Known bug, found on 2026-11-22 with Debian's Chromium 148 (the test passed
-// with 156): after IndexedDB fills the disk, the database holds fewer
-// pieces than the engine counted as stored (0 of 16, 16 of 32 seen), and
-// the completed download cannot be saved. Until it is fixed the test runs
-// and reports there as TODO, not as a pass.
-const CHROMIUM_MAJOR = Number(/(\d+)\./.exec(execFileSync(CHROMIUM_BIN, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString())?.[1] ?? 0);
-const IDB_FULL_DISK_TODO =
-  CHROMIUM_MAJOR < 156 ? `known bug with Chromium ${CHROMIUM_MAJOR}: IndexedDB loses stored pieces when the disk fills (see the comment above)` : false;
 
 /**
  * A receiver (as `receiver` makes it) whose profile lives on a small disk
@@ -541,7 +534,6 @@ async function pausedOnFullDisk(b, id) {
 test('a full disk pauses a download with a clear message; with room again it completes; freeing deletes its pieces', {
   timeout: 300_000,
   skip: NEEDS_ROOT,
-  todo: IDB_FULL_DISK_TODO,
 }, async (t) => {
   const server = await startServer();
   t.after(() => server.stop());
@@ -556,7 +548,7 @@ test('a full disk pauses a download with a clear message; with room again it com
   const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
   let pausedAt = null;
 
-  await t.test('the download pauses (not fails) with "Not enough disk space" in the popup and the bundle page', { todo: IDB_FULL_DISK_TODO }, async () => {
+  await t.test('the download pauses (not fails) with "Not enough disk space" in the popup and the bundle page', async () => {
     const paused = await pausedOnFullDisk(b, id);
     assert.match(paused.error, /^Not enough disk space: .*Free some space, then resume\.$/);
     assert.ok(paused.progress > 0 && paused.progress < 1, `paused part way (${paused.progress})`);
@@ -573,12 +565,12 @@ test('a full disk pauses a download with a clear message; with room again it com
       timeout: 10_000,
     });
     await b.bundlePage.screenshot({ path: join(SCREENSHOTS, 'storage-bundle-disk-full.png') });
-    // The probe below opens a connection of its own, which Chromium 148
-    // refuses on a disk with no room ("Internal error opening backing
-    // store"; the engine's open connection goes on working). The download
-    // is paused and writes nothing until it is resumed, so with the room
-    // back the store holds what it held at the pause.
-    b.disk.empty();
+    // IndexedDB stopped short of the disk's end: Chromium can find a
+    // backing store that ran out of disk corrupt, and delete it with every
+    // piece in it (seen with Chromium 148 before the engine kept room).
+    const free = b.disk.free();
+    console.log(`paused at ${(paused.progress * 100).toFixed(1)} %: ${free} bytes free on the disk`);
+    assert.ok(free >= 2 * 1024 * 1024, `the pieces left room on the disk: ${free} bytes free`);
     // Every piece counted as verified is stored (nothing verified is lost).
     const kept = await b.popup.evaluate(stored, torrent.infoHash);
     assert.equal(kept.keys, Math.ceil(paused.progressBytes / (256 * 1024)), 'the stored pieces are the verified ones');
@@ -586,12 +578,14 @@ test('a full disk pauses a download with a clear message; with room again it com
     // to IndexedDB: a piece file counts against the quota up to its last
     // piece, holes included.
     assert.equal(kept.inFile, false, 'a bundle larger than the room left keeps its pieces in IndexedDB');
+    b.disk.empty();
     const still = await view(b, id);
     assert.equal(still.state, 'paused', 'room coming back does not resume it by itself');
     assert.equal(still.progressBytes, paused.progressBytes, 'nothing was stored while paused');
+    assert.equal((await b.popup.evaluate(stored, torrent.infoHash)).keys, kept.keys, 'the stored pieces are all still there');
   });
 
-  await t.test('with room again, resume from the popup completes it and the saved bytes match', { todo: IDB_FULL_DISK_TODO }, async () => {
+  await t.test('with room again, resume from the popup completes it and the saved bytes match', async () => {
     await b.popup.locator('article.transfer [data-action=resume]').click();
     // It carries on from what it had: no verified piece is fetched again.
     const resumed = await view(b, id);
@@ -602,7 +596,7 @@ test('a full disk pauses a download with a clear message; with room again it com
     await saveAndCheck(b, 'disk full.bin', sha256(data));
   });
 
-  await t.test('"Free space" after saving deletes its pieces: no key left and the usage drops', { todo: IDB_FULL_DISK_TODO }, async () => {
+  await t.test('"Free space" after saving deletes its pieces: no key left and the usage drops', async () => {
     const full = await b.popup.evaluate(stored, torrent.infoHash);
     assert.equal(full.keys, torrent.pieces.length, 'every piece stored before freeing');
     const free = b.popup.locator('article.transfer [data-action=free]');
@@ -1122,6 +1116,102 @@ test('a stored piece damaged after the download is fetched again when the file i
   );
   assert.ok(refetched >= pieceLength && refetched < 2 * pieceLength, `about one piece served again: ${refetched}`);
   assert.equal(after.fromServer - before.fromServer, pieceLength, 'the transfer fetched one piece again');
+  assert.equal(
+    await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }),
+    sha1Hex(torrent.pieces[piece]),
+    'the piece stored again is the right one',
+  );
+});
+
+/**
+ * In an extension page: makes the stored piece `piece` of a bundle lost, its
+ * have-bit kept (what a browser that deletes data behind the engine's back
+ * leaves): its IndexedDB entry deleted, or, in a piece file, the file cut
+ * short at the piece's start, with the engine host closed first (`piece`
+ * is then the last one, so only it is lost). Resolves to where it was.
+ */
+async function losePiece({ infoHash, piece, pieceLength }) {
+  const db = await new Promise((resolve, reject) => {
+    const req = indexedDB.open('swarmdrop-engine');
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+  db.onversionchange = () => db.close();
+  const run = (store, mode, fn) =>
+    new Promise((resolve, reject) => {
+      const req = fn(db.transaction(store, mode).objectStore(store));
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const have = await run('have', 'readonly', (s) => s.get(infoHash));
+  if (!have?.file) {
+    if (!(await run('pieces', 'readonly', (s) => s.getKey([infoHash, piece])))) throw new Error(`piece ${piece} is not stored`);
+    await run('pieces', 'readwrite', (s) => s.delete([infoHash, piece]));
+    db.close();
+    return 'IndexedDB';
+  }
+  db.close();
+  await chrome.offscreen.closeDocument().catch(() => {});
+  const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('swarmdrop-pieces');
+  const handle = await dir.getFileHandle(infoHash);
+  for (let tries = 0; ; tries++) {
+    try {
+      const w = await handle.createWritable({ keepExistingData: true });
+      await w.truncate(piece * pieceLength);
+      await w.close();
+      return 'piece file';
+    } catch (e) {
+      if (tries > 50 || !['NoModificationAllowedError', 'InvalidStateError', 'NotReadableError'].includes(e?.name)) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+test('a stored piece lost after the download (its bytes gone, its have-bit kept) is fetched again when the file is saved, and the saved file is intact', {
+  timeout: 300_000,
+}, async (t) => {
+  const server = await startServer();
+  t.after(() => server.stop());
+  const pieceLength = 256 * 1024;
+  const data = randomBytes(12 * 1024 * 1024 + 4321);
+  const torrent = torrentOf('lost.bin', data, pieceLength);
+  await onServer(server, torrent);
+  const b = await receiver(t, server);
+  const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
+  await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 120_000, what: 'the download to complete' });
+  const piece = torrent.pieces.length - 1;
+  const lostLength = data.length - piece * pieceLength;
+  const where = await b.popup.evaluate(losePiece, { infoHash: torrent.infoHash, piece, pieceLength });
+  // Not there: no entry (null), or no bytes past the file's end (the SHA-1 of nothing).
+  assert.ok(
+    [null, sha1Hex(Buffer.alloc(0))].includes(await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength })),
+    'the piece is gone',
+  );
+  const before = await until(
+    async () => {
+      const v = await view(b, id);
+      return v.state === 'complete' && v.fromServer < data.length ? v : null;
+    },
+    { timeoutMs: 60_000, what: 'the engine host to be back with the download' },
+  );
+  const served = (await server.stats()).bytes_served;
+
+  await saveAndCheck(b, 'lost.bin', sha256(data));
+
+  const after = await until(
+    async () => {
+      const v = await view(b, id);
+      return v.state === 'complete' ? v : null;
+    },
+    { timeoutMs: 60_000, what: 'the download to be complete again' },
+  );
+  const refetched = (await server.stats()).bytes_served - served;
+  console.log(
+    `piece ${piece} (${lostLength} bytes) lost from its ${where}: saving fetched it again, the server's web seed served ${refetched} bytes, ` +
+      `the transfer's bytes from the server went ${before.fromServer} -> ${after.fromServer}`,
+  );
+  assert.ok(refetched >= lostLength && refetched < lostLength + pieceLength, `about the lost piece served again: ${refetched}`);
+  assert.equal(after.fromServer - before.fromServer, lostLength, 'the transfer fetched the lost piece again');
   assert.equal(
     await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }),
     sha1Hex(torrent.pieces[piece]),
