@@ -568,14 +568,6 @@ impl Storage {
         {
             return Err(StoreFailure::Other("the bundle was removed".into()));
         }
-        // Each piece kept here is put as a JavaScript copy of its bytes, not
-        // a view into wasm memory (a view would be cloned with the whole
-        // memory behind it), and not as a Blob: a Blob made from bytes costs
-        // the engine's thread about half again as much as putting the bytes
-        // (measured in headless Chromium, 256 MiB in 512 KiB pieces, eight
-        // per transaction: 1.3 to 1.6 s of the thread for Blobs, 0.9 s for
-        // bytes), and the browser keeps large values in its own blob files
-        // either way. The copy is garbage once `put` has cloned it.
         // The pieces that fit, in batch order, leaving [`IDB_HEADROOM`]; the
         // others are short. (Without an estimate the browser's own quota
         // check is all there is.)
@@ -593,6 +585,14 @@ impl Storage {
                 }
             }
         }
+        // Each piece kept here is put as a JavaScript copy of its bytes, not
+        // a view into wasm memory (a view would be cloned with the whole
+        // memory behind it), and not as a Blob: a Blob made from bytes costs
+        // the engine's thread about half again as much as putting the bytes
+        // (measured in headless Chromium, 256 MiB in 512 KiB pieces, eight
+        // per transaction: 1.3 to 1.6 s of the thread for Blobs, 0.9 s for
+        // bytes), and the browser keeps large values in its own blob files
+        // either way. The copy is garbage once `put` has cloned it.
         let values: Vec<JsValue> = kept_here
             .iter()
             .map(|&i| Uint8Array::from(&batch[i].data[..]).into())
