@@ -50,7 +50,7 @@ if (zips.length === 0) {
         ' profile of 2026-11-21, some 7 kB per key and value type) are where it would shrink next. Every sort already goes' +
         ' through one shared copy (src/engine/sort.rs), and BTree sets and maps are built by inserting, not by collect()' +
         ' (which sorts first): together 15.3 kB off the zipped wasm'] : []),
-      'the wasm: cargo profile wasm-release (opt-level "z", SHA-1 at 3), wasm-opt -O3; the JavaScript (the extension\'s' +
+      'the wasm: cargo profile wasm-release (opt-level "z", SHA-1 at 3), wasm-opt -O3 --converge; the JavaScript (the extension\'s' +
         ' modules and the wasm-bindgen glue) minified file by file with esbuild; the zips: deflate, recompressed with' +
         ' zopfli (advzip) by ./build.sh'
     ],
@@ -59,7 +59,7 @@ if (zips.length === 0) {
       : `the largest package, dist/${largest.name}, is ${fmt(kb, 1)} KB${heaviest ? `; its heaviest entries: ${heaviest}` : ''}.` +
         (wasm ? ` The engine's wasm is almost all of it, and in it the code section (${wasm}).` : '') +
         ' The wasm is built with the wasm-release profile (Cargo.toml: opt-level "z", lto, codegen-units = 1,' +
-        ' panic = "abort"; SHA-1 at opt-level 3), wasm-opt -O3, the JavaScript is minified with esbuild, and the zips' +
+        ' panic = "abort"; SHA-1 at opt-level 3), wasm-opt -O3 --converge, the JavaScript is minified with esbuild, and the zips' +
         ' are recompressed with zopfli (advzip).' +
         ' A size profile (twiggy top on the module before wasm-opt, 2026-11-21) puts about 30 % of the code in' +
         ' BTreeMap/BTreeSet instantiations (some 30 key and value types in the engine, about 7 kB each after wasm-opt):' +
