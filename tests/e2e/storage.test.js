@@ -967,7 +967,7 @@ test('Firefox: a paused download moves no bytes for 10 s, then resume completes 
  * In an extension page: overwrites the stored piece `piece` of a bundle with
  * other bytes of the same length, its have-bit kept (a damaged IndexedDB
  * entry, or damaged bytes in its piece file, with the engine host closed
- * first). Resolves to the length written.
+ * first). Resolves to where it was.
  */
 async function damagePiece({ infoHash, piece, pieceLength }) {
   const scramble = (bytes) => {
@@ -999,7 +999,7 @@ async function damagePiece({ infoHash, piece, pieceLength }) {
         const w = await handle.createWritable({ keepExistingData: true });
         await w.write({ type: 'write', position: at, data: bytes });
         await w.close();
-        return bytes.length;
+        return 'piece file';
       } catch (e) {
         if (tries > 50 || !['NoModificationAllowedError', 'InvalidStateError', 'NotReadableError'].includes(e?.name)) throw e;
         await new Promise((resolve) => setTimeout(resolve, 100));
@@ -1021,7 +1021,7 @@ async function damagePiece({ infoHash, piece, pieceLength }) {
   const bytes = scramble(wasBlob ? new Uint8Array(await stored.arrayBuffer()) : new Uint8Array(stored));
   await run('readwrite', (s) => s.put(wasBlob ? new Blob([bytes]) : bytes, [infoHash, piece]));
   db.close();
-  return bytes.length;
+  return 'IndexedDB';
 }
 
 /**
@@ -1072,23 +1072,29 @@ async function storedPieceSha1({ infoHash, piece, pieceLength }) {
 }
 
 
-test('a stored piece damaged after the download is fetched again when the file is saved, and the saved file is intact', {
-  timeout: 300_000,
-}, async (t) => {
+/**
+ * A completed download of 12 MiB in 256 KiB pieces, whose stored piece
+ * `pieceOf(torrent)` is then spoiled behind the engine's back by `spoil`
+ * (run in the popup with `{infoHash, piece, pieceLength}`, resolving to where
+ * it was). Saving the file must give the original bytes, having fetched that
+ * piece, and only it, again from the server, and stored it right.
+ */
+async function savedDespiteSpoiledPiece(t, { name, pieceOf, spoil, what }) {
   const server = await startServer();
   t.after(() => server.stop());
   const pieceLength = 256 * 1024;
   const data = randomBytes(12 * 1024 * 1024 + 4321);
-  const torrent = torrentOf('damaged.bin', data, pieceLength);
+  const torrent = torrentOf(name, data, pieceLength);
   await onServer(server, torrent);
   const b = await receiver(t, server);
   const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
   await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 120_000, what: 'the download to complete' });
-  const piece = 17;
-  const written = await b.popup.evaluate(damagePiece, { infoHash: torrent.infoHash, piece, pieceLength });
-  assert.equal(written, pieceLength);
-  assert.notEqual(await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }), sha1Hex(torrent.pieces[piece]));
-  // A piece file is damaged with the engine host closed: the figures to
+  const piece = pieceOf(torrent);
+  const right = sha1Hex(torrent.pieces[piece]);
+  const length = torrent.pieces[piece].length;
+  const where = await b.popup.evaluate(spoil, { infoHash: torrent.infoHash, piece, pieceLength });
+  assert.notEqual(await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }), right, 'the stored piece is spoiled');
+  // A piece file is spoiled with the engine host closed: the figures to
   // compare with are the new host's (its session's bytes, fewer than the
   // bundle's), not those kept from before in the record.
   const before = await until(
@@ -1100,7 +1106,7 @@ test('a stored piece damaged after the download is fetched again when the file i
   );
   const served = (await server.stats()).bytes_served;
 
-  await saveAndCheck(b, 'damaged.bin', sha256(data));
+  await saveAndCheck(b, name, sha256(data));
 
   const after = await until(
     async () => {
@@ -1111,17 +1117,21 @@ test('a stored piece damaged after the download is fetched again when the file i
   );
   const refetched = (await server.stats()).bytes_served - served;
   console.log(
-    `piece ${piece} damaged in IndexedDB: saving fetched it again, the server's web seed served ${refetched} bytes ` +
-      `(a piece is ${pieceLength}), the transfer's bytes from the server went ${before.fromServer} -> ${after.fromServer}`,
+    `piece ${piece} (${length} bytes) ${what} in its ${where}: saving fetched it again, the server's web seed served ${refetched} bytes, ` +
+      `the transfer's bytes from the server went ${before.fromServer} -> ${after.fromServer}`,
   );
-  assert.ok(refetched >= pieceLength && refetched < 2 * pieceLength, `about one piece served again: ${refetched}`);
-  assert.equal(after.fromServer - before.fromServer, pieceLength, 'the transfer fetched one piece again');
+  assert.ok(refetched >= length && refetched < length + pieceLength, `about the piece served again: ${refetched}`);
+  assert.equal(after.fromServer - before.fromServer, length, 'the transfer fetched the piece again');
   assert.equal(
     await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }),
-    sha1Hex(torrent.pieces[piece]),
+    right,
     'the piece stored again is the right one',
   );
-});
+}
+
+test('a stored piece damaged after the download is fetched again when the file is saved, and the saved file is intact', {
+  timeout: 300_000,
+}, (t) => savedDespiteSpoiledPiece(t, { name: 'damaged.bin', pieceOf: () => 17, spoil: damagePiece, what: 'damaged' }));
 
 /**
  * In an extension page: makes the stored piece `piece` of a bundle lost, its
@@ -1169,55 +1179,14 @@ async function losePiece({ infoHash, piece, pieceLength }) {
 
 test('a stored piece lost after the download (its bytes gone, its have-bit kept) is fetched again when the file is saved, and the saved file is intact', {
   timeout: 300_000,
-}, async (t) => {
-  const server = await startServer();
-  t.after(() => server.stop());
-  const pieceLength = 256 * 1024;
-  const data = randomBytes(12 * 1024 * 1024 + 4321);
-  const torrent = torrentOf('lost.bin', data, pieceLength);
-  await onServer(server, torrent);
-  const b = await receiver(t, server);
-  const id = await open(b, `${server.url}/b/${torrent.infoHash}`);
-  await until(async () => (await view(b, id)).state === 'complete', { timeoutMs: 120_000, what: 'the download to complete' });
-  const piece = torrent.pieces.length - 1;
-  const lostLength = data.length - piece * pieceLength;
-  const where = await b.popup.evaluate(losePiece, { infoHash: torrent.infoHash, piece, pieceLength });
-  // Not there: no entry (null), or no bytes past the file's end (the SHA-1 of nothing).
-  assert.ok(
-    [null, sha1Hex(Buffer.alloc(0))].includes(await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength })),
-    'the piece is gone',
-  );
-  const before = await until(
-    async () => {
-      const v = await view(b, id);
-      return v.state === 'complete' && v.fromServer < data.length ? v : null;
-    },
-    { timeoutMs: 60_000, what: 'the engine host to be back with the download' },
-  );
-  const served = (await server.stats()).bytes_served;
-
-  await saveAndCheck(b, 'lost.bin', sha256(data));
-
-  const after = await until(
-    async () => {
-      const v = await view(b, id);
-      return v.state === 'complete' ? v : null;
-    },
-    { timeoutMs: 60_000, what: 'the download to be complete again' },
-  );
-  const refetched = (await server.stats()).bytes_served - served;
-  console.log(
-    `piece ${piece} (${lostLength} bytes) lost from its ${where}: saving fetched it again, the server's web seed served ${refetched} bytes, ` +
-      `the transfer's bytes from the server went ${before.fromServer} -> ${after.fromServer}`,
-  );
-  assert.ok(refetched >= lostLength && refetched < lostLength + pieceLength, `about the lost piece served again: ${refetched}`);
-  assert.equal(after.fromServer - before.fromServer, lostLength, 'the transfer fetched the lost piece again');
-  assert.equal(
-    await b.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }),
-    sha1Hex(torrent.pieces[piece]),
-    'the piece stored again is the right one',
-  );
-});
+}, (t) =>
+  savedDespiteSpoiledPiece(t, {
+    name: 'lost.bin',
+    // The last piece: a piece file cut at its start loses only it.
+    pieceOf: (torrent) => torrent.pieces.length - 1,
+    spoil: losePiece,
+    what: 'lost',
+  }));
 
 test('a damaged stored piece is never served to a peer: the seeding download fetches it again and the peer completes intact', {
   timeout: 360_000,
