@@ -691,7 +691,21 @@ impl Host {
         spawn_local(async move {
             let mut result = match (files, index, &lengths) {
                 (Some(files), Some(index), _) => files.read_piece(index).await,
-                (None, Some(index), Some(l)) => storage.read_piece(info_hash, l, index.get()).await,
+                (None, Some(index), Some(l)) => {
+                    // Missing twice while the engine counts it as stored
+                    // (it serves only pieces it has): the browser lost it
+                    // (see `IDB_HEADROOM` in `storage.rs`). It is fetched
+                    // again like a damaged piece, as a save does; the
+                    // second read lets a piece stored meanwhile be found.
+                    let mut read = storage.read_piece(info_hash, l, index.get()).await;
+                    if read.is_err() {
+                        read = storage.read_piece(info_hash, l, index.get()).await;
+                        if read.is_err() {
+                            post(&me, Work::PieceDamaged { info_hash, piece });
+                        }
+                    }
+                    read
+                }
                 _ => Err(NetError::Argument(format!("no piece {piece}"))),
             };
             if let (Ok(bytes), Some((info, index))) = (&result, check) {

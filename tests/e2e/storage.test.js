@@ -1188,31 +1188,36 @@ test('a stored piece lost after the download (its bytes gone, its have-bit kept)
     what: 'lost',
   }));
 
-test('a damaged stored piece is never served to a peer: the seeding download fetches it again and the peer completes intact', {
-  timeout: 360_000,
-}, async (t) => {
+/**
+ * A completed download A, seeding, has its piece `pieceOf(torrent)` spoiled
+ * behind the engine's back by `spoil` (an extension-page function resolving
+ * to where the piece was), then a new engine host (nothing of the download
+ * in its memory: every piece served is read back from storage). B, knowing
+ * only the info hash, downloads from A alone: checks that B completes from
+ * peers only with the right bytes, that A fetched that piece, and only it,
+ * again from the server's web seed, and that A stored it right.
+ */
+async function servedDespiteSpoiledPiece(t, { name, pieceOf, spoil, what }) {
   const server = await startServer();
   t.after(() => server.stop());
   const pieceLength = 256 * 1024;
   const data = randomBytes(12 * 1024 * 1024 + 4321);
-  const torrent = torrentOf('served.bin', data, pieceLength);
+  const torrent = torrentOf(name, data, pieceLength);
   await onServer(server, torrent);
   const a = await receiver(t, server);
   const aid = await open(a, `${server.url}/b/${torrent.infoHash}`);
   await until(async () => (await view(a, aid)).state === 'complete', { timeoutMs: 120_000, what: "A's download to complete" });
-  const piece = 23;
-  await a.popup.evaluate(damagePiece, { infoHash: torrent.infoHash, piece, pieceLength });
-  // A new engine host: nothing of the download is in its memory, every
-  // piece served to a peer is read back from IndexedDB.
-  // (A piece file was damaged with the host closed already.)
+  const piece = pieceOf(torrent);
+  const length = torrent.pieces[piece].length;
+  const where = await a.popup.evaluate(spoil, { infoHash: torrent.infoHash, piece, pieceLength });
+  // (A piece file was spoiled with the host closed already.)
   await a.popup.evaluate(() => chrome.offscreen.closeDocument().catch(() => {}));
   await until(async () => (await view(a, aid)).state === 'complete', { timeoutMs: 60_000, what: "A's download to come back" });
   const served = (await server.stats()).bytes_served;
 
-  // B knows only the info hash: the metadata and every byte come from A.
   const b = await receiver(t, server);
   const page = await b.context.newPage();
-  await page.goto(`${b.base}bundle.html?magnet=${encodeURIComponent(`magnet:?xt=urn:btih:${torrent.infoHash}&dn=served.bin`)}`);
+  await page.goto(`${b.base}bundle.html?magnet=${encodeURIComponent(`magnet:?xt=urn:btih:${torrent.infoHash}&dn=${name}`)}`);
   await page.waitForURL(/bundle\.html\?id=/, { timeout: 60_000 });
   b.bundlePage = page;
   const bid = new URL(page.url()).searchParams.get('id');
@@ -1223,15 +1228,30 @@ test('a damaged stored piece is never served to a peer: the seeding download fet
   const refetched = (await server.stats()).bytes_served - served;
   const av = await view(a, aid);
   console.log(
-    `piece ${piece} damaged in A's IndexedDB: B got ${got.fromPeers} bytes from peers and ${got.fromServer} from the server; ` +
+    `piece ${piece} (${length} bytes) ${what} in A's ${where}: B got ${got.fromPeers} bytes from peers and ${got.fromServer} from the server; ` +
       `A fetched ${refetched} bytes again from the server's web seed, and is ${av.state}`,
   );
   assert.equal(got.fromServer, 0, 'B downloaded from A only');
-  assert.ok(refetched >= pieceLength && refetched < 2 * pieceLength, `A fetched about one piece again: ${refetched}`);
+  assert.ok(refetched >= length && refetched < length + pieceLength, `A fetched about the one piece again: ${refetched}`);
   assert.equal(
     await a.popup.evaluate(storedPieceSha1, { infoHash: torrent.infoHash, piece, pieceLength }),
     sha1Hex(torrent.pieces[piece]),
     "A's piece stored again is the right one",
   );
-  await saveAndCheck(b, 'served.bin', sha256(data));
-});
+  await saveAndCheck(b, name, sha256(data));
+}
+
+test('a damaged stored piece is never served to a peer: the seeding download fetches it again and the peer completes intact', {
+  timeout: 360_000,
+}, (t) => servedDespiteSpoiledPiece(t, { name: 'served.bin', pieceOf: () => 23, spoil: damagePiece, what: 'damaged' }));
+
+test('a stored piece lost while seeding (its bytes gone, its have-bit kept) is fetched again when a peer asks, and the peer completes intact', {
+  timeout: 360_000,
+}, (t) =>
+  servedDespiteSpoiledPiece(t, {
+    name: 'served-lost.bin',
+    // The last piece: a piece file cut at its start loses only it.
+    pieceOf: (torrent) => torrent.pieces.length - 1,
+    spoil: losePiece,
+    what: 'lost',
+  }));
