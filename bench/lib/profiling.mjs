@@ -20,7 +20,18 @@ export const MB = 1e6
 export function instrument () {
   const c = (globalThis.__counts = { sent: 0, sentBytes: 0, received: 0, receivedBytes: 0, small: 0, idbTx: 0, blobs: 0, blobBytes: 0 })
   const send = RTCDataChannel.prototype.send
+  // How full the send buffers are: every 20 ms, the largest bufferedAmount
+  // of the channels that sent, counted in buckets (MiB upper bounds).
+  const channels = new Set()
+  c.buffered = { 0: 0, 0.25: 0, 1: 0, 2: 0, 4: 0, more: 0 }
+  setInterval(() => {
+    if (!channels.size) return
+    const most = Math.max(...[...channels].map((ch) => ch.bufferedAmount)) / 2 ** 20
+    const k = most === 0 ? 0 : most <= 0.25 ? 0.25 : most <= 1 ? 1 : most <= 2 ? 2 : most <= 4 ? 4 : 'more'
+    c.buffered[k]++
+  }, 20)
   RTCDataChannel.prototype.send = function (data) {
+    channels.add(this)
     const n = data.byteLength ?? data.length ?? 0
     c.sent++
     c.sentBytes += n
@@ -148,9 +159,12 @@ export function summary (label, profile, counts, seconds) {
   const all = total.get('all')
   const idle = self.get('(idle)') ?? 0
   const mb = Math.max(counts.receivedBytes, counts.sentBytes) / MB
-  console.log(`\n== ${label}: ${fmt(seconds, 1)} s; main thread busy ${fmt((all - idle) / 1e6, 1)} s of ${fmt(all / 1e6, 1)} s sampled`)
+  const busy = all ? `main thread busy ${fmt((all - idle) / 1e6, 1)} s of ${fmt(all / 1e6, 1)} s sampled` : 'not profiled'
+  console.log(`\n== ${label}: ${fmt(seconds, 1)} s; ${busy}`)
   console.log(`   data channel: sent ${counts.sent} messages (${fmt(counts.sentBytes / MB, 1)} MB, ${counts.small} under 1 KiB), received ${counts.received} (${fmt(counts.receivedBytes / MB, 1)} MB)`)
   console.log(`   reads ${counts.reads} fetches ${counts.fetches}`)
+  const buffered = Object.entries(counts.buffered ?? {})
+  if (buffered.some(([, v]) => v)) console.log(`   send buffer (bufferedAmount) every 20 ms, samples at most so many MiB: ${buffered.map(([k, v]) => `${k}: ${v}`).join(', ')}`)
   console.log(`   IndexedDB transactions ${counts.idbTx}, Blobs made ${counts.blobs} (${fmt(counts.blobBytes / MB, 1)} MB); per MB moved: ${fmt(counts.sent / mb, 2)} sends, ${fmt(counts.received / mb, 2)} receives`)
   const rows = [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)
   for (const [k, us] of rows) console.log(`   ${fmt(us / 1e6, 2).padStart(7)} s ${fmt((100 * us) / (all - idle || 1), 1).padStart(5)} %  ${k}`)

@@ -21,6 +21,7 @@
 // process of both browsers (the whole process trees, from /proc) over the same
 // interval, per GiB moved.
 
+import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { RUNS, fmt, log, median, removeDir, tempDir, writeResult } from '../lib/common.mjs'
 import { closePages, pageBrowser, startPages } from '../lib/pages.mjs'
@@ -144,6 +145,8 @@ try {
     })
   }
   const cpuGiB = (xs) => median(xs.map((x) => x.cpu / (x.bytes / GiB)))
+  // Cores both browsers kept busy over the timed transfer (of the machine's 2).
+  const cores = (xs) => median(xs.map((x) => x.cpu / x.seconds))
   const sdRate = medianRate(all.sd)
   const rawRate = medianRate(all.raw)
   const wtRate = medianRate(all.wt)
@@ -204,10 +207,20 @@ try {
         ' and on the sender the calls that read pieces from the files (`Blob.slice().arrayBuffer()` per piece, measured on' +
         ' 2026-11-22 at 1.5 to 1.8 CPU-s per 256 MiB read in 512 KiB slices against 0.8 to 0.9 in 4 MiB slices, the rest of' +
         ' that in the browser process); the compositor and the GPU process draw the receiver\'s pages.' +
-        ' The throughput gap is about the CPU gap: on 2 cores shared by both browsers, the transfer is CPU-bound, so' +
-        ' cutting that extra CPU is what would move both figures. The one lever measured so far, reading several pieces per' +
-        ' call on the sender (which needs receivers to ask for runs of adjacent pieces), would save about 3 CPU-s per GiB of' +
-        ` the ${fmt(cpuGiB(all.sd) - cpuGiB(all.raw), 0)} above raw.`
+        ` The throughput gap has two factors: Swarmdrop's CPU per GiB (${fmt(cpuRatio, 2)}× raw's) and how much of the` +
+        ` 2 cores the two browsers keep busy (medians: Swarmdrop ${fmt(cores(all.sd), 2)}, raw ${fmt(cores(all.raw), 2)},` +
+        ` WebTorrent ${fmt(cores(all.wt), 2)}); ${fmt(vsRaw, 2)}× ≈ (1 / ${fmt(cpuRatio, 2)}) × (${fmt(cores(all.sd), 2)} /` +
+        ` ${fmt(cores(all.raw), 2)}). The idle share is not the sender running dry: sampled every 20 ms in a 512 MiB transfer` +
+        ' (bench/tools/profile-p2p.mjs with PROFILE=0, 2026-11-22), the sender\'s channel held more than 1 MiB in 95 % of the' +
+        ' samples and was empty in under 1 %, and a request pipeline of 8 MiB with a send budget of 8 MiB (from 4 MiB and 4' +
+        ' MiB) moved nothing in three paired runs (bench/tools/trace-p2p.mjs). With its buffer as full as raw\'s, the channel' +
+        ' itself runs slower while the engine\'s threads work: its threads (SCTP, DTLS, the UDP sockets) wait for a core more' +
+        ' often, and each of their round trips takes longer. What would move both figures is less work beside the channel:' +
+        ' on the sender, reading several pieces per call (measured on a branch: its main thread\'s busy time 11.4 to 6.1 s per' +
+        ' 256 MiB, about 3 CPU-s per GiB of the' +
+        ` ${fmt(cpuGiB(all.sd) - cpuGiB(all.raw), 0)} above raw, no ratio moved beyond this row's noise); on the receiver, its` +
+        ' page drawn less often (closing the bundle page during a transfer saved about 1 CPU-s per 256 MiB in two paired runs:' +
+        ' about 0.5 s of its main thread and most of the GPU process\'s 0.6 s).'
     )
   }
   if (!met.wt) limits.push(`WebTorrent moved ${fmt(wtRate, 1)} MB/s, Swarmdrop ${fmt(vsWt, 2)}× that.`)
@@ -241,6 +254,8 @@ try {
         ` ${fmt(all.wt[0].pieceLength)} bytes; timed from adding the .torrent to its 'done' event`,
       `Swarmdrop: release build of the extension (dist/chrome), upload to the server off, the magnet link opened in the` +
         ` receiver's bundle page; timed from opening it to the transfer's \`complete\` state (polled every 250 ms)`,
+      `cores kept busy by both browsers over the transfer (CPU-seconds over seconds, medians): Swarmdrop ${fmt(cores(all.sd), 2)},` +
+        ` raw ${fmt(cores(all.raw), 2)}, WebTorrent ${fmt(cores(all.wt), 2)} (of ${availableParallelism()})`,
       `CPU split by process kind, median run: Swarmdrop sender ${medianKinds(all.sd, 'sender')}; receiver ${medianKinds(all.sd, 'receiver')};` +
         ` WebTorrent sender ${medianKinds(all.wt, 'sender')}; receiver ${medianKinds(all.wt, 'receiver')}`,
       `CPU by thread, median run (at least 0.3 s): Swarmdrop sender ${threadsText(sdMid.sender.threads)}; receiver` +

@@ -6,11 +6,13 @@
 // and the release server as tracker, each with a DevTools port; in both
 // offscreen documents (the engine host) it counts data channel messages
 // sent and received (and their bytes), IndexedDB transactions and Blobs
-// made, and runs the V8 sampling profiler for the transfer. Prints, per side,
-// the counts per MB moved and the functions with the most self time
-// (Blink's work called from JS is counted in the JS caller's frame, or in
-// "(program)" when no JS is on the stack). Not a benchmark: numbers move
-// with the profiler on; it says where the time goes.
+// made, samples how full the send buffer is every 20 ms, and runs the V8
+// sampling profiler for the transfer (not with PROFILE=0, which leaves the
+// counts and samples alone). Prints, per side, the counts per MB moved and
+// the functions with the most self time (Blink's work called from JS is
+// counted in the JS caller's frame, or in "(program)" when no JS is on the
+// stack). Not a benchmark: numbers move with the profiler on; it says where
+// the time goes.
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { ROOT, fmt, removeDir, tempDir } from '../lib/common.mjs'
@@ -36,8 +38,10 @@ try {
     const t = (await call(a.popup, 'transfers.list')).find((x) => x.role === 'send')
     return t?.link && t.state === 'sharing' ? t : null
   }, { timeoutMs: 600_000, everyMs: 200, what: 'the send' })
-  await ca.send('Profiler.start')
-  await cb.send('Profiler.start')
+  // PROFILE=0: the counts without the profiler (which slows the transfer).
+  const profiling = process.env.PROFILE !== '0'
+  if (profiling) await ca.send('Profiler.start')
+  if (profiling) await cb.send('Profiler.start')
   const t0 = performance.now()
   const page = await b.context.newPage()
   await page.goto(`${b.base}bundle.html?magnet=${encodeURIComponent(sent.magnet)}`, { waitUntil: 'commit' })
@@ -48,7 +52,8 @@ try {
     return t.state === 'complete' ? t : null
   }, { timeoutMs: 1_800_000, everyMs: 250, what: 'the download' })
   const seconds = (performance.now() - t0) / 1000
-  const [pa, pb] = [(await ca.send('Profiler.stop')).profile, (await cb.send('Profiler.stop')).profile]
+  const empty = { nodes: [], samples: [], timeDeltas: [] }
+  const [pa, pb] = profiling ? [(await ca.send('Profiler.stop')).profile, (await cb.send('Profiler.stop')).profile] : [empty, empty]
   const counts = async (c) => (await c.send('Runtime.evaluate', { expression: 'globalThis.__counts', returnByValue: true })).result.value
   console.log(`${fmt(TOTAL / MB, 1)} MB in ${fmt(seconds, 1)} s: ${fmt(TOTAL / MB / seconds, 1)} MB/s`)
   summary('sender', pa, await counts(ca), seconds)

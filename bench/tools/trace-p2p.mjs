@@ -42,6 +42,9 @@ try {
       let lastBytes = 0
       let lastT = t0
       const id = await receive('trace', b, { magnet: sent.magnet })
+      // TRACE_CLOSE_PAGE=1: the receiver's bundle page is closed once the
+      // download is under way (what its drawing costs the transfer).
+      if (process.env.TRACE_CLOSE_PAGE === '1') await b.bundlePage.close()
       const rows = []
       for (;;) {
         await new Promise((resolve) => setTimeout(resolve, 1000))
