@@ -49,13 +49,13 @@ async function rawRun (pages) {
     await s.page.evaluate((sdp) => window.raw.accept(sdp), answer)
     await r.page.evaluate(() => window.raw.ready())
     let sent
-    const { value: got, seconds, cpu: [cs, cr] } = await timedRun(() => {
+    const { value: got, seconds, stolen, cpu: [cs, cr] } = await timedRun(() => {
       sent = s.page.evaluate(([t, m, lo, hi]) => window.raw.send(t, m, lo, hi), [TOTAL, RAW_MESSAGE, RAW_LOW, RAW_HIGH])
       return r.page.evaluate((t) => window.raw.until(t), TOTAL)
     }, { pids: [s.pid, r.pid] })
     await sent
     if (got !== TOTAL) throw new Error(`raw: received ${got} bytes, not ${TOTAL}`)
-    return { seconds, bytes: TOTAL, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr }
+    return { seconds, stolen, bytes: TOTAL, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr }
   } finally {
     await s.close()
     await r.close()
@@ -85,9 +85,9 @@ async function webtorrentRun (pages, server, files) {
     } finally {
       clearInterval(progress)
     }
-    const { value: done, seconds, cpu: [cs, cr] } = run
+    const { value: done, seconds, stolen, cpu: [cs, cr] } = run
     if (done.length !== seeded.length) throw new Error(`WebTorrent: got ${done.length} bytes, not ${seeded.length}`)
-    return { seconds, bytes: done.length, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr, pieceLength: seeded.pieceLength }
+    return { seconds, stolen, bytes: done.length, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr, pieceLength: seeded.pieceLength }
   } finally {
     await s.close()
     await r.close()
@@ -100,14 +100,14 @@ async function swarmdropRun (server, files) {
   try {
     const sent = await send(a, files)
     let id
-    const { value: got, seconds, cpu: [cs, cr] } = await timedRun(async () => {
+    const { value: got, seconds, stolen, cpu: [cs, cr] } = await timedRun(async () => {
       id = await receive(ROW, b, { magnet: sent.magnet })
       return completed(ROW, b, id)
     }, { pids: [a.pid, b.pid] })
     if (got.fromServer !== 0) throw new Error(`Swarmdrop: ${got.fromServer} bytes came from the server`)
     if (got.totalLength !== sent.totalLength) throw new Error(`Swarmdrop: got ${got.totalLength} bytes`)
     const t = await call(b.popup, 'transfer.get', { id })
-    return { seconds, bytes: got.totalLength, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr, pieceLength: t.pieceLength ?? null }
+    return { seconds, stolen, bytes: got.totalLength, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr, pieceLength: t.pieceLength ?? null }
   } finally {
     await closeAll()
   }
@@ -123,11 +123,11 @@ try {
   const all = { raw: [], wt: [], sd: [] }
   for (let i = 0; i < RUNS; i++) {
     const raw = await rawRun(pages)
-    log(ROW, `run ${i + 1}/${RUNS}: raw ${fmt(raw.bytes / MB / raw.seconds, 1)} MB/s, CPU ${fmt(raw.cpu, 1)} s`)
+    log(ROW, `run ${i + 1}/${RUNS}: raw ${fmt(raw.bytes / MB / raw.seconds, 1)} MB/s, CPU ${fmt(raw.cpu, 1)} s, ${fmt(100 * (raw.stolen ?? 0), 1)} % of the machine stolen`)
     const wt = await webtorrentRun(pages, server, files)
-    log(ROW, `run ${i + 1}/${RUNS}: WebTorrent ${fmt(wt.bytes / MB / wt.seconds, 1)} MB/s, CPU ${fmt(wt.cpu, 1)} s`)
+    log(ROW, `run ${i + 1}/${RUNS}: WebTorrent ${fmt(wt.bytes / MB / wt.seconds, 1)} MB/s, CPU ${fmt(wt.cpu, 1)} s, ${fmt(100 * (wt.stolen ?? 0), 1)} % of the machine stolen`)
     const sd = await swarmdropRun(server, files)
-    log(ROW, `run ${i + 1}/${RUNS}: Swarmdrop ${fmt(sd.bytes / MB / sd.seconds, 1)} MB/s, CPU ${fmt(sd.cpu, 1)} s`)
+    log(ROW, `run ${i + 1}/${RUNS}: Swarmdrop ${fmt(sd.bytes / MB / sd.seconds, 1)} MB/s, CPU ${fmt(sd.cpu, 1)} s, ${fmt(100 * (sd.stolen ?? 0), 1)} % of the machine stolen`)
     all.raw.push(raw)
     all.wt.push(wt)
     all.sd.push(sd)
@@ -141,7 +141,8 @@ try {
       webtorrent_cpu_s_gib: Number(perGiB(wt).toFixed(1)),
       swarmdrop_cpu_send_recv: `${fmt(sd.sender.seconds, 1)} / ${fmt(sd.receiver.seconds, 1)}`,
       webtorrent_cpu_send_recv: `${fmt(wt.sender.seconds, 1)} / ${fmt(wt.receiver.seconds, 1)}`,
-      raw_cpu_send_recv: `${fmt(raw.sender.seconds, 1)} / ${fmt(raw.receiver.seconds, 1)}`
+      raw_cpu_send_recv: `${fmt(raw.sender.seconds, 1)} / ${fmt(raw.receiver.seconds, 1)}`,
+      stolen_pct_sd_raw_wt: [sd, raw, wt].map((x) => (x.stolen == null ? '?' : fmt(100 * x.stolen, 1))).join(' / ')
     })
   }
   const cpuGiB = (xs) => median(xs.map((x) => x.cpu / (x.bytes / GiB)))
@@ -254,6 +255,8 @@ try {
         ` ${fmt(all.wt[0].pieceLength)} bytes; timed from adding the .torrent to its 'done' event`,
       `Swarmdrop: release build of the extension (dist/chrome), upload to the server off, the magnet link opened in the` +
         ` receiver's bundle page; timed from opening it to the transfer's \`complete\` state (polled every 250 ms)`,
+      'stolen_pct_sd_raw_wt: the share of the machine\'s CPU time the hypervisor gave to others (steal in /proc/stat)' +
+        ' during the Swarmdrop, raw and WebTorrent transfers of each run: a run with more is slower for that, not for its code',
       `cores kept busy by both browsers over the transfer (CPU-seconds over seconds, medians): Swarmdrop ${fmt(cores(all.sd), 2)},` +
         ` raw ${fmt(cores(all.raw), 2)}, WebTorrent ${fmt(cores(all.wt), 2)} (of ${availableParallelism()})`,
       `CPU split by process kind, median run: Swarmdrop sender ${medianKinds(all.sd, 'sender')}; receiver ${medianKinds(all.sd, 'receiver')};` +
