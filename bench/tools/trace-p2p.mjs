@@ -1,14 +1,18 @@
 // Traces row 2's Swarmdrop run second by second: the receiver's progress and the CPU of both browsers.
 //
-//   flock /tmp/swarmdrop-browsers.lock node bench/tools/trace-p2p.mjs [MiB] [runs]
+//   SWARMDROP_SERVER=target/release/swarmdrop-server \
+//     flock /tmp/swarmdrop-browsers.lock node bench/tools/trace-p2p.mjs [MiB] [runs]
 //
 // The same setup as row 2 (bench/rows/02-p2p.mjs: two Chromium instances
 // with the release build, fresh profiles, upload off, the release server as
 // tracker only). Every second it prints the bytes the receiver has, the rate
 // over that second and the CPU-seconds each browser's process tree used in
 // it, so a slow run shows whether it is slow throughout (CPU-bound) or
-// stalls (idle CPU, no bytes). Not a benchmark: the per-second polling
-// adds its own load.
+// stalls (idle CPU, no bytes); after each run, the time to the first bytes,
+// the share of the machine the hypervisor stole meanwhile and each side's
+// CPU by thread. TRACE_CLOSE_PAGE=1 closes the receiver's bundle page once
+// the download is under way. Not a benchmark: the per-second polling adds
+// its own load.
 import { readFile } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import { fmt, removeDir, tempDir } from '../lib/common.mjs'
