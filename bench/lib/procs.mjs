@@ -43,6 +43,26 @@ async function cmdline (pid) {
   return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split(/[\0 ]/).filter(Boolean)
 }
 
+/** The machine's CPU time counters: the first line of /proc/stat (user, nice, system, idle, iowait, irq, softirq, steal). */
+export async function machineTimes () {
+  return parseMachineTimes((await readFile('/proc/stat', 'utf8')).split('\n')[0])
+}
+
+/** The counters of a first line of /proc/stat ("cpu  user nice …"), as `machineTimes` gives them. */
+export function parseMachineTimes (line) {
+  return line.trim().split(/\s+/).slice(1, 9).map(Number)
+}
+
+/**
+ * The share of the machine's CPU time the hypervisor gave to others (steal)
+ * between two `machineTimes`, or null when no time passed.
+ */
+export function stolenShare (before, after) {
+  const d = after.map((v, i) => v - before[i])
+  const total = d.reduce((t, v) => t + v, 0)
+  return total > 0 ? d[7] / total : null
+}
+
 /** The pid of the Chromium browser process started with `--user-data-dir=<profile>`. */
 export async function browserPid (profile) {
   const found = []

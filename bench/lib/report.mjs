@@ -12,6 +12,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { fmt } from './common.mjs'
+import { parseMachineTimes, stolenShare } from './procs.mjs'
 
 const { values: args } = parseArgs({
   options: {
@@ -106,12 +107,9 @@ if (loadBefore) md.push(`- **Load average** (1, 5, 15 min): ${loadBefore} before
   // On a virtual machine, the time the hypervisor gave the machine's CPUs
   // to others ("steal" in /proc/stat): the same code runs slower and its
   // figures vary more when it is high.
-  const [a, b] = args['cpu-stat'].map((line) => line.trim().split(/\s+/).slice(1, 9).map(Number))
-  if (a && b && a.length === 8 && b.length === 8) {
-    const d = b.map((v, i) => v - a[i])
-    const total = d.reduce((t, v) => t + v, 0)
-    if (total > 0) md.push(`- **CPU stolen by the hypervisor** (steal in /proc/stat, over the invocation): ${fmt((100 * d[7]) / total, 1)} % of the machine's CPU time`)
-  }
+  const [a, b] = args['cpu-stat'].map(parseMachineTimes)
+  const stolen = a?.length === 8 && b?.length === 8 ? stolenShare(a, b) : null
+  if (stolen != null) md.push(`- **CPU stolen by the hypervisor** (steal in /proc/stat, over the invocation): ${fmt(100 * stolen, 1)} % of the machine's CPU time`)
 }
 if (process.env.BENCH_NOTE) md.push(`- **Note**: ${process.env.BENCH_NOTE}`)
 md.push('')

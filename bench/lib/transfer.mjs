@@ -3,12 +3,12 @@
 // of CPU time by process kind.
 
 import { randomFill } from 'node:crypto'
-import { open, readFile } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { promisify } from 'node:util'
 import { fmt, median } from './common.mjs'
-import { cpuBetween, cpuGrowth, cpuSnapshot, processKind, threadCpu } from './procs.mjs'
+import { cpuBetween, cpuGrowth, cpuSnapshot, machineTimes, processKind, stolenShare, threadCpu } from './procs.mjs'
 
 /** Writes `count` files of `bytes` random bytes each in `dir`; returns their paths. */
 export async function randomFileSet (dir, count, bytes) {
@@ -79,25 +79,16 @@ export function threadsText (threads, min = 0.3) {
 export async function timedRun (transfer, { pids, server } = {}) {
   const meter = pids ? await cpuMeter(pids) : null
   const served = server ? (await server.stats()).bytes_served : 0
-  const stat0 = await machineStat()
+  const times0 = await machineTimes()
   const t0 = performance.now()
   const value = await transfer()
   const seconds = (performance.now() - t0) / 1000
-  const stat1 = await machineStat()
+  // The share of the machine stolen over the run: a run slowed by it is
+  // told apart from a slow run.
+  const stolen = stolenShare(times0, await machineTimes())
   const cpu = meter ? await meter.stop() : null
   const egress = server ? (await server.stats()).bytes_served - served : null
-  const d = stat1.map((v, i) => v - stat0[i])
-  const total = d.reduce((t, v) => t + v, 0)
-  // The share of the machine's CPU time the hypervisor gave to others over
-  // the run (steal): a run slowed by it is told apart from a slow run.
-  const stolen = total > 0 ? d[7] / total : null
   return { value, seconds, cpu, egress, stolen }
-}
-
-/** The machine's CPU time counters (the first line of /proc/stat: user … steal). */
-async function machineStat () {
-  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0]
-  return line.trim().split(/\s+/).slice(1, 9).map(Number)
 }
 
 /** The median throughput in MB/s of runs of {bytes, seconds}. */

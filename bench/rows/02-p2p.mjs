@@ -146,7 +146,7 @@ try {
     })
   }
   const cpuGiB = (xs) => median(xs.map((x) => x.cpu / (x.bytes / GiB)))
-  // Cores both browsers kept busy over the timed transfer (of the machine's 2).
+  // Cores both browsers kept busy over the timed transfer (of availableParallelism()).
   const cores = (xs) => median(xs.map((x) => x.cpu / x.seconds))
   const sdRate = medianRate(all.sd)
   const rawRate = medianRate(all.raw)
@@ -209,7 +209,7 @@ try {
         ' 2026-11-22 at 1.5 to 1.8 CPU-s per 256 MiB read in 512 KiB slices against 0.8 to 0.9 in 4 MiB slices, the rest of' +
         ' that in the browser process); the compositor and the GPU process draw the receiver\'s pages.' +
         ` The throughput gap has two factors: Swarmdrop's CPU per GiB (${fmt(cpuRatio, 2)}× raw's) and how much of the` +
-        ` 2 cores the two browsers keep busy (medians: Swarmdrop ${fmt(cores(all.sd), 2)}, raw ${fmt(cores(all.raw), 2)},` +
+        ` ${availableParallelism()} cores the two browsers keep busy (medians: Swarmdrop ${fmt(cores(all.sd), 2)}, raw ${fmt(cores(all.raw), 2)},` +
         ` WebTorrent ${fmt(cores(all.wt), 2)}); ${fmt(vsRaw, 2)}× ≈ (1 / ${fmt(cpuRatio, 2)}) × (${fmt(cores(all.sd), 2)} /` +
         ` ${fmt(cores(all.raw), 2)}). The idle share is not the sender running dry: sampled every 20 ms in a 512 MiB transfer` +
         ' (bench/tools/profile-p2p.mjs with PROFILE=0, 2026-11-22), the sender\'s channel held more than 1 MiB in 95 % of the' +

@@ -13,22 +13,15 @@
 // CPU by thread. TRACE_CLOSE_PAGE=1 closes the receiver's bundle page once
 // the download is under way. Not a benchmark: the per-second polling adds
 // its own load.
-import { readFile } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import { fmt, removeDir, tempDir } from '../lib/common.mjs'
-import { cpuBetween, cpuGrowth, cpuSnapshot, threadCpu } from '../lib/procs.mjs'
+import { cpuBetween, cpuGrowth, cpuSnapshot, machineTimes, stolenShare, threadCpu } from '../lib/procs.mjs'
 import { call, closeAll, extensionBrowser, receive, send, startServer } from '../lib/swarmdrop.mjs'
 import { randomFileSet, threadsText } from '../lib/transfer.mjs'
 
 const TOTAL = Number(process.argv[2] ?? 256) * 2 ** 20
 const RUNS = Number(process.argv[3] ?? 1)
 const MB = 1e6
-
-/** Seconds of CPU stolen by the hypervisor, machine-wide (steal in /proc/stat). */
-async function steal () {
-  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0]
-  return Number(line.split(/\s+/)[8]) / 100
-}
 
 const server = await startServer()
 const dir = await tempDir('trace-p2p-')
@@ -40,7 +33,7 @@ try {
     try {
       const sent = await send(a, files)
       const threads0 = await Promise.all([a.pid, b.pid].map(threadCpu))
-      const steal0 = await steal()
+      const times0 = await machineTimes()
       const t0 = performance.now()
       let last = await cpuSnapshot([a.pid, b.pid])
       let lastBytes = 0
@@ -58,7 +51,7 @@ try {
         const [cs, cr] = cpuBetween(last, cpu)
         const bytes = t.progressBytes ?? 0
         const dt = (now - lastT) / 1000
-        rows.push({ s: (now - t0) / 1000, mb: bytes / MB, rate: (bytes - lastBytes) / MB / dt, cs: cs.seconds / dt, cr: cr.seconds / dt })
+        rows.push({ s: (now - t0) / 1000, mb: bytes / MB })
         console.log(`${fmt((now - t0) / 1000, 1).padStart(6)} s ${fmt(bytes / MB, 1).padStart(7)} MB ${fmt((bytes - lastBytes) / MB / dt, 1).padStart(5)} MB/s  cpu sender ${fmt(cs.seconds / dt, 2)} receiver ${fmt(cr.seconds / dt, 2)}  ${t.state}`)
         last = cpu
         lastBytes = bytes
@@ -67,10 +60,10 @@ try {
         if (t.state === 'error') throw new Error(t.error)
       }
       const threads1 = await Promise.all([a.pid, b.pid].map(threadCpu))
-      const stolen = (await steal()) - steal0
+      const stolen = stolenShare(times0, await machineTimes())
       const seconds = rows.at(-1).s
       const firstByte = rows.find((r) => r.mb > 0)?.s
-      console.log(`run ${run}: ${fmt(TOTAL / MB / seconds, 1)} MB/s over ${fmt(seconds, 1)} s; first bytes by ${fmt(firstByte, 1)} s; ${fmt(100 * stolen / (2 * seconds), 1)} % of the machine stolen`)
+      console.log(`run ${run}: ${fmt(TOTAL / MB / seconds, 1)} MB/s over ${fmt(seconds, 1)} s; first bytes by ${fmt(firstByte, 1)} s; ${fmt(100 * stolen, 1)} % of the machine stolen`)
       for (const [i, side] of ['sender', 'receiver'].entries()) {
         console.log(`  ${side} threads: ${threadsText(Object.fromEntries(cpuGrowth(threads0[i], threads1[i], 0.05)), 0.2)}`)
       }
