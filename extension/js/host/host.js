@@ -6,6 +6,7 @@
 // (js/common/channel.js). What the host tells the background (status for
 // the badge, idleness) goes through the `emit` function it is started with.
 import { serve } from '../common/channel.js';
+import { transferChangeTeller } from '../common/events.js';
 import { HOST_TYPES } from '../common/host-types.js';
 import { getSettings } from '../common/settings.js';
 import { engine } from './engine.js';
@@ -55,6 +56,8 @@ export function startHost(emit) {
       statusTimer ??= setTimeout(sendStatus, 250);
     },
   });
+  // Open pages refresh on a state change at once (js/common/events.js).
+  transfers.observe(transferChangeTeller());
   // Loading the records opens (and may upgrade) the database: when that
   // fails (an upgrade blocked by another connection, say), every request is
   // answered with the error, and the next one tries again.

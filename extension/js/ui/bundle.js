@@ -4,6 +4,7 @@
 // downloads API (Blob URLs of files fetched from the engine host by
 // reference; the host's save files are released once the download read them).
 import { fetchFile, releaseFile } from '../common/channel.js';
+import { onTransferChange } from '../common/events.js';
 import { ext } from '../common/ext.js';
 import { kind } from '../common/filetypes.js';
 import * as fmt from '../common/format.js';
@@ -346,6 +347,8 @@ function finished(downloadId) {
 const params = new URLSearchParams(location.search);
 if (id) {
   refresh();
+  // A state change (finished, paused, failed) shows at once, not at the next tick.
+  onTransferChange((change) => change.id === id && refresh());
 } else if (params.has('magnet')) {
   // Opened from a magnet link: make (or find) its transfer, then show it.
   call('bundle.open', { magnet: params.get('magnet') }).then(

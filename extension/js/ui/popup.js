@@ -3,6 +3,7 @@
 // pause all; sending files; settings. The engine host is the source of truth:
 // the popup asks it for the list and renders it.
 import { fetchHandles, reattachFiles, sendFiles } from '../common/channel.js';
+import { onTransferChange } from '../common/events.js';
 import { ext } from '../common/ext.js';
 import * as fmt from '../common/format.js';
 import { bundlePage } from '../common/links.js';
@@ -491,3 +492,5 @@ $('s-save').addEventListener('click', async () => {
 });
 
 refresh();
+// A state change (finished, paused, failed) shows at once, not at the next tick.
+onTransferChange(() => refresh());
