@@ -25,7 +25,7 @@ import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { RUNS, fmt, log, median, removeDir, tempDir, writeResult } from '../lib/common.mjs'
 import { closePages, pageBrowser, startPages } from '../lib/pages.mjs'
-import { call, closeAll, completed, extensionBrowser, receive, send, startServer } from '../lib/swarmdrop.mjs'
+import { closeAll, completed, extensionBrowser, receive, send, startServer } from '../lib/swarmdrop.mjs'
 import { addKinds, kindsText, medianRate, randomFileSet, threadsText, timedRun } from '../lib/transfer.mjs'
 
 const ROW = 'p2p'
@@ -99,6 +99,7 @@ async function swarmdropRun (server, files) {
   const b = await extensionBrowser(ROW, 'sd-receiver', server)
   try {
     const sent = await send(a, files)
+    await a.closePopup()
     let id
     const { value: got, seconds, stolen, cpu: [cs, cr] } = await timedRun(async () => {
       id = await receive(ROW, b, { magnet: sent.magnet })
@@ -106,8 +107,7 @@ async function swarmdropRun (server, files) {
     }, { pids: [a.pid, b.pid] })
     if (got.fromServer !== 0) throw new Error(`Swarmdrop: ${got.fromServer} bytes came from the server`)
     if (got.totalLength !== sent.totalLength) throw new Error(`Swarmdrop: got ${got.totalLength} bytes`)
-    const t = await call(b.popup, 'transfer.get', { id })
-    return { seconds, stolen, bytes: got.totalLength, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr, pieceLength: t.pieceLength ?? null }
+    return { seconds, stolen, bytes: got.totalLength, cpu: cs.seconds + cr.seconds, sender: cs, receiver: cr, pieceLength: got.pieceLength ?? null }
   } finally {
     await closeAll()
   }

@@ -49,6 +49,7 @@ try {
   const sent = await send(sdSender, files)
   const u0 = performance.now()
   await uploaded(sdSender, sent.id)
+  await sdSender.closePopup()
   log(ROW, `Swarmdrop: ${fmt(sent.totalLength / MB, 1)} MB shared and uploaded (upload ${fmt((performance.now() - u0) / 1000, 1)} s after sharing)`)
   const torrent = Buffer.from(await (await fetch(`${server.url}/api/bundles/${sent.infoHash}/torrent`)).arrayBuffer())
   const facts = torrentFacts(torrent)

@@ -33,7 +33,7 @@ async function receiveRun (server, bundle, label) {
     const sampler = pssSampler(b.pid, 200)
     const t0 = performance.now()
     const id = await receive(ROW, b, { link: bundle.link })
-    const got = await completed(ROW, b, id, { everyMs: 500 })
+    const got = await completed(ROW, b, id)
     const seconds = (performance.now() - t0) / 1000
     const { peak, samples, last, atPeak, kindPeaks } = await sampler.stop()
     if (got.totalLength !== bundle.totalLength) throw new Error(`${label}: got ${got.totalLength} bytes`)

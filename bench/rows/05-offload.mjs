@@ -33,6 +33,7 @@ try {
   log(ROW, `sender shares ${fmt(sent.totalLength / MB, 1)} MB: ${sent.link}`)
   const t0 = performance.now()
   await uploaded(sender, sent.id)
+  await sender.closePopup()
   log(ROW, `upload to the server done in ${fmt((performance.now() - t0) / 1000, 1)} s`)
   if ((await server.bundle(sent.infoHash)).complete !== true) throw new Error('the server does not hold the whole bundle')
 

@@ -32,6 +32,7 @@ try {
     const b = await extensionBrowser('trace', 'receiver', server)
     try {
       const sent = await send(a, files)
+      await a.closePopup()
       const threads0 = await Promise.all([a.pid, b.pid].map(threadCpu))
       const times0 = await machineTimes()
       const t0 = performance.now()
@@ -39,13 +40,20 @@ try {
       let lastBytes = 0
       let lastT = t0
       const id = await receive('trace', b, { magnet: sent.magnet })
-      // TRACE_CLOSE_PAGE=1: the receiver's bundle page is closed once the
-      // download is under way (what its drawing costs the transfer).
-      if (process.env.TRACE_CLOSE_PAGE === '1') await b.bundlePage.close()
+      // The progress is asked for through the bundle page (row 2 has no
+      // popup open). TRACE_CLOSE_PAGE=1: the bundle page is closed once the
+      // download is under way (what its drawing costs the transfer), and the
+      // asking goes through the popup again (with its own refresh).
+      let asker = b.bundlePage
+      if (process.env.TRACE_CLOSE_PAGE === '1') {
+        await b.bundlePage.close()
+        await b.popup.goto(`${b.base}popup.html`)
+        asker = b.popup
+      }
       const rows = []
       for (;;) {
         await new Promise((resolve) => setTimeout(resolve, 1000))
-        const t = await call(b.popup, 'transfer.get', { id })
+        const t = await call(asker, 'transfer.get', { id })
         const now = performance.now()
         const cpu = await cpuSnapshot([a.pid, b.pid])
         const [cs, cr] = cpuBetween(last, cpu)
