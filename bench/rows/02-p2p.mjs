@@ -204,7 +204,7 @@ try {
         ' channel (the network service\'s IO thread with the UDP sockets, the renderer\'s WebRTC network thread with SCTP and' +
         ' DTLS, the renderer\'s IO thread) carry the same bytes in both; Swarmdrop also sends requests back and its transfer' +
         ' runs longer, and this measurement does not split their extra further. The main thread runs the engine in wasm and' +
-        ' its glue and the popup and bundle pages,' +
+        ' its glue and the bundle page,' +
         ' and on the sender the calls that read pieces from the files (`Blob.slice().arrayBuffer()` per piece, measured on' +
         ' 2026-11-22 at 1.5 to 1.8 CPU-s per 256 MiB read in 512 KiB slices against 0.8 to 0.9 in 4 MiB slices, the rest of' +
         ' that in the browser process); the compositor and the GPU process draw the receiver\'s pages.' +
@@ -254,7 +254,9 @@ try {
       `WebTorrent ${'3.0.21'} (dist/webtorrent.min.js, its OPFS chunk store) in plain pages, no ICE servers; pieces of` +
         ` ${fmt(all.wt[0].pieceLength)} bytes; timed from adding the .torrent to its 'done' event`,
       `Swarmdrop: release build of the extension (dist/chrome), upload to the server off, the magnet link opened in the` +
-        ` receiver's bundle page; timed from opening it to the transfer's \`complete\` state (polled every 250 ms)`,
+        ` receiver's bundle page; timed from opening it to that page showing the transfer complete (checked in the page` +
+        ' every 100 ms; the engine host tells open pages of a state change at once); no popup open during the transfer' +
+        ' (the sender\'s is closed once the link is shared, as a toolbar popup closes)',
       'stolen_pct_sd_raw_wt: the share of the machine\'s CPU time the hypervisor gave to others (steal in /proc/stat)' +
         ' during the Swarmdrop, raw and WebTorrent transfers of each run: a run with more is slower for that, not for its code',
       `cores kept busy by both browsers over the transfer (CPU-seconds over seconds, medians): Swarmdrop ${fmt(cores(all.sd), 2)},` +
