@@ -4,7 +4,8 @@
 // downloads from A and the server at once; the files B saves to disk have the
 // originals' SHA-256; then A and B leave and C downloads from the server
 // alone; a peer-to-peer-only bundle goes from A to B through the tracker;
-// three receivers download at once while A is online.
+// three receivers download at once while A is online; a recipient's bundle
+// page shows the sender's thumbnails.
 //
 // The first bundle is the issue's 300 MB; the peer-to-peer one a third and
 // the three receivers' one half of 60 MB (of 300 MB with SWARMDROP_E2E_BIG=1).
@@ -13,6 +14,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { launchChromium } from './lib/chromium.js';
+import { DRAW_JPEG, makeFiles } from './lib/files.js';
 import { SCREENSHOTS, builtExtension } from './lib/paths.js';
 import { BUNDLE_BYTES, ISSUE_BUNDLE_BYTES, randomFiles, saveIntact, startServer, tempDir, testSettings, until } from './net/support.js';
 
@@ -240,5 +242,51 @@ test('three receivers at once while A is online', { timeout: 1_200_000 }, async 
   assert.ok(egress < 2 * total, `the server sent ${(egress / total).toFixed(2)} copies of the bundle`);
   for (const v of views) assert.ok(v.fromPeers > 0, 'every receiver got bytes from peers');
   for (const r of receivers) await r.close();
+  await a.close();
+});
+
+test("a recipient's bundle page shows the sender's thumbnails, from the bundle itself", { timeout: 600_000 }, async () => {
+  // Peers only (no upload): the thumbnails travel in the bundle's manifest,
+  // not through the server.
+  const a = await browser('A4', { uploadToServer: false });
+  const files = makeFiles(tempDir('files-thumbs-'), await a.popup.evaluate(DRAW_JPEG));
+  const sent = await send(a, files);
+  const made = (await call(a.popup, 'bundle.get', { id: sent.id })).files.find((f) => f.path === 'sunset.jpg');
+  assert.match(made.thumbnail, /^data:image\/jpeg;base64,/);
+
+  const b = await browser('B4');
+  const id = await receive(b, { magnet: sent.magnet });
+  const page = b.bundlePage;
+  const thumb = page.locator('article.tile[data-path="sunset.jpg"] .visual img');
+  await thumb.waitFor({ timeout: 120_000 });
+  assert.equal(await thumb.getAttribute('src'), made.thumbnail, "the sender's thumbnail, unchanged");
+  await page.waitForFunction(() => document.querySelector('article.tile[data-path="sunset.jpg"] .visual img')?.naturalWidth > 0, null, {
+    timeout: 30_000,
+  });
+  assert.equal(await page.locator('article.tile[data-path="data.bin"] .visual img').count(), 0, 'a type icon, not an image');
+  const got = await completed(b, id);
+  assert.equal(got.fromServer, 0, 'nothing came from the server');
+
+  // Refreshes after the first leave the thumbnails out: the tile and its
+  // enlarging keep them (and the image's size, from the manifest).
+  await page.waitForFunction(() => document.querySelector('#state')?.classList.contains('complete'), null, { timeout: 30_000 });
+  // Setting the bundle's caps makes the page ask again (without thumbnails by now).
+  await page.locator('#caps-set').click();
+  await page.locator('#message', { hasText: 'Caps for this bundle' }).waitFor();
+  await page.waitForTimeout(500);
+  assert.equal(await thumb.getAttribute('src'), made.thumbnail);
+  await thumb.click();
+  await page.locator('#lightbox').waitFor({ state: 'visible' });
+  assert.match(await page.locator('#lb-caption').textContent(), /sunset\.jpg · 1200 × 800/);
+  await page.waitForFunction(
+    () => {
+      const img = document.getElementById('lb-img');
+      return img.dataset.full === '1' && img.complete && img.naturalWidth === 1200;
+    },
+    null,
+    { timeout: 30_000 },
+  );
+  await page.screenshot({ path: join(SCREENSHOTS, 'transfer-recipient-thumbnails.png') });
+  await b.close();
   await a.close();
 });

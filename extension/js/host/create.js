@@ -110,3 +110,43 @@ export async function withManifest(bundle, { now, onThumb, signal }) {
   ];
   return { files, manifest };
 }
+
+/** A thumbnail a recipient shows: an image as a base64 data URL, of a type every browser decodes. */
+const THUMB_URL = /^data:image\/(jpeg|png|webp);base64,[A-Za-z0-9+/]+={0,2}$/;
+/** The largest thumbnail a recipient takes, in characters (the sender's are some 10 to 40 KB). */
+const MAX_THUMB_CHARS = 256 * 1024;
+
+/**
+ * A downloaded bundle's manifest as its recipient shows it. The manifest
+ * comes from the sender (any client may have written it), so only what the
+ * bundle page can use safely is kept: for each of the bundle's own files
+ * (`files`, the torrent's, which stay the authority on paths, sizes and
+ * types), its thumbnail if it is an image data URL of a sane size, and the
+ * image's width and height. Null when `manifest` is not a manifest.
+ *
+ * @param {unknown} manifest the parsed manifest file
+ * @param {{path: string, length: number, type: string, manifest?: boolean, padding?: boolean}[]} files
+ */
+export function receivedManifest(manifest, files) {
+  if (!Array.isArray(manifest?.files)) return null;
+  const byPath = new Map(manifest.files.filter((f) => typeof f?.path === 'string').map((f) => [f.path, f]));
+  const side = (n) => (Number.isInteger(n) && n > 0 && n <= 1_000_000 ? n : null);
+  let thumbs = 0;
+  return {
+    files: files
+      .filter((f) => !f.manifest && !f.padding)
+      .map((f) => {
+        const sent = byPath.get(f.path);
+        const thumb = sent?.thumbnail;
+        const shown =
+          thumbs < MAX_THUMBS && typeof thumb === 'string' && thumb.length <= MAX_THUMB_CHARS && THUMB_URL.test(thumb);
+        if (shown) thumbs++;
+        return {
+          path: f.path,
+          size: f.length,
+          type: f.type,
+          ...(shown ? { thumbnail: thumb, width: side(sent.width), height: side(sent.height) } : {}),
+        };
+      }),
+  };
+}

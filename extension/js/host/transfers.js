@@ -12,7 +12,7 @@
 import * as S from '../common/states.js';
 import { linkServer, serverTracker, shareLink } from '../common/links.js';
 import { mimeType } from '../common/filetypes.js';
-import { layout, withManifest, MANIFEST_PATH } from './create.js';
+import { layout, receivedManifest, withManifest, MANIFEST_PATH } from './create.js';
 import { hashPieces } from './hasher.js';
 import { PieceSource } from './pieces.js';
 import { changedFiles, filesFromHandles, locate, matchPicked, readable, stillReadable } from './reattach.js';
@@ -212,16 +212,21 @@ export class Transfers {
     };
   }
 
-  /** A transfer with its files, thumbnails and per-file progress, for the bundle page. */
-  detail(id) {
+  /**
+   * A transfer with its files, thumbnails and per-file progress, for the
+   * bundle page. `hasManifest` says the thumbnails are the sender's final
+   * ones; a page that has shown them asks again with `thumbnails: false`,
+   * and its refreshes (every second) then carry progress only, not a bundle's
+   * worth of images each time.
+   */
+  detail(id, { thumbnails = true } = {}) {
     const r = this.#get(id);
-    const files = (r.manifest?.files ?? r.files.filter((f) => !f.manifest && !f.padding)).map((f) => ({
+    const manifest = r.manifest ?? this.#live.get(id)?.manifest;
+    const files = (manifest?.files ?? r.files.filter((f) => !f.manifest && !f.padding)).map((f) => ({
       path: f.path,
       size: f.size ?? f.length,
       type: f.type ?? 'application/octet-stream',
-      thumbnail: f.thumbnail ?? null,
-      width: f.width ?? null,
-      height: f.height ?? null,
+      ...(thumbnails ? { thumbnail: f.thumbnail ?? null, width: f.width ?? null, height: f.height ?? null } : {}),
     }));
     const offsets = new Map(r.files.map((f) => [f.path, f]));
     const prefix = this.#contiguousBytes(r);
@@ -240,7 +245,7 @@ export class Transfers {
       if (r.role === 'receive' && got) f.available = got.complete;
       if (r.freed) f.available = false;
     }
-    return { ...this.view(id), files, selection: r.selection ?? null };
+    return { ...this.view(id), files, selection: r.selection ?? null, hasManifest: manifest != null, thumbnails };
   }
 
   /** Deletes a save file `file()` handed out for a download, once it has been read. */
@@ -922,6 +927,12 @@ export class Transfers {
               };
       }
       if (figures.upload) r.upload = figures.upload;
+      if (r.role === 'receive' && !live.manifestRead) {
+        const index = r.files.findIndex((f) => f.manifest);
+        if (index >= 0 && figures.files?.find((f) => f.index === index)?.complete) {
+          this.#readManifest(r, live, index);
+        }
+      }
     }
     let save = false;
     switch (event?.type) {
@@ -1002,6 +1013,31 @@ export class Transfers {
     }
     if (save) this.#save(r).catch(() => {});
     else this.#persistSoon(r);
+  }
+
+  /**
+   * Reads a download's manifest once its file is stored (the engine fetches
+   * it first): the bundle page then shows the sender's thumbnails. It is kept
+   * with the transfer's live part, not in its record (which is written every
+   * few seconds while it runs), and read again after the engine host
+   * restarts. A manifest that does not read or parse leaves the tiles with
+   * their type icons.
+   */
+  async #readManifest(r, live, index) {
+    live.manifestRead = true;
+    let file = null;
+    try {
+      file = await this.#net.fileBlob(r.infoHash, index, 'application/json');
+      const manifest = receivedManifest(JSON.parse(await file.text()), r.files);
+      if (!manifest) throw new Error('it lists no files');
+      live.manifest = manifest;
+      // Open pages ask again now (a finished download's page no longer ticks).
+      this.#notify(r);
+    } catch (err) {
+      console.warn(`swarmdrop: the manifest of ${r.name} could not be read:`, err);
+    } finally {
+      if (file?.name) this.#net.releaseFile(file.name).catch(() => {});
+    }
   }
 
   // ------------------------------------------------------------ helpers
