@@ -94,7 +94,7 @@ export function startHost(emit) {
       const { name, bytes } = transfers.torrent(id);
       return { name, base64: toBase64(bytes) };
     },
-    'bundle.get': ({ id }) => transfers.detail(id),
+    'bundle.get': ({ id, thumbnails }) => transfers.detail(id, { thumbnails: thumbnails !== false }),
     'torrent.inspect': async ({ base64 }) => (await engine()).inspectTorrent(fromBase64(base64)),
     'bundle.open': ({ base64, magnet, link }) =>
       transfers.addReceive(base64 ? { torrent: fromBase64(base64) } : link ? { link } : { magnet }),

@@ -18,6 +18,8 @@ const id = new URLSearchParams(location.search).get('id');
 const tiles = new Map(); // path -> {root, bar, pct, box}
 const selected = new Set();
 let bundle = null;
+/** Whether the page shows the sender's final thumbnails (its refreshes then leave them out). */
+let thumbsFinal = false;
 let refreshTimer = null;
 let lightboxUrl = null;
 let shownError = null;
@@ -44,7 +46,7 @@ async function refresh() {
   const mine = ++asked;
   let answer;
   try {
-    answer = await callNoting('bundle.get', { id }, engineSilent);
+    answer = await callNoting('bundle.get', { id, thumbnails: !thumbsFinal }, engineSilent);
   } catch (err) {
     if (mine < shown) return;
     shown = mine;
@@ -123,12 +125,22 @@ function render() {
       tiles.set(f.path, t);
       selected.add(f.path);
       $('mosaic').append(t.root);
+    } else if (f.thumbnail && !t.file.thumbnail) {
+      // The thumbnail came after the tile (a download's manifest is read
+      // once its file is stored): the tile is made again with it.
+      const fresh = makeTile(f);
+      t.root.replaceWith(fresh.root);
+      tiles.set(f.path, fresh);
+      t = fresh;
     }
+    // An answer without thumbnails keeps the ones shown.
+    if (!bundle.thumbnails) Object.assign(f, { thumbnail: t.file.thumbnail, width: t.file.width, height: t.file.height });
     t.bar.firstElementChild.style.transform = `scaleX(${f.progress})`;
     t.bar.className = `bar ${f.progress >= 1 ? 'done' : ''}`;
     t.pct.textContent = f.progress >= 1 ? fmt.bytes(f.size) : `${fmt.percent(f.progress)} of ${fmt.bytes(f.size)}`;
     t.file = f;
   }
+  if (bundle.thumbnails && bundle.hasManifest) thumbsFinal = true;
   updateSelection();
 }
 
