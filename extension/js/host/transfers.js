@@ -27,6 +27,11 @@ const DISK_FULL =
 /** How often progress is written to IndexedDB while a transfer runs. */
 const PERSIST_EVERY_MS = 2000;
 
+/** The fields of a record that change while it runs, as one string to compare. */
+function runningMark(r) {
+  return JSON.stringify([r.state, r.phase, r.error, r.stats, r.upload, r.selection, r.limits, r.freed, r.thumbs]);
+}
+
 /** Bytes per second over a sliding window. */
 class RateMeter {
   #samples = [];
@@ -82,6 +87,8 @@ export class Transfers {
   #settings;
   #now;
   #persistTimers = new Map();
+  /** id -> what of the record changes as it runs, as last written (see #persistSoon). */
+  #written = new Map();
   #net;
   #observers = new Set();
   /** id -> the state observers were last told */
@@ -520,6 +527,7 @@ export class Transfers {
     this.#records.delete(id);
     clearTimeout(this.#persistTimers.get(id));
     this.#persistTimers.delete(id);
+    this.#written.delete(id);
     await store.deleteBundle(id);
     this.#notified.delete(id);
     this.#notify({ id, state: 'cancelled', role: null });
@@ -1109,6 +1117,7 @@ export class Transfers {
     clearTimeout(this.#persistTimers.get(record.id));
     this.#persistTimers.delete(record.id);
     if (!this.#records.has(record.id)) return; // Cancelled meanwhile.
+    this.#written.set(record.id, runningMark(record));
     await store.putBundle(record);
     if (this.#notified.get(record.id) !== record.state) {
       this.#notified.set(record.id, record.state);
@@ -1117,13 +1126,24 @@ export class Transfers {
     this.#emit();
   }
 
+  /**
+   * Writes the record within PERSIST_EVERY_MS, if what changes as it runs
+   * (its figures, state, upload) changed since it was last written. A record
+   * carries its .torrent, piece hashes and manifest (megabytes for a large
+   * bundle of photos), and a transfer reports every second even when idle:
+   * a send seeding with nobody asking is not written again and again.
+   */
   #persistSoon(record) {
     if (this.#persistTimers.has(record.id)) return;
     this.#persistTimers.set(
       record.id,
       setTimeout(() => {
         this.#persistTimers.delete(record.id);
-        if (this.#records.has(record.id)) store.putBundle(record).catch(() => {});
+        const mark = runningMark(record);
+        if (this.#records.has(record.id) && this.#written.get(record.id) !== mark) {
+          this.#written.set(record.id, mark);
+          store.putBundle(record).catch(() => this.#written.delete(record.id));
+        }
         this.#emit();
       }, PERSIST_EVERY_MS),
     );
