@@ -12,9 +12,8 @@
 // cores it shares with the transfer.
 import { performance } from 'node:perf_hooks'
 import { fmt, removeDir, tempDir } from '../lib/common.mjs'
-import { cpuBetween, cpuSnapshot, threadCpu, cpuGrowth } from '../lib/procs.mjs'
 import { call, closeAll, extensionBrowser, send, startServer } from '../lib/swarmdrop.mjs'
-import { randomFileSet, threadsText } from '../lib/transfer.mjs'
+import { cpuMeter, randomFileSet, threadsText } from '../lib/transfer.mjs'
 
 const SECS = Number(process.argv[2] ?? 20)
 const server = await startServer()
@@ -23,22 +22,26 @@ try {
   const files = await randomFileSet(dir, 4, 2 ** 20)
   const a = await extensionBrowser('ui-cost', 'browser', server, { uploadToServer: false })
   const sent = await send(a, files)
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
   const measure = async (label, during) => {
-    const t0 = await threadCpu(a.pid)
-    const c0 = await cpuSnapshot([a.pid])
+    const meter = await cpuMeter([a.pid])
     const s = performance.now()
     let stop = false
     const loop = during ? during(() => stop) : Promise.resolve()
-    await new Promise((r) => setTimeout(r, SECS * 1000))
+    await sleep(SECS * 1000)
     stop = true
     await loop
-    const c1 = await cpuSnapshot([a.pid])
-    const t1 = await threadCpu(a.pid)
-    const [c] = cpuBetween(c0, c1)
+    const [c] = await meter.stop()
     const dt = (performance.now() - s) / 1000
-    console.log(`${label}: ${fmt(c.seconds / dt, 3)} CPU-s per s; ${threadsText(Object.fromEntries(cpuGrowth(t0, t1, 0.05)), 0.05)}`)
+    console.log(`${label}: ${fmt(c.seconds / dt, 3)} CPU-s per s; ${threadsText(c.threads, 0.05)}`)
   }
-  const poll = (ms) => (stopped) => (async () => { while (!stopped()) { await call(a.popup, 'transfer.get', { id: sent.id }); await new Promise((r) => setTimeout(r, ms)) } })()
+  // What the transfer rows did before: ask through the popup every `ms`.
+  const poll = (ms) => async (stopped) => {
+    while (!stopped()) {
+      await call(a.popup, 'transfer.get', { id: sent.id })
+      await sleep(ms)
+    }
+  }
   for (let i = 0; i < 2; i++) {
     await measure('popup open', null)
     await measure('popup open + poll 250 ms', poll(250))

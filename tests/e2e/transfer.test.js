@@ -270,10 +270,19 @@ test("a recipient's bundle page shows the sender's thumbnails, from the bundle i
   // Refreshes after the first leave the thumbnails out: the tile and its
   // enlarging keep them (and the image's size, from the manifest).
   await page.waitForFunction(() => document.querySelector('#state')?.classList.contains('complete'), null, { timeout: 30_000 });
-  // Setting the bundle's caps makes the page ask again (without thumbnails by now).
+  // Setting the bundle's caps makes the page ask again, without thumbnails by
+  // now; the test waits until such an answer has come (and been shown).
+  await page.evaluate(() => {
+    const send = chrome.runtime.sendMessage.bind(chrome.runtime);
+    window.bareAnswers = 0;
+    chrome.runtime.sendMessage = async (msg, ...rest) => {
+      const answer = await send(msg, ...rest);
+      if (msg?.type === 'bundle.get' && msg.thumbnails === false) window.bareAnswers++;
+      return answer;
+    };
+  });
   await page.locator('#caps-set').click();
-  await page.locator('#message', { hasText: 'Caps for this bundle' }).waitFor();
-  await page.waitForTimeout(500);
+  await page.waitForFunction(() => window.bareAnswers > 0, null, { timeout: 30_000 });
   assert.equal(await thumb.getAttribute('src'), made.thumbnail);
   await thumb.click();
   await page.locator('#lightbox').waitFor({ state: 'visible' });

@@ -111,6 +111,12 @@ export async function withManifest(bundle, { now, onThumb, signal }) {
   return { files, manifest };
 }
 
+/**
+ * The largest manifest a recipient reads, in bytes: a sender's holds at most
+ * MAX_THUMBS thumbnails of some 10 to 40 KB and a line per file. A larger
+ * one (any client may have made the torrent) is not read into memory.
+ */
+export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 /** A thumbnail a recipient shows: an image as a base64 data URL, of a type every browser decodes. */
 const THUMB_URL = /^data:image\/(jpeg|png|webp);base64,[A-Za-z0-9+/]+={0,2}$/;
 /** The largest thumbnail a recipient takes, in characters (the sender's are some 10 to 40 KB). */

@@ -12,7 +12,7 @@
 import * as S from '../common/states.js';
 import { linkServer, serverTracker, shareLink } from '../common/links.js';
 import { mimeType } from '../common/filetypes.js';
-import { layout, receivedManifest, withManifest, MANIFEST_PATH } from './create.js';
+import { layout, receivedManifest, withManifest, MANIFEST_PATH, MAX_MANIFEST_BYTES } from './create.js';
 import { hashPieces } from './hasher.js';
 import { PieceSource } from './pieces.js';
 import { changedFiles, filesFromHandles, locate, matchPicked, readable, stillReadable } from './reattach.js';
@@ -935,11 +935,12 @@ export class Transfers {
               };
       }
       if (figures.upload) r.upload = figures.upload;
-      if (r.role === 'receive' && !live.manifestRead) {
+      // A magnet's files are known once its metadata came; a bundle made
+      // elsewhere may have no manifest (then nothing is looked for again).
+      if (r.role === 'receive' && !live.manifestRead && r.files.length) {
         const index = r.files.findIndex((f) => f.manifest);
-        if (index >= 0 && figures.files?.find((f) => f.index === index)?.complete) {
-          this.#readManifest(r, live, index);
-        }
+        if (index < 0) live.manifestRead = true;
+        else if (figures.files?.find((f) => f.index === index)?.complete) this.#readManifest(r, live, index);
       }
     }
     let save = false;
@@ -1035,6 +1036,8 @@ export class Transfers {
     live.manifestRead = true;
     let file = null;
     try {
+      const { length } = r.files[index];
+      if (length > MAX_MANIFEST_BYTES) throw new Error(`it is ${length} bytes, more than a manifest holds`);
       file = await this.#net.fileBlob(r.infoHash, index, 'application/json');
       const manifest = receivedManifest(JSON.parse(await file.text()), r.files);
       if (!manifest) throw new Error('it lists no files');
